@@ -1,0 +1,155 @@
+//! The command line: argument parsing (clap), the commands, and exit codes.
+//!
+//! This is the edge where errors of every layer become text for a person: located
+//! diagnostics for playbook problems, one clear line for everything else.
+
+pub mod diagnostic;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::plan;
+use crate::playbook::{self, LoadError};
+
+/// Exit code: everything went as asked.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the playbook, its inputs or the command line are invalid.
+pub const EXIT_INVALID: u8 = 2;
+
+const AFTER_HELP: &str = "\
+Examples:
+  runner validate playbooks/*.yaml
+  runner plan playbooks/hotfix.yaml --input issue_description='login fails' --input priority=P1
+  runner plan playbooks/rollback.yaml --output json | jq '.stages[].steps[].id'
+  runner schema > playbook.schema.json
+
+Exit codes:
+  0  success
+  2  invalid playbook, inputs or command line (nothing was run)";
+
+/// Runs production playbooks (hotfix, rollback, canary, post-mortem) whose steps are
+/// sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check playbooks: YAML, schema, references, expressions, plugins, grants.
+    #[command(after_help = "Examples:\n  runner validate playbooks/*.yaml\n\nExit code 0 when every file is valid, 2 otherwise. Problems are printed as FILE:LINE:COL: message.")]
+    Validate {
+        /// Playbook files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show what a playbook will do with these inputs, without running anything.
+    #[command(after_help = "Examples:\n  runner plan playbooks/hotfix.yaml --input issue_description='login fails' --input priority=P0\n  runner plan playbooks/canary.yaml --output json")]
+    Plan {
+        /// Playbook file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// An input value, KEY=VALUE; repeat for several.
+        #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+        inputs: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print the JSON Schema of the playbook format (draft 2020-12).
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Plan { file, inputs, output } => plan_command(&file, &inputs, output),
+        Command::Schema => {
+            print(&playbook::schema::schema_text());
+            EXIT_OK
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Writes to stdout, ignoring a closed pipe (`runner plan … | head`).
+fn print(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn report(error: &LoadError) {
+    let text = match error {
+        LoadError::Read(e) => format!("{e}\n"),
+        LoadError::Invalid { file, problems } => diagnostic::render_all(file, problems),
+    };
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+fn validate(files: &[PathBuf]) -> u8 {
+    let mut code = EXIT_OK;
+    for file in files {
+        match playbook::load(file) {
+            Ok(v) => {
+                let steps: usize = v.playbook.stages.iter().map(|s| s.steps.len()).sum();
+                print(&format!(
+                    "{}: ok ({} stages, {steps} steps)\n",
+                    file.display(),
+                    v.playbook.stages.len()
+                ));
+            }
+            Err(e) => {
+                report(&e);
+                code = EXIT_INVALID;
+            }
+        }
+    }
+    code
+}
+
+fn plan_command(file: &std::path::Path, raw_inputs: &[String], output: Output) -> u8 {
+    let validated = match playbook::load(file) {
+        Ok(v) => v,
+        Err(e) => {
+            report(&e);
+            return EXIT_INVALID;
+        }
+    };
+    let mut given = Vec::new();
+    for raw in raw_inputs {
+        match plan::inputs::parse_assignment(raw) {
+            Ok(kv) => given.push(kv),
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                return EXIT_INVALID;
+            }
+        }
+    }
+    match plan::build(&validated, &given) {
+        Ok(p) => {
+            match output {
+                Output::Text => print(&plan::render_text(&p)),
+                Output::Json => print(&format!("{}\n", serde_json::to_string_pretty(&p).unwrap_or_default())),
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("{}: {line}", file.display());
+            }
+            EXIT_INVALID
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! `runner`: executes YAML playbooks for production emergencies.
+//!
+//! The modules follow the data path: [`playbook`] (load and validate), [`expr`]
+//! (CEL), [`plan`] (what will run), [`host`] (plugins), and [`cli`] at the edge.
+
+pub mod cli;
+pub mod expr;
+pub mod host;
+pub mod plan;
+pub mod playbook;

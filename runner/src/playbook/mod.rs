@@ -1,0 +1,84 @@
+//! Loading a playbook: text → located YAML tree → JSON Schema → typed model →
+//! semantic checks.
+//!
+//! Each stage reports every problem it finds, not just the first, and each problem
+//! carries a position in the file. A stage runs only when the one before it found
+//! nothing: semantic checks on a document that failed the schema would mostly repeat
+//! what the schema already said.
+
+pub mod model;
+pub mod scalars;
+pub mod schema;
+mod semantic;
+pub mod source;
+pub mod suggest;
+pub mod yaml;
+
+use std::path::Path as FsPath;
+
+pub use model::Playbook;
+pub use source::{MAX_PLAYBOOK_BYTES, ReadError, Source};
+use yaml::{Node, Path, Pos, Target};
+
+/// One thing wrong with a playbook, at a position in its file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path` in `tree`, pointing at its key or its value.
+    pub fn at(tree: &Node, path: &Path, target: Target, message: String) -> Problem {
+        Problem { pos: tree.locate(path, target), message }
+    }
+}
+
+/// A playbook that passed every check.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub source: Source,
+    pub tree: Node,
+    pub playbook: Playbook,
+}
+
+/// Why a playbook cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{} problem(s) in {}", problems.len(), file.name)]
+    Invalid { file: Box<Source>, problems: Vec<Problem> },
+}
+
+/// Reads and validates the playbook at `path`.
+pub fn load(path: &FsPath) -> Result<Validated, LoadError> {
+    validate(Source::read(path)?)
+}
+
+/// Validates a playbook already read.
+pub fn validate(source: Source) -> Result<Validated, LoadError> {
+    let invalid = |source: Source, problems| Err(LoadError::Invalid { file: Box::new(source), problems });
+    let tree = match yaml::parse(&source.text) {
+        Ok(tree) => tree,
+        Err(e) => return invalid(source, vec![Problem { pos: e.pos, message: e.message }]),
+    };
+    let doc = tree.to_json();
+    let problems = schema::check(&doc, &tree);
+    if !problems.is_empty() {
+        return invalid(source, problems);
+    }
+    let playbook: Playbook = match serde_json::from_value(doc) {
+        Ok(p) => p,
+        Err(e) => {
+            // The schema accepted what the model refuses: a bug in the schema generation.
+            let message = format!("internal error: the schema and the model disagree ({e}); please report this");
+            return invalid(source, vec![Problem { pos: tree.pos, message }]);
+        }
+    };
+    let problems = semantic::check(&playbook, &tree, &source);
+    if !problems.is_empty() {
+        return invalid(source, problems);
+    }
+    Ok(Validated { source, tree, playbook })
+}

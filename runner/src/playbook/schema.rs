@@ -1,0 +1,281 @@
+//! The JSON Schema of the format, and the check of a document against it.
+//!
+//! The schema is generated from the model types (`model.rs`) with `schemars`, so the
+//! two cannot disagree at run time; `schemas/playbook.schema.json` is a committed
+//! copy for editors, and a test fails when it is stale.
+//!
+//! `jsonschema` reports every violation with a JSON pointer; here each one becomes a
+//! [`Problem`] at the right key or value, with a message written for the person who
+//! typed the file (unknown keys get a did-you-mean from the keys the schema allows at
+//! that place).
+
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::paths::LocationSegment;
+use schemars::Schema;
+use schemars::generate::SchemaSettings;
+use schemars::transform::RecursiveTransform;
+use serde_json::Value;
+
+use super::Problem;
+use super::model::Playbook;
+use super::scalars::{DURATION_PATTERN, EXPRESSION_PATTERN, IDENT_PATTERN, MEMORY_PATTERN};
+use super::suggest::did_you_mean;
+use super::yaml::{Node, Path, Seg, Target};
+
+/// Where the schema says it lives, relative to the repository (for `$id` and editors).
+pub const SCHEMA_ID: &str = "https://runner.dev/schemas/playbook.schema.json";
+
+/// The schema as a JSON value.
+pub fn schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let mut settings = SchemaSettings::draft2020_12();
+        settings.transforms.push(Box::new(RecursiveTransform(no_null)));
+        let generator = settings.into_generator();
+        let root = generator.into_root_schema_for::<Playbook>();
+        let mut value = root.to_value();
+        if let Value::Object(map) = &mut value {
+            map.shift_insert(1, "$id".into(), SCHEMA_ID.into());
+        }
+        value
+    })
+}
+
+/// Optional fields are written by leaving the key out, never as `null`: an empty
+/// `timeout:` is far more likely a mistake than a wish for the default.
+fn no_null(schema: &mut Schema) {
+    if let Some(Value::Array(types)) = schema.get_mut("type") {
+        types.retain(|t| t != "null");
+        if let [only] = types.as_slice() {
+            let only = only.clone();
+            schema.insert("type".into(), only);
+        }
+    }
+    let nullable_ref = match schema.get("anyOf") {
+        Some(Value::Array(any)) if any.len() == 2 => {
+            let is_null = |v: &Value| v.get("type") == Some(&Value::from("null"));
+            any.iter().position(is_null).map(|i| any[1 - i].clone())
+        }
+        _ => None,
+    };
+    if let Some(Value::Object(other)) = nullable_ref {
+        schema.remove("anyOf");
+        for (k, v) in other {
+            schema.insert(k, v);
+        }
+    }
+    if schema.get("default") == Some(&Value::Null) {
+        schema.remove("default");
+    }
+}
+
+/// The schema as the pretty-printed text committed in `schemas/`.
+pub fn schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(schema()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::draft202012::options()
+            .should_validate_formats(false)
+            .build(schema())
+            // The schema is generated from our own types; a failure here is a bug in
+            // this crate that every test would catch, not something input can cause.
+            .expect("the generated playbook schema is a valid JSON Schema")
+    })
+}
+
+/// Checks `doc` (the JSON form of `tree`) against the schema; every violation becomes
+/// a located problem.
+pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = Vec::new();
+    for error in validator().iter_errors(doc) {
+        let path = to_path(error.instance_path().segments());
+        let schema_path = error.schema_path().as_str().to_owned();
+        let instance = error.instance();
+        match error.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let allowed = allowed_keys(&schema_path);
+                for key in unexpected {
+                    let at = path.key(key);
+                    problems.push(Problem::at(tree, &at, Target::Key, unknown_key(key, &allowed, &schema_path)));
+                }
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                problems.push(Problem::at(tree, &path, Target::Value, format!("missing required key `{name}`{}", context(&path))));
+            }
+            ValidationErrorKind::Type { .. } => {
+                let expected = expected_type(&schema_path);
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!("expected {expected}, found {}", describe(instance)),
+                ));
+            }
+            ValidationErrorKind::Enum { options } => {
+                let choices: Vec<String> = options
+                    .as_array()
+                    .map(|a| a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect())
+                    .unwrap_or_default();
+                let found = instance.as_str().map_or_else(|| instance.to_string(), str::to_owned);
+                let hint = did_you_mean(&found, choices.iter().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_else(|| format!("; expected one of: {}", choices.join(", ")));
+                problems.push(Problem::at(tree, &path, Target::Value, format!("`{found}` is not allowed here{hint}")));
+            }
+            ValidationErrorKind::Constant { expected_value } => {
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!("expected {expected_value}, found {}", describe(instance)),
+                ));
+            }
+            ValidationErrorKind::Pattern { pattern } => {
+                let text = instance.as_str().unwrap_or_default();
+                problems.push(Problem::at(tree, &path, Target::Value, pattern_message(pattern, text, &path)));
+            }
+            ValidationErrorKind::AnyOf { .. } if schema_path.contains("/Duration/") => {
+                let text = instance.as_str().unwrap_or_default();
+                let message = match super::scalars::parse_duration(text) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!("`{text}` is not a duration"),
+                };
+                problems.push(Problem::at(tree, &path, Target::Value, message));
+            }
+            ValidationErrorKind::MinItems { limit } => {
+                let message = if *limit == 1 { "must not be empty".to_owned() } else { format!("needs at least {limit} items") };
+                problems.push(Problem::at(tree, &path, Target::Value, format!("{message}{}", context(&path))));
+            }
+            ValidationErrorKind::MinLength { .. } => {
+                problems.push(Problem::at(tree, &path, Target::Value, "must not be empty".to_owned()));
+            }
+            ValidationErrorKind::MaxLength { limit } => {
+                problems.push(Problem::at(tree, &path, Target::Value, format!("is longer than {limit} characters")));
+            }
+            ValidationErrorKind::Minimum { limit } => {
+                problems.push(Problem::at(tree, &path, Target::Value, format!("must be at least {limit}, found {instance}")));
+            }
+            ValidationErrorKind::Maximum { limit } => {
+                problems.push(Problem::at(tree, &path, Target::Value, format!("must be at most {limit}, found {instance}")));
+            }
+            _ => {
+                problems.push(Problem::at(tree, &path, Target::Value, error.to_string()));
+            }
+        }
+    }
+    problems.sort_by_key(|p| p.pos);
+    problems.dedup();
+    problems
+}
+
+fn to_path<'a>(segments: impl Iterator<Item = LocationSegment<'a>>) -> Path {
+    Path(
+        segments
+            .map(|s| match s {
+                LocationSegment::Property(p) => Seg::Key(p.into_owned()),
+                LocationSegment::Index(i) => Seg::Index(i),
+            })
+            .collect(),
+    )
+}
+
+/// The schema object that owns the keyword at `schema_path` (its last segment dropped).
+fn owner(schema_path: &str) -> Option<&'static Value> {
+    let parent = schema_path.rsplit_once('/').map_or("", |(p, _)| p);
+    schema().pointer(parent)
+}
+
+/// The keys the schema allows where an `additionalProperties` error was raised.
+fn allowed_keys(schema_path: &str) -> Vec<String> {
+    owner(schema_path)
+        .and_then(|o| o.get("properties"))
+        .and_then(Value::as_object)
+        .map(|props| props.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn unknown_key(key: &str, allowed: &[String], schema_path: &str) -> String {
+    if owner(schema_path).is_some_and(|o| o.get("patternProperties").is_some()) {
+        return format!(
+            "`{key}` is not a valid name; use lower case letters, digits and `_`, starting with a letter (it is used as a name in expressions)"
+        );
+    }
+    let what = if schema_path.starts_with("/$defs/Grants/") { "capability" } else { "key" };
+    match did_you_mean(key, allowed.iter().map(String::as_str)) {
+        Some(s) => format!("unknown {what} `{key}`; did you mean `{s}`?"),
+        None if allowed.is_empty() => format!("unknown {what} `{key}`"),
+        None => format!("unknown {what} `{key}`; expected one of: {}", allowed.join(", ")),
+    }
+}
+
+fn expected_type(schema_path: &str) -> String {
+    let ty = owner(schema_path).and_then(|o| o.get("type"));
+    let name = |v: &Value| match v.as_str().unwrap_or_default() {
+        "object" => "a mapping".to_owned(),
+        "array" => "a list".to_owned(),
+        "string" => "a string".to_owned(),
+        "integer" => "an integer".to_owned(),
+        "number" => "a number".to_owned(),
+        "boolean" => "`true` or `false`".to_owned(),
+        "null" => "nothing".to_owned(),
+        other => other.to_owned(),
+    };
+    match ty {
+        Some(Value::Array(types)) => types.iter().map(name).collect::<Vec<_>>().join(" or "),
+        Some(v) => name(v),
+        None => "another type".to_owned(),
+    }
+}
+
+/// A short description of a JSON value for "found …" messages.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing (null)".to_owned(),
+        Value::Bool(b) => format!("`{b}`"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.chars().count() > 40 => "a string".to_owned(),
+        Value::String(s) => format!("the string `{s}`"),
+        Value::Array(_) => "a list".to_owned(),
+        Value::Object(_) => "a mapping".to_owned(),
+    }
+}
+
+fn pattern_message(pattern: &str, text: &str, path: &Path) -> String {
+    match pattern {
+        IDENT_PATTERN => format!(
+            "`{text}` is not a valid identifier; use lower case letters, digits and `_`, starting with a letter (it is used as a name in expressions)"
+        ),
+        DURATION_PATTERN | EXPRESSION_PATTERN => match super::scalars::parse_duration(text) {
+            Err(e) => e.to_string(),
+            Ok(_) => format!("`{text}` is not a duration"),
+        },
+        MEMORY_PATTERN => format!("`{text}` is not a memory size; write it like `256MiB` or `1GiB`"),
+        _ if path.0.last() == Some(&Seg::Key("sha256".into())) => {
+            "`sha256` must be 64 lower-case hex digits (the output of `sha256sum`)".to_owned()
+        }
+        _ if path.0 == [Seg::Key("name".into())] => format!(
+            "`{text}` is not a valid playbook name; use letters, digits, `.`, `_` and `-` (it becomes part of file names)"
+        ),
+        _ => format!("`{text}` does not match the pattern `{pattern}`"),
+    }
+}
+
+/// " in steps" style suffix naming the list or mapping a problem is in.
+fn context(path: &Path) -> String {
+    match path.0.last() {
+        Some(Seg::Key(k)) => format!(" in `{k}`"),
+        Some(Seg::Index(_)) => match path.0.iter().rev().nth(1) {
+            Some(Seg::Key(k)) => format!(" in this entry of `{k}`"),
+            _ => String::new(),
+        },
+        None => " at the top level".to_owned(),
+    }
+}
