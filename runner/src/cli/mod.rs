@@ -42,14 +42,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check playbooks: YAML, schema, references, expressions, plugins, grants.
-    #[command(after_help = "Examples:\n  runner validate playbooks/*.yaml\n\nExit code 0 when every file is valid, 2 otherwise. Problems are printed as FILE:LINE:COL: message.")]
+    #[command(
+        after_help = "Examples:\n  runner validate playbooks/*.yaml\n\nExit code 0 when every file is valid, 2 otherwise. Problems are printed as FILE:LINE:COL: message."
+    )]
     Validate {
         /// Playbook files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Show what a playbook will do with these inputs, without running anything.
-    #[command(after_help = "Examples:\n  runner plan playbooks/hotfix.yaml --input issue_description='login fails' --input priority=P0\n  runner plan playbooks/canary.yaml --output json")]
+    #[command(
+        after_help = "Examples:\n  runner plan playbooks/hotfix.yaml --input issue_description='login fails' --input priority=P0\n  runner plan playbooks/canary.yaml --output json"
+    )]
     Plan {
         /// Playbook file.
         #[arg(value_name = "FILE")]
@@ -76,7 +80,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate { files } => validate(&files),
-        Command::Plan { file, inputs, output } => plan_command(&file, &inputs, output),
+        Command::Plan {
+            file,
+            inputs,
+            output,
+        } => plan_command(&file, &inputs, output),
         Command::Schema => {
             print(&playbook::schema::schema_text());
             EXIT_OK
@@ -141,7 +149,10 @@ fn plan_command(file: &std::path::Path, raw_inputs: &[String], output: Output) -
         Ok(p) => {
             match output {
                 Output::Text => print(&plan::render_text(&p)),
-                Output::Json => print(&format!("{}\n", serde_json::to_string_pretty(&p).unwrap_or_default())),
+                Output::Json => print(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&p).unwrap_or_default()
+                )),
             }
             EXIT_OK
         }

@@ -73,7 +73,10 @@ pub fn parse_value(kind: InputType, text: &str) -> Result<Value, String> {
 
 /// Resolves every declared input from the given assignments and the defaults.
 /// Reports all problems at once.
-pub fn resolve(declared: &IndexMap<crate::playbook::scalars::Ident, Input>, given: &[(String, String)]) -> Result<Vec<Resolved>, Vec<InputError>> {
+pub fn resolve(
+    declared: &IndexMap<crate::playbook::scalars::Ident, Input>,
+    given: &[(String, String)],
+) -> Result<Vec<Resolved>, Vec<InputError>> {
     let mut errors = Vec::new();
     let mut values: IndexMap<&str, Value> = IndexMap::new();
     for (name, text) in given {
@@ -84,7 +87,14 @@ pub fn resolve(declared: &IndexMap<crate::playbook::scalars::Ident, Input>, give
                     if declared.is_empty() {
                         "; this playbook takes no inputs".to_owned()
                     } else {
-                        format!("; inputs are: {}", declared.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "; inputs are: {}",
+                            declared
+                                .keys()
+                                .map(|k| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
                     }
                 });
             errors.push(InputError(format!("unknown input `{name}`{hint}")));
@@ -100,8 +110,14 @@ pub fn resolve(declared: &IndexMap<crate::playbook::scalars::Ident, Input>, give
                 if let Some(allowed) = &input.allowed
                     && !allowed.contains(&v)
                 {
-                    let list: Vec<String> = allowed.iter().map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned)).collect();
-                    errors.push(InputError(format!("input `{name}`: `{text}` is not allowed; choose one of: {}", list.join(", "))));
+                    let list: Vec<String> = allowed
+                        .iter()
+                        .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned))
+                        .collect();
+                    errors.push(InputError(format!(
+                        "input `{name}`: `{text}` is not allowed; choose one of: {}",
+                        list.join(", ")
+                    )));
                 } else {
                     values.insert(name.as_str(), v);
                 }
@@ -114,15 +130,30 @@ pub fn resolve(declared: &IndexMap<crate::playbook::scalars::Ident, Input>, give
             (Some(v), _) => (v.clone(), Origin::Given),
             (None, Some(d)) => (d.clone(), Origin::Default),
             (None, None) if input.required => {
-                let about = input.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
-                errors.push(InputError(format!("missing required input `{name}`{about}; give it with `--input {name}=VALUE`")));
+                let about = input
+                    .description
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                errors.push(InputError(format!(
+                    "missing required input `{name}`{about}; give it with `--input {name}=VALUE`"
+                )));
                 continue;
             }
             (None, None) => (Value::Null, Origin::Default),
         };
-        resolved.push(Resolved { name: name.to_string(), kind: input.kind, value, origin });
+        resolved.push(Resolved {
+            name: name.to_string(),
+            kind: input.kind,
+            value,
+            origin,
+        });
     }
-    if errors.is_empty() { Ok(resolved) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -132,12 +163,18 @@ mod tests {
     #[test]
     fn values_parse_by_type() {
         assert_eq!(parse_value(InputType::Number, "42"), Ok(Value::from(42)));
-        assert_eq!(parse_value(InputType::Number, "0.5"), Ok(serde_json::json!(0.5)));
+        assert_eq!(
+            parse_value(InputType::Number, "0.5"),
+            Ok(serde_json::json!(0.5))
+        );
         assert!(parse_value(InputType::Number, "NaN").is_err());
         assert!(parse_value(InputType::Number, "ten").is_err());
         assert_eq!(parse_value(InputType::Bool, "true"), Ok(Value::Bool(true)));
         assert!(parse_value(InputType::Bool, "yes").is_err());
-        assert_eq!(parse_value(InputType::Duration, "5m"), Ok(Value::from("5m")));
+        assert_eq!(
+            parse_value(InputType::Duration, "5m"),
+            Ok(Value::from("5m"))
+        );
         assert!(parse_value(InputType::Duration, "5 minutes").is_err());
     }
 

@@ -132,9 +132,16 @@ pub fn build(validated: &Validated, given: &[(String, String)]) -> Result<Plan, 
         .map(|(name, d)| PlanPlugin {
             name: name.to_string(),
             uses: d.uses.clone(),
-            source: if host::builtin(&d.uses).is_some() { "builtin" } else { "file" },
+            source: if host::builtin(&d.uses).is_some() {
+                "builtin"
+            } else {
+                "file"
+            },
             sha256: d.sha256.clone(),
-            memory: d.memory.as_ref().map_or_else(|| DEFAULT_MEMORY.to_owned(), |m| m.to_string()),
+            memory: d
+                .memory
+                .as_ref()
+                .map_or_else(|| DEFAULT_MEMORY.to_owned(), |m| m.to_string()),
             grants: d.grants.clone(),
         })
         .collect();
@@ -159,7 +166,10 @@ pub fn build(validated: &Validated, given: &[(String, String)]) -> Result<Plan, 
             id: stage.id.to_string(),
             name: stage.name.clone(),
             runs,
-            condition: stage.condition.as_ref().map(|c| expr::unwrap_condition(c.as_str()).to_owned()),
+            condition: stage
+                .condition
+                .as_ref()
+                .map(|c| expr::unwrap_condition(c.as_str()).to_owned()),
             timeout: statics.duration(stage.timeout.as_ref())?,
             budget: statics.duration(stage.budget.as_ref())?,
             steps,
@@ -174,7 +184,10 @@ pub fn build(validated: &Validated, given: &[(String, String)]) -> Result<Plan, 
         budget: statics.duration(pb.budget.as_ref())?,
         max_parallel: pb.max_parallel,
         concurrency: match &pb.concurrency {
-            Some(c) => Some(PlanConcurrency { group: statics.text(c.group.as_str())?, on_conflict: c.on_conflict }),
+            Some(c) => Some(PlanConcurrency {
+                group: statics.text(c.group.as_str())?,
+                on_conflict: c.on_conflict,
+            }),
             None => None,
         },
         plugins,
@@ -192,26 +205,37 @@ struct Statics {
 
 impl Statics {
     fn new(playbook: &str, resolved: &[inputs::Resolved]) -> Statics {
-        let inputs = resolved.iter().map(|r| (r.name.clone(), r.value.clone())).collect::<Map<_, _>>();
-        Statics { inputs: Value::Object(inputs), run: serde_json::json!({ "playbook": playbook }) }
+        let inputs = resolved
+            .iter()
+            .map(|r| (r.name.clone(), r.value.clone()))
+            .collect::<Map<_, _>>();
+        Statics {
+            inputs: Value::Object(inputs),
+            run: serde_json::json!({ "playbook": playbook }),
+        }
     }
 
     /// Whether `source` reads only what is known before the run.
     fn is_static(source: &str) -> bool {
         expr::compile(source).is_ok_and(|c| {
-            c.references()
-                .iter()
-                .all(|r| r.root == "inputs" || (r.root == "run" && r.fields.first().is_some_and(|f| f == "playbook")))
+            c.references().iter().all(|r| {
+                r.root == "inputs"
+                    || (r.root == "run" && r.fields.first().is_some_and(|f| f == "playbook"))
+            })
         })
     }
 
     fn eval(&self, source: &str) -> Result<Value, PlanError> {
-        let fail = |why: String| PlanError::Evaluation(format!("cannot evaluate `{}`: {why}", source.trim()));
+        let fail = |why: String| {
+            PlanError::Evaluation(format!("cannot evaluate `{}`: {why}", source.trim()))
+        };
         let compiled = expr::compile(source).map_err(|e| fail(e.to_string()))?;
         let mut ctx = Context::default();
-        ctx.add_variable("inputs", self.inputs.clone()).map_err(|e| fail(e.to_string()))?;
-        ctx.add_variable("run", self.run.clone()).map_err(|e| fail(e.to_string()))?;
-        let value = compiled.program.execute(&ctx).map_err(|e| fail(e.to_string()))?;
+        ctx.add_variable("inputs", self.inputs.clone())
+            .map_err(|e| fail(e.to_string()))?;
+        ctx.add_variable("run", self.run.clone())
+            .map_err(|e| fail(e.to_string()))?;
+        let value = cel::Value::resolve(&compiled.expr, &ctx).map_err(|e| fail(e.to_string()))?;
         value.json().map_err(|e| fail(e.to_string()))
     }
 
@@ -219,13 +243,19 @@ impl Statics {
     /// written. A template that is one whole expression keeps the value's type.
     fn value(&self, text: &str) -> Result<Value, PlanError> {
         if let Some(source) = expr::whole_expression(text) {
-            return if Self::is_static(source) { self.eval(source) } else { Ok(Value::String(text.to_owned())) };
+            return if Self::is_static(source) {
+                self.eval(source)
+            } else {
+                Ok(Value::String(text.to_owned()))
+            };
         }
         Ok(Value::String(self.text(text)?))
     }
 
     fn text(&self, text: &str) -> Result<String, PlanError> {
-        let Ok(pieces) = expr::parse_template(text) else { return Ok(text.to_owned()) };
+        let Ok(pieces) = expr::parse_template(text) else {
+            return Ok(text.to_owned());
+        };
         let mut out = String::new();
         for piece in pieces {
             match piece {
@@ -247,9 +277,16 @@ impl Statics {
     fn resolve_json(&self, v: &Value) -> Result<Value, PlanError> {
         Ok(match v {
             Value::String(s) => self.value(s)?,
-            Value::Array(items) => Value::Array(items.iter().map(|i| self.resolve_json(i)).collect::<Result<_, _>>()?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.resolve_json(i))
+                    .collect::<Result<_, _>>()?,
+            ),
             Value::Object(map) => Value::Object(
-                map.iter().map(|(k, i)| Ok((k.clone(), self.resolve_json(i)?))).collect::<Result<_, PlanError>>()?,
+                map.iter()
+                    .map(|(k, i)| Ok((k.clone(), self.resolve_json(i)?)))
+                    .collect::<Result<_, PlanError>>()?,
             ),
             other => other.clone(),
         })
@@ -270,7 +307,8 @@ impl Statics {
             },
             None => d.as_str().to_owned(),
         };
-        let parsed = parse_duration(&text).map_err(|e| PlanError::Evaluation(format!("`{}`: {e}", d.as_str())))?;
+        let parsed = parse_duration(&text)
+            .map_err(|e| PlanError::Evaluation(format!("`{}`: {e}", d.as_str())))?;
         Ok(Some(format_duration(parsed)))
     }
 
@@ -282,7 +320,9 @@ impl Statics {
     }
 
     fn runs(&self, condition: Option<&str>) -> Result<Runs, PlanError> {
-        let Some(c) = condition else { return Ok(Runs::Yes) };
+        let Some(c) = condition else {
+            return Ok(Runs::Yes);
+        };
         let source = expr::unwrap_condition(c);
         if !Self::is_static(source) {
             return Ok(Runs::Depends);
@@ -290,7 +330,9 @@ impl Statics {
         match self.eval(source)? {
             Value::Bool(true) => Ok(Runs::Yes),
             Value::Bool(false) => Ok(Runs::No),
-            other => Err(PlanError::Evaluation(format!("the condition `{source}` gives {other}, not `true` or `false`"))),
+            other => Err(PlanError::Evaluation(format!(
+                "the condition `{source}` gives {other}, not `true` or `false`"
+            ))),
         }
     }
 
@@ -324,11 +366,21 @@ impl Statics {
             None => "invalid",
         };
         let runs = self.runs(step.condition.as_ref().map(|c| c.as_str()))?;
-        Ok(PlanStep { step: s, kind, runs, after: Vec::new() })
+        Ok(PlanStep {
+            step: s,
+            kind,
+            runs,
+            after: Vec::new(),
+        })
     }
 
     fn handlers(&self, h: &Handlers) -> Result<PlanHandlers, PlanError> {
-        let list = |steps: &[Step]| steps.iter().map(|s| self.step(s)).collect::<Result<Vec<_>, _>>();
+        let list = |steps: &[Step]| {
+            steps
+                .iter()
+                .map(|s| self.step(s))
+                .collect::<Result<Vec<_>, _>>()
+        };
         Ok(PlanHandlers {
             on_failure: list(&h.on_failure)?,
             on_budget_exceeded: list(&h.on_budget_exceeded)?,

@@ -24,7 +24,13 @@ pub fn render_text(plan: &Plan) -> String {
     }
     limits.push(format!("up to {} steps at once", plan.max_parallel));
     if let Some(c) = &plan.concurrency {
-        limits.push(format!("concurrency group `{}` ({:?} on conflict)", c.group, c.on_conflict).to_lowercase());
+        limits.push(
+            format!(
+                "concurrency group `{}` ({:?} on conflict)",
+                c.group, c.on_conflict
+            )
+            .to_lowercase(),
+        );
     }
     let _ = writeln!(o, "  run: {}", limits.join(", "));
 
@@ -45,13 +51,24 @@ pub fn render_text(plan: &Plan) -> String {
         let _ = writeln!(o, "  none");
     }
     for p in &plan.plugins {
-        let pin = p.sha256.as_deref().map(|s| format!(", sha256 {}…", &s[..12.min(s.len())])).unwrap_or_default();
-        let _ = writeln!(o, "  {} = {} ({}{pin}), memory {}", p.name, p.uses, p.source, p.memory);
+        let pin = p
+            .sha256
+            .as_deref()
+            .map(|s| format!(", sha256 {}…", &s[..12.min(s.len())]))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  {} = {} ({}{pin}), memory {}",
+            p.name, p.uses, p.source, p.memory
+        );
         for line in grant_lines(&p.grants) {
             let _ = writeln!(o, "      may {line}");
         }
         if p.grants.is_empty() {
-            let _ = writeln!(o, "      may only compute, log and return outputs (no grants)");
+            let _ = writeln!(
+                o,
+                "      may only compute, log and return outputs (no grants)"
+            );
         }
     }
 
@@ -71,7 +88,11 @@ pub fn render_text(plan: &Plan) -> String {
         if !limits.is_empty() {
             let _ = write!(head, "  [{}]", limits.join(", "));
         }
-        let _ = writeln!(o, "{head}{}", runs_note(stage.runs, stage.condition.as_deref()));
+        let _ = writeln!(
+            o,
+            "{head}{}",
+            runs_note(stage.runs, stage.condition.as_deref())
+        );
         for (m, step) in stage.steps.iter().enumerate() {
             step_lines(&mut o, &format!("{}.{}", n + 1, m + 1), step, true);
         }
@@ -89,7 +110,11 @@ fn handler_empty(h: &PlanHandlers) -> bool {
 }
 
 fn handler_lines(o: &mut String, h: &PlanHandlers, indent: &str) {
-    for (name, list) in [("on_failure", &h.on_failure), ("on_budget_exceeded", &h.on_budget_exceeded), ("finally", &h.finally)] {
+    for (name, list) in [
+        ("on_failure", &h.on_failure),
+        ("on_budget_exceeded", &h.on_budget_exceeded),
+        ("finally", &h.finally),
+    ] {
         if list.is_empty() {
             continue;
         }
@@ -111,26 +136,39 @@ fn runs_note(runs: Runs, condition: Option<&str>) -> String {
 fn step_lines(o: &mut String, number: &str, p: &PlanStep, show_after: bool) {
     let s = &p.step;
     let what = match p.kind {
-        "plugin" => format!("run {}", s.uses.as_ref().map(ToString::to_string).unwrap_or_default()),
+        "plugin" => format!(
+            "run {}",
+            s.uses.as_ref().map(ToString::to_string).unwrap_or_default()
+        ),
         other => other.to_owned(),
     };
     let mut line = format!("     {number} {}  {what}", s.id);
     if let Some(name) = &s.name {
         let _ = write!(line, " — {name}");
     }
-    let cond = s.condition.as_ref().map(|c| crate::expr::unwrap_condition(c.as_str()).to_owned());
+    let cond = s
+        .condition
+        .as_ref()
+        .map(|c| crate::expr::unwrap_condition(c.as_str()).to_owned());
     let _ = writeln!(o, "{line}{}", runs_note(p.runs, cond.as_deref()));
     let pad = "          ";
     let mut facts = Vec::new();
     if show_after && s.needs.is_some() {
-        facts.push(if p.after.is_empty() { "starts with the stage".to_owned() } else { format!("after {}", p.after.join(", ")) });
+        facts.push(if p.after.is_empty() {
+            "starts with the stage".to_owned()
+        } else {
+            format!("after {}", p.after.join(", "))
+        });
     }
     if let Some(t) = &s.timeout {
         facts.push(format!("timeout {t}"));
     }
     if let Some(r) = &s.retry {
         let delay = r.delay.as_ref().map_or("1s", |d| d.as_str());
-        facts.push(format!("up to {} attempts, first delay {delay}", r.max_attempts));
+        facts.push(format!(
+            "up to {} attempts, first delay {delay}",
+            r.max_attempts
+        ));
     }
     if s.continue_on_error {
         facts.push("continues on error".to_owned());
@@ -139,7 +177,11 @@ fn step_lines(o: &mut String, number: &str, p: &PlanStep, show_after: bool) {
         let _ = writeln!(o, "{pad}{}", facts.join(", "));
     }
     if !s.with.is_empty() {
-        let with: Vec<String> = s.with.iter().map(|(k, v)| format!("{k}: {}", show(v))).collect();
+        let with: Vec<String> = s
+            .with
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", show(v)))
+            .collect();
         let _ = writeln!(o, "{pad}with {}", with.join(", "));
     }
     if let Some(w) = &s.watch {
@@ -148,15 +190,27 @@ fn step_lines(o: &mut String, number: &str, p: &PlanStep, show_after: bool) {
     if let Some(g) = &s.gate {
         let mut line = format!("pass if {}", crate::expr::unwrap_condition(g.pass.as_str()));
         if let Some(f) = &g.fail {
-            let _ = write!(line, "; fail if {}", crate::expr::unwrap_condition(f.as_str()));
-            let _ = write!(line, "; otherwise inconclusive → {}", inconclusive(g.on_inconclusive));
+            let _ = write!(
+                line,
+                "; fail if {}",
+                crate::expr::unwrap_condition(f.as_str())
+            );
+            let _ = write!(
+                line,
+                "; otherwise inconclusive → {}",
+                inconclusive(g.on_inconclusive)
+            );
         } else {
             line.push_str("; otherwise fail");
         }
         let _ = writeln!(o, "{pad}{line}");
     }
     if let Some(a) = &s.approval {
-        let who = if a.approvers.is_empty() { "anyone".to_owned() } else { a.approvers.join(" and ") };
+        let who = if a.approvers.is_empty() {
+            "anyone".to_owned()
+        } else {
+            a.approvers.join(" and ")
+        };
         let _ = writeln!(o, "{pad}asks {who}: \"{}\"", a.prompt.as_str().trim());
         let _ = writeln!(o, "{pad}waits {}, then {:?}", a.timeout, a.on_timeout);
     }
@@ -178,16 +232,30 @@ fn watch_line(w: &Watch) -> String {
     };
     let mut line = format!("watch every {} {span}", w.interval);
     if let Some(f) = &w.failure {
-        let _ = write!(line, "; failure: {}", crate::expr::unwrap_condition(f.as_str()));
+        let _ = write!(
+            line,
+            "; failure: {}",
+            crate::expr::unwrap_condition(f.as_str())
+        );
     }
     if let Some(s) = &w.success {
-        let _ = write!(line, "; success: {}", crate::expr::unwrap_condition(s.as_str()));
+        let _ = write!(
+            line,
+            "; success: {}",
+            crate::expr::unwrap_condition(s.as_str())
+        );
     }
-    let mut limits = vec![format!("fails after {} failure(s)", w.failure_limit.unwrap_or(0) + 1)];
+    let mut limits = vec![format!(
+        "fails after {} failure(s)",
+        w.failure_limit.unwrap_or(0) + 1
+    )];
     if let Some(c) = w.consecutive_failure_limit {
         limits.push(format!("or {} in a row", c + 1));
     }
-    limits.push(format!("or {} plugin errors in a row", w.consecutive_error_limit.unwrap_or(4) + 1));
+    limits.push(format!(
+        "or {} plugin errors in a row",
+        w.consecutive_error_limit.unwrap_or(4) + 1
+    ));
     let _ = write!(line, "; {}", limits.join(" "));
     line
 }
@@ -198,15 +266,27 @@ fn grant_lines(g: &Grants) -> Vec<String> {
         lines.push(format!("reach {}", g.http.join(", ")));
     }
     for f in &g.fs {
-        let mode = if f.access == FsAccess::Rw { "read and write" } else { "read" };
+        let mode = if f.access == FsAccess::Rw {
+            "read and write"
+        } else {
+            "read"
+        };
         lines.push(format!("{mode} {}", f.path));
     }
     if !g.process.is_empty() {
         lines.push(format!("run {}", g.process.join(", ")));
     }
     for k in &g.kube {
-        let verbs: Vec<String> = k.verbs.iter().map(|v| format!("{v:?}").to_lowercase()).collect();
-        let names = if k.names.is_empty() { String::new() } else { format!(" named {}", k.names.join(", ")) };
+        let verbs: Vec<String> = k
+            .verbs
+            .iter()
+            .map(|v| format!("{v:?}").to_lowercase())
+            .collect();
+        let names = if k.names.is_empty() {
+            String::new()
+        } else {
+            format!(" named {}", k.names.join(", "))
+        };
         lines.push(format!(
             "{} {}{names} in namespace(s) {}",
             verbs.join("/"),

@@ -30,7 +30,10 @@ pub struct Problem {
 impl Problem {
     /// A problem at `path` in `tree`, pointing at its key or its value.
     pub fn at(tree: &Node, path: &Path, target: Target, message: String) -> Problem {
-        Problem { pos: tree.locate(path, target), message }
+        Problem {
+            pos: tree.locate(path, target),
+            message,
+        }
     }
 }
 
@@ -48,7 +51,10 @@ pub enum LoadError {
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error("{} problem(s) in {}", problems.len(), file.name)]
-    Invalid { file: Box<Source>, problems: Vec<Problem> },
+    Invalid {
+        file: Box<Source>,
+        problems: Vec<Problem>,
+    },
 }
 
 /// Reads and validates the playbook at `path`.
@@ -58,10 +64,23 @@ pub fn load(path: &FsPath) -> Result<Validated, LoadError> {
 
 /// Validates a playbook already read.
 pub fn validate(source: Source) -> Result<Validated, LoadError> {
-    let invalid = |source: Source, problems| Err(LoadError::Invalid { file: Box::new(source), problems });
+    let invalid = |source: Source, problems| {
+        Err(LoadError::Invalid {
+            file: Box::new(source),
+            problems,
+        })
+    };
     let tree = match yaml::parse(&source.text) {
         Ok(tree) => tree,
-        Err(e) => return invalid(source, vec![Problem { pos: e.pos, message: e.message }]),
+        Err(e) => {
+            return invalid(
+                source,
+                vec![Problem {
+                    pos: e.pos,
+                    message: e.message,
+                }],
+            );
+        }
     };
     let doc = tree.to_json();
     let problems = schema::check(&doc, &tree);
@@ -72,13 +91,25 @@ pub fn validate(source: Source) -> Result<Validated, LoadError> {
         Ok(p) => p,
         Err(e) => {
             // The schema accepted what the model refuses: a bug in the schema generation.
-            let message = format!("internal error: the schema and the model disagree ({e}); please report this");
-            return invalid(source, vec![Problem { pos: tree.pos, message }]);
+            let message = format!(
+                "internal error: the schema and the model disagree ({e}); please report this"
+            );
+            return invalid(
+                source,
+                vec![Problem {
+                    pos: tree.pos,
+                    message,
+                }],
+            );
         }
     };
     let problems = semantic::check(&playbook, &tree, &source);
     if !problems.is_empty() {
         return invalid(source, problems);
     }
-    Ok(Validated { source, tree, playbook })
+    Ok(Validated {
+        source,
+        tree,
+        playbook,
+    })
 }

@@ -25,7 +25,10 @@ pub struct Playbook {
     /// Format version of this file. Only `1` exists.
     pub version: FormatVersion,
     /// Short name: used in reports, run history and file names.
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    )]
     pub name: String,
     /// What this playbook is for, in a sentence or two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +91,9 @@ impl TryFrom<u64> for FormatVersion {
         if v == 1 {
             Ok(FormatVersion)
         } else {
-            Err(format!("unsupported playbook version {v}; this runner reads version 1"))
+            Err(format!(
+                "unsupported playbook version {v}; this runner reads version 1"
+            ))
         }
     }
 }

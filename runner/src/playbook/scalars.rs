@@ -156,9 +156,13 @@ impl MemorySize {
 /// Why a duration string is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    #[error("`{0}` is not a duration; write it as a number and a unit, like `90s`, `5m` or `1h30m` (units: ms, s, m, h, d)")]
+    #[error(
+        "`{0}` is not a duration; write it as a number and a unit, like `90s`, `5m` or `1h30m` (units: ms, s, m, h, d)"
+    )]
     Malformed(String),
-    #[error("`{0}` repeats or misorders its units; write the largest unit first, each once, like `1h30m`")]
+    #[error(
+        "`{0}` repeats or misorders its units; write the largest unit first, each once, like `1h30m`"
+    )]
     UnitOrder(String),
     #[error("`{0}` is too long; durations are limited to 365 days")]
     TooLong(String),
@@ -235,7 +239,13 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -255,17 +265,32 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("1m30s500ms"), Ok(Duration::from_millis(90_500)));
+        assert_eq!(
+            parse_duration("1m30s500ms"),
+            Ok(Duration::from_millis(90_500))
+        );
     }
 
     #[test]
     fn durations_reject_what_the_schema_rejects() {
         for bad in ["", "5", "m", "5 m", "5min", "-5s", "1.5h", "5M", "ms"] {
-            assert!(matches!(parse_duration(bad), Err(DurationError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(parse_duration(bad), Err(DurationError::Malformed(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(parse_duration("30m1h"), Err(DurationError::UnitOrder(_))));
-        assert!(matches!(parse_duration("1m1m"), Err(DurationError::UnitOrder(_))));
-        assert!(matches!(parse_duration("366d"), Err(DurationError::TooLong(_))));
+        assert!(matches!(
+            parse_duration("30m1h"),
+            Err(DurationError::UnitOrder(_))
+        ));
+        assert!(matches!(
+            parse_duration("1m1m"),
+            Err(DurationError::UnitOrder(_))
+        ));
+        assert!(matches!(
+            parse_duration("366d"),
+            Err(DurationError::TooLong(_))
+        ));
         assert!(matches!(
             parse_duration("99999999999999999999999s"),
             Err(DurationError::TooLong(_))
@@ -275,7 +300,10 @@ mod tests {
     #[test]
     fn durations_format_back() {
         for text in ["250ms", "90s", "5m", "1h30m", "2d", "1m30s500ms"] {
-            assert_eq!(format_duration(parse_duration(text).unwrap()), text.replace("90s", "1m30s"));
+            assert_eq!(
+                format_duration(parse_duration(text).unwrap()),
+                text.replace("90s", "1m30s")
+            );
         }
     }
 

@@ -32,7 +32,9 @@ pub fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         let mut settings = SchemaSettings::draft2020_12();
-        settings.transforms.push(Box::new(RecursiveTransform(no_null)));
+        settings
+            .transforms
+            .push(Box::new(RecursiveTransform(no_null)));
         let generator = settings.into_generator();
         let root = generator.into_root_schema_for::<Playbook>();
         let mut value = root.to_value();
@@ -94,21 +96,45 @@ fn validator() -> &'static jsonschema::Validator {
 /// a located problem.
 pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
     let mut problems: Vec<Problem> = Vec::new();
+    // For each problem: the value it is about, and whether it is a type error.
+    let mut about: Vec<(Path, bool)> = Vec::new();
     for error in validator().iter_errors(doc) {
         let path = to_path(error.instance_path().segments());
         let schema_path = error.schema_path().as_str().to_owned();
         let instance = error.instance();
+        let is_type = matches!(error.kind(), ValidationErrorKind::Type { .. });
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let allowed = allowed_keys(&schema_path);
                 for key in unexpected {
                     let at = path.key(key);
-                    problems.push(Problem::at(tree, &at, Target::Key, unknown_key(key, &allowed, &schema_path)));
+                    problems.push(Problem::at(
+                        tree,
+                        &at,
+                        Target::Key,
+                        unknown_key(key, &allowed, &schema_path),
+                    ));
                 }
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
-                problems.push(Problem::at(tree, &path, Target::Value, format!("missing required key `{name}`{}", context(&path))));
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!("missing required key `{name}`{}", context(&path)),
+                ));
+            }
+            ValidationErrorKind::Type { .. } if path.0 == [Seg::Key("version".into())] => {
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!(
+                        "`version` must be the number 1 (without quotes), found {}",
+                        describe(instance)
+                    ),
+                ));
             }
             ValidationErrorKind::Type { .. } => {
                 let expected = expected_type(&schema_path);
@@ -122,13 +148,34 @@ pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
             ValidationErrorKind::Enum { options } => {
                 let choices: Vec<String> = options
                     .as_array()
-                    .map(|a| a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let found = instance.as_str().map_or_else(|| instance.to_string(), str::to_owned);
+                let found = instance
+                    .as_str()
+                    .map_or_else(|| instance.to_string(), str::to_owned);
                 let hint = did_you_mean(&found, choices.iter().map(String::as_str))
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_else(|| format!("; expected one of: {}", choices.join(", ")));
-                problems.push(Problem::at(tree, &path, Target::Value, format!("`{found}` is not allowed here{hint}")));
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!("`{found}` is not allowed here{hint}"),
+                ));
+            }
+            ValidationErrorKind::Constant { .. } if path.0 == [Seg::Key("version".into())] => {
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!(
+                        "unsupported playbook version {instance}; this runner reads `version: 1`"
+                    ),
+                ));
             }
             ValidationErrorKind::Constant { expected_value } => {
                 problems.push(Problem::at(
@@ -140,7 +187,12 @@ pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
             }
             ValidationErrorKind::Pattern { pattern } => {
                 let text = instance.as_str().unwrap_or_default();
-                problems.push(Problem::at(tree, &path, Target::Value, pattern_message(pattern, text, &path)));
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    pattern_message(pattern, text, &path),
+                ));
             }
             ValidationErrorKind::AnyOf { .. } if schema_path.contains("/Duration/") => {
                 let text = instance.as_str().unwrap_or_default();
@@ -151,26 +203,65 @@ pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
                 problems.push(Problem::at(tree, &path, Target::Value, message));
             }
             ValidationErrorKind::MinItems { limit } => {
-                let message = if *limit == 1 { "must not be empty".to_owned() } else { format!("needs at least {limit} items") };
-                problems.push(Problem::at(tree, &path, Target::Value, format!("{message}{}", context(&path))));
+                let message = if *limit == 1 {
+                    "must not be empty".to_owned()
+                } else {
+                    format!("needs at least {limit} items")
+                };
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!("{message}{}", context(&path)),
+                ));
             }
             ValidationErrorKind::MinLength { .. } => {
-                problems.push(Problem::at(tree, &path, Target::Value, "must not be empty".to_owned()));
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    "must not be empty".to_owned(),
+                ));
             }
             ValidationErrorKind::MaxLength { limit } => {
-                problems.push(Problem::at(tree, &path, Target::Value, format!("is longer than {limit} characters")));
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!("is longer than {limit} characters"),
+                ));
             }
             ValidationErrorKind::Minimum { limit } => {
-                problems.push(Problem::at(tree, &path, Target::Value, format!("must be at least {limit}, found {instance}")));
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!("must be at least {limit}, found {instance}"),
+                ));
             }
             ValidationErrorKind::Maximum { limit } => {
-                problems.push(Problem::at(tree, &path, Target::Value, format!("must be at most {limit}, found {instance}")));
+                problems.push(Problem::at(
+                    tree,
+                    &path,
+                    Target::Value,
+                    format!("must be at most {limit}, found {instance}"),
+                ));
             }
             _ => {
                 problems.push(Problem::at(tree, &path, Target::Value, error.to_string()));
             }
         }
+        about.resize(problems.len(), (path.clone(), is_type));
     }
+    // A value of the wrong type fails its `const`, `enum` and `pattern` too; saying so
+    // adds nothing, so only the type error is kept for that value.
+    let typed: Vec<&Path> = about.iter().filter(|(_, t)| *t).map(|(p, _)| p).collect();
+    let mut problems: Vec<Problem> = problems
+        .into_iter()
+        .zip(&about)
+        .filter(|(_, (path, is_type))| *is_type || !typed.contains(&path))
+        .map(|(p, _)| p)
+        .collect();
     problems.sort_by_key(|p| p.pos);
     problems.dedup();
     problems
@@ -208,11 +299,18 @@ fn unknown_key(key: &str, allowed: &[String], schema_path: &str) -> String {
             "`{key}` is not a valid name; use lower case letters, digits and `_`, starting with a letter (it is used as a name in expressions)"
         );
     }
-    let what = if schema_path.starts_with("/$defs/Grants/") { "capability" } else { "key" };
+    let what = if schema_path.starts_with("/$defs/Grants/") {
+        "capability"
+    } else {
+        "key"
+    };
     match did_you_mean(key, allowed.iter().map(String::as_str)) {
         Some(s) => format!("unknown {what} `{key}`; did you mean `{s}`?"),
         None if allowed.is_empty() => format!("unknown {what} `{key}`"),
-        None => format!("unknown {what} `{key}`; expected one of: {}", allowed.join(", ")),
+        None => format!(
+            "unknown {what} `{key}`; expected one of: {}",
+            allowed.join(", ")
+        ),
     }
 }
 
@@ -257,7 +355,9 @@ fn pattern_message(pattern: &str, text: &str, path: &Path) -> String {
             Err(e) => e.to_string(),
             Ok(_) => format!("`{text}` is not a duration"),
         },
-        MEMORY_PATTERN => format!("`{text}` is not a memory size; write it like `256MiB` or `1GiB`"),
+        MEMORY_PATTERN => {
+            format!("`{text}` is not a memory size; write it like `256MiB` or `1GiB`")
+        }
         _ if path.0.last() == Some(&Seg::Key("sha256".into())) => {
             "`sha256` must be 64 lower-case hex digits (the output of `sha256sum`)".to_owned()
         }

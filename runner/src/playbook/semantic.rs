@@ -24,10 +24,23 @@ pub const STEP_FIELDS: &[&str] = &["outputs", "status", "duration", "attempts", 
 /// Fields of `stages.ID` that expressions may read.
 pub const STAGE_FIELDS: &[&str] = &["status", "duration"];
 /// Fields of `run` that expressions may read.
-pub const RUN_FIELDS: &[&str] = &["id", "playbook", "started_at", "elapsed", "budget_left", "status"];
+pub const RUN_FIELDS: &[&str] = &[
+    "id",
+    "playbook",
+    "started_at",
+    "elapsed",
+    "budget_left",
+    "status",
+];
 
 pub fn check(pb: &Playbook, tree: &Node, source: &Source) -> Vec<Problem> {
-    let mut c = Checker { pb, tree, source, problems: Vec::new(), steps: HashMap::new() };
+    let mut c = Checker {
+        pb,
+        tree,
+        source,
+        problems: Vec::new(),
+        steps: HashMap::new(),
+    };
     c.inputs();
     c.plugins();
     c.collect_ids();
@@ -35,7 +48,12 @@ pub fn check(pb: &Playbook, tree: &Node, source: &Source) -> Vec<Problem> {
     let mut earlier: HashSet<&str> = HashSet::new();
     let mut earlier_stages: HashSet<&str> = HashSet::new();
     for (i, stage) in pb.stages.iter().enumerate() {
-        c.stage(stage, &Path::root().key("stages").index(i), &earlier, &earlier_stages);
+        c.stage(
+            stage,
+            &Path::root().key("stages").index(i),
+            &earlier,
+            &earlier_stages,
+        );
         earlier.extend(stage.steps.iter().map(|s| s.id.as_str()));
         earlier_stages.insert(stage.id.as_str());
     }
@@ -49,8 +67,12 @@ pub fn check(pb: &Playbook, tree: &Node, source: &Source) -> Vec<Problem> {
 /// What an expression may see at its place in the playbook.
 #[derive(Clone, Copy)]
 struct Scope<'s> {
-    /// Steps whose results exist here; `None` means any step (handlers).
+    /// Steps of earlier stages, whose results exist here; `None` means any step
+    /// (handlers).
     steps: Option<&'s HashSet<&'s str>>,
+    /// Steps of the same stage that finish before this point (kept apart from
+    /// `steps` so that no set of all earlier steps is copied per step).
+    stage_steps: Option<&'s HashSet<&'s str>>,
     /// Stages that have finished here; `None` means any stage (handlers).
     stages: Option<&'s HashSet<&'s str>>,
     /// `result` (the current measurement) is readable: watch conditions only.
@@ -60,7 +82,13 @@ struct Scope<'s> {
 }
 
 impl Scope<'_> {
-    const STATIC: Scope<'static> = Scope { steps: None, stages: None, result: false, static_only: true };
+    const STATIC: Scope<'static> = Scope {
+        steps: None,
+        stage_steps: None,
+        stages: None,
+        result: false,
+        static_only: true,
+    };
 }
 
 struct Checker<'a> {
@@ -74,11 +102,15 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn report(&mut self, path: &Path, target: Target, message: impl Into<String>) {
-        self.problems.push(Problem::at(self.tree, path, target, message.into()));
+        self.problems
+            .push(Problem::at(self.tree, path, target, message.into()));
     }
 
     fn report_at(&mut self, pos: Pos, message: impl Into<String>) {
-        self.problems.push(Problem { pos, message: message.into() });
+        self.problems.push(Problem {
+            pos,
+            message: message.into(),
+        });
     }
 
     // ----- inputs -------------------------------------------------------------
@@ -94,7 +126,11 @@ impl<'a> Checker<'a> {
             if let Some(allowed) = &input.allowed {
                 for (i, v) in allowed.iter().enumerate() {
                     if let Err(e) = check_value(input.kind, v) {
-                        self.report(&path.key("enum").index(i), Target::Value, format!("enum value {e}"));
+                        self.report(
+                            &path.key("enum").index(i),
+                            Target::Value,
+                            format!("enum value {e}"),
+                        );
                     }
                 }
             }
@@ -106,9 +142,18 @@ impl<'a> Checker<'a> {
                         if let Some(allowed) = &input.allowed
                             && !allowed.contains(default)
                         {
-                            self.report(&at, Target::Value, format!(
-                                "default {default} is not one of the allowed values ({})",
-                                allowed.iter().map(Value::to_string).collect::<Vec<_>>().join(", ")));
+                            self.report(
+                                &at,
+                                Target::Value,
+                                format!(
+                                    "default {default} is not one of the allowed values ({})",
+                                    allowed
+                                        .iter()
+                                        .map(Value::to_string)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            );
                         }
                     }
                 }
@@ -119,7 +164,9 @@ impl<'a> Checker<'a> {
     fn ident_key(&mut self, name: &str, path: &Path, what: &str) {
         let ok = name.len() <= 64
             && name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ok {
             self.report(path, Target::Key, format!(
                 "`{name}` is not a valid {what} name; use lower case letters, digits and `_`, starting with a letter (it is used as a name in expressions)"));
@@ -142,7 +189,11 @@ impl<'a> Checker<'a> {
                         .map(|s| format!("did you mean `{s}`?"))
                         .unwrap_or_else(|| format!("built-in plugins are: {}; a plugin file is given by a path ending in `.wasm`",
                             host::BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")));
-                    self.report(&path.key("uses"), Target::Value, format!("unknown plugin `{uses}`; {hint}"));
+                    self.report(
+                        &path.key("uses"),
+                        Target::Value,
+                        format!("unknown plugin `{uses}`; {hint}"),
+                    );
                 }
                 if decl.sha256.is_some() {
                     self.report(&path.key("sha256"), Target::Key,
@@ -150,9 +201,15 @@ impl<'a> Checker<'a> {
                 }
             }
             if let Some(mem) = &decl.memory
-                && mem.bytes().is_none_or(|b| b < (1 << 20) || b > (16 << 30))
+                && mem
+                    .bytes()
+                    .is_none_or(|b| !((1 << 20)..=(16 << 30)).contains(&b))
             {
-                self.report(&path.key("memory"), Target::Value, format!("memory `{mem}` is outside 1MiB..16GiB"));
+                self.report(
+                    &path.key("memory"),
+                    Target::Value,
+                    format!("memory `{mem}` is outside 1MiB..16GiB"),
+                );
             }
             self.grants(&decl.grants, &path.key("grants"));
         }
@@ -166,8 +223,14 @@ impl<'a> Checker<'a> {
         }
         let file = self.source.dir.join(uses);
         match std::fs::read(&file) {
-            Err(e) => self.report(&path.key("uses"), Target::Value, format!(
-                "cannot read plugin `{}`: {e}; paths are relative to the playbook's folder", file.display())),
+            Err(e) => self.report(
+                &path.key("uses"),
+                Target::Value,
+                format!(
+                    "cannot read plugin `{}`: {e}; paths are relative to the playbook's folder",
+                    file.display()
+                ),
+            ),
             Ok(bytes) => {
                 if let Some(pin) = pin {
                     let actual = hex(&Sha256::digest(&bytes));
@@ -202,10 +265,18 @@ impl<'a> Checker<'a> {
         }
         for (i, rule) in g.kube.iter().enumerate() {
             let rp = path.key("kube").index(i);
-            for (key, list) in [("namespaces", &rule.namespaces), ("resources", &rule.resources), ("names", &rule.names)] {
+            for (key, list) in [
+                ("namespaces", &rule.namespaces),
+                ("resources", &rule.resources),
+                ("names", &rule.names),
+            ] {
                 for (j, v) in list.iter().enumerate() {
                     if v.is_empty() || v.chars().any(char::is_whitespace) {
-                        self.report(&rp.key(key).index(j), Target::Value, format!("`{v}` is not a valid entry of `{key}`"));
+                        self.report(
+                            &rp.key(key).index(j),
+                            Target::Value,
+                            format!("`{v}` is not a valid entry of `{key}`"),
+                        );
                     }
                 }
             }
@@ -221,17 +292,38 @@ impl<'a> Checker<'a> {
             let sp = Path::root().key("stages").index(i);
             if let Some(first) = stage_ids.get(stage.id.as_str()) {
                 let line = self.tree.locate(first, Target::Value).line;
-                self.report(&sp.key("id"), Target::Value, format!("stage id `{}` is already used on line {line}; stage ids must be unique", stage.id));
+                self.report(
+                    &sp.key("id"),
+                    Target::Value,
+                    format!(
+                        "stage id `{}` is already used on line {line}; stage ids must be unique",
+                        stage.id
+                    ),
+                );
             } else {
                 stage_ids.insert(stage.id.as_str(), sp.clone());
             }
-            all.extend(stage.steps.iter().enumerate().map(|(j, s)| (s, sp.key("steps").index(j))));
+            all.extend(
+                stage
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(j, s)| (s, sp.key("steps").index(j))),
+            );
             for (key, list) in stage.handlers.lists() {
-                all.extend(list.iter().enumerate().map(|(j, s)| (s, sp.key("handlers").key(key).index(j))));
+                all.extend(
+                    list.iter()
+                        .enumerate()
+                        .map(|(j, s)| (s, sp.key("handlers").key(key).index(j))),
+                );
             }
         }
         for (key, list) in self.pb.handlers.lists() {
-            all.extend(list.iter().enumerate().map(|(j, s)| (s, Path::root().key("handlers").key(key).index(j))));
+            all.extend(
+                list.iter()
+                    .enumerate()
+                    .map(|(j, s)| (s, Path::root().key("handlers").key(key).index(j))),
+            );
         }
         for (step, path) in all {
             if let Some(first) = self.steps.get(step.id.as_str()) {
@@ -255,7 +347,11 @@ impl<'a> Checker<'a> {
             self.duration(b, &root.key("budget"));
         }
         if let Some(c) = &self.pb.concurrency {
-            self.template(c.group.as_str(), &root.key("concurrency").key("group"), Scope::STATIC);
+            self.template(
+                c.group.as_str(),
+                &root.key("concurrency").key("group"),
+                Scope::STATIC,
+            );
         }
     }
 
@@ -273,8 +369,20 @@ impl<'a> Checker<'a> {
 
     // ----- stages and steps ---------------------------------------------------
 
-    fn stage(&mut self, stage: &'a Stage, path: &Path, earlier: &HashSet<&'a str>, earlier_stages: &HashSet<&'a str>) {
-        let scope = Scope { steps: Some(earlier), stages: Some(earlier_stages), result: false, static_only: false };
+    fn stage(
+        &mut self,
+        stage: &'a Stage,
+        path: &Path,
+        earlier: &HashSet<&'a str>,
+        earlier_stages: &HashSet<&'a str>,
+    ) {
+        let scope = Scope {
+            steps: Some(earlier),
+            stage_steps: None,
+            stages: Some(earlier_stages),
+            result: false,
+            static_only: false,
+        };
         if let Some(cond) = &stage.condition {
             self.condition(cond.as_str(), &path.key("if"), scope);
         }
@@ -288,16 +396,27 @@ impl<'a> Checker<'a> {
         let deps = self.dependencies(&stage.steps, &steps_path);
         let ancestors = ancestors(&deps);
         for (i, step) in stage.steps.iter().enumerate() {
-            let mut visible = earlier.clone();
-            visible.extend(ancestors[i].iter().map(|&j| stage.steps[j].id.as_str()));
-            let scope = Scope { steps: Some(&visible), ..scope };
+            let before: HashSet<&str> = ancestors[i]
+                .iter()
+                .map(|&j| stage.steps[j].id.as_str())
+                .collect();
+            let scope = Scope {
+                stage_steps: Some(&before),
+                ..scope
+            };
             self.step(step, &steps_path.index(i), scope, false);
         }
         self.handler_lists(&stage.handlers, &path.key("handlers"));
     }
 
     fn handler_lists(&mut self, handlers: &'a super::model::Handlers, path: &Path) {
-        let scope = Scope { steps: None, stages: None, result: false, static_only: false };
+        let scope = Scope {
+            steps: None,
+            stage_steps: None,
+            stages: None,
+            result: false,
+            static_only: false,
+        };
         for (key, list) in handlers.lists() {
             for (i, step) in list.iter().enumerate() {
                 self.step(step, &path.key(key).index(i), scope, true);
@@ -309,7 +428,11 @@ impl<'a> Checker<'a> {
     /// unknown, self and duplicate `needs`, and cycles (after which the graph is
     /// treated as having no edges on the cycle, so later checks still run).
     fn dependencies(&mut self, steps: &[Step], path: &Path) -> Vec<Vec<usize>> {
-        let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
         let mut deps: Vec<Vec<usize>> = Vec::with_capacity(steps.len());
         for (i, step) in steps.iter().enumerate() {
             let Some(needs) = &step.needs else {
@@ -320,26 +443,53 @@ impl<'a> Checker<'a> {
             for (k, need) in needs.iter().enumerate() {
                 let np = path.index(i).key("needs").index(k);
                 match index.get(need.as_str()) {
-                    Some(&j) if j == i => self.report(&np, Target::Value, format!("step `{need}` cannot need itself")),
-                    Some(&j) if own.contains(&j) => self.report(&np, Target::Value, format!("`{need}` is listed twice in `needs`")),
+                    Some(&j) if j == i => self.report(
+                        &np,
+                        Target::Value,
+                        format!("step `{need}` cannot need itself"),
+                    ),
+                    Some(&j) if own.contains(&j) => self.report(
+                        &np,
+                        Target::Value,
+                        format!("`{need}` is listed twice in `needs`"),
+                    ),
                     Some(&j) => own.push(j),
                     None => {
                         let elsewhere = self.steps.contains_key(need.as_str());
                         let hint = if elsewhere {
                             " (it is in another stage or a handler; `needs` only orders steps of the same stage, earlier stages always finish first)".to_owned()
                         } else {
-                            did_you_mean(need.as_str(), index.keys().copied()).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
+                            did_you_mean(need.as_str(), index.keys().copied())
+                                .map(|s| format!("; did you mean `{s}`?"))
+                                .unwrap_or_default()
                         };
-                        self.report(&np, Target::Value, format!("`needs` names `{need}`, which is not a step of this stage{hint}"));
+                        self.report(
+                            &np,
+                            Target::Value,
+                            format!(
+                                "`needs` names `{need}`, which is not a step of this stage{hint}"
+                            ),
+                        );
                     }
                 }
             }
             deps.push(own);
         }
         if let Some(cycle) = find_cycle(&deps) {
-            let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&i| steps[i].id.as_str()).collect();
+            let names: Vec<&str> = cycle
+                .iter()
+                .chain(cycle.first())
+                .map(|&i| steps[i].id.as_str())
+                .collect();
             let at = path.index(cycle[0]).key("needs");
-            self.report(&at, Target::Key, format!("`needs` forms a cycle: {}; no step of it could ever start", names.join(" → ")));
+            self.report(
+                &at,
+                Target::Key,
+                format!(
+                    "`needs` forms a cycle: {}; no step of it could ever start",
+                    names.join(" → ")
+                ),
+            );
             for &i in &cycle {
                 deps[i].clear();
             }
@@ -349,10 +499,14 @@ impl<'a> Checker<'a> {
 
     fn step(&mut self, step: &'a Step, path: &Path, scope: Scope<'_>, handler: bool) {
         self.ident_key(step.id.as_str(), &path.key("id"), "step");
-        let kinds: Vec<&str> = [("uses", step.uses.is_some()), ("gate", step.gate.is_some()), ("approval", step.approval.is_some())]
-            .into_iter()
-            .filter_map(|(k, present)| present.then_some(k))
-            .collect();
+        let kinds: Vec<&str> = [
+            ("uses", step.uses.is_some()),
+            ("gate", step.gate.is_some()),
+            ("approval", step.approval.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+        .collect();
         match step.kind() {
             None if kinds.is_empty() => self.report(path, Target::Value, format!(
                 "step `{}` does nothing; give it exactly one of `uses` (run a plugin), `gate` or `approval`", step.id)),
@@ -391,7 +545,11 @@ impl<'a> Checker<'a> {
             }
         }
         if handler && step.needs.is_some() {
-            self.report(&path.key("needs"), Target::Key, "handler steps run in the order they are listed; remove `needs`");
+            self.report(
+                &path.key("needs"),
+                Target::Key,
+                "handler steps run in the order they are listed; remove `needs`",
+            );
         }
         if let Some(cond) = &step.condition {
             self.condition(cond.as_str(), &path.key("if"), scope);
@@ -410,9 +568,17 @@ impl<'a> Checker<'a> {
 
     /// `with`, `watch` and `retry` only mean something for plugin steps.
     fn plugin_only(&mut self, step: &Step, path: &Path) {
-        for (key, present) in [("with", !step.with.is_empty()), ("watch", step.watch.is_some()), ("retry", step.retry.is_some())] {
+        for (key, present) in [
+            ("with", !step.with.is_empty()),
+            ("watch", step.watch.is_some()),
+            ("retry", step.retry.is_some()),
+        ] {
             if present {
-                self.report(&path.key(key), Target::Key, format!("`{key}` only applies to steps that run a plugin (`uses`)"));
+                self.report(
+                    &path.key(key),
+                    Target::Key,
+                    format!("`{key}` only applies to steps that run a plugin (`uses`)"),
+                );
             }
         }
     }
@@ -428,9 +594,16 @@ impl<'a> Checker<'a> {
         if let Ok(iv) = parse_duration(w.interval.as_str())
             && iv.is_zero()
         {
-            self.report(&path.key("interval"), Target::Value, "the interval must be longer than zero");
+            self.report(
+                &path.key("interval"),
+                Target::Value,
+                "the interval must be longer than zero",
+            );
         }
-        let scope = Scope { result: true, ..scope };
+        let scope = Scope {
+            result: true,
+            ..scope
+        };
         for (key, cond) in [("success", &w.success), ("failure", &w.failure)] {
             if let Some(c) = cond {
                 self.condition(c.as_str(), &path.key(key), scope);
@@ -481,19 +654,29 @@ impl<'a> Checker<'a> {
 
     /// Compiles `source` (found at byte `offset` of the node's string `whole`) and
     /// checks what it references.
-    fn expression(&mut self, source: &str, offset: usize, whole: &str, path: &Path, scope: Scope<'_>) {
+    fn expression(
+        &mut self,
+        source: &str,
+        offset: usize,
+        whole: &str,
+        path: &Path,
+        scope: Scope<'_>,
+    ) {
         let compiled = match expr::compile(source) {
             Ok(c) => c,
             Err(e) => {
                 let at = offset + byte_offset(source, e.line, e.col);
                 let pos = self.pos_in(path, whole, at);
-                self.report_at(pos, format!("invalid expression `{}`: {}", source.trim(), e.message));
+                self.report_at(
+                    pos,
+                    format!("invalid expression `{}`: {}", source.trim(), e.message),
+                );
                 return;
             }
         };
         for r in compiled.references() {
             if let Err(message) = self.reference(&r, scope) {
-                let at = offset + r.offset;
+                let at = offset + compiled.offset_of(&r);
                 let pos = self.pos_in(path, whole, at);
                 self.report_at(pos, message);
             }
@@ -502,30 +685,45 @@ impl<'a> Checker<'a> {
 
     fn reference(&self, r: &Reference, scope: Scope<'_>) -> Result<(), String> {
         let field = |i: usize| r.fields.get(i).map(String::as_str);
-        if scope.static_only && r.root != "inputs" && !(r.root == "run" && field(0) == Some("playbook")) {
+        if scope.static_only
+            && r.root != "inputs"
+            && !(r.root == "run" && field(0) == Some("playbook"))
+        {
             return Err(format!(
-                "`{}` is not known before the run starts; only `inputs` (and `run.playbook`) can be used here", r.dotted(2)));
+                "`{}` is not known before the run starts; only `inputs` (and `run.playbook`) can be used here",
+                r.dotted(2)
+            ));
         }
         match r.root.as_str() {
             "inputs" => match field(0) {
                 None => Ok(()),
                 Some(name) if self.pb.inputs.contains_key(name) => Ok(()),
-                Some(name) => Err(format!("unknown input `{name}`{}", self.hint(name, self.pb.inputs.keys().map(|k| k.as_str()), "inputs"))),
+                Some(name) => Err(format!(
+                    "unknown input `{name}`{}",
+                    self.hint(name, self.pb.inputs.keys().map(|k| k.as_str()), "inputs")
+                )),
             },
             "steps" => {
                 let Some(id) = field(0) else { return Ok(()) };
                 if !self.steps.contains_key(id) {
-                    return Err(format!("unknown step `{id}`{}", self.hint(id, self.steps.keys().copied(), "steps")));
+                    return Err(format!(
+                        "unknown step `{id}`{}",
+                        self.hint(id, self.steps.keys().copied(), "steps")
+                    ));
                 }
-                if let Some(visible) = scope.steps
-                    && !visible.contains(id)
+                if let Some(earlier) = scope.steps
+                    && !earlier.contains(id)
+                    && !scope.stage_steps.is_some_and(|s| s.contains(id))
                 {
                     return Err(format!(
-                        "step `{id}` has not run yet at this point; a step can use the results of steps of earlier stages and of the steps it waits for (list `{id}` in `needs`, or move this after it)"));
+                        "step `{id}` has not run yet at this point; a step can use the results of steps of earlier stages and of the steps it waits for (list `{id}` in `needs`, or move this after it)"
+                    ));
                 }
                 match field(1) {
                     Some(f) if !STEP_FIELDS.contains(&f) => Err(format!(
-                        "`steps.{id}` has no field `{f}`{}", self.hint(f, STEP_FIELDS.iter().copied(), "fields"))),
+                        "`steps.{id}` has no field `{f}`{}",
+                        self.hint(f, STEP_FIELDS.iter().copied(), "fields")
+                    )),
                     _ => Ok(()),
                 }
             }
@@ -533,37 +731,59 @@ impl<'a> Checker<'a> {
                 let Some(id) = field(0) else { return Ok(()) };
                 let ids: Vec<&str> = self.pb.stages.iter().map(|s| s.id.as_str()).collect();
                 if !ids.contains(&id) {
-                    return Err(format!("unknown stage `{id}`{}", self.hint(id, ids.iter().copied(), "stages")));
+                    return Err(format!(
+                        "unknown stage `{id}`{}",
+                        self.hint(id, ids.iter().copied(), "stages")
+                    ));
                 }
                 if let Some(done) = scope.stages
                     && !done.contains(id)
                 {
-                    return Err(format!("stage `{id}` has not finished at this point; only earlier stages can be read"));
+                    return Err(format!(
+                        "stage `{id}` has not finished at this point; only earlier stages can be read"
+                    ));
                 }
                 match field(1) {
                     Some(f) if !STAGE_FIELDS.contains(&f) => Err(format!(
-                        "`stages.{id}` has no field `{f}`{}", self.hint(f, STAGE_FIELDS.iter().copied(), "fields"))),
+                        "`stages.{id}` has no field `{f}`{}",
+                        self.hint(f, STAGE_FIELDS.iter().copied(), "fields")
+                    )),
                     _ => Ok(()),
                 }
             }
             "run" => match field(0) {
-                Some(f) if !RUN_FIELDS.contains(&f) => Err(format!("`run` has no field `{f}`{}", self.hint(f, RUN_FIELDS.iter().copied(), "fields"))),
+                Some(f) if !RUN_FIELDS.contains(&f) => Err(format!(
+                    "`run` has no field `{f}`{}",
+                    self.hint(f, RUN_FIELDS.iter().copied(), "fields")
+                )),
                 _ => Ok(()),
             },
             "result" if scope.result => Ok(()),
-            "result" => Err("`result` exists only in a watch's `success` and `failure` conditions".to_owned()),
+            "result" => Err(
+                "`result` exists only in a watch's `success` and `failure` conditions".to_owned(),
+            ),
             other => {
                 let mut roots = vec!["inputs", "steps", "stages", "run"];
                 if scope.result {
                     roots.push("result");
                 }
-                let hint = did_you_mean(other, roots.iter().copied()).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default();
-                Err(format!("unknown name `{other}`; {hint}expressions can read {}", roots.join(", ")))
+                let hint = did_you_mean(other, roots.iter().copied())
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default();
+                Err(format!(
+                    "unknown name `{other}`; {hint}expressions can read {}",
+                    roots.join(", ")
+                ))
             }
         }
     }
 
-    fn hint<'c>(&self, name: &str, candidates: impl Iterator<Item = &'c str> + Clone, what: &str) -> String {
+    fn hint<'c>(
+        &self,
+        name: &str,
+        candidates: impl Iterator<Item = &'c str> + Clone,
+        what: &str,
+    ) -> String {
         match did_you_mean(name, candidates.clone()) {
             Some(s) => format!("; did you mean `{s}`?"),
             None => {
@@ -583,7 +803,9 @@ impl<'a> Checker<'a> {
     /// the offset), otherwise the start of the value.
     fn pos_in(&self, path: &Path, whole: &str, offset: usize) -> Pos {
         let start = self.tree.locate(path, Target::Value);
-        let Some(line) = self.source.line(start.line) else { return start };
+        let Some(line) = self.source.line(start.line) else {
+            return start;
+        };
         let rest: String = line.chars().skip(start.col.saturating_sub(1)).collect();
         let prefix = whole.get(..offset).unwrap_or_default();
         if prefix.contains('\n') {
@@ -596,15 +818,26 @@ impl<'a> Checker<'a> {
         } else {
             return start;
         };
-        Pos { line: start.line, col: start.col + shift + prefix.chars().count() }
+        Pos {
+            line: start.line,
+            col: start.col + shift + prefix.chars().count(),
+        }
     }
 }
 
 /// Byte offset of a 1-based (line, column-in-characters) position in `text`.
 fn byte_offset(text: &str, line: usize, col: usize) -> usize {
-    let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
     let rest = &text[line_start.min(text.len())..];
-    line_start + rest.char_indices().nth(col.saturating_sub(1)).map_or(rest.len(), |(i, _)| i)
+    line_start
+        + rest
+            .char_indices()
+            .nth(col.saturating_sub(1))
+            .map_or(rest.len(), |(i, _)| i)
 }
 
 /// Whether `v` is a value of type `kind`; the error says what it is instead.
@@ -633,8 +866,14 @@ pub(crate) fn check_value(kind: InputType, v: &Value) -> Result<(), String> {
 
 /// Checks one `http` grant: `scheme://host[:port]` with an optional leading `*.`.
 fn check_http_grant(entry: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("`{entry}` is not an HTTP grant: {why}; write it as `https://host`, `https://*.example.com` or `http://127.0.0.1:8080`"));
-    let Some((scheme, rest)) = entry.split_once("://") else { return bad("it has no scheme") };
+    let bad = |why: &str| {
+        Err(format!(
+            "`{entry}` is not an HTTP grant: {why}; write it as `https://host`, `https://*.example.com` or `http://127.0.0.1:8080`"
+        ))
+    };
+    let Some((scheme, rest)) = entry.split_once("://") else {
+        return bad("it has no scheme");
+    };
     if scheme != "http" && scheme != "https" {
         return bad("the scheme must be `http` or `https`");
     }
@@ -659,9 +898,15 @@ fn check_http_grant(entry: &str) -> Result<(), String> {
         return bad("the port must be a number from 1 to 65535");
     }
     let name = host.strip_prefix("*.").unwrap_or(host);
-    let label_ok = |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':');
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':')
+    };
     if name.is_empty() || !name.split('.').all(label_ok) {
-        return bad("the host is not a name or address (`*` is allowed only as the whole first label)");
+        return bad(
+            "the host is not a name or address (`*` is allowed only as the whole first label)",
+        );
     }
     Ok(())
 }
@@ -679,7 +924,12 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
         Open,
         Done,
     }
-    fn visit(n: usize, deps: &[Vec<usize>], marks: &mut [Mark], stack: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        n: usize,
+        deps: &[Vec<usize>],
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         marks[n] = Mark::Open;
         stack.push(n);
         for &d in &deps[n] {
@@ -703,13 +953,24 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
         None
     }
     let mut marks = vec![Mark::New; deps.len()];
-    (0..deps.len()).find_map(|n| if marks[n] == Mark::New { visit(n, deps, &mut marks, &mut Vec::new()) } else { None })
+    (0..deps.len()).find_map(|n| {
+        if marks[n] == Mark::New {
+            visit(n, deps, &mut marks, &mut Vec::new())
+        } else {
+            None
+        }
+    })
 }
 
 /// For each node of an acyclic graph, every node it transitively depends on.
 fn ancestors(deps: &[Vec<usize>]) -> Vec<HashSet<usize>> {
     let mut memo: Vec<Option<HashSet<usize>>> = vec![None; deps.len()];
-    fn go(n: usize, deps: &[Vec<usize>], memo: &mut Vec<Option<HashSet<usize>>>, depth: usize) -> HashSet<usize> {
+    fn go(
+        n: usize,
+        deps: &[Vec<usize>],
+        memo: &mut Vec<Option<HashSet<usize>>>,
+        depth: usize,
+    ) -> HashSet<usize> {
         if let Some(s) = &memo[n] {
             return s.clone();
         }
@@ -733,10 +994,25 @@ mod tests {
 
     #[test]
     fn http_grants() {
-        for ok in ["https://api.example.com", "https://*.example.com", "http://127.0.0.1:8080", "http://[::1]:9090", "https://example.com/"] {
+        for ok in [
+            "https://api.example.com",
+            "https://*.example.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:9090",
+            "https://example.com/",
+        ] {
             assert_eq!(check_http_grant(ok), Ok(()), "{ok}");
         }
-        for bad in ["api.example.com", "ftp://x", "https://x/path", "https://x:0", "https://x:99999", "https://a.*.com", "https://", "https://u@x"] {
+        for bad in [
+            "api.example.com",
+            "ftp://x",
+            "https://x/path",
+            "https://x:0",
+            "https://x:99999",
+            "https://a.*.com",
+            "https://",
+            "https://u@x",
+        ] {
             assert!(check_http_grant(bad).is_err(), "{bad}");
         }
     }

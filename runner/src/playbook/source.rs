@@ -28,31 +28,48 @@ pub enum ReadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: the file is {size} bytes; playbooks are limited to {MAX_PLAYBOOK_BYTES} bytes. Is this the right file?")]
+    #[error(
+        "{path}: the file is {size} bytes; playbooks are limited to {MAX_PLAYBOOK_BYTES} bytes. Is this the right file?"
+    )]
     TooLarge { path: String, size: u64 },
     #[error("{path}:{line}:{col}: the file is not valid UTF-8; save it as UTF-8")]
-    NotUtf8 { path: String, line: usize, col: usize },
+    NotUtf8 {
+        path: String,
+        line: usize,
+        col: usize,
+    },
 }
 
 impl Source {
     /// Reads `path`, refusing files over [`MAX_PLAYBOOK_BYTES`] before reading them.
     pub fn read(path: &Path) -> Result<Source, ReadError> {
         let name = path.display().to_string();
-        let io = |source| ReadError::Io { path: name.clone(), source };
+        let io = |source| ReadError::Io {
+            path: name.clone(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
             return Err(io(std::io::Error::other("it is a directory")));
         }
         if meta.len() > MAX_PLAYBOOK_BYTES {
-            return Err(ReadError::TooLarge { path: name, size: meta.len() });
+            return Err(ReadError::TooLarge {
+                path: name,
+                size: meta.len(),
+            });
         }
         // The file may grow between the check and the read (or be a pipe): read one
         // byte past the cap at most.
         let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(MAX_PLAYBOOK_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+        file.take(MAX_PLAYBOOK_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         if bytes.len() as u64 > MAX_PLAYBOOK_BYTES {
-            return Err(ReadError::TooLarge { path: name, size: bytes.len() as u64 });
+            return Err(ReadError::TooLarge {
+                path: name,
+                size: bytes.len() as u64,
+            });
         }
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Source::from_bytes(name, dir, bytes)
@@ -68,7 +85,11 @@ impl Source {
                 let prefix = std::str::from_utf8(valid).unwrap_or_default();
                 let line = prefix.matches('\n').count() + 1;
                 let col = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                Err(ReadError::NotUtf8 { path: name, line, col })
+                Err(ReadError::NotUtf8 {
+                    path: name,
+                    line,
+                    col,
+                })
             }
         }
     }

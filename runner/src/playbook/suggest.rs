@@ -1,11 +1,19 @@
 //! "Did you mean" suggestions for misspelt keys, ids and names.
 
 /// The candidate closest to `typo`, when it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(typo: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    typo: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let typo_lower = typo.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&typo_lower, &c.to_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&typo_lower, &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, c)| {
             // One edit for short words, up to a third of the length for longer ones.
             let len = typo.chars().count().max(c.chars().count());

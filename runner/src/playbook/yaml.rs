@@ -207,32 +207,86 @@ fn options() -> Options {
 
 /// Parses one YAML document into a located tree.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
-    if text.trim().is_empty() {
-        return Err(SyntaxError {
-            pos: Pos { line: 1, col: 1 },
-            message: "the file is empty; a playbook needs at least `version`, `name` and `stages`"
+    let empty = || SyntaxError {
+        pos: Pos { line: 1, col: 1 },
+        message:
+            "the file has no content; a playbook needs at least `version`, `name` and `stages`"
                 .into(),
-        });
+    };
+    if text.trim().is_empty() {
+        return Err(empty());
     }
-    serde_saphyr::from_str_with_options::<Node>(text, options()).map_err(|e| {
-        let pos = e
-            .location()
-            .filter(|l| l.line() > 0)
-            .map(|l| Pos { line: l.line() as usize, col: l.column().max(1) as usize })
-            .unwrap_or(Pos { line: 1, col: 1 });
-        SyntaxError { pos, message: clean_message(&e.without_snippet().to_string()) }
-    })
+    match serde_saphyr::from_str_with_options::<Node>(text, options()) {
+        Ok(Node {
+            kind: NodeKind::Null,
+            ..
+        }) => Err(empty()),
+        Ok(node) => Ok(node),
+        Err(e) => {
+            let mut pos = e
+                .location()
+                .filter(|l| l.line() > 0)
+                .map(|l| Pos {
+                    line: l.line() as usize,
+                    col: l.column().max(1) as usize,
+                })
+                .unwrap_or(Pos { line: 1, col: 1 });
+            let message = friendly_message(&e.without_snippet().to_string());
+            // The scanner reports a tab after consuming it; point at the tab itself.
+            if message.contains("tab") && pos.col > 1 {
+                let line = text.lines().nth(pos.line - 1).unwrap_or_default();
+                if line.chars().nth(pos.col - 2) == Some('\t') {
+                    pos.col -= 1;
+                }
+            }
+            Err(SyntaxError { pos, message })
+        }
+    }
 }
 
-/// The parser's message without the position it repeats (we print our own).
-fn clean_message(raw: &str) -> String {
+/// The parser's message, in the words of this tool: without the position it repeats
+/// (we print our own), without library settings the user cannot change, and with
+/// the budgets explained.
+fn friendly_message(raw: &str) -> String {
     let first = raw.lines().next().unwrap_or(raw).trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if let Some(rest) = first.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return format!("duplicate key `{key}`; each key may appear only once in a mapping");
+    }
+    if first.contains("Documents {") {
+        return "the file holds more than one YAML document (`---`); a playbook is one document"
+            .into();
+    }
+    if first.contains("Depth {") {
+        return format!(
+            "the document is nested more than {MAX_DEPTH} levels deep; playbooks are refused past that"
+        );
+    }
+    if first.contains("alias replay limit") || first.contains("Aliases {") {
+        return format!(
+            "aliases expand to too much (limits: {MAX_ALIASES} aliases, {MAX_ALIAS_EVENTS} replayed nodes); \
+             anchors and aliases may not be used to inflate a playbook"
+        );
+    }
+    if first.contains("budget breached") {
+        return "the document is too large or complex for a playbook".into();
+    }
+    if first.contains("cannot deserialize null into string") {
+        return "a mapping key cannot be empty or null".into();
+    }
     let first = match first.rfind(" at line ") {
         Some(i) => &first[..i],
         None => first,
     };
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    if first.is_empty() { "invalid YAML".to_owned() } else { first.to_owned() }
+    if first.is_empty() {
+        "invalid YAML".to_owned()
+    } else {
+        first.to_owned()
+    }
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -240,7 +294,10 @@ impl<'de> Deserialize<'de> for Node {
         let spanned = Spanned::<NodeKind>::deserialize(d)?;
         let loc = spanned.referenced;
         Ok(Node {
-            pos: Pos { line: loc.line() as usize, col: loc.column() as usize },
+            pos: Pos {
+                line: loc.line() as usize,
+                col: loc.column() as usize,
+            },
             kind: spanned.value,
         })
     }
@@ -320,7 +377,13 @@ impl<'de> Visitor<'de> for KindVisitor {
                 return Err(de::Error::custom(format!("duplicate key `{name}`")));
             }
             entries.push((
-                Key { pos: Pos { line: loc.line() as usize, col: loc.column() as usize }, name },
+                Key {
+                    pos: Pos {
+                        line: loc.line() as usize,
+                        col: loc.column() as usize,
+                    },
+                    name,
+                },
                 value,
             ));
         }
@@ -369,11 +432,17 @@ mod tests {
     #[test]
     fn positions_of_keys_and_values() {
         let doc = parse("a: 1\nb:\n  - x\n  - {c: true}\n").unwrap();
-        assert_eq!(doc.get(&Path::root().key("a")).unwrap().kind, NodeKind::Number(1.into()));
+        assert_eq!(
+            doc.get(&Path::root().key("a")).unwrap().kind,
+            NodeKind::Number(1.into())
+        );
         let c = Path::root().key("b").index(1).key("c");
         assert_eq!(doc.locate(&c, Target::Key), Pos { line: 4, col: 6 });
         assert_eq!(doc.locate(&c, Target::Value), Pos { line: 4, col: 9 });
-        assert_eq!(doc.locate(&Path::root().key("b").index(0), Target::Value), Pos { line: 3, col: 5 });
+        assert_eq!(
+            doc.locate(&Path::root().key("b").index(0), Target::Value),
+            Pos { line: 3, col: 5 }
+        );
     }
 
     #[test]

@@ -1,0 +1,180 @@
+//! `runner plan` end to end: the README's command works, inputs are checked before
+//! anything else, and the JSON plan says what the text plan says.
+
+use std::process::{Command, Output};
+
+fn runner(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args(args)
+        .output()
+        .expect("run runner")
+}
+
+const HOTFIX_INPUTS: &[&str] = &[
+    "-i",
+    "issue_id=HOTFIX-1",
+    "-i",
+    "issue_description=login fails",
+    "-i",
+    "service=api",
+    "-i",
+    "base_tag=v1.2.3",
+    "-i",
+    "fixed_image=registry.local/api:v1.2.4",
+    "-i",
+    "staging_url=http://127.0.0.1:8081",
+    "-i",
+    "production_url=http://127.0.0.1:8080",
+    "-i",
+    "prometheus_url=http://127.0.0.1:9090",
+];
+
+fn plan(priority: &str, json: bool) -> Output {
+    let mut args = vec!["plan", "playbooks/hotfix.yaml"];
+    args.extend_from_slice(HOTFIX_INPUTS);
+    let p = format!("priority={priority}");
+    args.extend(["-i", &p]);
+    if json {
+        args.extend(["--output", "json"]);
+    }
+    runner(&args)
+}
+
+#[test]
+fn readme_plan_command_works() {
+    let out = plan("P1", false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("Plan for `hotfix`"), "{text}");
+    assert!(
+        text.contains("concurrency group `deploy-api`"),
+        "inputs are not resolved in the group: {text}"
+    );
+    for stage in ["analysis", "fix", "verify", "deploy", "report"] {
+        assert!(
+            text.contains(&format!(". {stage}")),
+            "stage {stage} missing:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn json_plan_resolves_inputs_and_conditions() {
+    let p1: serde_json::Value =
+        serde_json::from_slice(&plan("P1", true).stdout).expect("JSON plan");
+    let p2: serde_json::Value =
+        serde_json::from_slice(&plan("P2", true).stdout).expect("JSON plan");
+    let given = |p: &serde_json::Value, name: &str| {
+        p["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(given(&p1, "priority")["value"], "P1");
+    assert_eq!(given(&p1, "priority")["origin"], "given");
+    assert_eq!(given(&p1, "analysis_budget")["origin"], "default");
+    // A step whose condition reads only the priority is decided by the plan.
+    let runs = |p: &serde_json::Value| -> Vec<(String, String)> {
+        p["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["steps"].as_array().unwrap().iter())
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_owned(),
+                    s["runs"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let (r1, r2) = (runs(&p1), runs(&p2));
+    assert_eq!(r1.len(), r2.len());
+    let differ: Vec<_> = r1.iter().zip(&r2).filter(|(a, b)| a != b).collect();
+    assert!(
+        !differ.is_empty(),
+        "no step depends on the priority; the P0/P1 approval should"
+    );
+    assert!(
+        differ
+            .iter()
+            .all(|((_, a), (_, b))| a == "yes" && b == "no"),
+        "{differ:?}"
+    );
+}
+
+#[test]
+fn missing_required_inputs_are_reported_together() {
+    let out = runner(&["plan", "playbooks/hotfix.yaml", "-i", "priority=P1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for name in ["issue_id", "service", "base_tag", "fixed_image"] {
+        assert!(
+            err.contains(&format!("missing required input `{name}`")),
+            "{err}"
+        );
+    }
+    assert!(
+        out.stdout.is_empty(),
+        "a plan was printed despite missing inputs"
+    );
+}
+
+#[test]
+fn bad_input_values_are_refused() {
+    let mut args = vec!["plan", "playbooks/hotfix.yaml"];
+    args.extend_from_slice(HOTFIX_INPUTS);
+    args.extend([
+        "-i",
+        "priority=P5",
+        "-i",
+        "first_window=5 minutes",
+        "-i",
+        "prioity=P1",
+    ]);
+    let out = runner(&args);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("input `priority`: `P5` is not allowed; choose one of: P0, P1, P2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("input `first_window`: `5 minutes` is not a duration"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown input `prioity`; did you mean `priority`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_exit_codes() {
+    let ok = runner(&[
+        "validate",
+        "playbooks/hotfix.yaml",
+        "playbooks/rollback.yaml",
+    ]);
+    assert_eq!(ok.status.code(), Some(0));
+    let mixed = runner(&[
+        "validate",
+        "playbooks/hotfix.yaml",
+        "tests/broken/09-unknown-step-key.yaml",
+    ]);
+    assert_eq!(mixed.status.code(), Some(2));
+    let missing = runner(&["validate", "no/such/file.yaml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("no/such/file.yaml: cannot read the playbook")
+    );
+}
