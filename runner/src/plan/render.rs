@@ -245,18 +245,18 @@ fn watch_line(w: &Watch) -> String {
             crate::expr::unwrap_condition(s.as_str())
         );
     }
-    let mut limits = vec![format!(
-        "fails after {} failure(s)",
-        w.failure_limit.unwrap_or(0) + 1
-    )];
+    let mut limits = Vec::new();
+    if let Some(total) = w.effective_failure_limit() {
+        limits.push(format!("{} failure(s)", total + 1));
+    }
     if let Some(c) = w.consecutive_failure_limit {
-        limits.push(format!("or {} in a row", c + 1));
+        limits.push(format!("{} failures in a row", c + 1));
     }
     limits.push(format!(
-        "or {} plugin errors in a row",
+        "{} plugin errors in a row",
         w.consecutive_error_limit.unwrap_or(4) + 1
     ));
-    let _ = write!(line, "; {}", limits.join(" "));
+    let _ = write!(line, "; fails on {}", limits.join(" or "));
     line
 }
 

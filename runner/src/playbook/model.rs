@@ -371,6 +371,19 @@ pub struct Step {
     pub continue_on_error: bool,
 }
 
+impl Watch {
+    /// The limit on failed measurements in all, `None` when there is none: an unset
+    /// `failure_limit` means 0, except next to a `consecutive_failure_limit`, which
+    /// would otherwise never be reached.
+    pub fn effective_failure_limit(&self) -> Option<u32> {
+        match (self.failure_limit, self.consecutive_failure_limit) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) => None,
+            (None, None) => Some(0),
+        }
+    }
+}
+
 /// Which of the three kinds a step is.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StepKind<'a> {
@@ -489,7 +502,8 @@ pub struct Watch {
     /// CEL condition over `result` for a failed one; checked before `success`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Cel>,
-    /// Failed measurements tolerated in all (0 when not set).
+    /// Failed measurements tolerated in all. When not set: 0, unless
+    /// `consecutive_failure_limit` is set, in which case only that limit applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_limit: Option<u32>,
     /// Failed measurements in a row tolerated (no limit of its own when not set).
@@ -505,4 +519,32 @@ pub struct Watch {
     /// default), `fail` or `continue`.
     #[serde(default)]
     pub on_inconclusive: OnInconclusive,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(failure_limit: Option<u32>, consecutive: Option<u32>) -> Watch {
+        Watch {
+            interval: DurationSpec("10s".into()),
+            count: Some(3),
+            duration: None,
+            success: None,
+            failure: None,
+            failure_limit,
+            consecutive_failure_limit: consecutive,
+            inconclusive_limit: None,
+            consecutive_error_limit: None,
+            on_inconclusive: OnInconclusive::Approve,
+        }
+    }
+
+    #[test]
+    fn consecutive_limit_alone_is_not_shadowed_by_the_total() {
+        assert_eq!(watch(None, None).effective_failure_limit(), Some(0));
+        assert_eq!(watch(None, Some(1)).effective_failure_limit(), None);
+        assert_eq!(watch(Some(3), Some(1)).effective_failure_limit(), Some(3));
+        assert_eq!(watch(Some(2), None).effective_failure_limit(), Some(2));
+    }
 }
