@@ -125,7 +125,7 @@ pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
                     format!("missing required key `{name}`{}", context(&path)),
                 ));
             }
-            ValidationErrorKind::Type { .. } if path.0 == [Seg::Key("version".into())] => {
+            ValidationErrorKind::Type { .. } if path.is_top_level("version") => {
                 problems.push(Problem::at(
                     tree,
                     &path,
@@ -167,7 +167,7 @@ pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
                     format!("`{found}` is not allowed here{hint}"),
                 ));
             }
-            ValidationErrorKind::Constant { .. } if path.0 == [Seg::Key("version".into())] => {
+            ValidationErrorKind::Constant { .. } if path.is_top_level("version") => {
                 problems.push(Problem::at(
                     tree,
                     &path,
@@ -268,14 +268,10 @@ pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
 }
 
 fn to_path<'a>(segments: impl Iterator<Item = LocationSegment<'a>>) -> Path {
-    Path(
-        segments
-            .map(|s| match s {
-                LocationSegment::Property(p) => Seg::Key(p.into_owned()),
-                LocationSegment::Index(i) => Seg::Index(i),
-            })
-            .collect(),
-    )
+    Path::from_segments(segments.map(|s| match s {
+        LocationSegment::Property(p) => Seg::Key(p.into_owned()),
+        LocationSegment::Index(i) => Seg::Index(i),
+    }))
 }
 
 /// The schema object that owns the keyword at `schema_path` (its last segment dropped).
@@ -358,10 +354,10 @@ fn pattern_message(pattern: &str, text: &str, path: &Path) -> String {
         MEMORY_PATTERN => {
             format!("`{text}` is not a memory size; write it like `256MiB` or `1GiB`")
         }
-        _ if path.0.last() == Some(&Seg::Key("sha256".into())) => {
+        _ if path.last() == Some(&Seg::Key("sha256".into())) => {
             "`sha256` must be 64 lower-case hex digits (the output of `sha256sum`)".to_owned()
         }
-        _ if path.0 == [Seg::Key("name".into())] => format!(
+        _ if path.is_top_level("name") => format!(
             "`{text}` is not a valid playbook name; use letters, digits, `.`, `_` and `-` (it becomes part of file names)"
         ),
         _ => format!("`{text}` does not match the pattern `{pattern}`"),
@@ -370,9 +366,9 @@ fn pattern_message(pattern: &str, text: &str, path: &Path) -> String {
 
 /// " in steps" style suffix naming the list or mapping a problem is in.
 fn context(path: &Path) -> String {
-    match path.0.last() {
+    match path.last() {
         Some(Seg::Key(k)) => format!(" in `{k}`"),
-        Some(Seg::Index(_)) => match path.0.iter().rev().nth(1) {
+        Some(Seg::Index(_)) => match path.parent().last() {
             Some(Seg::Key(k)) => format!(" in this entry of `{k}`"),
             _ => String::new(),
         },

@@ -40,6 +40,7 @@ pub fn check(pb: &Playbook, tree: &Node, source: &Source) -> Vec<Problem> {
         source,
         problems: Vec::new(),
         steps: HashMap::new(),
+        compiled: HashMap::new(),
     };
     c.inputs();
     c.plugins();
@@ -64,15 +65,43 @@ pub fn check(pb: &Playbook, tree: &Node, source: &Source) -> Vec<Problem> {
     problems
 }
 
+/// A step seen within its stage: which steps of the stage it waits for.
+#[derive(Clone, Copy)]
+struct StageView<'s> {
+    index: &'s HashMap<&'s str, usize>,
+    deps: &'s [Vec<usize>],
+    me: usize,
+}
+
+impl StageView<'_> {
+    /// Whether step `id` of this stage has finished whenever this step runs: it is
+    /// reachable through the dependencies.
+    fn finished_before(&self, id: &str) -> bool {
+        let Some(&target) = self.index.get(id) else {
+            return false;
+        };
+        let mut seen = vec![false; self.deps.len()];
+        let mut todo = self.deps[self.me].clone();
+        while let Some(n) = todo.pop() {
+            if n == target {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[n], true) {
+                todo.extend(&self.deps[n]);
+            }
+        }
+        false
+    }
+}
+
 /// What an expression may see at its place in the playbook.
 #[derive(Clone, Copy)]
 struct Scope<'s> {
     /// Steps of earlier stages, whose results exist here; `None` means any step
     /// (handlers).
     steps: Option<&'s HashSet<&'s str>>,
-    /// Steps of the same stage that finish before this point (kept apart from
-    /// `steps` so that no set of all earlier steps is copied per step).
-    stage_steps: Option<&'s HashSet<&'s str>>,
+    /// The step's own stage, for the steps of it that finish before this point.
+    stage: Option<StageView<'s>>,
     /// Stages that have finished here; `None` means any stage (handlers).
     stages: Option<&'s HashSet<&'s str>>,
     /// `result` (the current measurement) is readable: watch conditions only.
@@ -84,7 +113,7 @@ struct Scope<'s> {
 impl Scope<'_> {
     const STATIC: Scope<'static> = Scope {
         steps: None,
-        stage_steps: None,
+        stage: None,
         stages: None,
         result: false,
         static_only: true,
@@ -98,6 +127,9 @@ struct Checker<'a> {
     problems: Vec<Problem>,
     /// Every step id (main and handler steps), with the path of its first definition.
     steps: HashMap<&'a str, Path>,
+    /// What each distinct expression reads, or why it does not compile. Playbooks
+    /// repeat expressions (`${{ inputs.service }}`), so each is compiled once.
+    compiled: HashMap<String, Result<Vec<Reference>, expr::SyntaxError>>,
 }
 
 impl<'a> Checker<'a> {
@@ -378,7 +410,7 @@ impl<'a> Checker<'a> {
     ) {
         let scope = Scope {
             steps: Some(earlier),
-            stage_steps: None,
+            stage: None,
             stages: Some(earlier_stages),
             result: false,
             static_only: false,
@@ -394,14 +426,19 @@ impl<'a> Checker<'a> {
         }
         let steps_path = path.key("steps");
         let deps = self.dependencies(&stage.steps, &steps_path);
-        let ancestors = ancestors(&deps);
+        let index: HashMap<&str, usize> = stage
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
         for (i, step) in stage.steps.iter().enumerate() {
-            let before: HashSet<&str> = ancestors[i]
-                .iter()
-                .map(|&j| stage.steps[j].id.as_str())
-                .collect();
             let scope = Scope {
-                stage_steps: Some(&before),
+                stage: Some(StageView {
+                    index: &index,
+                    deps: &deps,
+                    me: i,
+                }),
                 ..scope
             };
             self.step(step, &steps_path.index(i), scope, false);
@@ -412,7 +449,7 @@ impl<'a> Checker<'a> {
     fn handler_lists(&mut self, handlers: &'a super::model::Handlers, path: &Path) {
         let scope = Scope {
             steps: None,
-            stage_steps: None,
+            stage: None,
             stages: None,
             result: false,
             static_only: false,
@@ -662,24 +699,28 @@ impl<'a> Checker<'a> {
         path: &Path,
         scope: Scope<'_>,
     ) {
-        let compiled = match expr::compile(source) {
-            Ok(c) => c,
-            Err(e) => {
-                let at = offset + byte_offset(source, e.line, e.col);
-                let pos = self.pos_in(path, whole, at);
-                self.report_at(
-                    pos,
-                    format!("invalid expression `{}`: {}", source.trim(), e.message),
-                );
-                return;
-            }
+        if !self.compiled.contains_key(source) {
+            let result = expr::compile(source).map(|c| c.references());
+            self.compiled.insert(source.to_owned(), result);
+        }
+        let problems: Vec<(usize, String)> = match &self.compiled[source] {
+            Err(e) => vec![(
+                byte_offset(source, e.line, e.col),
+                format!("invalid expression `{}`: {}", source.trim(), e.message),
+            )],
+            Ok(references) => references
+                .iter()
+                .filter_map(|r| {
+                    let message = self.reference(r, scope).err()?;
+                    // Only now, with a problem to show, is the position worth a re-parse.
+                    let at = expr::compile(source).map_or(0, |c| c.offset_of(r));
+                    Some((at, message))
+                })
+                .collect(),
         };
-        for r in compiled.references() {
-            if let Err(message) = self.reference(&r, scope) {
-                let at = offset + compiled.offset_of(&r);
-                let pos = self.pos_in(path, whole, at);
-                self.report_at(pos, message);
-            }
+        for (at, message) in problems {
+            let pos = self.pos_in(path, whole, offset + at);
+            self.report_at(pos, message);
         }
     }
 
@@ -713,7 +754,7 @@ impl<'a> Checker<'a> {
                 }
                 if let Some(earlier) = scope.steps
                     && !earlier.contains(id)
-                    && !scope.stage_steps.is_some_and(|s| s.contains(id))
+                    && !scope.stage.is_some_and(|s| s.finished_before(id))
                 {
                     return Err(format!(
                         "step `{id}` has not run yet at this point; a step can use the results of steps of earlier stages and of the steps it waits for (list `{id}` in `needs`, or move this after it)"
@@ -962,32 +1003,6 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
     })
 }
 
-/// For each node of an acyclic graph, every node it transitively depends on.
-fn ancestors(deps: &[Vec<usize>]) -> Vec<HashSet<usize>> {
-    let mut memo: Vec<Option<HashSet<usize>>> = vec![None; deps.len()];
-    fn go(
-        n: usize,
-        deps: &[Vec<usize>],
-        memo: &mut Vec<Option<HashSet<usize>>>,
-        depth: usize,
-    ) -> HashSet<usize> {
-        if let Some(s) = &memo[n] {
-            return s.clone();
-        }
-        let mut set = HashSet::new();
-        // The graph is acyclic here; the depth guard only protects against a bug.
-        if depth <= deps.len() {
-            for &d in &deps[n] {
-                set.insert(d);
-                set.extend(go(d, deps, memo, depth + 1));
-            }
-        }
-        memo[n] = Some(set.clone());
-        set
-    }
-    (0..deps.len()).map(|n| go(n, deps, &mut memo, 0)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1017,19 +1032,46 @@ mod tests {
         }
     }
 
+    fn problems(yaml: &str) -> Vec<String> {
+        let source =
+            Source::from_bytes("t.yaml".into(), ".".into(), yaml.as_bytes().to_vec()).unwrap();
+        match crate::playbook::validate(source) {
+            Ok(_) => Vec::new(),
+            Err(crate::playbook::LoadError::Invalid { problems, .. }) => problems
+                .into_iter()
+                .map(|p| format!("{}:{} {}", p.pos.line, p.pos.col, p.message))
+                .collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn needs_decides_which_results_a_step_can_read() {
+        let doc = |expr: &str| {
+            format!(
+                "version: 1\nname: t\nplugins: {{p: {{uses: exec}}}}\nstages:\n  - id: s\n    steps:\n      - {{id: a, uses: p, needs: []}}\n      - {{id: b, uses: p, needs: []}}\n      - {{id: c, uses: p, needs: [a]}}\n      - {{id: d, uses: p, needs: [c], if: \"{expr}\"}}\n"
+            )
+        };
+        // Transitively through c: a has finished when d runs.
+        assert_eq!(
+            problems(&doc("steps.a.status == 'succeeded'")),
+            Vec::<String>::new()
+        );
+        // b runs in parallel with c and d: its result may not exist yet.
+        let p = problems(&doc("steps.b.status == 'succeeded'"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("10:") && p[0].contains("step `b` has not run yet"),
+            "{p:?}"
+        );
+    }
+
     #[test]
     fn cycles_are_found() {
         assert_eq!(find_cycle(&[vec![], vec![0], vec![1]]), None);
         let c = find_cycle(&[vec![2], vec![0], vec![1]]).unwrap();
         assert_eq!(c.len(), 3);
         assert_eq!(find_cycle(&[vec![0]]), Some(vec![0]));
-    }
-
-    #[test]
-    fn ancestors_are_transitive() {
-        let a = ancestors(&[vec![], vec![0], vec![1], vec![0]]);
-        assert_eq!(a[2], HashSet::from([0, 1]));
-        assert_eq!(a[3], HashSet::from([0]));
     }
 
     #[test]
