@@ -178,3 +178,26 @@ fn validate_exit_codes() {
             .contains("no/such/file.yaml: cannot read the playbook")
     );
 }
+
+#[test]
+fn a_boolean_condition_disables_a_step() {
+    let dir = std::env::temp_dir().join(format!("runner-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("off.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: off\nplugins: {p: {uses: exec}}\nstages:\n  - id: s\n    steps:\n      - {id: a, uses: p, if: false}\n      - {id: b, uses: p}\n",
+    )
+    .unwrap();
+    let out = runner(&["plan", file.to_str().unwrap(), "--output", "json"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = &plan["stages"][0]["steps"];
+    assert_eq!(steps[0]["runs"], "no");
+    assert_eq!(steps[1]["runs"], "yes");
+}

@@ -53,10 +53,32 @@ string_newtype!(
     /// An identifier: lower case letters, digits and `_`, starting with a letter.
     Ident
 );
-string_newtype!(
-    /// A CEL expression (optionally wrapped in `${{ }}`).
-    Cel
-);
+/// A CEL expression (optionally wrapped in `${{ }}`). A YAML `true` or `false` is
+/// accepted as the constant expression, so `if: false` disables a step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Cel(pub String);
+
+impl Cel {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Cel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cel, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Constant(bool),
+        }
+        Ok(Cel(match Raw::deserialize(d)? {
+            Raw::Text(s) => s,
+            Raw::Constant(b) => b.to_string(),
+        }))
+    }
+}
 string_newtype!(
     /// Text in which each `${{ expression }}` is replaced by its value.
     Template
@@ -90,9 +112,9 @@ impl JsonSchema for Cel {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "type": "string",
+            "type": ["string", "boolean"],
             "minLength": 1,
-            "description": "CEL expression over `inputs`, `steps`, `stages` and `run`, e.g. `steps.smoke.outputs.status == 200`.",
+            "description": "CEL expression over `inputs`, `steps`, `stages` and `run`, e.g. `steps.smoke.outputs.status == 200`; `true` and `false` are constants.",
         })
     }
 }
