@@ -322,8 +322,27 @@ impl fmt::Display for TemplateError {
     }
 }
 
+/// Byte offset of the `}}` that closes an expression: the first one outside CEL
+/// string literals (`'…'`, `"…"`, with `\` escapes), so `${{ x + '}}' }}` works.
+fn closing(expr: &str) -> Option<usize> {
+    let bytes = expr.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match (quote, bytes[i]) {
+            (Some(_), b'\\') => i += 1,
+            (Some(q), b) if b == q => quote = None,
+            (None, b'\'' | b'"') => quote = Some(bytes[i]),
+            (None, b'}') if bytes.get(i + 1) == Some(&b'}') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Splits a string into text and `${{ expression }}` pieces. An expression ends at
-/// the first `}}` after its `${{`.
+/// the first `}}` after its `${{` that is not inside a string literal.
 pub fn parse_template(text: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
     let mut pieces = Vec::new();
     let mut rest = 0;
@@ -332,8 +351,7 @@ pub fn parse_template(text: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
             pieces.push(Piece::Text(&text[rest..start]));
         }
         let inner = start + 3;
-        let end = text[inner..]
-            .find("}}")
+        let end = closing(&text[inner..])
             .map(|i| i + inner)
             .ok_or(TemplateError { offset: start })?;
         pieces.push(Piece::Expr {

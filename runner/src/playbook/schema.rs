@@ -203,17 +203,16 @@ pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
                 problems.push(Problem::at(tree, &path, Target::Value, message));
             }
             ValidationErrorKind::MinItems { limit } => {
-                let message = if *limit == 1 {
-                    "must not be empty".to_owned()
-                } else {
-                    format!("needs at least {limit} items")
+                let what = match path.last() {
+                    Some(Seg::Key(k)) => format!("`{k}`"),
+                    _ => "this list".to_owned(),
                 };
-                problems.push(Problem::at(
-                    tree,
-                    &path,
-                    Target::Value,
-                    format!("{message}{}", context(&path)),
-                ));
+                let message = if *limit == 1 {
+                    format!("{what} must list at least one entry")
+                } else {
+                    format!("{what} must list at least {limit} entries")
+                };
+                problems.push(Problem::at(tree, &path, Target::Value, message));
             }
             ValidationErrorKind::MinLength { .. } => {
                 problems.push(Problem::at(
