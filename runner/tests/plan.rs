@@ -201,3 +201,22 @@ fn a_boolean_condition_disables_a_step() {
     assert_eq!(steps[0]["runs"], "no");
     assert_eq!(steps[1]["runs"], "yes");
 }
+
+#[test]
+fn oversized_files_are_refused_before_parsing() {
+    let dir = std::env::temp_dir().join(format!("runner-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("huge.yaml");
+    // Valid YAML (one long comment), just too big to be a playbook.
+    let mut text = String::from("# ");
+    text.push_str(&"x".repeat(runner::playbook::MAX_PLAYBOOK_BYTES as usize));
+    std::fs::write(&file, text).unwrap();
+    let out = runner(&["validate", file.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("playbooks are limited to 4194304 bytes"),
+        "{err}"
+    );
+}
