@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::{Plan, PlanHandlers, PlanStep, Runs};
-use crate::playbook::model::{FsAccess, Grants, OnInconclusive, Watch};
+use crate::playbook::model::{FsAccess, Grants, OnInconclusive, OnTimeout, Watch};
 
 /// Renders `plan` for people.
 pub fn render_text(plan: &Plan) -> String {
@@ -212,7 +212,12 @@ fn step_lines(o: &mut String, number: &str, p: &PlanStep, show_after: bool) {
             a.approvers.join(" and ")
         };
         let _ = writeln!(o, "{pad}asks {who}: \"{}\"", a.prompt.as_str().trim());
-        let _ = writeln!(o, "{pad}waits {}, then {:?}", a.timeout, a.on_timeout);
+        let then = match a.on_timeout {
+            OnTimeout::Continue => "continues as if approved",
+            OnTimeout::Fail => "fails the step",
+            OnTimeout::Rollback => "fails the run (rollback)",
+        };
+        let _ = writeln!(o, "{pad}waits {}; if nobody answers, {then}", a.timeout);
     }
 }
 
