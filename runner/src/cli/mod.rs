@@ -22,8 +22,10 @@ pub const EXIT_INVALID: u8 = 2;
 const AFTER_HELP: &str = "\
 Examples:
   runner validate playbooks/*.yaml
-  runner plan playbooks/hotfix.yaml --input issue_description='login fails' --input priority=P1
-  runner plan playbooks/rollback.yaml --output json | jq '.stages[].steps[].id'
+  runner plan playbooks/rollback.yaml -i service=api -i reason='5xx after deploy' \\
+      -i production_url=http://127.0.0.1:8080
+  runner plan playbooks/rollback.yaml -i service=api -i reason=test \\
+      -i production_url=http://127.0.0.1:8080 --output json | jq '.stages[].steps[].id'
   runner schema > playbook.schema.json
 
 Exit codes:
@@ -52,7 +54,7 @@ pub enum Command {
     },
     /// Show what a playbook will do with these inputs, without running anything.
     #[command(
-        after_help = "Examples:\n  runner plan playbooks/hotfix.yaml --input issue_description='login fails' --input priority=P0\n  runner plan playbooks/canary.yaml --output json"
+        after_help = "Examples:\n  runner plan playbooks/rollback.yaml -i service=api -i reason=test -i production_url=http://127.0.0.1:8080\n  runner plan playbooks/rollback.yaml -i service=api -i reason=test -i production_url=http://127.0.0.1:8080 --output json\n\nRequired inputs that are missing are all listed, with their descriptions, before anything else happens."
     )]
     Plan {
         /// Playbook file.

@@ -24,9 +24,6 @@ use super::scalars::{DURATION_PATTERN, EXPRESSION_PATTERN, IDENT_PATTERN, MEMORY
 use super::suggest::did_you_mean;
 use super::yaml::{Node, Path, Seg, Target};
 
-/// Where the schema says it lives, relative to the repository (for `$id` and editors).
-pub const SCHEMA_ID: &str = "https://runner.dev/schemas/playbook.schema.json";
-
 /// The schema as a JSON value.
 pub fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
@@ -37,11 +34,7 @@ pub fn schema() -> &'static Value {
             .push(Box::new(RecursiveTransform(no_null)));
         let generator = settings.into_generator();
         let root = generator.into_root_schema_for::<Playbook>();
-        let mut value = root.to_value();
-        if let Value::Object(map) = &mut value {
-            map.shift_insert(1, "$id".into(), SCHEMA_ID.into());
-        }
-        value
+        root.to_value()
     })
 }
 
