@@ -4,6 +4,7 @@
 //! (CEL), [`plan`] (what will run), [`host`] (plugins), and [`cli`] at the edge.
 
 pub mod cli;
+pub mod engine;
 pub mod expr;
 pub mod host;
 pub mod plan;

@@ -4,6 +4,7 @@
 //! diagnostics for playbook problems, one clear line for everything else.
 
 pub mod diagnostic;
+mod exec;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,7 +31,8 @@ Examples:
 
 Exit codes:
   0  success
-  2  invalid playbook, inputs or command line (nothing was run)";
+  1  the run failed (a step or gate failed; handlers ran)
+  2  invalid playbook, inputs, plugins or command line (nothing was run)";
 
 /// Runs production playbooks (hotfix, rollback, canary, post-mortem) whose steps are
 /// sandboxed WebAssembly plugins.
@@ -67,8 +69,37 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Run a playbook: each step in its WebAssembly sandbox.
+    #[command(
+        after_help = "Examples:\n  runner exec examples/echo.yaml -i name=world\n  runner exec examples/echo.yaml --output json\n\nExit codes: 0 succeeded, 1 the run failed (handlers ran), 2 invalid playbook, inputs or plugins (nothing ran).\nThis executor runs steps one at a time; watches and approvals need the full engine and are refused."
+    )]
+    Exec {
+        /// Playbook file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// An input value, KEY=VALUE; repeat for several.
+        #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+        inputs: Vec<String>,
+        /// Output format: text lines, or JSON Lines events.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// List built-in plugins, or show what one needs.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
     /// Print the JSON Schema of the playbook format (draft 2020-12).
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// The built-in plugins.
+    List,
+    /// A plugin's description: version, input schema, capabilities.
+    Describe {
+        /// A built-in name or a path to a .wasm component.
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +118,13 @@ pub fn main() -> ExitCode {
             inputs,
             output,
         } => plan_command(&file, &inputs, output),
+        Command::Exec {
+            file,
+            inputs,
+            output,
+        } => exec::exec(&file, &inputs, output),
+        Command::Plugins(PluginsCommand::List) => exec::plugins_list(),
+        Command::Plugins(PluginsCommand::Describe { name }) => exec::plugins_describe(&name),
         Command::Schema => {
             print(&playbook::schema::schema_text());
             EXIT_OK
@@ -96,11 +134,11 @@ pub fn main() -> ExitCode {
 }
 
 /// Writes to stdout, ignoring a closed pipe (`runner plan … | head`).
-fn print(text: &str) {
+pub(crate) fn print(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-fn report(error: &LoadError) {
+pub(crate) fn report(error: &LoadError) {
     let text = match error {
         LoadError::Read(e) => format!("{e}\n"),
         LoadError::Invalid { file, problems } => diagnostic::render_all(file, problems),

@@ -298,6 +298,107 @@ fn chain(e: &IdedExpr) -> Option<(&str, Vec<&str>)> {
     }
 }
 
+/// Evaluates `source` with `vars` as its variables (each key a root name:
+/// `inputs`, `steps`, …). The error says what went wrong, for a step error.
+pub fn evaluate(
+    source: &str,
+    vars: &serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    let compiled = compile(source).map_err(|e| e.to_string())?;
+    let mut ctx = cel::Context::default();
+    for (name, value) in vars {
+        ctx.add_variable(name.as_str(), AsCel(value))
+            .map_err(|e| e.to_string())?;
+    }
+    let value = cel::Value::resolve(&compiled.expr, &ctx)
+        .map_err(|e| format!("cannot evaluate `{}`: {e}", source.trim()))?;
+    value
+        .json()
+        .map_err(|e| format!("`{}` gives a value that is not JSON: {e}", source.trim()))
+}
+
+/// A JSON value as CEL sees it: integers are CEL `int` when they fit (JSON has one
+/// number type; without this, `3` would be a `uint` and `inputs.n + 1` an error).
+struct AsCel<'a>(&'a serde_json::Value);
+
+impl serde::Serialize for AsCel<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        use serde_json::Value;
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => s.serialize_i64(i),
+                (None, Some(u), _) => s.serialize_u64(u),
+                (_, _, f) => s.serialize_f64(f.unwrap_or(f64::NAN)),
+            },
+            Value::String(t) => s.serialize_str(t),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(&AsCel(i))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => {
+                let mut m = s.serialize_map(Some(map.len()))?;
+                for (k, v) in map {
+                    m.serialize_entry(k, &AsCel(v))?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+/// Renders a template: a string that is one whole `${{ }}` keeps the value's type;
+/// otherwise each expression's value is put into the text.
+pub fn render(
+    text: &str,
+    vars: &serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    if let Some(source) = whole_expression(text) {
+        return evaluate(source, vars);
+    }
+    let pieces = parse_template(text).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Expr { source, .. } => match evaluate(source, vars)? {
+                Value::String(s) => out.push_str(&s),
+                other => out.push_str(&other.to_string()),
+            },
+        }
+    }
+    Ok(Value::String(out))
+}
+
+/// Renders every string inside a JSON value (a step's `with:`).
+pub fn render_json(
+    v: &serde_json::Value,
+    vars: &serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::String(s) => render(s, vars)?,
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render_json(i, vars))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, i)| Ok((k.clone(), render_json(i, vars)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
 /// A part of a `${{ }}` template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece<'a> {
@@ -434,6 +535,24 @@ mod tests {
         let e = compile("steps.a.outputs.x >").unwrap_err();
         assert!(e.col >= 1, "{e:?}");
         assert!(compile("").is_err());
+    }
+
+    #[test]
+    fn rendering_keeps_types_of_whole_expressions() {
+        let vars: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"inputs": {"n": 3, "s": "api"}, "steps": {"a": {"outputs": {"ok": true}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(render("${{ inputs.n }}", &vars), Ok(serde_json::json!(3)));
+        assert_eq!(
+            render("x-${{ inputs.s }}-${{ inputs.n + 1 }}", &vars),
+            Ok(serde_json::json!("x-api-4"))
+        );
+        assert_eq!(
+            render("${{ steps.a.outputs.ok }}", &vars),
+            Ok(serde_json::json!(true))
+        );
+        assert!(render("${{ steps.b.outputs.ok }}", &vars).is_err());
     }
 
     #[test]

@@ -1,53 +1,90 @@
-//! The plugin host.
+//! The plugin host: every step runs as a WebAssembly component in a wasmtime
+//! sandbox that can do only what the playbook granted.
 //!
-//! The wasmtime host (engine, component cache, capabilities) is the next slice of
-//! work; what exists now is the catalogue of built-in plugins, so that validation can
-//! reject a `uses:` that names no plugin before anything runs.
+//! - `bindings`: host side of the contract in `sdk/wit`.
+//! - `cache`: compiled components on disk, keyed by content and engine.
+//! - `runtime`: engine, limits, loading, one fresh store per step attempt.
+//! - `state`: per-attempt state and the host side of each capability.
+//! - `redact`: secret values removed from everything a plugin returns.
+//!
+//! Capability status: `log` and `secrets` are implemented; `process`, `kube`,
+//! `http` and `fs` grants are refused with a message naming the grant (their host
+//! implementations are the rest of the plugin-host issue).
+
+pub mod bindings;
+pub mod cache;
+pub mod redact;
+pub mod resolve;
+pub mod runtime;
+pub mod state;
 
 /// A plugin that ships inside the runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Builtin {
     pub name: &'static str,
     pub summary: &'static str,
+    /// The component, embedded at build time (see `runner/build.rs`); `None` for a
+    /// plugin whose implementation has not landed yet.
+    pub wasm: Option<&'static [u8]>,
+}
+
+macro_rules! embedded {
+    ($name:literal) => {
+        Some(include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".wasm")).as_slice())
+    };
 }
 
 /// The built-in plugins, by the name a playbook's `uses:` gives them.
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
+        name: "echo",
+        summary: "returns its inputs; can sleep or fail on request (tests, benchmarks)",
+        wasm: embedded!("echo"),
+    },
+    Builtin {
         name: "exec",
         summary: "run an allowlisted program (tests, builds, audits)",
+        wasm: embedded!("exec"),
     },
     Builtin {
         name: "fs",
         summary: "write and copy artifact files in granted folders",
+        wasm: None,
     },
     Builtin {
         name: "git",
         summary: "branch, commit, tag, push, merge with the real git",
+        wasm: None,
     },
     Builtin {
         name: "http-check",
         summary: "health and smoke checks with assertions",
+        wasm: None,
     },
     Builtin {
         name: "kubectl",
         summary: "set image, rollout status / undo, scale, canary weights",
+        wasm: None,
     },
     Builtin {
         name: "load-test",
         summary: "HTTP load with latency percentiles and thresholds",
+        wasm: None,
     },
     Builtin {
         name: "notify",
         summary: "Slack, webhook and e-mail notifications",
+        wasm: None,
     },
     Builtin {
         name: "prometheus",
         summary: "PromQL queries for metric gates",
+        wasm: None,
     },
     Builtin {
         name: "report",
         summary: "render markdown reports from templates and the run journal",
+        wasm: None,
     },
 ];
 

@@ -9,7 +9,6 @@
 pub mod inputs;
 mod render;
 
-use cel::Context;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -226,17 +225,10 @@ impl Statics {
     }
 
     fn eval(&self, source: &str) -> Result<Value, PlanError> {
-        let fail = |why: String| {
-            PlanError::Evaluation(format!("cannot evaluate `{}`: {why}", source.trim()))
-        };
-        let compiled = expr::compile(source).map_err(|e| fail(e.to_string()))?;
-        let mut ctx = Context::default();
-        ctx.add_variable("inputs", self.inputs.clone())
-            .map_err(|e| fail(e.to_string()))?;
-        ctx.add_variable("run", self.run.clone())
-            .map_err(|e| fail(e.to_string()))?;
-        let value = cel::Value::resolve(&compiled.expr, &ctx).map_err(|e| fail(e.to_string()))?;
-        value.json().map_err(|e| fail(e.to_string()))
+        let mut vars = Map::new();
+        vars.insert("inputs".into(), self.inputs.clone());
+        vars.insert("run".into(), self.run.clone());
+        expr::evaluate(source, &vars).map_err(PlanError::Evaluation)
     }
 
     /// Renders a template whose expressions are all static; anything else is kept as

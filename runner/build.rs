@@ -1,0 +1,73 @@
+//! Builds the built-in plugins (the `plugins/` workspace) for `wasm32-wasip2` and
+//! leaves them in `OUT_DIR`, where `host/mod.rs` embeds them: one `cargo build`
+//! on a fresh machine makes a runner binary that carries its plugins.
+//!
+//! The nested cargo uses its own target directory (next to the outer one, shared by
+//! every profile so each plugin is compiled once), and none of the outer build's
+//! wrappers or flags: those are for host code, not for the wasm guests.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PLUGINS: &[&str] = &["echo", "exec"];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("runner/ is inside the repository");
+    for watched in ["plugins", "sdk"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let target_dir = wasm_target_dir(&out);
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+    ])
+    .arg(root.join("plugins/Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CLIPPY_ARGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo for the plugins");
+    if !status.success() {
+        panic!(
+            "building the built-in plugins for wasm32-wasip2 failed (see above). \
+             If the target is missing: rustup target add wasm32-wasip2"
+        );
+    }
+    for name in PLUGINS {
+        let built = target_dir.join(format!("wasm32-wasip2/release/{name}.wasm"));
+        let dest = out.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    }
+}
+
+/// `<outer target dir>/wasm-plugins`: OUT_DIR is `<target>/<profile>/build/<pkg>/out`.
+fn wasm_target_dir(out: &Path) -> PathBuf {
+    out.ancestors()
+        .nth(4)
+        .map(|target| target.join("wasm-plugins"))
+        .unwrap_or_else(|| out.join("wasm-plugins"))
+}

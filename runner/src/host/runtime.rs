@@ -1,0 +1,484 @@
+//! The wasmtime runtime: one `Engine` per process, one `InstancePre` per plugin,
+//! one fresh `Store` per step attempt.
+//!
+//! Threat model: the plugin is untrusted code. It may loop forever, allocate without
+//! end, recurse without end, trap, return garbage, flood the log, or lie in
+//! `describe`. Each of these must end *that step attempt* with a precise error
+//! while the runner carries on. The mechanisms:
+//!
+//! - CPU: epoch interruption. A ticker thread advances the engine's epoch every
+//!   [`TICK`]; each store's deadline is its timeout in ticks, after which wasm
+//!   traps. A host call that blocks is cut by an async timeout around the call.
+//! - Memory: a resource limiter refuses growth past the plugin's cap (256 MiB by
+//!   default) and records that it did, so the error says "memory", not "trap".
+//! - Stack: wasmtime's own stack limit turns runaway recursion into a trap.
+//! - Output: outputs must be a JSON object of at most [`MAX_OUTPUT_BYTES`]; log
+//!   lines are capped in `state`; every string is redacted of secret values.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::bindings::runner::plugin::types::{PluginInfo, StepError};
+use super::bindings::{Plugin, PluginPre};
+use super::cache::{ComponentCache, Origin};
+use super::state::{Granted, StepLog, StepState};
+
+/// Epoch tick: the granularity of CPU deadlines.
+pub const TICK: Duration = Duration::from_millis(10);
+/// Default memory cap of a plugin instance.
+pub const DEFAULT_MEMORY: usize = 256 << 20;
+/// Largest outputs object a step may return (as JSON text).
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+/// Longest summary kept.
+pub const MAX_SUMMARY_BYTES: usize = 1 << 10;
+/// Time `describe` may take: it must not do any work.
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a plugin says about itself, parsed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Description {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub input_schema: Value,
+    pub capabilities: Vec<String>,
+}
+
+/// A plugin ready to run: compiled, linked, described.
+pub struct LoadedPlugin {
+    pub sha256: String,
+    pub origin: Origin,
+    /// Time to compile or load the compiled artifact.
+    pub load_time: Duration,
+    pub description: Description,
+    pre: PluginPre<Data>,
+    input_validator: Option<jsonschema::Validator>,
+}
+
+/// Limits of one step attempt.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            timeout: Duration::from_secs(600),
+            memory: DEFAULT_MEMORY,
+        }
+    }
+}
+
+/// A successful step attempt.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepSuccess {
+    pub outputs: Map<String, Value>,
+    pub summary: String,
+    pub artifacts: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Artifact {
+    pub name: String,
+    pub path: String,
+    pub media_type: String,
+}
+
+/// Why a step attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepFailure {
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("failed: {0}")]
+    Failed(String),
+    #[error("failed (retryable): {0}")]
+    Retryable(String),
+    #[error("timed out after {}", crate::playbook::scalars::format_duration(*.0))]
+    TimedOut(Duration),
+    #[error("exceeded its memory limit of {} MiB", .0 >> 20)]
+    OutOfMemory(usize),
+    #[error("crashed: {0}")]
+    Crashed(String),
+    #[error("returned bad output: {0}")]
+    BadOutput(String),
+}
+
+impl StepFailure {
+    /// A short machine-readable kind, for JSON events and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepFailure::InvalidInput(_) => "invalid-input",
+            StepFailure::Denied(_) => "denied",
+            StepFailure::Failed(_) => "failed",
+            StepFailure::Retryable(_) => "retryable",
+            StepFailure::TimedOut(_) => "timeout",
+            StepFailure::OutOfMemory(_) => "out-of-memory",
+            StepFailure::Crashed(_) => "crashed",
+            StepFailure::BadOutput(_) => "bad-output",
+        }
+    }
+
+    /// Whether a retry policy may try again.
+    pub fn retryable(&self) -> bool {
+        matches!(self, StepFailure::Retryable(_))
+    }
+}
+
+/// The result of one step attempt, with what the plugin logged either way.
+#[derive(Debug)]
+pub struct StepResult {
+    pub outcome: Result<StepSuccess, StepFailure>,
+    pub log: StepLog,
+    pub duration: Duration,
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("is not a valid WebAssembly component: {0}")]
+    Compile(String),
+    #[error("cannot be linked: {0}")]
+    Link(String),
+    #[error("`describe` {0}")]
+    Describe(StepFailure),
+    #[error("`describe` returned an input schema that is not a valid JSON Schema: {0}")]
+    Schema(String),
+}
+
+/// Refuses memory growth past the cap, and remembers that it did.
+struct MemoryCap {
+    max: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.hit = true;
+            wasmtime::bail!("memory limit of {} MiB reached", self.max >> 20);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million entries is far beyond any
+        // real plugin and bounds what a hostile one can allocate this way.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Store data: the plugin's state plus the limiter.
+pub struct Data {
+    state: StepState,
+    cap: MemoryCap,
+}
+
+impl wasmtime_wasi::WasiView for Data {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        self.state.ctx()
+    }
+}
+
+/// The process-wide runtime.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Data>,
+    cache: ComponentCache,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// A runtime whose compiled components are cached in `cache_dir` (none: no cache).
+    pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        // Bound the wasm stack well below the thread's, so runaway recursion traps.
+        config.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config)?;
+        let mut linker: Linker<Data> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Plugin::add_to_linker::<Data, wasmtime::component::HasSelf<StepState>>(
+            &mut linker,
+            |d: &mut Data| &mut d.state,
+        )?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (ticker_engine, stop) = (engine.weak(), stop_ticker.clone());
+        std::thread::Builder::new()
+            .name("runner-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    match ticker_engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        let cache = ComponentCache::new(&engine, cache_dir);
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            stop_ticker,
+        })
+    }
+
+    fn store(&self, memory: usize, granted: Granted, timeout: Duration) -> Store<Data> {
+        let wasi = WasiCtxBuilder::new().build();
+        let data = Data {
+            state: StepState::new(wasi, granted),
+            cap: MemoryCap {
+                max: memory,
+                hit: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|d| &mut d.cap);
+        let ticks = timeout.as_millis().div_ceil(TICK.as_millis()).max(1) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Compiles (or loads from the cache), links and describes a plugin.
+    pub async fn load(&self, wasm: &[u8]) -> Result<LoadedPlugin, LoadError> {
+        let start = Instant::now();
+        let (component, sha256, origin) = self
+            .cache
+            .load(&self.engine, wasm)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let load_time = start.elapsed();
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let mut store = self.store(DEFAULT_MEMORY, Granted::default(), DESCRIBE_TIMEOUT);
+        let info = match tokio::time::timeout(DESCRIBE_TIMEOUT + TICK * 10, async {
+            let plugin = pre.instantiate_async(&mut store).await?;
+            plugin.call_describe(&mut store).await
+        })
+        .await
+        {
+            Err(_) => return Err(LoadError::Describe(StepFailure::TimedOut(DESCRIBE_TIMEOUT))),
+            Ok(Err(e)) => return Err(LoadError::Describe(classify(e, &store, DESCRIBE_TIMEOUT))),
+            Ok(Ok(info)) => info,
+        };
+        let description = describe(info).map_err(LoadError::Schema)?;
+        let input_validator = jsonschema::draft202012::options()
+            .should_validate_formats(false)
+            .build(&description.input_schema)
+            .map_err(|e| LoadError::Schema(e.to_string()))?;
+        Ok(LoadedPlugin {
+            sha256,
+            origin,
+            load_time,
+            description,
+            pre,
+            input_validator: Some(input_validator),
+        })
+    }
+
+    /// Runs one step attempt of `plugin` with `input` (the step's resolved `with:`).
+    pub async fn run(
+        &self,
+        plugin: &LoadedPlugin,
+        input: &Value,
+        limits: &Limits,
+        mut granted: Granted,
+    ) -> StepResult {
+        let start = Instant::now();
+        granted.declared = plugin.description.capabilities.clone();
+        if let Some(v) = &plugin.input_validator {
+            let problems: Vec<String> = v
+                .iter_errors(input)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            if !problems.is_empty() {
+                return StepResult {
+                    outcome: Err(StepFailure::InvalidInput(problems.join("; "))),
+                    log: StepLog::default(),
+                    duration: start.elapsed(),
+                };
+            }
+        }
+        let mut store = self.store(limits.memory, granted, limits.timeout);
+        let input_text = input.to_string();
+        let call = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, &input_text).await
+        };
+        // The epoch deadline stops wasm; this stops a host call that blocks.
+        let outcome = match tokio::time::timeout(limits.timeout + TICK * 10, call).await {
+            Err(_) => Err(StepFailure::TimedOut(limits.timeout)),
+            Ok(Err(e)) => Err(classify(e, &store, limits.timeout)),
+            Ok(Ok(Err(step_error))) => Err(from_step_error(step_error)),
+            Ok(Ok(Ok(out))) => success(out.outputs, out.summary, out.artifacts),
+        };
+        let data = store.into_data();
+        let redactor = &data.state.redactor;
+        let outcome = match outcome {
+            Ok(mut s) => {
+                s.summary = redactor.redact(&s.summary);
+                s.outputs = redact_map(redactor, s.outputs);
+                Ok(s)
+            }
+            Err(f) => Err(redact_failure(redactor, f)),
+        };
+        StepResult {
+            outcome,
+            log: data.state.log,
+            duration: start.elapsed(),
+        }
+    }
+}
+
+/// Turns a wasmtime error from a call into the reason a person needs.
+fn classify(e: wasmtime::Error, store: &Store<Data>, timeout: Duration) -> StepFailure {
+    if store.data().cap.hit {
+        return StepFailure::OutOfMemory(store.data().cap.max);
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => StepFailure::TimedOut(timeout),
+        Some(Trap::StackOverflow) => {
+            StepFailure::Crashed("stack overflow (runaway recursion?)".into())
+        }
+        Some(Trap::UnreachableCodeReached) => {
+            StepFailure::Crashed("the plugin trapped (unreachable code, e.g. a Rust panic)".into())
+        }
+        Some(trap) => StepFailure::Crashed(format!("the plugin trapped: {trap}")),
+        None => StepFailure::Crashed(
+            format!("{e:#}")
+                .lines()
+                .next()
+                .unwrap_or("unknown error")
+                .to_owned(),
+        ),
+    }
+}
+
+fn from_step_error(e: StepError) -> StepFailure {
+    match e {
+        StepError::InvalidInput(m) => StepFailure::InvalidInput(m),
+        StepError::Denied(m) => StepFailure::Denied(m),
+        StepError::Failed(m) => StepFailure::Failed(m),
+        StepError::Retryable(m) => StepFailure::Retryable(m),
+    }
+}
+
+fn success(
+    outputs: String,
+    summary: String,
+    artifacts: Vec<super::bindings::runner::plugin::types::Artifact>,
+) -> Result<StepSuccess, StepFailure> {
+    if outputs.len() > MAX_OUTPUT_BYTES {
+        return Err(StepFailure::BadOutput(format!(
+            "outputs are {} bytes; the limit is {MAX_OUTPUT_BYTES} (write large data to an artifact file)",
+            outputs.len()
+        )));
+    }
+    let outputs = match serde_json::from_str::<Value>(&outputs) {
+        Ok(Value::Object(map)) => map,
+        Ok(other) => {
+            return Err(StepFailure::BadOutput(format!(
+                "outputs must be a JSON object, got {}",
+                crate::playbook::schema::describe(&other)
+            )));
+        }
+        Err(e) => return Err(StepFailure::BadOutput(format!("outputs are not JSON: {e}"))),
+    };
+    let mut summary = summary;
+    if summary.len() > MAX_SUMMARY_BYTES {
+        let mut end = MAX_SUMMARY_BYTES;
+        while !summary.is_char_boundary(end) {
+            end -= 1;
+        }
+        summary.truncate(end);
+    }
+    let artifacts = artifacts
+        .into_iter()
+        .map(|a| Artifact {
+            name: a.name,
+            path: a.path,
+            media_type: a.media_type,
+        })
+        .collect();
+    Ok(StepSuccess {
+        outputs,
+        summary,
+        artifacts,
+    })
+}
+
+fn redact_map(r: &super::redact::Redactor, map: Map<String, Value>) -> Map<String, Value> {
+    fn walk(r: &super::redact::Redactor, v: Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(r.redact(&s)),
+            Value::Array(a) => Value::Array(a.into_iter().map(|v| walk(r, v)).collect()),
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (r.redact(&k), walk(r, v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    map.into_iter()
+        .map(|(k, v)| (r.redact(&k), walk(r, v)))
+        .collect()
+}
+
+fn redact_failure(r: &super::redact::Redactor, f: StepFailure) -> StepFailure {
+    match f {
+        StepFailure::InvalidInput(m) => StepFailure::InvalidInput(r.redact(&m)),
+        StepFailure::Denied(m) => StepFailure::Denied(r.redact(&m)),
+        StepFailure::Failed(m) => StepFailure::Failed(r.redact(&m)),
+        StepFailure::Retryable(m) => StepFailure::Retryable(r.redact(&m)),
+        StepFailure::Crashed(m) => StepFailure::Crashed(r.redact(&m)),
+        StepFailure::BadOutput(m) => StepFailure::BadOutput(r.redact(&m)),
+        other => other,
+    }
+}
+
+fn describe(info: PluginInfo) -> Result<Description, String> {
+    let input_schema: Value = serde_json::from_str(&info.input_schema)
+        .map_err(|e| format!("the input schema is not JSON: {e}"))?;
+    if !jsonschema::meta::is_valid(&input_schema) {
+        return Err("the input schema does not satisfy the JSON Schema meta-schema".into());
+    }
+    Ok(Description {
+        name: info.name,
+        version: info.version,
+        description: info.description,
+        input_schema,
+        capabilities: info.capabilities,
+    })
+}

@@ -1,0 +1,132 @@
+//! `runner exec` end to end with the embedded `echo` plugin: outputs flow into
+//! later steps, gates, retries of retryable errors, handlers, exit codes, JSON Lines.
+
+use std::process::{Command, Output};
+
+fn runner(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        // A private compile cache, so the test does not depend on the user's.
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .args(args)
+        .output()
+        .expect("run runner")
+}
+
+fn events(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn step<'a>(events: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["event"] == "step" && e["step"]["step"] == id)
+        .map(|e| &e["step"])
+        .unwrap_or_else(|| panic!("no event for step {id}: {events:?}"))
+}
+
+#[test]
+fn a_run_that_succeeds() {
+    let out = runner(&[
+        "exec",
+        "examples/hello.yaml",
+        "-i",
+        "name=team",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out);
+    assert_eq!(step(&ev, "hello")["outputs"]["greeting"], "hello, team");
+    assert_eq!(step(&ev, "check")["status"], "succeeded");
+    // The second step read the first one's output through `${{ }}`.
+    assert_eq!(step(&ev, "again")["summary"], "hello, team, again");
+    assert_eq!(step(&ev, "broken")["status"], "skipped");
+    assert_eq!(step(&ev, "bye")["status"], "succeeded");
+    assert!(
+        ev.iter().all(|e| e["step"]["step"] != "undo"),
+        "on_failure ran on success"
+    );
+    assert_eq!(ev.last().unwrap()["status"], "succeeded");
+}
+
+#[test]
+fn a_failed_step_is_retried_then_rolled_back() {
+    let out = runner(&[
+        "exec",
+        "examples/hello.yaml",
+        "-i",
+        "fail=true",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let ev = events(&out);
+    let broken = step(&ev, "broken");
+    assert_eq!(broken["status"], "failed");
+    assert_eq!(
+        broken["attempts"], 3,
+        "retryable errors are retried up to max_attempts"
+    );
+    assert_eq!(broken["error_kind"], "retryable");
+    assert_eq!(
+        step(&ev, "undo")["summary"],
+        "rolling back after failed run"
+    );
+    assert_eq!(step(&ev, "bye")["status"], "succeeded");
+    assert_eq!(ev.last().unwrap()["status"], "failed");
+}
+
+#[test]
+fn plugins_describe_shows_the_contract() {
+    let out = runner(&["plugins", "describe", "echo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["name"], "echo");
+    assert_eq!(d["capabilities"], serde_json::json!([]));
+    assert_eq!(d["input_schema"]["additionalProperties"], false);
+    assert_eq!(d["sha256"].as_str().map(str::len), Some(64));
+    let missing = runner(&["plugins", "describe", "git"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not part of this runner build yet"));
+}
+
+#[test]
+fn playbooks_needing_the_full_engine_are_refused_before_running() {
+    let out = runner(&[
+        "exec",
+        "playbooks/rollback.yaml",
+        "-i",
+        "service=api",
+        "-i",
+        "reason=test",
+        "-i",
+        "production_url=http://127.0.0.1:8080",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("which this runner cannot execute yet"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "something ran: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
