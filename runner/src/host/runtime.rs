@@ -154,7 +154,12 @@ pub enum LoadError {
     Describe(StepFailure),
     #[error("`describe` returned an input schema that is not a valid JSON Schema: {0}")]
     Schema(String),
+    #[error("`describe` names the capability `{0}`, which does not exist (known: {known})", known = CAPABILITIES.join(", "))]
+    UnknownCapability(String),
 }
+
+/// The capability kinds a plugin may declare.
+pub const CAPABILITIES: &[&str] = &["http", "fs", "process", "kube", "secrets", "log"];
 
 /// Refuses memory growth past the cap, and remembers that it did.
 struct MemoryCap {
@@ -293,6 +298,13 @@ impl Runtime {
             Ok(Ok(info)) => info,
         };
         let description = describe(info).map_err(LoadError::Schema)?;
+        if let Some(unknown) = description
+            .capabilities
+            .iter()
+            .find(|c| !CAPABILITIES.contains(&c.as_str()))
+        {
+            return Err(LoadError::UnknownCapability(unknown.clone()));
+        }
         let input_validator = jsonschema::draft202012::options()
             .should_validate_formats(false)
             .build(&description.input_schema)
@@ -375,14 +387,26 @@ fn classify(e: wasmtime::Error, store: &Store<Data>, timeout: Duration) -> StepF
             StepFailure::Crashed("the plugin trapped (unreachable code, e.g. a Rust panic)".into())
         }
         Some(trap) => StepFailure::Crashed(format!("the plugin trapped: {trap}")),
-        None => StepFailure::Crashed(
-            format!("{e:#}")
-                .lines()
-                .next()
-                .unwrap_or("unknown error")
-                .to_owned(),
-        ),
+        None => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            // A plugin returns its result from `run`; exiting, even with 0, is a crash.
+            Some(exit) => StepFailure::Crashed(format!(
+                "the plugin exited the process (exit status {})",
+                exit.0
+            )),
+            None => StepFailure::Crashed(last_cause(&e)),
+        },
     }
+}
+
+/// The innermost cause of an error chain, in one line (the outer ones are
+/// wasmtime's backtrace context).
+fn last_cause(e: &wasmtime::Error) -> String {
+    let text = e
+        .chain()
+        .last()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| e.to_string());
+    text.lines().next().unwrap_or("unknown error").to_owned()
 }
 
 fn from_step_error(e: StepError) -> StepFailure {
@@ -415,7 +439,7 @@ fn success(
         }
         Err(e) => return Err(StepFailure::BadOutput(format!("outputs are not JSON: {e}"))),
     };
-    let mut summary = summary;
+    let mut summary = printable(&summary);
     if summary.len() > MAX_SUMMARY_BYTES {
         let mut end = MAX_SUMMARY_BYTES;
         while !summary.is_char_boundary(end) {
@@ -423,19 +447,42 @@ fn success(
         }
         summary.truncate(end);
     }
-    let artifacts = artifacts
-        .into_iter()
-        .map(|a| Artifact {
-            name: a.name,
+    let mut checked = Vec::with_capacity(artifacts.len());
+    for a in artifacts {
+        let path = std::path::Path::new(&a.path);
+        let inside = path.is_relative()
+            && path.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+        if !inside {
+            return Err(StepFailure::BadOutput(format!(
+                "artifact `{}` points at `{}`; artifact paths must be relative to the step's working directory, without `..`",
+                printable(&a.name),
+                printable(&a.path)
+            )));
+        }
+        checked.push(Artifact {
+            name: printable(&a.name),
             path: a.path,
-            media_type: a.media_type,
-        })
-        .collect();
+            media_type: printable(&a.media_type),
+        });
+    }
     Ok(StepSuccess {
         outputs,
         summary,
-        artifacts,
+        artifacts: checked,
     })
+}
+
+/// `text` without control characters (terminal escapes, carriage returns), which
+/// would let a plugin rewrite what the on-call engineer sees.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+        .collect()
 }
 
 fn redact_map(r: &super::redact::Redactor, map: Map<String, Value>) -> Map<String, Value> {

@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::runner::plugin::{kube, log, process, secrets};
 use super::redact::Redactor;
+use super::runtime::printable;
 
 /// Most log lines kept per step attempt; further lines are counted, not kept.
 pub const MAX_LOG_LINES: usize = 10_000;
@@ -121,8 +122,10 @@ impl log::Host for StepState {
             log::Level::Warn => "warn",
             log::Level::Error => "error",
         };
-        let message = self.redactor.redact(&cut(message, MAX_LOG_LINE));
-        let fields = self.redactor.redact(&cut(fields, MAX_LOG_LINE));
+        let message = self
+            .redactor
+            .redact(&printable(&cut(message, MAX_LOG_LINE)));
+        let fields = self.redactor.redact(&printable(&cut(fields, MAX_LOG_LINE)));
         self.push_log(LogLine {
             level,
             message,
@@ -131,7 +134,9 @@ impl log::Host for StepState {
     }
 
     async fn progress(&mut self, done: u64, total: Option<u64>, message: String) {
-        let message = self.redactor.redact(&cut(message, MAX_LOG_LINE));
+        let message = self
+            .redactor
+            .redact(&printable(&cut(message, MAX_LOG_LINE)));
         self.log.progress = Some((done, total, message));
     }
 }

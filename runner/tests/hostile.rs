@@ -1,0 +1,514 @@
+//! The hostile-plugin suite: deliberately malicious components (sources in
+//! `tests/hostile/plugins`), each of which must end its own step attempt with a
+//! specific error while the runner carries on. Every case asserts the exact kind of
+//! failure, not just "failed".
+//!
+//! The plugins are built once per test run for `wasm32-wasip2` (about a minute from
+//! nothing), into the test target's temporary folder.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use runner::host::runtime::{Limits, LoadError, LoadedPlugin, Runtime, StepFailure, StepResult};
+use runner::host::state::Granted;
+use serde_json::{Value, json};
+
+fn wasm_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-hostile");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(root.join("tests/hostile/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_TARGET_DIR",
+        ] {
+            cmd.env_remove(var);
+        }
+        let status = cmd
+            .status()
+            .expect("run cargo to build the hostile plugins");
+        assert!(
+            status.success(),
+            "building tests/hostile for wasm32-wasip2 failed"
+        );
+        target.join("wasm32-wasip2/release")
+    })
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(Some(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+    ))
+    .unwrap()
+}
+
+fn wasm(name: &str) -> Vec<u8> {
+    let path = wasm_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn load(runtime: &Runtime, name: &str) -> LoadedPlugin {
+    rt().block_on(runtime.load(&wasm(name)))
+        .unwrap_or_else(|e| panic!("{name} did not load: {e}"))
+}
+
+fn limits(timeout_ms: u64, memory_mib: usize) -> Limits {
+    Limits {
+        timeout: Duration::from_millis(timeout_ms),
+        memory: memory_mib << 20,
+    }
+}
+
+fn granted(secrets: &[(&str, &str)]) -> Granted {
+    Granted {
+        plugin: "hostile".into(),
+        secrets: secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        declared: Vec::new(),
+    }
+}
+
+/// Runs `name` with `input`; the runtime is used again afterwards to show it
+/// carries on.
+fn run_with(name: &str, input: Value, limits: Limits, grants: Granted) -> StepResult {
+    let runtime = runtime();
+    let plugin = load(&runtime, name);
+    let result = rt().block_on(runtime.run(&plugin, &input, &limits, grants));
+    // The runner carries on: the same runtime still runs a well-behaved step.
+    let echo = runner::host::builtin("echo").and_then(|b| b.wasm).unwrap();
+    let echo = rt().block_on(runtime.load(echo)).unwrap();
+    let after = rt().block_on(runtime.run(
+        &echo,
+        &json!({"message": "still here"}),
+        &Limits::default(),
+        Granted::default(),
+    ));
+    assert_eq!(
+        after.outcome.map(|s| s.summary),
+        Ok("still here".to_owned()),
+        "runtime unusable after {name}"
+    );
+    result
+}
+
+fn run(name: &str, input: Value) -> StepResult {
+    run_with(name, input, limits(2_000, 64), granted(&[]))
+}
+
+fn failure(r: StepResult) -> StepFailure {
+    match r.outcome {
+        Err(f) => f,
+        Ok(s) => panic!("expected a failure, the step succeeded: {s:?}"),
+    }
+}
+
+#[test]
+fn busy_loop_is_stopped_at_its_deadline() {
+    let f = failure(run_with(
+        "busy-loop",
+        json!({}),
+        limits(300, 64),
+        granted(&[]),
+    ));
+    assert_eq!(f, StepFailure::TimedOut(Duration::from_millis(300)));
+}
+
+#[test]
+fn a_blocking_host_call_is_stopped_at_its_deadline() {
+    let f = failure(run_with(
+        "sleep-forever",
+        json!({}),
+        limits(300, 64),
+        granted(&[]),
+    ));
+    assert_eq!(f, StepFailure::TimedOut(Duration::from_millis(300)));
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_cap() {
+    let f = failure(run_with(
+        "memory-bomb",
+        json!({}),
+        limits(10_000, 32),
+        granted(&[]),
+    ));
+    assert_eq!(f, StepFailure::OutOfMemory(32 << 20));
+}
+
+#[test]
+fn recursion_past_the_wasm_stack_is_a_stack_overflow() {
+    let f = failure(run("deep-recursion-native", json!({})));
+    assert_eq!(
+        f,
+        StepFailure::Crashed("stack overflow (runaway recursion?)".into())
+    );
+}
+
+#[test]
+fn recursion_past_the_guest_stack_is_a_memory_fault() {
+    let f = failure(run("deep-recursion", json!({})));
+    assert!(
+        matches!(&f, StepFailure::Crashed(m) if m.contains("out of bounds memory access")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_trap_is_a_crash() {
+    let f = failure(run("trap", json!({})));
+    assert!(
+        matches!(&f, StepFailure::Crashed(m) if m.contains("unreachable")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_panic_is_a_crash_and_its_message_is_logged() {
+    let r = run("panic", json!({}));
+    assert!(
+        r.log
+            .lines
+            .iter()
+            .any(|l| l.level == "error" && l.message.contains("boom")),
+        "{:?}",
+        r.log.lines
+    );
+    let f = failure(r);
+    assert!(
+        matches!(&f, StepFailure::Crashed(m) if m.contains("unreachable")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn exiting_the_process_is_a_failure_even_with_code_zero() {
+    // WASI 0.2's `exit` carries only success or failure, not the code.
+    for code in [0, 3] {
+        let f = failure(run("process-exit", json!({ "code": code })));
+        assert!(
+            matches!(&f, StepFailure::Crashed(m) if m.starts_with("the plugin exited the process")),
+            "{f:?}"
+        );
+    }
+}
+
+#[test]
+fn outputs_that_are_not_json_are_refused() {
+    let f = failure(run("bad-json", json!({})));
+    assert!(
+        matches!(&f, StepFailure::BadOutput(m) if m.starts_with("outputs are not JSON")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn outputs_that_are_not_an_object_are_refused() {
+    let f = failure(run("non-object-output", json!({})));
+    assert_eq!(
+        f,
+        StepFailure::BadOutput("outputs must be a JSON object, got a list".into())
+    );
+}
+
+#[test]
+fn huge_outputs_are_refused() {
+    let f = failure(run_with(
+        "huge-output",
+        json!({}),
+        limits(10_000, 256),
+        granted(&[]),
+    ));
+    assert!(
+        matches!(&f, StepFailure::BadOutput(m) if m.contains("the limit is 1048576")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn huge_summaries_are_cut_and_stripped_of_terminal_escapes() {
+    let r = run_with("huge-summary", json!({}), limits(10_000, 256), granted(&[]));
+    let s = r.outcome.expect("the step itself succeeds").summary;
+    assert!(s.len() <= 1024, "{}", s.len());
+    assert!(
+        !s.chars().any(|c| c.is_control()),
+        "control characters reach the terminal: {s:?}"
+    );
+    assert!(s.contains("all good"));
+}
+
+#[test]
+fn a_log_flood_is_capped() {
+    let r = run_with("log-flood", json!({}), limits(60_000, 64), granted(&[]));
+    assert!(r.outcome.is_ok(), "{:?}", r.outcome);
+    let kept: usize = r.log.lines.iter().map(|l| l.message.len()).sum();
+    assert!(kept <= runner::host::state::MAX_LOG_BYTES, "{kept}");
+    assert!(
+        r.log.dropped > 0,
+        "nothing was dropped from a 100 MiB flood"
+    );
+}
+
+#[test]
+fn a_huge_log_line_is_cut() {
+    let r = run_with(
+        "huge-log-line",
+        json!({}),
+        limits(10_000, 256),
+        granted(&[]),
+    );
+    assert!(r.outcome.is_ok(), "{:?}", r.outcome);
+    let longest = r
+        .log
+        .lines
+        .iter()
+        .map(|l| l.message.len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest <= runner::host::state::MAX_LOG_LINE + 16,
+        "{longest}"
+    );
+}
+
+#[test]
+fn stdout_floods_go_nowhere() {
+    let r = run_with("stdout-flood", json!({}), limits(30_000, 64), granted(&[]));
+    assert!(r.outcome.is_ok(), "{:?}", r.outcome);
+}
+
+#[test]
+fn the_host_filesystem_is_not_visible() {
+    let f = failure(run("read-passwd", json!({})));
+    assert!(!f.to_string().contains("root:"), "{f}");
+    assert!(matches!(f, StepFailure::Failed(_)), "{f:?}");
+}
+
+#[test]
+fn dotdot_paths_do_not_escape() {
+    let f = failure(run(
+        "dotdot-escape",
+        json!({ "path": "../../../../etc/passwd" }),
+    ));
+    assert!(matches!(f, StepFailure::Failed(_)), "{f:?}");
+}
+
+#[test]
+fn writes_outside_the_sandbox_do_not_happen() {
+    let marker = Path::new("/tmp/runner-escape-test");
+    let _ = std::fs::remove_file(marker);
+    let r = run("write-outside", json!({}));
+    assert!(!marker.exists(), "the plugin wrote {}", marker.display());
+    assert!(
+        matches!(r.outcome, Err(StepFailure::Failed(_))),
+        "{:?}",
+        r.outcome
+    );
+}
+
+#[test]
+fn symlinks_cannot_be_planted() {
+    let f = failure(run(
+        "symlink-escape",
+        json!({ "target": "/etc", "path": "link" }),
+    ));
+    assert!(matches!(f, StepFailure::Failed(_)), "{f:?}");
+}
+
+#[test]
+fn artifacts_outside_the_workdir_are_refused() {
+    let f = failure(run(
+        "artifact-escape",
+        json!({ "path": "../../etc/passwd" }),
+    ));
+    assert!(
+        matches!(&f, StepFailure::BadOutput(m) if m.contains("must be relative")),
+        "{f:?}"
+    );
+    let f = failure(run("artifact-escape", json!({ "path": "/etc/passwd" })));
+    assert!(
+        matches!(&f, StepFailure::BadOutput(m) if m.contains("must be relative")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn an_ungranted_secret_is_denied_with_the_grant_to_add() {
+    let f = failure(run_with(
+        "secret-steal",
+        json!({ "name": "AWS_KEY" }),
+        limits(2_000, 64),
+        granted(&[("OTHER", "x")]),
+    ));
+    assert_eq!(
+        f,
+        StepFailure::Denied(
+            "secret `AWS_KEY` is not granted to plugin `hostile`; add it to `plugins.hostile.grants.secrets` in the playbook"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn a_granted_secret_never_comes_back_in_clear() {
+    let value = "hunter2-very-secret";
+    let r = run_with(
+        "secret-print",
+        json!({ "name": "TOKEN" }),
+        limits(2_000, 64),
+        granted(&[("TOKEN", value)]),
+    );
+    let everything = format!("{:?} {:?}", r.outcome, r.log);
+    assert!(
+        !everything.contains(value),
+        "the secret leaked: {everything}"
+    );
+    assert!(everything.contains("[redacted]"), "{everything}");
+}
+
+#[test]
+fn an_ungranted_program_is_denied() {
+    let f = failure(run(
+        "exec-ungranted",
+        json!({ "program": "sh", "args": ["-c", "id"] }),
+    ));
+    assert!(
+        matches!(&f, StepFailure::Denied(m) if m.contains("program `sh` is not granted")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn ungranted_kubernetes_access_is_denied() {
+    let f = failure(run("kube-ungranted", json!({})));
+    assert!(
+        matches!(&f, StepFailure::Denied(m) if m.contains("Kubernetes access")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn capabilities_not_declared_in_describe_are_refused() {
+    let f = failure(run_with(
+        "describe-underclaims",
+        json!({ "secret": "TOKEN", "program": "sh" }),
+        limits(2_000, 64),
+        granted(&[("TOKEN", "x")]),
+    ));
+    assert!(
+        f.to_string().contains("without declaring it in `describe`"),
+        "{f}"
+    );
+}
+
+#[test]
+fn the_host_environment_is_not_passed_on() {
+    // This test process has PATH, HOME, CARGO_* ...; none of it may reach a plugin.
+    assert!(std::env::var_os("PATH").is_some());
+    let r = run("env-leak", json!({}));
+    let out = r.outcome.expect("reading the environment is allowed");
+    assert!(
+        out.outputs.is_empty(),
+        "the plugin saw the host environment: {:?}",
+        out.outputs
+    );
+    assert!(
+        out.summary.starts_with("0 environment variables"),
+        "{}",
+        out.summary
+    );
+}
+
+#[test]
+fn network_sockets_are_closed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let outcome = rt().block_on(async {
+        let runtime = runtime();
+        match runtime.load(&wasm("socket-connect")).await {
+            // Refusing the component outright is also containment.
+            Err(e) => Err(format!("{e}")),
+            Ok(p) => runtime
+                .run(
+                    &p,
+                    &json!({ "addr": addr }),
+                    &limits(2_000, 64),
+                    granted(&[]),
+                )
+                .await
+                .outcome
+                .map(|_| ())
+                .map_err(|f| f.to_string()),
+        }
+    });
+    assert!(outcome.is_err(), "the plugin connected out");
+    assert!(
+        listener.accept().is_err(),
+        "a connection reached the listener"
+    );
+}
+
+#[test]
+fn describe_that_never_returns_is_cut_off() {
+    let err = rt()
+        .block_on(runtime().load(&wasm("slow-describe")))
+        .err()
+        .expect("load must fail");
+    assert!(
+        matches!(err, LoadError::Describe(StepFailure::TimedOut(_))),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_invalid_input_schema_is_refused() {
+    let err = rt()
+        .block_on(runtime().load(&wasm("bad-schema")))
+        .err()
+        .expect("load must fail");
+    assert!(matches!(err, LoadError::Schema(_)), "{err}");
+}
+
+#[test]
+fn an_unknown_capability_is_refused() {
+    let err = rt()
+        .block_on(runtime().load(&wasm("unknown-capability")))
+        .err()
+        .expect("load must fail");
+    assert!(matches!(err, LoadError::UnknownCapability(_)), "{err}");
+}
+
+#[test]
+fn the_suite_has_at_least_twenty_cases() {
+    let plugins =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/hostile/plugins"))
+            .unwrap()
+            .count();
+    assert!(plugins >= 20, "{plugins}");
+}
