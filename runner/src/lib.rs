@@ -3,6 +3,7 @@
 //! The modules follow the data path: [`playbook`] (load and validate), [`expr`]
 //! (CEL), [`plan`] (what will run), [`host`] (plugins), and [`cli`] at the edge.
 
+pub mod caps;
 pub mod cli;
 pub mod engine;
 pub mod expr;

@@ -130,3 +130,53 @@ fn playbooks_needing_the_full_engine_are_refused_before_running() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn the_exec_plugin_runs_granted_programs_only() {
+    let dir = std::env::temp_dir().join(format!("runner-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("exec.yaml");
+    std::fs::write(
+        &file,
+        r#"version: 1
+name: exec-test
+plugins:
+  sh: { uses: exec, grants: { process: [sh] } }
+  only_true: { uses: exec, grants: { process: ["true"] } }
+stages:
+  - id: s
+    steps:
+      - id: shell
+        uses: sh
+        with: { program: sh, args: ["-c", "echo hi-$A-$HOME; echo warn >&2; exit 3"], env: { A: b }, allow_failure: true }
+      - id: denied
+        uses: only_true
+        with: { program: sh, args: ["-c", "id"] }
+"#,
+    )
+    .unwrap();
+    let out = runner(&["exec", file.to_str().unwrap(), "--output", "json"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out);
+    let shell = step(&ev, "shell");
+    assert_eq!(shell["status"], "succeeded", "{shell}");
+    // Only the environment the step gave: no HOME from the runner.
+    assert_eq!(shell["outputs"]["stdout_tail"], "hi-b-\n");
+    assert_eq!(shell["outputs"]["stderr_tail"], "warn\n");
+    assert_eq!(shell["outputs"]["exit_code"], 3);
+    let denied = step(&ev, "denied");
+    assert_eq!(denied["error_kind"], "denied");
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap()
+            .contains("program `sh` is not granted to plugin `only_true`"),
+        "{denied}"
+    );
+}

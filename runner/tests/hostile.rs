@@ -54,7 +54,7 @@ fn wasm_dir() -> &'static Path {
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .unwrap()
 }
@@ -90,7 +90,7 @@ fn granted(secrets: &[(&str, &str)]) -> Granted {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        declared: Vec::new(),
+        ..Granted::default()
     }
 }
 

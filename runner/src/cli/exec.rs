@@ -16,7 +16,7 @@ pub const EXIT_FAILED: u8 = 1;
 
 fn tokio() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .expect("a single-threaded tokio runtime can always be built")
 }

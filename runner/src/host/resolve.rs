@@ -115,7 +115,10 @@ pub async fn resolve(runtime: &Runtime, validated: &Validated) -> Result<Resolve
             Granted {
                 plugin: name.to_string(),
                 secrets,
-                declared: Vec::new(),
+                process: crate::caps::process::ProcessGrant {
+                    programs: decl.grants.process.clone(),
+                },
+                ..Granted::default()
             },
         );
         out.memory.insert(

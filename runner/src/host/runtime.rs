@@ -161,6 +161,26 @@ pub enum LoadError {
 /// The capability kinds a plugin may declare.
 pub const CAPABILITIES: &[&str] = &["http", "fs", "process", "kube", "secrets", "log"];
 
+/// A fresh, empty working directory for one step attempt, removed with it.
+struct Workdir(PathBuf);
+
+impl Workdir {
+    fn new() -> std::io::Result<Workdir> {
+        use std::sync::atomic::AtomicU64;
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("runner-step-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Workdir(dir))
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Refuses memory growth past the cap, and remembers that it did.
 struct MemoryCap {
     max: usize,
@@ -342,6 +362,19 @@ impl Runtime {
                 };
             }
         }
+        let workdir = match Workdir::new() {
+            Ok(w) => w,
+            Err(e) => {
+                return StepResult {
+                    outcome: Err(StepFailure::Failed(format!(
+                        "cannot create the step's working directory: {e}"
+                    ))),
+                    log: StepLog::default(),
+                    duration: start.elapsed(),
+                };
+            }
+        };
+        granted.workdir = workdir.0.clone();
         let mut store = self.store(limits.memory, granted, limits.timeout);
         let input_text = input.to_string();
         let call = async {

@@ -49,6 +49,10 @@ pub struct Granted {
     pub secrets: BTreeMap<String, String>,
     /// Capabilities the plugin declared in `describe`.
     pub declared: Vec<String>,
+    /// Programs it may run.
+    pub process: crate::caps::process::ProcessGrant,
+    /// The attempt's fresh working directory (set by the runtime).
+    pub workdir: std::path::PathBuf,
 }
 
 pub struct StepState {
@@ -157,14 +161,29 @@ impl secrets::Host for StepState {
 
 impl process::Host for StepState {
     async fn run(&mut self, command: process::Command) -> Result<process::Completed, String> {
+        use crate::caps::process as cap;
         if let Some(refusal) = self.undeclared("process") {
             return Err(refusal);
         }
-        Err(format!(
-            "program `{}` is not granted to plugin `{plugin}`; add it to `plugins.{plugin}.grants.process` in the playbook",
-            command.program,
-            plugin = self.granted.plugin
-        ))
+        let request = cap::Request {
+            program: command.program,
+            args: command.args,
+            cwd: command.cwd,
+            env: command.env,
+            timeout: command.timeout_ms.map(std::time::Duration::from_millis),
+        };
+        let allowed =
+            self.granted
+                .process
+                .check(&self.granted.plugin, &request, &self.granted.workdir)?;
+        let done = cap::run(&allowed, &request).await?;
+        Ok(process::Completed {
+            exit_code: done.exit_code,
+            stdout: done.stdout,
+            stderr: done.stderr,
+            timed_out: done.timed_out,
+            truncated: done.truncated,
+        })
     }
 }
 

@@ -1,0 +1,15 @@
+//! Capabilities: what a plugin may do beyond computing, one module each, all of
+//! the same shape:
+//!
+//! 1. a grant type, parsed once from the playbook's `grants:`;
+//! 2. a check that turns a plugin's request into an allowed action or a refusal
+//!    naming the grant to add;
+//! 3. the host implementation of the allowed action;
+//! 4. deny-path tests next to the code, and hostile plugins in `tests/hostile`.
+//!
+//! Each module's doc starts with its threat model: who attacks, and what must
+//! never happen. Status: `process` is here; `log` and `secrets` live in
+//! `host::state` and `host::redact` for now; `http`, `fs` (beyond the empty
+//! sandbox) and `kube` are refused until their modules land.
+
+pub mod process;

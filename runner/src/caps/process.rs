@@ -1,0 +1,271 @@
+//! The `process` capability: running a program on the host.
+//!
+//! Threat model: the plugin is hostile and wants to run arbitrary code on the host,
+//! read the host's environment (tokens, cloud credentials), work in or write to
+//! folders it was not given, or hang or flood the runner. What must never happen:
+//! a program not listed in the grant runs; the child sees any environment variable
+//! the plugin did not set explicitly; the child starts in a folder outside the
+//! step's working directory; a child outlives its timeout; unbounded output is
+//! buffered.
+//!
+//! Grant: `process: [git, npm, /usr/local/bin/tool]`: names are looked up on the
+//! runner's `PATH` (the lookup uses the runner's PATH, the child does not get it),
+//! absolute paths must match exactly. Argument patterns are not supported yet: a
+//! granted program may be called with any arguments.
+
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+/// Most bytes kept of each of stdout and stderr.
+pub const MAX_OUTPUT: usize = 1 << 20;
+/// Timeout of a program when the plugin gives none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The programs a plugin may run.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessGrant {
+    pub programs: Vec<String>,
+}
+
+/// A request from the plugin.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+}
+
+/// What the program did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub exit_code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub timed_out: bool,
+    pub truncated: bool,
+}
+
+/// A request that passed the check: what will be run, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    pub executable: PathBuf,
+    pub cwd: PathBuf,
+}
+
+impl ProcessGrant {
+    /// Checks `req` for plugin `plugin`, whose working directory is `workdir`.
+    pub fn check(&self, plugin: &str, req: &Request, workdir: &Path) -> Result<Allowed, String> {
+        let listed = self.programs.iter().any(|p| p == &req.program);
+        if !listed {
+            return Err(format!(
+                "program `{}` is not granted to plugin `{plugin}`; add it to `plugins.{plugin}.grants.process` in the playbook",
+                req.program
+            ));
+        }
+        let executable = if req.program.contains('/') {
+            PathBuf::from(&req.program)
+        } else {
+            find_on_path(&req.program).ok_or_else(|| {
+                format!(
+                    "program `{}` is granted but was not found on the runner's PATH",
+                    req.program
+                )
+            })?
+        };
+        let cwd = match &req.cwd {
+            None => workdir.to_path_buf(),
+            Some(c) => inside(workdir, c).ok_or_else(|| {
+                format!("working directory `{c}` is outside the step's working directory; give a relative path without `..`")
+            })?,
+        };
+        Ok(Allowed { executable, cwd })
+    }
+}
+
+/// `rel` resolved inside `base`, if it stays there lexically (relative, no `..`).
+/// Symlinks inside the workdir are the plugin's own files; the folder is fresh.
+fn inside(base: &Path, rel: &str) -> Option<PathBuf> {
+    let p = Path::new(rel);
+    if !p.is_relative()
+        || !p
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return None;
+    }
+    Some(base.join(p))
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Runs an allowed request with only the environment the plugin gave.
+pub async fn run(allowed: &Allowed, req: &Request) -> Result<Completed, String> {
+    let mut cmd = tokio::process::Command::new(&allowed.executable);
+    cmd.args(&req.args)
+        .current_dir(&allowed.cwd)
+        .env_clear()
+        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", req.program))?;
+    let mut stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let mut stderr = child.stderr.take().ok_or("no stderr pipe")?;
+    let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let work = async {
+        let (out, err, status) = tokio::join!(
+            read_capped(&mut stdout),
+            read_capped(&mut stderr),
+            child.wait()
+        );
+        (out, err, status)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(((stdout, t1), (stderr, t2), status)) => Ok(Completed {
+            exit_code: status.map_err(|e| e.to_string())?.code(),
+            stdout,
+            stderr,
+            timed_out: false,
+            truncated: t1 || t2,
+        }),
+        Err(_) => {
+            // `kill_on_drop` ends the child when `child` goes out of scope here.
+            Ok(Completed {
+                exit_code: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                timed_out: true,
+                truncated: false,
+            })
+        }
+    }
+}
+
+/// Reads a pipe to its end, keeping at most [`MAX_OUTPUT`] bytes.
+async fn read_capped(pipe: &mut (impl AsyncReadExt + Unpin)) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = MAX_OUTPUT.saturating_sub(kept.len());
+                if n > room {
+                    truncated = true;
+                }
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    (kept, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(program: &str, cwd: Option<&str>) -> Request {
+        Request {
+            program: program.into(),
+            args: vec![],
+            cwd: cwd.map(Into::into),
+            env: vec![],
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn only_listed_programs_pass() {
+        let g = ProcessGrant {
+            programs: vec!["sh".into()],
+        };
+        let work = Path::new("/tmp/w");
+        assert!(g.check("p", &req("sh", None), work).is_ok());
+        let e = g.check("p", &req("bash", None), work).unwrap_err();
+        assert_eq!(
+            e,
+            "program `bash` is not granted to plugin `p`; add it to `plugins.p.grants.process` in the playbook"
+        );
+        // A path to a granted name is not the granted name.
+        assert!(g.check("p", &req("/bin/sh", None), work).is_err());
+        assert!(
+            ProcessGrant::default()
+                .check("p", &req("sh", None), work)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_working_directory_stays_inside() {
+        let g = ProcessGrant {
+            programs: vec!["sh".into()],
+        };
+        let work = Path::new("/tmp/w");
+        assert_eq!(
+            g.check("p", &req("sh", Some("sub/dir")), work).unwrap().cwd,
+            Path::new("/tmp/w/sub/dir")
+        );
+        for bad in ["..", "../x", "/etc", "a/../../b"] {
+            assert!(g.check("p", &req("sh", Some(bad)), work).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn children_get_only_the_given_environment_and_are_stopped_in_time() {
+        let work = std::env::temp_dir();
+        let g = ProcessGrant {
+            programs: vec!["sh".into()],
+        };
+        let mut r = req("sh", None);
+        r.args = vec!["-c".into(), "echo \"[$HOME][$ONLY]\"".into()];
+        r.env = vec![("ONLY".into(), "me".into())];
+        let done = run(&g.check("p", &r, &work).unwrap(), &r).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&done.stdout), "[][me]\n");
+        assert_eq!(done.exit_code, Some(0));
+
+        let mut slow = req("sh", None);
+        slow.args = vec!["-c".into(), "sleep 5".into()];
+        slow.timeout = Some(Duration::from_millis(200));
+        let start = std::time::Instant::now();
+        let done = run(&g.check("p", &slow, &work).unwrap(), &slow)
+            .await
+            .unwrap();
+        assert!(done.timed_out);
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "the child was waited for"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn output_is_capped() {
+        let work = std::env::temp_dir();
+        let g = ProcessGrant {
+            programs: vec!["sh".into()],
+        };
+        let mut r = req("sh", None);
+        r.args = vec!["-c".into(), "head -c 3000000 /dev/zero".into()];
+        let done = run(&g.check("p", &r, &work).unwrap(), &r).await.unwrap();
+        assert_eq!(done.stdout.len(), MAX_OUTPUT);
+        assert!(done.truncated);
+    }
+}
