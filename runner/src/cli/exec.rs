@@ -148,6 +148,33 @@ fn run_id() -> String {
     format!("{}-{}", now.as_secs(), std::process::id())
 }
 
+/// The plugin checks of `runner validate`: load each plugin, check `with:`
+/// against its input schema and its capabilities against its grants.
+pub fn check_plugins(v: playbook::Validated) -> Result<playbook::Validated, playbook::LoadError> {
+    let runtime = match Runtime::new(ComponentCache::default_dir()) {
+        Ok(r) => r,
+        Err(e) => {
+            let problem = playbook::Problem {
+                pos: v.tree.pos,
+                message: format!("cannot start the WebAssembly runtime to check plugins: {e:#}"),
+            };
+            return Err(playbook::LoadError::Invalid {
+                file: Box::new(v.source),
+                problems: vec![problem],
+            });
+        }
+    };
+    let problems = tokio().block_on(resolve::check(&runtime, &v));
+    if problems.is_empty() {
+        Ok(v)
+    } else {
+        Err(playbook::LoadError::Invalid {
+            file: Box::new(v.source),
+            problems,
+        })
+    }
+}
+
 pub fn plugins_list() -> u8 {
     let mut out = String::new();
     for b in host::BUILTINS {

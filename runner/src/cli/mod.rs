@@ -4,7 +4,7 @@
 //! diagnostics for playbook problems, one clear line for everything else.
 
 pub mod diagnostic;
-mod exec;
+pub(crate) mod exec;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -149,7 +149,7 @@ pub(crate) fn report(error: &LoadError) {
 fn validate(files: &[PathBuf]) -> u8 {
     let mut code = EXIT_OK;
     for file in files {
-        match playbook::load(file) {
+        match playbook::load(file).and_then(exec::check_plugins) {
             Ok(v) => {
                 let steps: usize = v.playbook.stages.iter().map(|s| s.steps.len()).sum();
                 print(&format!(

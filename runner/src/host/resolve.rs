@@ -136,3 +136,141 @@ pub async fn resolve(runtime: &Runtime, validated: &Validated) -> Result<Resolve
         Err(problems)
     }
 }
+
+/// Checks a validated playbook against its plugins: each plugin loads and
+/// describes itself, each step's `with:` satisfies the plugin's input schema, and
+/// each plugin's declared capabilities are granted. Built-in plugins that are not
+/// in this build are skipped (the playbook check already knows their names).
+///
+/// A `with:` value that is still a `${{ }}` template is only known at run time, so
+/// schema errors at or below such a value are not reported here.
+pub async fn check(runtime: &Runtime, validated: &Validated) -> Vec<crate::playbook::Problem> {
+    use crate::playbook::Problem;
+    use crate::playbook::yaml::{Path, Target};
+    let tree = &validated.tree;
+    let mut problems = Vec::new();
+    let mut loaded = HashMap::new();
+    for (name, decl) in &validated.playbook.plugins {
+        let at = Path::root().key("plugins").key(name.as_str());
+        if super::builtin(&decl.uses).is_some_and(|b| b.wasm.is_none()) {
+            continue;
+        }
+        let wasm = match wasm_for(validated, decl) {
+            Ok(w) => w,
+            Err(e) => {
+                problems.push(Problem::at(tree, &at.key("uses"), Target::Value, e));
+                continue;
+            }
+        };
+        match runtime.load(&wasm).await {
+            Err(e) => problems.push(Problem::at(
+                tree,
+                &at.key("uses"),
+                Target::Value,
+                format!("plugin {e}"),
+            )),
+            Ok(p) => {
+                let kinds = granted_kinds(&decl.grants);
+                for needed in &p.description.capabilities {
+                    if needed != "log" && !kinds.contains(&needed.as_str()) {
+                        problems.push(Problem::at(
+                            tree,
+                            &at,
+                            Target::Key,
+                            format!(
+                                "plugin `{name}` ({}) needs the `{needed}` capability; grant it under `plugins.{name}.grants.{needed}`",
+                                decl.uses
+                            ),
+                        ));
+                    }
+                }
+                loaded.insert(name.to_string(), p);
+            }
+        }
+    }
+    let mut each = |step: &crate::playbook::model::Step, path: Path| {
+        let Some(plugin) = step.uses.as_ref().and_then(|u| loaded.get(u.as_str())) else {
+            return;
+        };
+        let with = serde_json::Value::Object(
+            step.with
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        for (pointer, message) in plugin.input_problems(&with) {
+            if templated(&with, &pointer) {
+                continue;
+            }
+            let mut p = path.key("with");
+            for seg in pointer.split('/').skip(1) {
+                p = match seg.parse::<usize>() {
+                    Ok(i) => p.index(i),
+                    Err(_) => p.key(&seg.replace("~1", "/").replace("~0", "~")),
+                };
+            }
+            let target = if pointer.is_empty() {
+                Target::Key
+            } else {
+                Target::Value
+            };
+            let at = if pointer.is_empty() {
+                path.key("with")
+            } else {
+                p
+            };
+            problems.push(Problem::at(
+                tree,
+                &at,
+                target,
+                format!(
+                    "{message} (input schema of plugin `{}`)",
+                    plugin.description.name
+                ),
+            ));
+        }
+    };
+    for (i, stage) in validated.playbook.stages.iter().enumerate() {
+        let sp = Path::root().key("stages").index(i);
+        for (j, step) in stage.steps.iter().enumerate() {
+            each(step, sp.key("steps").index(j));
+        }
+        for (key, list) in stage.handlers.lists() {
+            for (j, step) in list.iter().enumerate() {
+                each(step, sp.key("handlers").key(key).index(j));
+            }
+        }
+    }
+    for (key, list) in validated.playbook.handlers.lists() {
+        for (j, step) in list.iter().enumerate() {
+            each(step, Path::root().key("handlers").key(key).index(j));
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+/// Whether the value at JSON `pointer` in `v`, or one of its ancestors, is a string
+/// holding `${{`.
+fn templated(v: &serde_json::Value, pointer: &str) -> bool {
+    let mut at = v;
+    if at.as_str().is_some_and(|s| s.contains("${{")) {
+        return true;
+    }
+    for seg in pointer.split('/').skip(1) {
+        let next = match at {
+            serde_json::Value::Object(m) => m.get(&seg.replace("~1", "/").replace("~0", "~")),
+            serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => at = n,
+            None => return false,
+        }
+        if at.as_str().is_some_and(|s| s.contains("${{")) {
+            return true;
+        }
+    }
+    false
+}

@@ -62,6 +62,20 @@ pub struct LoadedPlugin {
     input_validator: Option<jsonschema::Validator>,
 }
 
+impl LoadedPlugin {
+    /// Problems of `input` against the plugin's input schema, as (JSON pointer,
+    /// message) pairs; empty when it is valid.
+    pub fn input_problems(&self, input: &Value) -> Vec<(String, String)> {
+        match &self.input_validator {
+            Some(v) => v
+                .iter_errors(input)
+                .map(|e| (e.instance_path().to_string(), e.to_string()))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
 /// Limits of one step attempt.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -50,10 +50,11 @@
 //! in `target/wasm32-wasip2/release/` is already a component.
 //!
 //! What the host gives a plugin is deny-by-default: without grants a plugin can
-//! compute, [`log`] and return outputs. [`secrets`], [`process`], the filesystem
-//! (plain `std::fs` on the preopened granted paths) and HTTP (`wasi:http`) work
-//! only for what the playbook granted, and only for the capabilities the plugin
-//! declared in [`Info::capabilities`]. A refused host call comes back as
+//! compute, [`log`] and return outputs. [`secrets`] and [`process`] work only for
+//! what the playbook granted, and only for the capabilities the plugin declared
+//! in [`Info::capabilities`]. The filesystem (plain `std::fs` on preopened granted
+//! paths) and HTTP (`wasi:http`) follow the same rules once the host implements
+//! them (see `docs/plugins.md` for the status). A refused host call comes back as
 //! [`StepError::Denied`], so `?` does the right thing.
 
 #![warn(missing_docs)]
