@@ -306,9 +306,27 @@ pub fn evaluate(
 ) -> Result<serde_json::Value, String> {
     let compiled = compile(source).map_err(|e| e.to_string())?;
     let mut ctx = cel::Context::default();
+    // Hand CEL only what the expression reads: `steps` grows with every step of
+    // a run, and converting all of it for each expression would make a run
+    // quadratic in its length.
+    let references = compiled.references();
     for (name, value) in vars {
-        ctx.add_variable(name.as_str(), AsCel(value))
-            .map_err(|e| e.to_string())?;
+        let mut used = references.iter().filter(|r| &r.root == name).peekable();
+        if used.peek().is_none() {
+            continue;
+        }
+        let keys: Option<Vec<&str>> = used.map(|r| r.fields.first().map(String::as_str)).collect();
+        match (value, keys) {
+            (serde_json::Value::Object(map), Some(keys)) => {
+                let part: serde_json::Map<String, serde_json::Value> = keys
+                    .into_iter()
+                    .filter_map(|k| map.get(k).map(|v| (k.to_owned(), v.clone())))
+                    .collect();
+                ctx.add_variable(name.as_str(), AsCel(&serde_json::Value::Object(part)))
+            }
+            _ => ctx.add_variable(name.as_str(), AsCel(value)),
+        }
+        .map_err(|e| e.to_string())?;
     }
     let value = cel::Value::resolve(&compiled.expr, &ctx)
         .map_err(|e| format!("cannot evaluate `{}`: {e}", source.trim()))?;
