@@ -512,3 +512,103 @@ fn the_suite_has_at_least_twenty_cases() {
             .count();
     assert!(plugins >= 20, "{plugins}");
 }
+
+/// A granted read-only folder `ro` with `hello.txt`, next to a `secret.txt` that is
+/// not granted, and a symlink inside `ro` pointing out of it.
+fn fs_fixture() -> (PathBuf, Granted) {
+    let base =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fs-fixture-{}", std::process::id()));
+    let ro = base.join("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("hello.txt"), "hi from a granted folder").unwrap();
+    std::fs::write(base.join("secret.txt"), "TOP-SECRET").unwrap();
+    let link = ro.join("out");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("..", &link).unwrap();
+    let grants = vec![runner::playbook::model::FsGrant {
+        path: "ro".into(),
+        access: runner::playbook::model::FsAccess::Ro,
+    }];
+    let granted = Granted {
+        fs: runner::caps::fs::FsGrant::from_playbook(&base, &grants),
+        ..granted(&[])
+    };
+    (base, granted)
+}
+
+#[test]
+fn a_granted_folder_can_be_read() {
+    let (_, g) = fs_fixture();
+    let r = run_with(
+        "dotdot-escape",
+        json!({ "path": "ro/hello.txt" }),
+        limits(2_000, 64),
+        g,
+    );
+    let out = r.outcome.expect("reading a granted file works");
+    assert_eq!(out.outputs["content"], "hi from a granted folder");
+}
+
+#[test]
+fn dotdot_does_not_leave_a_granted_folder() {
+    let (_, g) = fs_fixture();
+    let f = failure(run_with(
+        "dotdot-escape",
+        json!({ "path": "ro/../secret.txt" }),
+        limits(2_000, 64),
+        g,
+    ));
+    assert!(!f.to_string().contains("TOP-SECRET"), "{f}");
+    assert!(matches!(f, StepFailure::Failed(_)), "{f:?}");
+}
+
+#[test]
+fn a_symlink_in_a_granted_folder_does_not_lead_out() {
+    let (_, g) = fs_fixture();
+    let f = failure(run_with(
+        "dotdot-escape",
+        json!({ "path": "ro/out/secret.txt" }),
+        limits(2_000, 64),
+        g,
+    ));
+    assert!(!f.to_string().contains("TOP-SECRET"), "{f}");
+    assert!(matches!(f, StepFailure::Failed(_)), "{f:?}");
+}
+
+#[test]
+fn a_read_only_grant_cannot_be_written() {
+    let (base, g) = fs_fixture();
+    let f = failure(run_with(
+        "symlink-escape",
+        json!({ "target": "/etc", "path": "ro/planted" }),
+        limits(2_000, 64),
+        g,
+    ));
+    assert!(matches!(f, StepFailure::Failed(_)), "{f:?}");
+    assert!(
+        std::fs::symlink_metadata(base.join("ro/planted")).is_err(),
+        "a link was planted in a read-only grant"
+    );
+}
+
+#[test]
+fn a_missing_granted_folder_fails_the_step_before_it_starts() {
+    let grants = vec![runner::playbook::model::FsGrant {
+        path: "nope".into(),
+        access: runner::playbook::model::FsAccess::Ro,
+    }];
+    let g = Granted {
+        fs: runner::caps::fs::FsGrant::from_playbook(Path::new("/definitely/not/here"), &grants),
+        ..granted(&[])
+    };
+    let f = failure(run_with(
+        "dotdot-escape",
+        json!({ "path": "nope/x" }),
+        limits(2_000, 64),
+        g,
+    ));
+    assert!(
+        matches!(&f, StepFailure::Failed(m) if m.starts_with("granted folder `nope`")),
+        "{f:?}"
+    );
+}

@@ -7,9 +7,9 @@
 //! - `state`: per-attempt state and the host side of each capability.
 //! - `redact`: secret values removed from everything a plugin returns.
 //!
-//! Capability status: `log` and `secrets` are implemented; `process`, `kube`,
-//! `http` and `fs` grants are refused with a message naming the grant (their host
-//! implementations are the rest of the plugin-host issue).
+//! Capability status: `log`, `secrets`, `process` and `fs` are implemented;
+//! `kube` is refused with a message naming the grant (the Kubernetes issue), and
+//! `wasi:http` is not linked yet, so a component importing it fails to load.
 
 pub mod bindings;
 pub mod cache;

@@ -118,6 +118,7 @@ pub async fn resolve(runtime: &Runtime, validated: &Validated) -> Result<Resolve
                 process: crate::caps::process::ProcessGrant {
                     programs: decl.grants.process.clone(),
                 },
+                fs: crate::caps::fs::FsGrant::from_playbook(&validated.source.dir, &decl.grants.fs),
                 ..Granted::default()
             },
         );

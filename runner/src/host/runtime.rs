@@ -290,8 +290,13 @@ impl Runtime {
         })
     }
 
-    fn store(&self, memory: usize, granted: Granted, timeout: Duration) -> Store<Data> {
-        let wasi = WasiCtxBuilder::new().build();
+    fn store(
+        &self,
+        memory: usize,
+        granted: Granted,
+        timeout: Duration,
+        wasi: wasmtime_wasi::WasiCtx,
+    ) -> Store<Data> {
         let data = Data {
             state: StepState::new(wasi, granted),
             cap: MemoryCap {
@@ -320,7 +325,13 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let mut store = self.store(DEFAULT_MEMORY, Granted::default(), DESCRIBE_TIMEOUT);
+        // `describe` gets no filesystem at all: it must not do any work.
+        let mut store = self.store(
+            DEFAULT_MEMORY,
+            Granted::default(),
+            DESCRIBE_TIMEOUT,
+            WasiCtxBuilder::new().build(),
+        );
         let info = match tokio::time::timeout(DESCRIBE_TIMEOUT + TICK * 10, async {
             let plugin = pre.instantiate_async(&mut store).await?;
             plugin.call_describe(&mut store).await
@@ -389,7 +400,15 @@ impl Runtime {
             }
         };
         granted.workdir = workdir.0.clone();
-        let mut store = self.store(limits.memory, granted, limits.timeout);
+        let mut wasi = WasiCtxBuilder::new();
+        if let Err(e) = granted.fs.apply(&mut wasi, &workdir.0) {
+            return StepResult {
+                outcome: Err(StepFailure::Failed(e)),
+                log: StepLog::default(),
+                duration: start.elapsed(),
+            };
+        }
+        let mut store = self.store(limits.memory, granted, limits.timeout, wasi.build());
         let input_text = input.to_string();
         let call = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;

@@ -51,6 +51,8 @@ pub struct Granted {
     pub declared: Vec<String>,
     /// Programs it may run.
     pub process: crate::caps::process::ProcessGrant,
+    /// Folders it may open.
+    pub fs: crate::caps::fs::FsGrant,
     /// The attempt's fresh working directory (set by the runtime).
     pub workdir: std::path::PathBuf,
 }

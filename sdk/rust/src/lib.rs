@@ -52,9 +52,10 @@
 //! What the host gives a plugin is deny-by-default: without grants a plugin can
 //! compute, [`log`] and return outputs. [`secrets`] and [`process`] work only for
 //! what the playbook granted, and only for the capabilities the plugin declared
-//! in [`Info::capabilities`]. The filesystem (plain `std::fs` on preopened granted
-//! paths) and HTTP (`wasi:http`) follow the same rules once the host implements
-//! them (see `docs/plugins.md` for the status). A refused host call comes back as
+//! in [`Info::capabilities`]. The filesystem is plain `std::fs`: the step's
+//! working directory is `.`, granted folders appear under the names the playbook
+//! gives them. HTTP (`wasi:http`) follows the same rules once the host implements
+//! it (see `docs/plugins.md` for the status). A refused host call comes back as
 //! [`StepError::Denied`], so `?` does the right thing.
 
 #![warn(missing_docs)]
