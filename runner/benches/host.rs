@@ -11,15 +11,18 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod common;
+use common::{child, mib, ms, ratio};
 
 use runner::host::runtime::{Limits, Runtime};
 use runner::host::state::Granted;
 
 fn main() {
     let dir = std::env::temp_dir().join(format!("runner-host-bench-{}", std::process::id()));
-    let cache = dir.join("cache");
+    // The layout `runner` uses under RUNNER_CACHE_DIR, so the child process shares it.
+    let cache = dir.join("components");
     std::fs::create_dir_all(&cache).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -104,8 +107,10 @@ fn main() {
     let file = dir.join("steps200.yaml");
     std::fs::write(&file, playbook(200)).unwrap();
     let exe = Path::new(env!("CARGO_BIN_EXE_runner"));
-    let (validate_time, validate_rss) = child(exe, &["validate", file.to_str().unwrap()], &cache);
-    let (exec_time, exec_rss) = child(exe, &["exec", file.to_str().unwrap()], &cache);
+    let env = [("RUNNER_CACHE_DIR", dir.as_path())];
+    let (validate_time, validate_rss) =
+        child(exe, &["validate", file.to_str().unwrap()], &env, 0, 3);
+    let (exec_time, exec_rss) = child(exe, &["exec", file.to_str().unwrap()], &env, 0, 3);
     println!("\nrunner exec of a 200-step playbook (child process, warm cache, best of 3)");
     println!(
         "  runner validate (baseline)  {:>8.1} ms  peak RSS {:>6.1} MiB",
@@ -137,48 +142,4 @@ fn playbook(steps: usize) -> String {
         );
     }
     s
-}
-
-// The child is reaped by `wait4` (which also gives its peak RSS), not `Child::wait`.
-#[allow(clippy::zombie_processes)]
-fn child(exe: &Path, args: &[&str], cache: &Path) -> (Duration, u64) {
-    let mut best = (Duration::MAX, u64::MAX);
-    for _ in 0..3 {
-        let start = Instant::now();
-        let child = Command::new(exe)
-            .args(args)
-            .env("RUNNER_CACHE_DIR", cache.parent().unwrap())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn runner");
-        let pid = child.id() as libc::pid_t;
-        let mut status = 0;
-        // SAFETY: plain FFI call with valid out-pointers; `child` is not waited on elsewhere.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let elapsed = start.elapsed();
-        assert_eq!(r, pid);
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "runner {args:?} failed"
-        );
-        best = (
-            best.0.min(elapsed),
-            best.1.min(usage.ru_maxrss as u64 * 1024),
-        );
-    }
-    best
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn mib(b: u64) -> f64 {
-    b as f64 / (1024.0 * 1024.0)
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(1e-12)
 }

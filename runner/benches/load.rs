@@ -13,8 +13,10 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{child, mib, ms, ratio};
 
 use runner::playbook::{self, Source};
 
@@ -107,14 +109,14 @@ fn main() {
     std::fs::write(&deep, nested(100)).unwrap();
 
     println!("\nrunner validate in a child process (wall time, peak RSS; best of 5)");
-    let base = child(exe, &small, 0);
+    let base = child(exe, &["validate", small.to_str().unwrap()], &[], 0, 5);
     println!(
         "  small valid playbook   {:>8.2} ms  {:>7.1} MiB   (baseline)",
         ms(base.0),
         mib(base.1)
     );
     for (name, file) in [("alias bomb (10^9)", &bomb), ("100-level nesting", &deep)] {
-        let (t, rss) = child(exe, file, 2);
+        let (t, rss) = child(exe, &["validate", file.to_str().unwrap()], &[], 2, 5);
         println!(
             "  {name:<21}  {:>8.2} ms  {:>7.1} MiB   time {:.2}x, RSS {:.2}x baseline (goal < 1 s, < 100 MiB)",
             ms(t),
@@ -280,51 +282,4 @@ fn time(n: usize, mut f: impl FnMut()) -> Duration {
         .collect();
     samples.sort();
     samples[n / 2]
-}
-
-/// Best wall time and the peak RSS (bytes) of `runner validate FILE`, over 5 runs;
-/// checks the exit code each time.
-// The child is reaped by `wait4` (which also gives its peak RSS), not `Child::wait`.
-#[allow(clippy::zombie_processes)]
-fn child(exe: &Path, file: &Path, expect: i32) -> (Duration, u64) {
-    let mut best = (Duration::MAX, u64::MAX);
-    for _ in 0..5 {
-        let start = Instant::now();
-        let child = Command::new(exe)
-            .arg("validate")
-            .arg(file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn runner");
-        let pid = child.id() as libc::pid_t;
-        let mut status = 0;
-        // SAFETY: plain FFI call with valid out-pointers; `child` is not waited on elsewhere.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let elapsed = start.elapsed();
-        assert_eq!(r, pid, "wait4 failed");
-        assert!(libc::WIFEXITED(status), "runner did not exit normally");
-        assert_eq!(
-            libc::WEXITSTATUS(status),
-            expect,
-            "unexpected exit code for {}",
-            file.display()
-        );
-        let rss = usage.ru_maxrss as u64 * 1024; // kilobytes on Linux
-        best = (best.0.min(elapsed), best.1.min(rss));
-    }
-    best
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }

@@ -3,12 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{EXIT_INVALID, EXIT_OK, Output, print, report};
+use super::{EXIT_INVALID, EXIT_OK, Output, RunArgs, load_and_plan, print};
 use crate::engine::{self, Executor, StepRecord};
 use crate::host::cache::ComponentCache;
 use crate::host::runtime::Runtime;
 use crate::host::{self, resolve};
-use crate::plan;
 use crate::playbook;
 
 /// Exit code: the run failed (a step or gate failed; handlers ran).
@@ -36,29 +35,11 @@ fn err(file: &Path, lines: &[String]) -> u8 {
     EXIT_INVALID
 }
 
-pub fn exec(file: &Path, raw_inputs: &[String], output: Output) -> u8 {
-    let validated = match playbook::load(file) {
-        Ok(v) => v,
-        Err(e) => {
-            report(&e);
-            return EXIT_INVALID;
-        }
-    };
-    let mut given = Vec::new();
-    for raw in raw_inputs {
-        match plan::inputs::parse_assignment(raw) {
-            Ok(kv) => given.push(kv),
-            Err(e) => return err(file, &[e.to_string()]),
-        }
-    }
-    let plan = match plan::build(&validated, &given) {
-        Ok(p) => p,
-        Err(e) => {
-            return err(
-                file,
-                &e.to_string().lines().map(str::to_owned).collect::<Vec<_>>(),
-            );
-        }
+pub fn exec(args: &RunArgs) -> u8 {
+    let (file, output) = (args.file.as_path(), args.output);
+    let (validated, plan) = match load_and_plan(args) {
+        Ok(vp) => vp,
+        Err(code) => return code,
     };
     let unsupported = engine::unsupported(&plan);
     if !unsupported.is_empty() {

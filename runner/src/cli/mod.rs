@@ -58,37 +58,31 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  runner plan playbooks/rollback.yaml -i service=api -i reason=test -i production_url=http://127.0.0.1:8080\n  runner plan playbooks/rollback.yaml -i service=api -i reason=test -i production_url=http://127.0.0.1:8080 --output json\n\nRequired inputs that are missing are all listed, with their descriptions, before anything else happens."
     )]
-    Plan {
-        /// Playbook file.
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
-        /// An input value, KEY=VALUE; repeat for several.
-        #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
-        inputs: Vec<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
+    Plan(RunArgs),
     /// Run a playbook: each step in its WebAssembly sandbox.
     #[command(
-        after_help = "Examples:\n  runner exec examples/echo.yaml -i name=world\n  runner exec examples/echo.yaml --output json\n\nExit codes: 0 succeeded, 1 the run failed (handlers ran), 2 invalid playbook, inputs or plugins (nothing ran).\nThis executor runs steps one at a time; watches and approvals need the full engine and are refused."
+        after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded, 1 the run failed (handlers ran), 2 invalid playbook, inputs or plugins (nothing ran).\nThis executor runs steps one at a time; watches and approvals need the full engine and are refused."
     )]
-    Exec {
-        /// Playbook file.
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
-        /// An input value, KEY=VALUE; repeat for several.
-        #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
-        inputs: Vec<String>,
-        /// Output format: text lines, or JSON Lines events.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-    },
+    Exec(RunArgs),
     /// List built-in plugins, or show what one needs.
     #[command(subcommand)]
     Plugins(PluginsCommand),
     /// Print the JSON Schema of the playbook format (draft 2020-12).
     Schema,
+}
+
+/// A playbook with its inputs: what `plan` and `exec` take.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Playbook file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// An input value, KEY=VALUE; repeat for several.
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+    pub inputs: Vec<String>,
+    /// Output format: text, or JSON (`exec`: JSON Lines events).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,16 +107,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate { files } => validate(&files),
-        Command::Plan {
-            file,
-            inputs,
-            output,
-        } => plan_command(&file, &inputs, output),
-        Command::Exec {
-            file,
-            inputs,
-            output,
-        } => exec::exec(&file, &inputs, output),
+        Command::Plan(args) => plan_command(&args),
+        Command::Exec(args) => exec::exec(&args),
         Command::Plugins(PluginsCommand::List) => exec::plugins_list(),
         Command::Plugins(PluginsCommand::Describe { name }) => exec::plugins_describe(&name),
         Command::Schema => {
@@ -167,27 +153,36 @@ fn validate(files: &[PathBuf]) -> u8 {
     code
 }
 
-fn plan_command(file: &std::path::Path, raw_inputs: &[String], output: Output) -> u8 {
-    let validated = match playbook::load(file) {
-        Ok(v) => v,
-        Err(e) => {
-            report(&e);
-            return EXIT_INVALID;
+/// Loads the playbook and resolves its inputs into a plan; on failure, the
+/// problems are printed and the exit code returned.
+pub(crate) fn load_and_plan(args: &RunArgs) -> Result<(playbook::Validated, plan::Plan), u8> {
+    let file = args.file.as_path();
+    let validated = playbook::load(file).map_err(|e| {
+        report(&e);
+        EXIT_INVALID
+    })?;
+    let problem = |lines: Vec<String>| {
+        let mut stderr = std::io::stderr().lock();
+        for l in lines {
+            let _ = writeln!(stderr, "{}: {l}", file.display());
         }
+        EXIT_INVALID
     };
-    let mut given = Vec::new();
-    for raw in raw_inputs {
-        match plan::inputs::parse_assignment(raw) {
-            Ok(kv) => given.push(kv),
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                return EXIT_INVALID;
-            }
-        }
-    }
-    match plan::build(&validated, &given) {
-        Ok(p) => {
-            match output {
+    let given = args
+        .inputs
+        .iter()
+        .map(|raw| plan::inputs::parse_assignment(raw))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| problem(vec![e.to_string()]))?;
+    let plan = plan::build(&validated, &given)
+        .map_err(|e| problem(e.to_string().lines().map(str::to_owned).collect()))?;
+    Ok((validated, plan))
+}
+
+fn plan_command(args: &RunArgs) -> u8 {
+    match load_and_plan(args) {
+        Ok((_, p)) => {
+            match args.output {
                 Output::Text => print(&plan::render_text(&p)),
                 Output::Json => print(&format!(
                     "{}\n",
@@ -196,11 +191,6 @@ fn plan_command(file: &std::path::Path, raw_inputs: &[String], output: Output) -
             }
             EXIT_OK
         }
-        Err(e) => {
-            for line in e.to_string().lines() {
-                eprintln!("{}: {line}", file.display());
-            }
-            EXIT_INVALID
-        }
+        Err(code) => code,
     }
 }
