@@ -612,3 +612,21 @@ fn a_missing_granted_folder_fails_the_step_before_it_starts() {
         "{f:?}"
     );
 }
+
+#[test]
+fn a_granted_program_with_forbidden_arguments_is_denied() {
+    let g = Granted {
+        process: runner::caps::process::ProcessGrant::new(&["sh -c exit*".into()]),
+        ..granted(&[])
+    };
+    let f = failure(run_with(
+        "exec-ungranted",
+        json!({ "program": "sh", "args": ["-c", "id"] }),
+        limits(2_000, 64),
+        g,
+    ));
+    assert!(
+        matches!(&f, StepFailure::Denied(m) if m.starts_with("arguments [\"-c\", \"id\"] of `sh` are not granted to plugin `hostile` (granted: `sh -c exit*`)")),
+        "{f:?}"
+    );
+}

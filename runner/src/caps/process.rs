@@ -8,10 +8,13 @@
 //! step's working directory; a child outlives its timeout; unbounded output is
 //! buffered.
 //!
-//! Grant: `process: [git, npm, /usr/local/bin/tool]`: names are looked up on the
-//! runner's `PATH` (the lookup uses the runner's PATH, the child does not get it),
-//! absolute paths must match exactly. Argument patterns are not supported yet: a
-//! granted program may be called with any arguments.
+//! Grant: `process: [git, "npm test *", "/usr/local/bin/tool --check **"]`. The
+//! first word is the program: a name looked up on the runner's `PATH` (the lookup
+//! uses the runner's PATH, the child does not get it) or an absolute path that must
+//! match exactly. Without more words, any arguments are allowed. Otherwise each
+//! further word is a pattern for one argument, in order, where `*` matches any run
+//! of characters within that argument; a final `**` allows any further arguments.
+//! So `"npm test *"` allows `npm test foo` but not `npm install foo` or `npm test`.
 
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
@@ -24,10 +27,58 @@ pub const MAX_OUTPUT: usize = 1 << 20;
 /// Timeout of a program when the plugin gives none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The programs a plugin may run.
+/// The programs a plugin may run, with their argument patterns.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessGrant {
-    pub programs: Vec<String>,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    /// The entry as written, for messages.
+    text: String,
+    program: String,
+    /// `None`: any arguments.
+    args: Option<Vec<String>>,
+}
+
+impl Rule {
+    fn allows(&self, args: &[String]) -> bool {
+        let Some(patterns) = &self.args else {
+            return true;
+        };
+        let (patterns, rest_ok) = match patterns.split_last() {
+            Some((last, init)) if last == "**" => (init, true),
+            _ => (patterns.as_slice(), false),
+        };
+        if args.len() < patterns.len() || (!rest_ok && args.len() != patterns.len()) {
+            return false;
+        }
+        patterns.iter().zip(args).all(|(p, a)| glob(p, a))
+    }
+}
+
+/// `*` matches any run of characters (including none); everything else literally.
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first)
+        || !text[first.len()..].ends_with(last)
+        || text.len() < first.len() + last.len()
+    {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(i) => rest = &rest[i + middle.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A request from the plugin.
@@ -58,13 +109,45 @@ pub struct Allowed {
 }
 
 impl ProcessGrant {
+    /// Parsed once from the playbook's `grants.process` entries (already checked
+    /// by validation: a program word, then patterns).
+    pub fn new(entries: &[String]) -> ProcessGrant {
+        let rules = entries
+            .iter()
+            .filter_map(|e| {
+                let mut words = e.split_whitespace();
+                let program = words.next()?.to_owned();
+                let args: Vec<String> = words.map(str::to_owned).collect();
+                Some(Rule {
+                    text: e.clone(),
+                    program,
+                    args: (!args.is_empty()).then_some(args),
+                })
+            })
+            .collect();
+        ProcessGrant { rules }
+    }
+
     /// Checks `req` for plugin `plugin`, whose working directory is `workdir`.
     pub fn check(&self, plugin: &str, req: &Request, workdir: &Path) -> Result<Allowed, String> {
-        let listed = self.programs.iter().any(|p| p == &req.program);
-        if !listed {
+        let rules: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.program == req.program)
+            .collect();
+        if rules.is_empty() {
             return Err(format!(
                 "program `{}` is not granted to plugin `{plugin}`; add it to `plugins.{plugin}.grants.process` in the playbook",
                 req.program
+            ));
+        }
+        if !rules.iter().any(|r| r.allows(&req.args)) {
+            let allowed: Vec<String> = rules.iter().map(|r| format!("`{}`", r.text)).collect();
+            return Err(format!(
+                "arguments {:?} of `{}` are not granted to plugin `{plugin}` (granted: {}); widen `plugins.{plugin}.grants.process` in the playbook",
+                req.args,
+                req.program,
+                allowed.join(", ")
             ));
         }
         let executable = if req.program.contains('/') {
@@ -193,11 +276,72 @@ mod tests {
         }
     }
 
+    fn with_args(program: &str, args: &[&str]) -> Request {
+        Request {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..req(program, None)
+        }
+    }
+
+    #[test]
+    fn argument_patterns() {
+        let g = ProcessGrant::new(&["npm test *".into(), "git log **".into(), "ls".into()]);
+        let work = Path::new("/tmp/w");
+        assert!(
+            g.check("p", &with_args("npm", &["test", "auth"]), work)
+                .is_ok()
+        );
+        assert!(
+            g.check(
+                "p",
+                &with_args("npm", &["test", "--testPathPattern=hotfix"]),
+                work
+            )
+            .is_ok()
+        );
+        let e = g
+            .check("p", &with_args("npm", &["install", "evil"]), work)
+            .unwrap_err();
+        assert!(
+            e.starts_with("arguments [\"install\", \"evil\"] of `npm` are not granted to plugin `p` (granted: `npm test *`)"),
+            "{e}"
+        );
+        assert!(
+            g.check("p", &with_args("npm", &["test"]), work).is_err(),
+            "one argument per pattern"
+        );
+        assert!(
+            g.check("p", &with_args("npm", &["test", "a", "b"]), work)
+                .is_err(),
+            "no more arguments without **"
+        );
+        assert!(g.check("p", &with_args("git", &["log"]), work).is_ok());
+        assert!(
+            g.check("p", &with_args("git", &["log", "--since", "2h"]), work)
+                .is_ok()
+        );
+        assert!(g.check("p", &with_args("git", &["push"]), work).is_err());
+        assert!(
+            g.check("p", &with_args("ls", &["-la", "/"]), work).is_ok(),
+            "a bare program allows any arguments"
+        );
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("*", ""));
+        assert!(glob("a*c", "abbbc"));
+        assert!(glob("--x=*", "--x=1"));
+        assert!(!glob("--x=*", "--y=1"));
+        assert!(glob("*.js", "a.test.js"));
+        assert!(!glob("a*a", "a"));
+        assert!(glob("a*b*c", "a-b-c"));
+        assert!(!glob("a*b*c", "a-c-b"));
+    }
+
     #[test]
     fn only_listed_programs_pass() {
-        let g = ProcessGrant {
-            programs: vec!["sh".into()],
-        };
+        let g = ProcessGrant::new(&["sh".into()]);
         let work = Path::new("/tmp/w");
         assert!(g.check("p", &req("sh", None), work).is_ok());
         let e = g.check("p", &req("bash", None), work).unwrap_err();
@@ -216,9 +360,7 @@ mod tests {
 
     #[test]
     fn the_working_directory_stays_inside() {
-        let g = ProcessGrant {
-            programs: vec!["sh".into()],
-        };
+        let g = ProcessGrant::new(&["sh".into()]);
         let work = Path::new("/tmp/w");
         assert_eq!(
             g.check("p", &req("sh", Some("sub/dir")), work).unwrap().cwd,
@@ -232,9 +374,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn children_get_only_the_given_environment_and_are_stopped_in_time() {
         let work = std::env::temp_dir();
-        let g = ProcessGrant {
-            programs: vec!["sh".into()],
-        };
+        let g = ProcessGrant::new(&["sh".into()]);
         let mut r = req("sh", None);
         r.args = vec!["-c".into(), "echo \"[$HOME][$ONLY]\"".into()];
         r.env = vec![("ONLY".into(), "me".into())];
@@ -259,9 +399,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn output_is_capped() {
         let work = std::env::temp_dir();
-        let g = ProcessGrant {
-            programs: vec!["sh".into()],
-        };
+        let g = ProcessGrant::new(&["sh".into()]);
         let mut r = req("sh", None);
         r.args = vec!["-c".into(), "head -c 3000000 /dev/zero".into()];
         let done = run(&g.check("p", &r, &work).unwrap(), &r).await.unwrap();

@@ -115,9 +115,7 @@ pub async fn resolve(runtime: &Runtime, validated: &Validated) -> Result<Resolve
             Granted {
                 plugin: name.to_string(),
                 secrets,
-                process: crate::caps::process::ProcessGrant {
-                    programs: decl.grants.process.clone(),
-                },
+                process: crate::caps::process::ProcessGrant::new(&decl.grants.process),
                 fs: crate::caps::fs::FsGrant::from_playbook(&validated.source.dir, &decl.grants.fs),
                 ..Granted::default()
             },

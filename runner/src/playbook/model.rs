@@ -171,8 +171,10 @@ pub struct Grants {
     /// Paths on the host the plugin may open, read-only unless `access: rw`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fs: Vec<FsGrant>,
-    /// Programs the plugin may run through the `process` capability (a name looked up
-    /// on `PATH`, or an absolute path). The host's environment is never passed on.
+    /// Programs the plugin may run through the `process` capability: a name looked
+    /// up on `PATH` or an absolute path, optionally followed by one pattern per
+    /// argument (`*` within an argument; `**` last allows any further arguments), like
+    /// `npm test *`. The host's environment is never passed on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub process: Vec<String>,
     /// Kubernetes API access, checked by the host; credentials never enter the plugin.

@@ -282,9 +282,11 @@ impl<'a> Checker<'a> {
             }
         }
         for (i, program) in g.process.iter().enumerate() {
-            if program.is_empty() || program.chars().any(char::is_whitespace) {
+            let words: Vec<&str> = program.split_whitespace().collect();
+            let bad_rest = words.iter().rev().skip(1).any(|w| *w == "**");
+            if words.is_empty() || bad_rest {
                 self.report(&path.key("process").index(i), Target::Value, format!(
-                    "`{program}` is not a program name; grant one program per entry, without arguments"));
+                    "`{program}` is not a process grant; write a program, optionally followed by one pattern per argument (`*` within an argument, `**` last for any further arguments), like `npm test *`"));
             }
         }
         for (i, name) in g.secrets.iter().enumerate() {
