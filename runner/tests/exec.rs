@@ -180,3 +180,41 @@ stages:
         "{denied}"
     );
 }
+
+#[test]
+fn granted_secrets_need_a_value_from_a_private_file_or_the_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("runner-secrets-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let playbook = dir.join("s.yaml");
+    std::fs::write(
+        &playbook,
+        "version: 1\nname: s\nplugins:\n  e: { uses: echo, grants: { secrets: [RUNNER_TEST_TOKEN] } }\nstages:\n  - id: a\n    steps:\n      - { id: b, uses: e, with: { message: ok } }\n",
+    )
+    .unwrap();
+    let pb = playbook.to_str().unwrap();
+
+    let missing = runner(&["exec", pb]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("secret `RUNNER_TEST_TOKEN` granted to plugin `e` has no value")
+    );
+
+    let secrets = dir.join("secrets.env");
+    std::fs::write(&secrets, "RUNNER_TEST_TOKEN=t0ken\n").unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = runner(&["exec", pb, "--secrets", secrets.to_str().unwrap()]);
+    assert_eq!(open.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&open.stderr).contains("can be read by other users"));
+
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ok = runner(&["exec", pb, "--secrets", secrets.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}

@@ -8,8 +8,9 @@
 //! 4. deny-path tests next to the code, and hostile plugins in `tests/hostile`.
 //!
 //! Each module's doc starts with its threat model: who attacks, and what must
-//! never happen. Status: `process` and `fs` are here; `log` and `secrets` live in
-//! `host::state` and `host::redact` for now; `http` and `kube` are refused until their modules land.
+//! never happen. Status: `process`, `fs` and the sources of `secrets` are here; `log` and the
+//! secrets host call live in `host::state`, redaction in `host::redact`; `http` and `kube` are refused until their modules land.
 
 pub mod fs;
 pub mod process;
+pub mod secrets;

@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{EXIT_INVALID, EXIT_OK, Output, RunArgs, load_and_plan, print};
+use super::{EXIT_INVALID, EXIT_OK, ExecArgs, Output, load_and_plan, print};
+use crate::caps::secrets::SecretSource;
 use crate::engine::{self, Executor, StepRecord};
 use crate::host::cache::ComponentCache;
 use crate::host::runtime::Runtime;
@@ -35,9 +36,16 @@ fn err(file: &Path, lines: &[String]) -> u8 {
     EXIT_INVALID
 }
 
-pub fn exec(args: &RunArgs) -> u8 {
-    let (file, output) = (args.file.as_path(), args.output);
-    let (validated, plan) = match load_and_plan(args) {
+pub fn exec(args: &ExecArgs) -> u8 {
+    let (file, output) = (args.run.file.as_path(), args.run.output);
+    let secrets = match &args.secrets {
+        None => SecretSource::environment(),
+        Some(path) => match SecretSource::with_file(path) {
+            Ok(s) => s,
+            Err(e) => return err(file, &[e]),
+        },
+    };
+    let (validated, plan) = match load_and_plan(&args.run) {
         Ok(vp) => vp,
         Err(code) => return code,
     };
@@ -58,7 +66,7 @@ pub fn exec(args: &RunArgs) -> u8 {
         Err(code) => return code,
     };
     let rt = tokio();
-    let resolved = match rt.block_on(resolve::resolve(&runtime, &validated)) {
+    let resolved = match rt.block_on(resolve::resolve(&runtime, &validated, &secrets)) {
         Ok(r) => r,
         Err(problems) => return err(file, &problems),
     };

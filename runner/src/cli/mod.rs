@@ -63,12 +63,23 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded, 1 the run failed (handlers ran), 2 invalid playbook, inputs or plugins (nothing ran).\nThis executor runs steps one at a time; watches and approvals need the full engine and are refused."
     )]
-    Exec(RunArgs),
+    Exec(ExecArgs),
     /// List built-in plugins, or show what one needs.
     #[command(subcommand)]
     Plugins(PluginsCommand),
     /// Print the JSON Schema of the playbook format (draft 2020-12).
     Schema,
+}
+
+/// What `exec` takes: a playbook with its inputs, and where secrets come from.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// File of secret values, `NAME=value` per line, readable only by you
+    /// (chmod 600). Secrets not in it are taken from environment variables.
+    #[arg(long, value_name = "FILE", env = "RUNNER_SECRETS_FILE")]
+    pub secrets: Option<PathBuf>,
 }
 
 /// A playbook with its inputs: what `plan` and `exec` take.

@@ -20,11 +20,6 @@ pub struct Resolved {
     pub memory: HashMap<String, usize>,
 }
 
-/// Where secret values come from: an environment variable of the same name.
-fn secret_value(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
 /// The capability kinds a grant block provides.
 pub fn granted_kinds(g: &Grants) -> Vec<&'static str> {
     let mut kinds = Vec::new();
@@ -68,7 +63,11 @@ pub fn wasm_for(validated: &Validated, decl: &PluginDecl) -> Result<Vec<u8>, Str
 }
 
 /// Loads every declared plugin; all problems are reported together.
-pub async fn resolve(runtime: &Runtime, validated: &Validated) -> Result<Resolved, Vec<String>> {
+pub async fn resolve(
+    runtime: &Runtime,
+    validated: &Validated,
+    secrets: &crate::caps::secrets::SecretSource,
+) -> Result<Resolved, Vec<String>> {
     let mut problems = Vec::new();
     let mut out = Resolved {
         plugins: HashMap::new(),
@@ -99,14 +98,14 @@ pub async fn resolve(runtime: &Runtime, validated: &Validated) -> Result<Resolve
                 ));
             }
         }
-        let mut secrets = std::collections::BTreeMap::new();
+        let mut values = std::collections::BTreeMap::new();
         for s in &decl.grants.secrets {
-            match secret_value(s) {
+            match secrets.get(s) {
                 Some(v) => {
-                    secrets.insert(s.clone(), v);
+                    values.insert(s.clone(), v);
                 }
                 None => problems.push(format!(
-                    "secret `{s}` granted to plugin `{name}` has no value; set the environment variable `{s}`"
+                    "secret `{s}` granted to plugin `{name}` has no value; put it in the secrets file (--secrets) or set the environment variable `{s}`"
                 )),
             }
         }
@@ -114,7 +113,7 @@ pub async fn resolve(runtime: &Runtime, validated: &Validated) -> Result<Resolve
             name.to_string(),
             Granted {
                 plugin: name.to_string(),
-                secrets,
+                secrets: values,
                 process: crate::caps::process::ProcessGrant::new(&decl.grants.process),
                 fs: crate::caps::fs::FsGrant::from_playbook(&validated.source.dir, &decl.grants.fs),
                 ..Granted::default()
