@@ -196,27 +196,17 @@ pub async fn check(runtime: &Runtime, validated: &Validated) -> Vec<crate::playb
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         );
-        for (pointer, message) in plugin.input_problems(&with) {
-            if templated(&with, &pointer) {
+        for (rel, target, message) in plugin.input_problems(&with) {
+            if templated(&with, &rel.to_string()) {
                 continue;
             }
-            let mut p = path.key("with");
-            for seg in pointer.split('/').skip(1) {
-                p = match seg.parse::<usize>() {
-                    Ok(i) => p.index(i),
-                    Err(_) => p.key(&seg.replace("~1", "/").replace("~0", "~")),
+            let mut at = path.key("with");
+            for seg in rel.segments() {
+                at = match seg {
+                    crate::playbook::yaml::Seg::Key(k) => at.key(&k),
+                    crate::playbook::yaml::Seg::Index(i) => at.index(i),
                 };
             }
-            let target = if pointer.is_empty() {
-                Target::Key
-            } else {
-                Target::Value
-            };
-            let at = if pointer.is_empty() {
-                path.key("with")
-            } else {
-                p
-            };
             problems.push(Problem::at(
                 tree,
                 &at,

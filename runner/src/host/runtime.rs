@@ -63,13 +63,22 @@ pub struct LoadedPlugin {
 }
 
 impl LoadedPlugin {
-    /// Problems of `input` against the plugin's input schema, as (JSON pointer,
-    /// message) pairs; empty when it is valid.
-    pub fn input_problems(&self, input: &Value) -> Vec<(String, String)> {
+    /// Problems of `input` against the plugin's input schema, located relative to
+    /// the input object; empty when it is valid.
+    pub fn input_problems(
+        &self,
+        input: &Value,
+    ) -> Vec<(
+        crate::playbook::yaml::Path,
+        crate::playbook::yaml::Target,
+        String,
+    )> {
         match &self.input_validator {
             Some(v) => v
                 .iter_errors(input)
-                .map(|e| (e.instance_path().to_string(), e.to_string()))
+                .flat_map(|e| {
+                    crate::playbook::schema::input_problem(&self.description.input_schema, &e)
+                })
                 .collect(),
             None => Vec::new(),
         }
@@ -374,18 +383,23 @@ impl Runtime {
     ) -> StepResult {
         let start = Instant::now();
         granted.declared = plugin.description.capabilities.clone();
-        if let Some(v) = &plugin.input_validator {
-            let problems: Vec<String> = v
-                .iter_errors(input)
-                .map(|e| format!("{} at {}", e, e.instance_path()))
+        let problems = plugin.input_problems(input);
+        if !problems.is_empty() {
+            let text: Vec<String> = problems
+                .into_iter()
+                .map(|(path, _, m)| {
+                    if path == crate::playbook::yaml::Path::root() {
+                        m
+                    } else {
+                        format!("{m} (at with{path})")
+                    }
+                })
                 .collect();
-            if !problems.is_empty() {
-                return StepResult {
-                    outcome: Err(StepFailure::InvalidInput(problems.join("; "))),
-                    log: StepLog::default(),
-                    duration: start.elapsed(),
-                };
-            }
+            return StepResult {
+                outcome: Err(StepFailure::InvalidInput(text.join("; "))),
+                log: StepLog::default(),
+                duration: start.elapsed(),
+            };
         }
         let workdir = match Workdir::new() {
             Ok(w) => w,

@@ -268,17 +268,107 @@ fn to_path<'a>(segments: impl Iterator<Item = LocationSegment<'a>>) -> Path {
 
 /// The schema object that owns the keyword at `schema_path` (its last segment dropped).
 fn owner(schema_path: &str) -> Option<&'static Value> {
+    owner_in(schema(), schema_path)
+}
+
+fn owner_in<'s>(root: &'s Value, schema_path: &str) -> Option<&'s Value> {
     let parent = schema_path.rsplit_once('/').map_or("", |(p, _)| p);
-    schema().pointer(parent)
+    root.pointer(parent)
 }
 
 /// The keys the schema allows where an `additionalProperties` error was raised.
 fn allowed_keys(schema_path: &str) -> Vec<String> {
-    owner(schema_path)
+    allowed_keys_in(schema(), schema_path)
+}
+
+fn allowed_keys_in(root: &Value, schema_path: &str) -> Vec<String> {
+    owner_in(root, schema_path)
         .and_then(|o| o.get("properties"))
         .and_then(Value::as_object)
         .map(|props| props.keys().cloned().collect())
         .unwrap_or_default()
+}
+
+/// A problem found by a plugin's own input schema in a step's `with:`, located
+/// relative to the `with:` object, in the same words as the playbook's own
+/// problems (did-you-mean for unknown keys, the allowed values of an enum).
+pub fn input_problem(
+    root: &Value,
+    error: &jsonschema::ValidationError<'_>,
+) -> Vec<(Path, Target, String)> {
+    let path = to_path(error.instance_path().segments());
+    let schema_path = error.schema_path().as_str().to_owned();
+    let instance = error.instance();
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let allowed = allowed_keys_in(root, &schema_path);
+            unexpected
+                .iter()
+                .map(|key| {
+                    let message = match did_you_mean(key, allowed.iter().map(String::as_str)) {
+                        Some(s) => format!("unknown input `{key}`; did you mean `{s}`?"),
+                        None if allowed.is_empty() => format!("unknown input `{key}`"),
+                        None => format!(
+                            "unknown input `{key}`; expected one of: {}",
+                            allowed.join(", ")
+                        ),
+                    };
+                    (path.key(key), Target::Key, message)
+                })
+                .collect()
+        }
+        ValidationErrorKind::Required { property } => {
+            vec![(
+                path,
+                Target::Value,
+                format!(
+                    "missing required input `{}`",
+                    property.as_str().unwrap_or_default()
+                ),
+            )]
+        }
+        ValidationErrorKind::Enum { options } => {
+            let choices: Vec<String> = options
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let found = instance
+                .as_str()
+                .map_or_else(|| instance.to_string(), str::to_owned);
+            let hint = did_you_mean(&found, choices.iter().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("; expected one of: {}", choices.join(", ")));
+            vec![(
+                path,
+                Target::Value,
+                format!("`{found}` is not allowed here{hint}"),
+            )]
+        }
+        ValidationErrorKind::Type { .. } => {
+            let ty = owner_in(root, &schema_path)
+                .and_then(|o| o.get("type"))
+                .cloned();
+            let expected = match ty {
+                Some(Value::String(t)) => t,
+                Some(Value::Array(ts)) => ts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                _ => "another type".to_owned(),
+            };
+            vec![(
+                path,
+                Target::Value,
+                format!("expected {expected}, found {}", describe(instance)),
+            )]
+        }
+        _ => vec![(path, Target::Value, error.to_string())],
+    }
 }
 
 fn unknown_key(key: &str, allowed: &[String], schema_path: &str) -> String {
