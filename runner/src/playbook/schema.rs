@@ -139,25 +139,11 @@ pub fn check(doc: &Value, tree: &Node) -> Vec<Problem> {
                 ));
             }
             ValidationErrorKind::Enum { options } => {
-                let choices: Vec<String> = options
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let found = instance
-                    .as_str()
-                    .map_or_else(|| instance.to_string(), str::to_owned);
-                let hint = did_you_mean(&found, choices.iter().map(String::as_str))
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_else(|| format!("; expected one of: {}", choices.join(", ")));
                 problems.push(Problem::at(
                     tree,
                     &path,
                     Target::Value,
-                    format!("`{found}` is not allowed here{hint}"),
+                    enum_message(options, instance),
                 ));
             }
             ValidationErrorKind::Constant { .. } if path.is_top_level("version") => {
@@ -328,25 +314,7 @@ pub fn input_problem(
             )]
         }
         ValidationErrorKind::Enum { options } => {
-            let choices: Vec<String> = options
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let found = instance
-                .as_str()
-                .map_or_else(|| instance.to_string(), str::to_owned);
-            let hint = did_you_mean(&found, choices.iter().map(String::as_str))
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_else(|| format!("; expected one of: {}", choices.join(", ")));
-            vec![(
-                path,
-                Target::Value,
-                format!("`{found}` is not allowed here{hint}"),
-            )]
+            vec![(path, Target::Value, enum_message(options, instance))]
         }
         ValidationErrorKind::Type { .. } => {
             let ty = owner_in(root, &schema_path)
@@ -409,6 +377,25 @@ fn expected_type(schema_path: &str) -> String {
         Some(v) => name(v),
         None => "another type".to_owned(),
     }
+}
+
+/// "`x` is not allowed here", with a did-you-mean or the allowed values.
+fn enum_message(options: &Value, instance: &Value) -> String {
+    let choices: Vec<String> = options
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let found = instance
+        .as_str()
+        .map_or_else(|| instance.to_string(), str::to_owned);
+    let hint = did_you_mean(&found, choices.iter().map(String::as_str))
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_else(|| format!("; expected one of: {}", choices.join(", ")));
+    format!("`{found}` is not allowed here{hint}")
 }
 
 /// A short description of a JSON value for "found …" messages.
