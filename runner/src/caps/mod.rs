@@ -9,8 +9,10 @@
 //!
 //! Each module's doc starts with its threat model: who attacks, and what must
 //! never happen. Status: `process`, `fs` and the sources of `secrets` are here; `log` and the
-//! secrets host call live in `host::state`, redaction in `host::redact`; `http` and `kube` are refused until their modules land.
+//! secrets host call live in `host::state`, redaction in `host::redact`; `http` has its grant parser and address policy here (used by validation) but
+//! is not linked to `wasi:http` yet; `kube` is refused until its module lands.
 
 pub mod fs;
+pub mod http;
 pub mod process;
 pub mod secrets;
