@@ -1,9 +1,8 @@
 //! `runner exec` and `runner plugins`: the commands that load WebAssembly.
 
 use std::io::Write;
-use std::path::Path;
 
-use super::{EXIT_INVALID, EXIT_OK, ExecArgs, Output, load_and_plan, print};
+use super::{EXIT_INVALID, EXIT_OK, ExecArgs, Output, invalid, load_and_plan, print};
 use crate::caps::secrets::SecretSource;
 use crate::engine::{self, Executor, StepRecord};
 use crate::host::cache::ComponentCache;
@@ -28,21 +27,13 @@ fn runtime() -> Result<Runtime, u8> {
     })
 }
 
-fn err(file: &Path, lines: &[String]) -> u8 {
-    let mut stderr = std::io::stderr().lock();
-    for l in lines {
-        let _ = writeln!(stderr, "{}: {l}", file.display());
-    }
-    EXIT_INVALID
-}
-
 pub fn exec(args: &ExecArgs) -> u8 {
     let (file, output) = (args.run.file.as_path(), args.run.output);
     let secrets = match &args.secrets {
         None => SecretSource::environment(),
         Some(path) => match SecretSource::with_file(path) {
             Ok(s) => s,
-            Err(e) => return err(file, &[e]),
+            Err(e) => return invalid(file, &[e]),
         },
     };
     let (validated, plan) = match load_and_plan(&args.run) {
@@ -59,7 +50,7 @@ pub fn exec(args: &ExecArgs) -> u8 {
             "watches and approvals run with the full engine; `runner plan` shows the playbook"
                 .into(),
         );
-        return err(file, &lines);
+        return invalid(file, &lines);
     }
     let runtime = match runtime() {
         Ok(r) => r,
@@ -68,7 +59,7 @@ pub fn exec(args: &ExecArgs) -> u8 {
     let rt = tokio();
     let resolved = match rt.block_on(resolve::resolve(&runtime, &validated, &secrets)) {
         Ok(r) => r,
-        Err(problems) => return err(file, &problems),
+        Err(problems) => return invalid(file, &problems),
     };
     let run_id = run_id();
     let json = output == Output::Json;

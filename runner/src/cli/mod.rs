@@ -164,6 +164,16 @@ fn validate(files: &[PathBuf]) -> u8 {
     code
 }
 
+/// Prints `FILE: line` for each problem that has no position, and gives the exit
+/// code for an invalid playbook, inputs or plugins.
+pub(crate) fn invalid(file: &std::path::Path, lines: &[String]) -> u8 {
+    let mut stderr = std::io::stderr().lock();
+    for l in lines {
+        let _ = writeln!(stderr, "{}: {l}", file.display());
+    }
+    EXIT_INVALID
+}
+
 /// Loads the playbook and resolves its inputs into a plan; on failure, the
 /// problems are printed and the exit code returned.
 pub(crate) fn load_and_plan(args: &RunArgs) -> Result<(playbook::Validated, plan::Plan), u8> {
@@ -172,13 +182,7 @@ pub(crate) fn load_and_plan(args: &RunArgs) -> Result<(playbook::Validated, plan
         report(&e);
         EXIT_INVALID
     })?;
-    let problem = |lines: Vec<String>| {
-        let mut stderr = std::io::stderr().lock();
-        for l in lines {
-            let _ = writeln!(stderr, "{}: {l}", file.display());
-        }
-        EXIT_INVALID
-    };
+    let problem = |lines: Vec<String>| invalid(file, &lines);
     let given = args
         .inputs
         .iter()

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::expr;
-use crate::host::runtime::{Limits, LoadedPlugin, Runtime, StepFailure};
+use crate::host::runtime::{Limits, LoadedPlugin, Runtime};
 use crate::host::state::Granted;
 use crate::plan::{Plan, PlanStep, Runs};
 use crate::playbook::scalars::parse_duration;
@@ -323,7 +323,7 @@ impl Executor<'_> {
                 }
                 Err(failure) => {
                     let retry = failure.retryable() && record.attempts < max_attempts;
-                    fail(record, failure.kind(), failure_message(&failure));
+                    fail(record, failure.kind(), failure.to_string());
                     if !retry {
                         return;
                     }
@@ -336,10 +336,6 @@ impl Executor<'_> {
             }
         }
     }
-}
-
-fn failure_message(f: &StepFailure) -> String {
-    f.to_string()
 }
 
 fn fail(record: &mut StepRecord, kind: &'static str, message: String) {

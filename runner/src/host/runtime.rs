@@ -59,7 +59,7 @@ pub struct LoadedPlugin {
     pub load_time: Duration,
     pub description: Description,
     pre: PluginPre<Data>,
-    input_validator: Option<jsonschema::Validator>,
+    input_validator: jsonschema::Validator,
 }
 
 impl LoadedPlugin {
@@ -73,15 +73,12 @@ impl LoadedPlugin {
         crate::playbook::yaml::Target,
         String,
     )> {
-        match &self.input_validator {
-            Some(v) => v
-                .iter_errors(input)
-                .flat_map(|e| {
-                    crate::playbook::schema::input_problem(&self.description.input_schema, &e)
-                })
-                .collect(),
-            None => Vec::new(),
-        }
+        self.input_validator
+            .iter_errors(input)
+            .flat_map(|e| {
+                crate::playbook::schema::input_problem(&self.description.input_schema, &e)
+            })
+            .collect()
     }
 }
 
@@ -369,7 +366,7 @@ impl Runtime {
             load_time,
             description,
             pre,
-            input_validator: Some(input_validator),
+            input_validator,
         })
     }
 
