@@ -2,13 +2,13 @@
 //! leaves them in `OUT_DIR`, where `host/mod.rs` embeds them: one `cargo build`
 //! on a fresh machine makes a runner binary that carries its plugins.
 //!
-//! The nested cargo uses its own target directory (next to the outer one, shared by
-//! every profile so each plugin is compiled once), and none of the outer build's
-//! wrappers or flags: those are for host code, not for the wasm guests.
+//! The nested build (see `guest_build.rs`) uses a target directory next to the
+//! outer one, shared by every profile, so each plugin is compiled once.
 
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+include!("guest_build.rs");
 
 const PLUGINS: &[&str] = &["echo", "exec"];
 
@@ -23,33 +23,7 @@ fn main() {
     }
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let target_dir = wasm_target_dir(&out);
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--release",
-        "--locked",
-        "--target",
-        "wasm32-wasip2",
-        "--manifest-path",
-    ])
-    .arg(root.join("plugins/Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir);
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CLIPPY_ARGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = guest_build(&root.join("plugins/Cargo.toml"), &target_dir);
     let status = cmd.status().expect("run cargo for the plugins");
     if !status.success() {
         panic!(

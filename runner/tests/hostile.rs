@@ -7,7 +7,6 @@
 //! nothing), into the test target's temporary folder.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -15,32 +14,14 @@ use runner::host::runtime::{Limits, LoadError, LoadedPlugin, Runtime, StepFailur
 use runner::host::state::Granted;
 use serde_json::{Value, json};
 
+include!("../guest_build.rs");
+
 fn wasm_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-hostile");
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(root.join("tests/hostile/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target);
-        for var in [
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-            "RUSTC_WRAPPER",
-            "RUSTC_WORKSPACE_WRAPPER",
-            "CARGO_TARGET_DIR",
-        ] {
-            cmd.env_remove(var);
-        }
+        let mut cmd = guest_build(&root.join("tests/hostile/Cargo.toml"), &target);
         let status = cmd
             .status()
             .expect("run cargo to build the hostile plugins");
