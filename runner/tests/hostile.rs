@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use runner::caps::http::HttpGrant;
 use runner::host::runtime::{Limits, LoadError, LoadedPlugin, Runtime, StepFailure, StepResult};
 use runner::host::state::Granted;
 use serde_json::{Value, json};
@@ -395,16 +396,269 @@ fn ungranted_kubernetes_access_is_denied() {
 
 #[test]
 fn capabilities_not_declared_in_describe_are_refused() {
-    let f = failure(run_with(
+    let server = Server::start();
+    let g = Granted {
+        process: runner::caps::process::ProcessGrant::new(&["sh".into()]),
+        http: HttpGrant::new(&[format!("http://{}", server.addr)]),
+        ..granted(&[("TOKEN", "x")])
+    };
+    let r = run_with(
         "describe-underclaims",
-        json!({ "secret": "TOKEN", "program": "sh" }),
+        json!({ "secret": "TOKEN", "program": "sh", "url": server.url("/") }),
         limits(2_000, 64),
-        granted(&[("TOKEN", "x")]),
+        g,
+    );
+    let denied: Vec<&str> = r
+        .log
+        .lines
+        .iter()
+        .filter(|l| l.message.starts_with("runner: denied:"))
+        .map(|l| l.message.as_str())
+        .collect();
+    for capability in ["secrets", "process", "http"] {
+        let expected = format!(
+            "runner: denied: plugin `hostile` used the `{capability}` capability without declaring it in `describe`; the plugin is at fault"
+        );
+        assert!(denied.contains(&expected.as_str()), "{denied:#?}");
+    }
+    assert!(
+        matches!(failure(r), StepFailure::Denied(m) if m.contains("without declaring it in `describe`"))
+    );
+    assert_eq!(
+        server.requests().len(),
+        0,
+        "an undeclared request got through"
+    );
+}
+
+/// Header names (lower case) and values of one request.
+type Headers = Vec<(String, String)>;
+
+/// A real HTTP server on loopback that answers `200 ok` and records the headers of
+/// each request; stopped when dropped.
+struct Server {
+    addr: std::net::SocketAddr,
+    server: std::sync::Arc<tiny_http::Server>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Headers>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let addr = server.server_addr().to_ip().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, log) = (server.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            for request in s.incoming_requests() {
+                let headers = request
+                    .headers()
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.field.as_str().as_str().to_ascii_lowercase(),
+                            h.value.to_string(),
+                        )
+                    })
+                    .collect();
+                log.lock().unwrap().push(headers);
+                let _ = request.respond(tiny_http::Response::from_string("ok"));
+            }
+        });
+        Server {
+            addr,
+            server,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn requests(&self) -> Vec<Headers> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn http_granted(grants: &[String]) -> Granted {
+    Granted {
+        http: HttpGrant::new(grants),
+        ..granted(&[])
+    }
+}
+
+#[test]
+fn http_to_a_granted_loopback_address_goes_through() {
+    // The control case: the checks below refuse for their reasons, not always.
+    let server = Server::start();
+    let r = run_with(
+        "http-get",
+        json!({ "url": server.url("/health") }),
+        limits(5_000, 64),
+        http_granted(&[format!("http://{}", server.addr)]),
+    );
+    let out = r.outcome.expect("a granted request");
+    assert_eq!(out.outputs["status"], json!(200));
+    assert_eq!(out.outputs["body"], json!("ok"));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn http_to_a_host_or_port_not_granted_is_denied() {
+    let server = Server::start();
+    let grant = http_granted(&[format!("http://{}", server.addr)]);
+    let other_port = format!("http://127.0.0.1:{}/", server.addr.port() ^ 1);
+    for (url, shown) in [
+        (
+            other_port.clone(),
+            other_port.trim_end_matches('/').to_owned(),
+        ),
+        (
+            "https://127.0.0.1:1/".to_owned(),
+            "https://127.0.0.1:1".to_owned(),
+        ),
+        (
+            "http://attacker.example/x".to_owned(),
+            "http://attacker.example".to_owned(),
+        ),
+    ] {
+        let f = failure(run_with(
+            "http-get",
+            json!({ "url": url }),
+            limits(5_000, 64),
+            grant.clone(),
+        ));
+        assert_eq!(
+            f,
+            StepFailure::Denied(format!(
+                "`{shown}` is not granted to plugin `hostile`; add it to `plugins.hostile.grants.http` in the playbook"
+            )),
+        );
+    }
+    assert_eq!(server.requests().len(), 0);
+}
+
+/// A granted *name* that points at a non-public address: refused, and the refusal
+/// says which address and which grant would allow it.
+fn granted_name_resolving_to(ip: &str, kind: &str) {
+    let server = Server::start();
+    let port = server.addr.port();
+    let name = "service.example.test";
+    let grant = Granted {
+        http: HttpGrant::new(&[format!("http://{name}:{port}")])
+            .with_host(name, &[ip.parse().unwrap()]),
+        ..granted(&[])
+    };
+    let f = failure(run_with(
+        "http-get",
+        json!({ "url": format!("http://{name}:{port}/latest/meta-data/") }),
+        limits(5_000, 64),
+        grant,
+    ));
+    assert_eq!(
+        f,
+        StepFailure::Denied(format!(
+            "`http://{name}:{port}` resolves to {ip}, a {kind} address, which plugin `hostile` may reach only if that address is granted itself; if this is intended, add `http://{ip}:{port}` to `plugins.hostile.grants.http` in the playbook"
+        ))
+    );
+    assert_eq!(server.requests().len(), 0);
+}
+
+#[test]
+fn a_granted_name_resolving_to_loopback_is_denied() {
+    granted_name_resolving_to("127.0.0.1", "loopback");
+}
+
+#[test]
+fn a_granted_name_resolving_to_the_metadata_address_is_denied() {
+    granted_name_resolving_to(
+        "169.254.169.254",
+        "link-local (cloud metadata services live here)",
+    );
+}
+
+#[test]
+fn a_granted_name_resolving_to_a_private_address_is_denied() {
+    granted_name_resolving_to("10.0.0.1", "private-network");
+}
+
+#[test]
+fn localhost_through_real_dns_is_loopback_unless_its_address_is_granted() {
+    let server = Server::start();
+    let port = server.addr.port();
+    let url = format!("http://localhost:{port}/");
+    let f = failure(run_with(
+        "http-get",
+        json!({ "url": url }),
+        limits(5_000, 64),
+        http_granted(&[format!("http://localhost:{port}")]),
     ));
     assert!(
-        f.to_string().contains("without declaring it in `describe`"),
-        "{f}"
+        matches!(&f, StepFailure::Denied(m) if m.contains("a loopback address")),
+        "{f:?}"
     );
+    assert_eq!(server.requests().len(), 0);
+    // Granting the address itself allows it.
+    let r = run_with(
+        "http-get",
+        json!({ "url": url }),
+        limits(5_000, 64),
+        http_granted(&[
+            format!("http://localhost:{port}"),
+            format!("http://127.0.0.1:{port}"),
+        ]),
+    );
+    assert_eq!(r.outcome.expect("granted").outputs["status"], json!(200));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn forbidden_headers_never_reach_the_server() {
+    let server = Server::start();
+    let r = run_with(
+        "http-smuggle",
+        json!({ "authority": server.addr.to_string() }),
+        limits(5_000, 64),
+        http_granted(&[format!("http://{}", server.addr)]),
+    );
+    let out = r.outcome.expect("the request itself is granted");
+    assert_eq!(
+        out.outputs["accepted"],
+        json!([]),
+        "forbidden headers accepted"
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let headers = &requests[0];
+    let get = |name: &str| {
+        headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get("host"), vec![server.addr.to_string().as_str()]);
+    assert_eq!(get("x-innocent"), vec!["yes"]);
+    for name in [
+        "proxy-authorization",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+    ] {
+        assert_eq!(get(name), Vec::<&str>::new(), "{name} reached the server");
+    }
 }
 
 #[test]

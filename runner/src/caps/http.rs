@@ -1,22 +1,42 @@
-//! The `http` capability: outgoing HTTP requests.
+//! The `http` capability: outgoing HTTP requests through `wasi:http`.
 //!
 //! Threat model: the plugin is hostile and wants to reach hosts it was not given:
 //! the cloud metadata service (169.254.169.254) to steal credentials, services on
 //! the runner's loopback or private network, or an attacker's server to exfiltrate
 //! data. It may use a granted *name* whose DNS answer points somewhere private (DNS
-//! rebinding). What must never happen: a request to a scheme, host or port no grant
-//! names; a connection to a non-public address unless that address is granted
-//! literally.
+//! rebinding), smuggle a `Host` or proxy header, or follow a redirect elsewhere.
+//! What must never happen: a request to a scheme, host or port no grant names; a
+//! connection to a non-public address unless that address is granted literally.
 //!
 //! Grants, parsed once here: `scheme://host[:port]`, where the host is a name, an
 //! IP address, or `*.` followed by a name (any subdomain, not the name itself), and
 //! the port is a number, `*` (any), or absent (the scheme's default: 80 or 443).
 //!
-//! Status: validation uses the parser; the request hook that applies [`HttpGrant`]
-//! and [`HttpGrant::address_allowed`] to `wasi:http` requests is not linked yet, so
-//! a component importing `wasi:http` does not load.
+//! Enforcement, in [`HttpHooks::send_request`], the one place every `wasi:http`
+//! request passes: (1) the plugin declared `http`; (2) a grant matches the
+//! request's scheme, host and port; (3) the runner resolves the name itself and
+//! keeps only the addresses [`HttpGrant::address_allowed`] accepts; (4) it connects
+//! to exactly those addresses, so no second lookup can answer differently. TLS is
+//! verified against the Web PKI roots with the granted name. Hop-by-hop, proxy and
+//! `Host` headers are refused when the plugin sets them (wasmtime-wasi-http's
+//! forbidden list); `Host` is always the request's authority. Redirects are not
+//! followed by the host: a plugin that follows one makes a new request, checked
+//! again. Every refusal is recorded for the step's error and log.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::Denials;
+
+/// Time to establish a connection when the plugin sets no connect timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The scheme of a grant or request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +172,8 @@ impl HostRule {
 #[derive(Debug, Clone, Default)]
 pub struct HttpGrant {
     rules: Vec<HostRule>,
+    /// Static name → addresses entries consulted before DNS, like `/etc/hosts`.
+    hosts: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl HttpGrant {
@@ -162,7 +184,20 @@ impl HttpGrant {
                 .iter()
                 .filter_map(|e| HostRule::parse(e).ok())
                 .collect(),
+            hosts: BTreeMap::new(),
         }
+    }
+
+    /// Whether the grant allows anything at all.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Answers lookups of `name` with `addrs` instead of asking DNS, as an
+    /// `/etc/hosts` entry would. The addresses are still checked.
+    pub fn with_host(mut self, name: &str, addrs: &[IpAddr]) -> HttpGrant {
+        self.hosts.insert(name.to_ascii_lowercase(), addrs.to_vec());
+        self
     }
 
     /// Whether a request to `scheme://host:port` is granted; the refusal names the
@@ -195,6 +230,98 @@ impl HttpGrant {
     /// was granted), non-public ones only when a grant names that address itself.
     pub fn address_allowed(&self, ip: IpAddr) -> bool {
         !is_non_public(ip) || self.rules.iter().any(|r| r.host == Host::Ip(ip))
+    }
+
+    /// The addresses of `host` a connection may go to: its static entry or DNS
+    /// answer, screened by [`HttpGrant::address_allowed`].
+    pub async fn addresses(
+        &self,
+        plugin: &str,
+        url: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, Refusal> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let found: Vec<IpAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
+            vec![ip]
+        } else if let Some(ips) = self.hosts.get(&bare.to_ascii_lowercase()) {
+            ips.clone()
+        } else {
+            tokio::net::lookup_host((bare, port))
+                .await
+                .map_err(|e| Refusal::Unresolved(format!("cannot resolve `{bare}`: {e}")))?
+                .map(|a| a.ip())
+                .collect()
+        };
+        self.screen(plugin, url, &found).map(|ips| {
+            ips.into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect()
+        })
+    }
+
+    /// The allowed ones of `found`, or a refusal naming the first refused one.
+    fn screen(&self, plugin: &str, url: &str, found: &[IpAddr]) -> Result<Vec<IpAddr>, Refusal> {
+        let allowed: Vec<IpAddr> = found
+            .iter()
+            .copied()
+            .filter(|ip| self.address_allowed(*ip))
+            .collect();
+        if !allowed.is_empty() {
+            return Ok(allowed);
+        }
+        let Some(ip) = found.first() else {
+            return Err(Refusal::Unresolved(format!("`{url}` has no address")));
+        };
+        Err(Refusal::Denied(format!(
+            "`{url}` resolves to {ip}, a {kind} address, which plugin `{plugin}` may reach only if that address is granted itself; if this is intended, add `{literal}` to `plugins.{plugin}.grants.http` in the playbook",
+            kind = address_kind(*ip),
+            literal = literal_grant(url, *ip),
+        )))
+    }
+}
+
+/// Why a request was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The grants do not allow it; the message names the grant to add.
+    Denied(String),
+    /// The name has no usable address.
+    Unresolved(String),
+}
+
+/// `url` with its host replaced by `ip`, as a grant entry.
+fn literal_grant(url: &str, ip: IpAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let port = rest
+        .rsplit_once(':')
+        .filter(|(_, p)| p.parse::<u16>().is_ok())
+        .map(|(_, p)| format!(":{p}"))
+        .unwrap_or_default();
+    match ip {
+        IpAddr::V4(v4) => format!("{scheme}://{v4}{port}"),
+        IpAddr::V6(v6) => format!("{scheme}://[{v6}]{port}"),
+    }
+}
+
+/// What kind of non-public address `ip` is, for messages.
+fn address_kind(ip: IpAddr) -> &'static str {
+    let v4 = match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    };
+    match (v4, ip) {
+        (Some(v4), _) if v4.is_loopback() => "loopback",
+        (Some(v4), _) if v4.octets()[..2] == [169, 254] => {
+            "link-local (cloud metadata services live here)"
+        }
+        (Some(v4), _) if v4.is_private() => "private-network",
+        (None, IpAddr::V6(v6)) if v6.is_loopback() => "loopback",
+        (None, IpAddr::V6(v6)) if (v6.segments()[0] & 0xfe00) == 0xfc00 => {
+            "unique-local (private-network)"
+        }
+        (None, IpAddr::V6(v6)) if (v6.segments()[0] & 0xffc0) == 0xfe80 => "link-local",
+        _ => "non-public",
     }
 }
 
@@ -232,6 +359,156 @@ fn non_public_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local, e.g. fd00:ec2::254 (a metadata service)
         || (first & 0xffc0) == 0xfe80 // link local
+}
+
+/// The `wasi:http` hooks of one step attempt: every request a plugin makes goes
+/// through [`WasiHttpHooks::send_request`] here.
+pub struct HttpHooks {
+    pub plugin: String,
+    /// Whether the plugin declared `http` in `describe`.
+    pub declared: bool,
+    pub grant: Arc<HttpGrant>,
+    pub denials: Denials,
+}
+
+type SendResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+>;
+
+impl WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_errors: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let (plugin, declared) = (self.plugin.clone(), self.declared);
+        let (grant, denials) = (self.grant.clone(), self.denials.clone());
+        Box::new(async move {
+            if !declared {
+                denials.record(super::undeclared(&plugin, "http"));
+                return Err(HttpError::HttpRequestDenied);
+            }
+            let uri = request.uri();
+            let scheme = match uri.scheme_str() {
+                Some("http") => Scheme::Http,
+                Some("https") => Scheme::Https,
+                _ => return Err(HttpError::HttpProtocolError),
+            };
+            let host = uri
+                .host()
+                .ok_or(HttpError::HttpRequestUriInvalid)?
+                .to_owned();
+            let port = uri.port_u16().unwrap_or(scheme.default_port());
+            if let Err(refusal) = grant.allows(&plugin, scheme, &host, port) {
+                denials.record(refusal);
+                return Err(HttpError::HttpRequestDenied);
+            }
+            let url = format!("{}://{host}:{port}", uri.scheme_str().unwrap_or("http"));
+            let addrs = match grant.addresses(&plugin, &url, &host, port).await {
+                Ok(addrs) => addrs,
+                Err(Refusal::Denied(m)) => {
+                    denials.record(m);
+                    return Err(HttpError::DestinationIpProhibited);
+                }
+                Err(Refusal::Unresolved(m)) => {
+                    return Err(HttpError::DnsError {
+                        rcode: Some(m),
+                        info_code: None,
+                    });
+                }
+            };
+            send(request, options, scheme, &host, &addrs).await
+        })
+    }
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// Sends `request` over HTTP/1.1 to the first of `addrs` that accepts a
+/// connection (TLS for `https`, verified for `host`).
+async fn send(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    scheme: Scheme,
+    host: &str,
+    addrs: &[SocketAddr],
+) -> SendResult {
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(CONNECT_TIMEOUT);
+    let tcp = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addrs))
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(HttpError::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Stream> = match scheme {
+        Scheme::Http => Box::new(tcp),
+        Scheme::Https => {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            let tls = tls_connector()?
+                .connect(name, tcp)
+                .await
+                .map_err(HttpError::Tls)?;
+            Box::new(tls)
+        }
+    };
+    let (mut sender, connection) = tokio::time::timeout(
+        connect_timeout,
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+    // The connection runs beside the exchange and stops when the step's store
+    // (which owns the returned future) is dropped.
+    let connection = wasmtime_wasi::runtime::spawn(connection);
+    // Origin form on the wire; the authority travels in `Host`.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .parse()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    *request.uri_mut() = path;
+    let exchange = sender.send_request(request);
+    let response = match options.and_then(|o| o.first_byte_timeout) {
+        Some(limit) => tokio::time::timeout(limit, exchange)
+            .await
+            .map_err(|_| HttpError::ConnectionReadTimeout)??,
+        None => exchange.await?,
+    };
+    let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
+    let io: Pin<Box<dyn Future<Output = Result<(), HttpError>> + Send>> =
+        Box::pin(async move { connection.await.map_err(HttpError::from) });
+    Ok((response, Box::new(io)))
+}
+
+/// The TLS client configuration, built once: Web PKI roots, ring.
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, HttpError> {
+    static CONNECTOR: OnceLock<Option<tokio_rustls::TlsConnector>> = OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        })
+        .clone()
+        .ok_or(HttpError::ConfigurationError)
 }
 
 #[cfg(test)]
@@ -341,5 +618,51 @@ mod tests {
         let literal = grant(&["http://127.0.0.1:8080"]);
         assert!(literal.address_allowed("127.0.0.1".parse().unwrap()));
         assert!(!literal.address_allowed("127.0.0.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn only_allowed_addresses_are_kept() {
+        let g = grant(&["https://api.example.com"]);
+        let mixed: Vec<IpAddr> = ["10.0.0.7", "93.184.216.34"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(
+            g.screen("p", "https://api.example.com:443", &mixed),
+            Ok(vec!["93.184.216.34".parse().unwrap()]),
+            "a name with public and private answers connects to the public one only"
+        );
+        let v6: Vec<IpAddr> = vec!["fd00:ec2::254".parse().unwrap()];
+        assert_eq!(
+            g.screen("p", "https://api.example.com:443", &v6),
+            Err(Refusal::Denied(
+                "`https://api.example.com:443` resolves to fd00:ec2::254, a unique-local (private-network) address, which plugin `p` may reach only if that address is granted itself; if this is intended, add `https://[fd00:ec2::254]:443` to `plugins.p.grants.http` in the playbook".into()
+            ))
+        );
+        assert!(matches!(
+            g.screen("p", "https://api.example.com:443", &[]),
+            Err(Refusal::Unresolved(_))
+        ));
+    }
+
+    #[test]
+    fn static_hosts_answer_before_dns_and_are_still_checked() {
+        let g = grant(&["http://db.example.test:5432"])
+            .with_host("DB.example.test", &["10.1.2.3".parse().unwrap()]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r =
+            rt.block_on(g.addresses("p", "http://db.example.test:5432", "db.example.test", 5432));
+        assert!(
+            matches!(&r, Err(Refusal::Denied(m)) if m.contains("10.1.2.3, a private-network address")),
+            "{r:?}"
+        );
+        let g = grant(&["http://db.example.test:5432", "http://10.1.2.3:5432"])
+            .with_host("db.example.test", &["10.1.2.3".parse().unwrap()]);
+        let r =
+            rt.block_on(g.addresses("p", "http://db.example.test:5432", "db.example.test", 5432));
+        assert_eq!(r, Ok(vec!["10.1.2.3:5432".parse().unwrap()]));
     }
 }

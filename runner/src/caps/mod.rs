@@ -8,11 +8,47 @@
 //! 4. deny-path tests next to the code, and hostile plugins in `tests/hostile`.
 //!
 //! Each module's doc starts with its threat model: who attacks, and what must
-//! never happen. Status: `process`, `fs` and the sources of `secrets` are here; `log` and the
-//! secrets host call live in `host::state`, redaction in `host::redact`; `http` has its grant parser and address policy here (used by validation) but
-//! is not linked to `wasi:http` yet; `kube` is refused until its module lands.
+//! never happen. `log` and the `secrets`, `process` and `kube` host calls are
+//! wired in `host::state` (redaction in `host::redact`); `kube` refuses every call
+//! until its module lands.
+//!
+//! Every refusal is also recorded in the attempt's [`Denials`]: the plugin may
+//! swallow or garble the error it gets, but the step's error and log always carry
+//! the host's own message.
+
+use std::sync::{Arc, Mutex};
 
 pub mod fs;
 pub mod http;
 pub mod process;
 pub mod secrets;
+
+/// The refusals of one step attempt, in order, shared with tasks that outlive a
+/// host call (an HTTP request is sent from a spawned task).
+#[derive(Debug, Clone, Default)]
+pub struct Denials(Arc<Mutex<Vec<String>>>);
+
+impl Denials {
+    /// Records a refusal and hands it back, for the plugin's error.
+    pub fn record(&self, message: String) -> String {
+        if let Ok(mut list) = self.0.lock() {
+            // A plugin looping on refused calls must not grow this without end.
+            if list.len() < 100 {
+                list.push(message.clone());
+            }
+        }
+        message
+    }
+
+    /// The refusals so far.
+    pub fn list(&self) -> Vec<String> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+/// Refusal of a capability the plugin did not declare in `describe`.
+pub fn undeclared(plugin: &str, capability: &str) -> String {
+    format!(
+        "plugin `{plugin}` used the `{capability}` capability without declaring it in `describe`; the plugin is at fault"
+    )
+}

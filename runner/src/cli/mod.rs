@@ -116,6 +116,7 @@ pub enum Output {
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     let code = match cli.command {
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_command(&args),
@@ -128,6 +129,30 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// Diagnostics and plugin log lines go to stderr through `tracing`, filtered by
+/// `RUNNER_LOG` (`info`, `plugin=debug`, ...; default `warn`). Plugin lines have the
+/// target `plugin` and are already redacted and rate-capped by the host.
+fn init_tracing() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    const DEFAULT: &str = "warn,wasmtime_wasi_http=error";
+    let filter = match std::env::var("RUNNER_LOG") {
+        Err(_) => EnvFilter::new(DEFAULT),
+        Ok(text) => EnvFilter::try_new(&text).unwrap_or_else(|e| {
+            eprintln!(
+                "warning: RUNNER_LOG=`{text}` is not a log filter ({e}); using `warn`. Write it as `info` or `plugin=debug,warn`."
+            );
+            EnvFilter::new(DEFAULT)
+        }),
+    };
+    let ansi = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 /// Writes to stdout, ignoring a closed pipe (`runner plan … | head`).

@@ -116,6 +116,7 @@ pub async fn resolve(
                 secrets: values,
                 process: crate::caps::process::ProcessGrant::new(&decl.grants.process),
                 fs: crate::caps::fs::FsGrant::from_playbook(&validated.source.dir, &decl.grants.fs),
+                http: crate::caps::http::HttpGrant::new(&decl.grants.http),
                 ..Granted::default()
             },
         );

@@ -245,6 +245,12 @@ impl wasmtime_wasi::WasiView for Data {
     }
 }
 
+impl wasmtime_wasi_http::WasiHttpView for Data {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        self.state.http_view()
+    }
+}
+
 /// The process-wide runtime.
 pub struct Runtime {
     engine: Engine,
@@ -270,6 +276,8 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker: Linker<Data> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Linked for every plugin; each request is checked by `caps::http`.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<Data, wasmtime::component::HasSelf<StepState>>(
             &mut linker,
             |d: &mut Data| &mut d.state,
@@ -432,7 +440,14 @@ impl Runtime {
             Ok(Ok(Err(step_error))) => Err(from_step_error(step_error)),
             Ok(Ok(Ok(out))) => success(out.outputs, out.summary, out.artifacts),
         };
-        let data = store.into_data();
+        let mut data = store.into_data();
+        let denials = data.state.denials.list();
+        let outcome = with_denials(outcome, &denials);
+        for denial in denials {
+            data.state
+                .log
+                .host_line("warn", format!("runner: denied: {denial}"));
+        }
         let redactor = &data.state.redactor;
         let outcome = match outcome {
             Ok(mut s) => {
@@ -447,6 +462,28 @@ impl Runtime {
             log: data.state.log,
             duration: start.elapsed(),
         }
+    }
+}
+
+/// A failed attempt during which the host refused a capability fails as `denied`
+/// with the host's message: the plugin may have swallowed or garbled the refusal
+/// it got. Timeouts and memory exhaustion keep their own reason; a successful
+/// attempt stays successful (the refusals are in its log).
+fn with_denials(
+    outcome: Result<StepSuccess, StepFailure>,
+    denials: &[String],
+) -> Result<StepSuccess, StepFailure> {
+    match (outcome, denials.first()) {
+        (
+            Err(
+                StepFailure::Failed(_)
+                | StepFailure::Retryable(_)
+                | StepFailure::Denied(_)
+                | StepFailure::Crashed(_),
+            ),
+            Some(first),
+        ) => Err(StepFailure::Denied(first.clone())),
+        (outcome, _) => outcome,
     }
 }
 

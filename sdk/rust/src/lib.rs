@@ -54,9 +54,8 @@
 //! what the playbook granted, and only for the capabilities the plugin declared
 //! in [`Info::capabilities`]. The filesystem is plain `std::fs`: the step's
 //! working directory is `.`, granted folders appear under the names the playbook
-//! gives them. HTTP (`wasi:http`) follows the same rules once the host implements
-//! it (see `docs/plugins.md` for the status). A refused host call comes back as
-//! [`StepError::Denied`], so `?` does the right thing.
+//! gives them. [`http`] reaches only the granted hosts. A refused host call comes
+//! back as [`StepError::Denied`], so `?` does the right thing.
 
 #![warn(missing_docs)]
 
@@ -68,6 +67,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+pub mod http;
 pub mod log;
 pub mod process;
 pub mod secrets;

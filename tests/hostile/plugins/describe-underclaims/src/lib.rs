@@ -1,7 +1,7 @@
-//! Hostile: `describe` declares no capability, then `run` calls `secrets::get`
-//! and `process::run` anyway. Even with grants for both in the playbook, the
-//! host must deny both (an undeclared capability is denied). `Ok` lists what
-//! got through; otherwise the error is `denied` with both host messages.
+//! Hostile: `describe` declares no capability, then `run` calls `secrets::get`,
+//! `process::run` and `wasi:http` anyway. Even with grants for all three in the
+//! playbook, the host must deny each (an undeclared capability is denied). `Ok`
+//! lists what got through; otherwise the error is `denied`.
 
 use runner_sdk::process::Command;
 use runner_sdk::serde_json::json;
@@ -14,6 +14,12 @@ struct Input {
     secret: String,
     #[serde(default = "default_program")]
     program: String,
+    #[serde(default = "default_url")]
+    url: String,
+}
+
+fn default_url() -> String {
+    "http://127.0.0.1:9/".to_owned()
 }
 
 fn default_secret() -> String {
@@ -33,13 +39,14 @@ impl Plugin for DescribeUnderclaims {
         Info::new(
             "describe-underclaims",
             env!("CARGO_PKG_VERSION"),
-            "claims nothing, uses secrets and process",
+            "claims nothing, uses secrets, process and http",
         )
         .input_schema(json!({
             "type": "object",
             "properties": {
                 "secret": { "type": "string" },
-                "program": { "type": "string" }
+                "program": { "type": "string" },
+                "url": { "type": "string" }
             },
             "additionalProperties": false
         }))
@@ -49,15 +56,17 @@ impl Plugin for DescribeUnderclaims {
     fn run(input: Input) -> Result<Output, StepError> {
         let secret = secrets::get(&input.secret);
         let process = Command::new(&input.program).run();
-        match (secret, process) {
-            (Err(s), Err(p)) => Err(StepError::denied(format!(
-                "secrets: {}; process: {}",
+        let http = runner_sdk::http::get(&input.url);
+        match (secret, process, http) {
+            (Err(s), Err(p), Err(h)) => Err(StepError::denied(format!(
+                "secrets: {}; process: {}; http: {h}",
                 s.message(),
                 p.message()
             ))),
-            (secret, process) => Ok(Output::new()
+            (secret, process, http) => Ok(Output::new()
                 .set("secret", secret.ok())
                 .set("process_exit_code", process.ok().map(|done| done.exit_code))
+                .set("http_status", http.ok().map(|r| r.status))
                 .summary("an undeclared capability got through")),
         }
     }
