@@ -11,6 +11,10 @@ fn runner(args: &[&str]) -> Output {
             "RUNNER_CACHE_DIR",
             std::env::temp_dir().join("runner-test-cache"),
         )
+        .env(
+            "RUNNER_STATE_DIR",
+            std::env::temp_dir().join("runner-test-state"),
+        )
         .args(args)
         .output()
         .expect("run runner")
@@ -217,4 +221,40 @@ fn granted_secrets_need_a_value_from_a_private_file_or_the_environment() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+}
+
+#[test]
+fn artifacts_outlive_the_working_directory() {
+    let dir = std::env::temp_dir().join(format!("runner-artifacts-e2e-{}", std::process::id()));
+    let state = dir.join("state");
+    std::fs::create_dir_all(&dir).unwrap();
+    let playbook = dir.join("a.yaml");
+    std::fs::write(
+        &playbook,
+        "version: 1\nname: a\nplugins:\n  echo: { uses: echo }\nstages:\n  - id: s\n    steps:\n      - id: report\n        uses: echo\n        with: { artifact: { path: report.md, content: \"# evidence\" } }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", &state)
+        .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&out);
+    let artifact = &step(&ev, "report")["artifacts"][0];
+    assert_eq!(artifact["path"], "report.md");
+    let stored = std::path::PathBuf::from(artifact["stored"].as_str().unwrap());
+    assert!(stored.starts_with(state.join("artifacts")), "{stored:?}");
+    assert!(stored.ends_with("report/report.md"), "{stored:?}");
+    assert_eq!(std::fs::read_to_string(&stored).unwrap(), "# evidence");
+    let _ = std::fs::remove_dir_all(&dir);
 }

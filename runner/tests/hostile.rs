@@ -340,6 +340,31 @@ fn artifacts_outside_the_workdir_are_refused() {
 }
 
 #[test]
+fn an_artifact_planted_as_a_symlink_is_not_collected() {
+    let dest =
+        std::env::temp_dir().join(format!("runner-hostile-artifacts-{}", std::process::id()));
+    let g = Granted {
+        process: runner::caps::process::ProcessGrant::new(&["ln -s * *".into()]),
+        artifacts: Some(dest.clone()),
+        ..granted(&[])
+    };
+    let f = failure(run_with(
+        "artifact-escape",
+        json!({ "path": "leak.txt", "link": "/etc/passwd" }),
+        limits(5_000, 64),
+        g,
+    ));
+    assert_eq!(
+        f,
+        StepFailure::BadOutput(
+            "artifact `passwd` at `leak.txt` is a symbolic link; artifacts must be regular files in the step's working directory".into()
+        )
+    );
+    assert!(!dest.join("leak.txt").exists(), "the host file was copied");
+    let _ = std::fs::remove_dir_all(&dest);
+}
+
+#[test]
 fn an_ungranted_secret_is_denied_with_the_grant_to_add() {
     let f = failure(run_with(
         "secret-steal",

@@ -2,12 +2,12 @@
 //!
 //! Why it exists: it needs no grant, so it is the plugin for dry runs, examples
 //! and the runner's own tests of timeouts (`sleep_ms`), retries and handlers
-//! (`fail`), and log handling (`log_lines`).
+//! (`fail`), log handling (`log_lines`) and artifacts (`artifact`).
 
 use std::time::Duration;
 
 use runner_sdk::serde_json::{Map, Value, json};
-use runner_sdk::{Info, Output, Plugin, StepError, log};
+use runner_sdk::{Artifact, Info, Output, Plugin, StepError, log};
 use serde::{Deserialize, Serialize};
 
 /// The `with:` object. Serializing it back gives the input object, which is the
@@ -30,6 +30,17 @@ struct Input {
     /// Log this many info lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     log_lines: Option<u64>,
+    /// Write this file in the working directory and return it as an artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    artifact: Option<FileArtifact>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArtifact {
+    /// File name, relative to the working directory.
+    path: String,
+    content: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -76,6 +87,16 @@ impl Plugin for Echo {
                     "type": "integer",
                     "minimum": 0,
                     "description": "Log this many info lines."
+                },
+                "artifact": {
+                    "type": "object",
+                    "description": "Write `content` to `path` in the step's working directory and return it as an artifact.",
+                    "properties": {
+                        "path": { "type": "string", "minLength": 1 },
+                        "content": { "type": "string" }
+                    },
+                    "required": ["path", "content"],
+                    "additionalProperties": false
                 }
             },
             "additionalProperties": false
@@ -103,10 +124,15 @@ impl Plugin for Echo {
             });
         }
         let summary = input.message.clone();
-        let outputs = match input.outputs {
+        let mut outputs = match &input.outputs {
             Some(outputs) => Output::new().extend(outputs),
             None => Output::new().extend(&input),
         };
+        if let Some(file) = &input.artifact {
+            std::fs::write(&file.path, &file.content)
+                .map_err(|e| StepError::failed(format!("writing {}: {e}", file.path)))?;
+            outputs = outputs.artifact(Artifact::new(&file.path, &file.path, "text/plain"));
+        }
         let count = outputs.fields().len();
         Ok(outputs.summary(summary.unwrap_or_else(|| match count {
             1 => "echoed 1 output".to_owned(),

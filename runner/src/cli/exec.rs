@@ -77,6 +77,7 @@ pub fn exec(args: &ExecArgs) -> u8 {
         plugins: &resolved.plugins,
         grants: &resolved.grants,
         memory: &resolved.memory,
+        artifacts: super::state_dir().map(|d| d.join("artifacts").join(&run_id)),
         on_step: &mut on_step,
     };
     let report = rt.block_on(executor.run(&plan, &run_id));
@@ -116,6 +117,11 @@ fn human(r: &StepRecord) -> String {
     }
     if let Some(e) = &r.error {
         line.push_str(&format!(": {e}"));
+    }
+    for a in &r.artifacts {
+        if let Some(stored) = &a.stored {
+            line.push_str(&format!("\n     artifact {}: {}", a.name, stored.display()));
+        }
     }
     line
 }

@@ -155,6 +155,16 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Where the runner keeps what outlives a run (artifacts; the journal):
+/// `$RUNNER_STATE_DIR`, else `$XDG_STATE_HOME/runner`, else
+/// `~/.local/state/runner`.
+pub fn state_dir() -> Option<PathBuf> {
+    std::env::var_os("RUNNER_STATE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("runner")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/runner")))
+}
+
 /// Writes to stdout, ignoring a closed pipe (`runner plan … | head`).
 pub(crate) fn print(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());

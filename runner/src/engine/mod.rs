@@ -45,6 +45,9 @@ pub struct StepRecord {
     /// Log lines the plugin wrote (redacted).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<crate::host::state::LogLine>,
+    /// Files the step produced, as kept by the runner.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<crate::host::runtime::Artifact>,
 }
 
 /// The outcome of a run.
@@ -89,6 +92,8 @@ pub struct Executor<'a> {
     pub plugins: &'a HashMap<String, LoadedPlugin>,
     pub grants: &'a HashMap<String, Granted>,
     pub memory: &'a HashMap<String, usize>,
+    /// Where artifacts are kept, one folder per step; `None`: not kept.
+    pub artifacts: Option<std::path::PathBuf>,
     /// Called after each step, for progress output.
     pub on_step: &'a mut dyn FnMut(&StepRecord),
 }
@@ -224,6 +229,7 @@ impl Executor<'_> {
             error_kind: None,
             outputs: Map::new(),
             log: Vec::new(),
+            artifacts: Vec::new(),
         };
         let runs = match p.runs {
             Runs::Depends => condition(step.condition.as_ref().map(|c| c.as_str()), vars),
@@ -309,7 +315,8 @@ impl Executor<'_> {
             .and_then(|d| parse_duration(d.as_str()).ok());
         loop {
             record.attempts += 1;
-            let granted = self.grants.get(local).cloned().unwrap_or_default();
+            let mut granted = self.grants.get(local).cloned().unwrap_or_default();
+            granted.artifacts = self.artifacts.as_ref().map(|d| d.join(&record.step));
             let result = self.runtime.run(plugin, &input, &limits, granted).await;
             record.log.extend(result.log.lines);
             match result.outcome {
@@ -317,6 +324,7 @@ impl Executor<'_> {
                     record.status = "succeeded";
                     record.summary = success.summary;
                     record.outputs = success.outputs;
+                    record.artifacts = success.artifacts;
                     record.error = None;
                     record.error_kind = None;
                     return;

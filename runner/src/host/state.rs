@@ -111,6 +111,9 @@ pub struct Granted {
     pub http: crate::caps::http::HttpGrant,
     /// The attempt's fresh working directory (set by the runtime).
     pub workdir: std::path::PathBuf,
+    /// Where the step's artifacts are kept (set by the engine); `None`: they are
+    /// checked but not kept.
+    pub artifacts: Option<std::path::PathBuf>,
 }
 
 pub struct StepState {
