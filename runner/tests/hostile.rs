@@ -249,7 +249,7 @@ fn a_log_flood_is_capped() {
     let r = run_with("log-flood", json!({}), limits(60_000, 64), granted(&[]));
     assert!(r.outcome.is_ok(), "{:?}", r.outcome);
     let kept: usize = r.log.lines.iter().map(|l| l.message.len()).sum();
-    assert!(kept <= runner::host::state::MAX_LOG_BYTES, "{kept}");
+    assert!(kept <= runner::caps::log::MAX_LOG_BYTES, "{kept}");
     assert!(
         r.log.dropped > 0,
         "nothing was dropped from a 100 MiB flood"
@@ -272,10 +272,7 @@ fn a_huge_log_line_is_cut() {
         .map(|l| l.message.len())
         .max()
         .unwrap_or(0);
-    assert!(
-        longest <= runner::host::state::MAX_LOG_LINE + 16,
-        "{longest}"
-    );
+    assert!(longest <= runner::caps::log::MAX_LOG_LINE + 16, "{longest}");
 }
 
 #[test]

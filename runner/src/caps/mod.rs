@@ -8,8 +8,8 @@
 //! 4. deny-path tests next to the code, and hostile plugins in `tests/hostile`.
 //!
 //! Each module's doc starts with its threat model: who attacks, and what must
-//! never happen. `log` and the `secrets`, `process` and `kube` host calls are
-//! wired in `host::state` (redaction in `host::redact`); `kube` refuses every call
+//! never happen. The host calls are wired to these modules in `host::state`
+//! (redaction of secret values in `host::redact`); `kube` refuses every call
 //! until its module lands.
 //!
 //! Every refusal is also recorded in the attempt's [`Denials`]: the plugin may
@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod fs;
 pub mod http;
+pub mod log;
 pub mod process;
 pub mod secrets;
 

@@ -44,7 +44,7 @@ pub struct StepRecord {
     pub outputs: Map<String, Value>,
     /// Log lines the plugin wrote (redacted).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub log: Vec<crate::host::state::LogLine>,
+    pub log: Vec<crate::caps::log::LogLine>,
     /// Files the step produced, as kept by the runner.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<crate::host::runtime::Artifact>,

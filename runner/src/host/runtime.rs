@@ -28,7 +28,8 @@ use wasmtime_wasi::WasiCtxBuilder;
 use super::bindings::runner::plugin::types::{PluginInfo, StepError};
 use super::bindings::{Plugin, PluginPre};
 use super::cache::{ComponentCache, Origin};
-use super::state::{Granted, StepLog, StepState};
+use super::state::{Granted, StepState};
+use crate::caps::log::StepLog;
 
 /// Epoch tick: the granularity of CPU deadlines.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -459,9 +460,12 @@ impl Runtime {
             (outcome, _) => outcome,
         };
         for denial in denials {
-            data.state
-                .log
-                .host_line("warn", format!("runner: denied: {denial}"));
+            // A refusal may quote what the plugin sent, secrets included.
+            let line = data
+                .state
+                .redactor
+                .redact(&format!("runner: denied: {denial}"));
+            data.state.log.host_line("warn", line);
         }
         let redactor = &data.state.redactor;
         let outcome = match outcome {
@@ -474,7 +478,7 @@ impl Runtime {
         };
         StepResult {
             outcome,
-            log: data.state.log,
+            log: data.state.log.finish(),
             duration: start.elapsed(),
         }
     }

@@ -14,85 +14,10 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView};
 
 use crate::caps::Denials;
 use crate::caps::http::HttpHooks;
+use crate::caps::log::LogSink;
 
 use super::bindings::runner::plugin::{kube, log, process, secrets};
 use super::redact::Redactor;
-use super::runtime::printable;
-
-/// Most log lines kept per step attempt; further lines are counted, not kept.
-pub const MAX_LOG_LINES: usize = 10_000;
-/// Most log bytes kept per step attempt (messages and fields).
-pub const MAX_LOG_BYTES: usize = 1 << 20;
-/// Longest single log line kept; longer ones are cut.
-pub const MAX_LOG_LINE: usize = 8 << 10;
-/// Lines a plugin may log at once before the rate cap applies.
-pub const LOG_BURST: u64 = 1000;
-/// Lines per second a plugin may log after a burst.
-pub const LOG_RATE: u64 = 100;
-
-/// A token bucket: [`LOG_BURST`] lines at once, then [`LOG_RATE`] per second.
-/// Credit is kept in nanoseconds so that no rounding drifts.
-#[derive(Debug, Clone)]
-pub struct RateCap {
-    credit_ns: u128,
-    last: std::time::Instant,
-}
-
-impl RateCap {
-    const LINE_NS: u128 = 1_000_000_000 / LOG_RATE as u128;
-    const FULL_NS: u128 = Self::LINE_NS * LOG_BURST as u128;
-
-    pub fn new(now: std::time::Instant) -> RateCap {
-        RateCap {
-            credit_ns: Self::FULL_NS,
-            last: now,
-        }
-    }
-
-    /// Whether one more line may pass at `now`.
-    pub fn take(&mut self, now: std::time::Instant) -> bool {
-        let refill = now.saturating_duration_since(self.last).as_nanos();
-        self.credit_ns = (self.credit_ns + refill).min(Self::FULL_NS);
-        self.last = now.max(self.last);
-        if self.credit_ns >= Self::LINE_NS {
-            self.credit_ns -= Self::LINE_NS;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// A log line written by a plugin, already redacted.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LogLine {
-    pub level: &'static str,
-    pub message: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub fields: String,
-}
-
-/// What the plugin logged, within the caps.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct StepLog {
-    pub lines: Vec<LogLine>,
-    /// Lines dropped because a cap was reached.
-    pub dropped: u64,
-    bytes: usize,
-    /// Last progress report: done, total, message.
-    pub progress: Option<(u64, Option<u64>, String)>,
-}
-
-impl StepLog {
-    /// A line the host adds to the plugin's log (kept even past the caps).
-    pub fn host_line(&mut self, level: &'static str, message: String) {
-        self.lines.push(LogLine {
-            level,
-            message: printable(&message),
-            fields: String::new(),
-        });
-    }
-}
 
 /// What the step's grants allow, resolved for this attempt.
 #[derive(Debug, Default, Clone)]
@@ -121,8 +46,7 @@ pub struct StepState {
     http: WasiHttpCtx,
     http_hooks: HttpHooks,
     table: ResourceTable,
-    pub log: StepLog,
-    log_rate: RateCap,
+    pub log: LogSink,
     pub granted: Granted,
     pub redactor: Redactor,
     /// Every capability refusal of this attempt.
@@ -144,8 +68,7 @@ impl StepState {
             http: WasiHttpCtx::new(),
             http_hooks,
             table: ResourceTable::new(),
-            log: StepLog::default(),
-            log_rate: RateCap::new(std::time::Instant::now()),
+            log: LogSink::new(&granted.plugin),
             granted,
             redactor,
             denials,
@@ -160,29 +83,6 @@ impl StepState {
             table: &mut self.table,
             hooks: &mut self.http_hooks,
         }
-    }
-
-    /// Keeps a (redacted) line and passes it on to `tracing`, within the caps.
-    fn push_log(&mut self, line: LogLine) {
-        let size = line.message.len() + line.fields.len();
-        if self.log.lines.len() >= MAX_LOG_LINES
-            || self.log.bytes + size > MAX_LOG_BYTES
-            || !self.log_rate.take(std::time::Instant::now())
-        {
-            self.log.dropped += 1;
-            return;
-        }
-        let plugin = self.granted.plugin.as_str();
-        let (message, fields) = (line.message.as_str(), line.fields.as_str());
-        match line.level {
-            "error" => tracing::error!(target: "plugin", plugin, fields, "{message}"),
-            "warn" => tracing::warn!(target: "plugin", plugin, fields, "{message}"),
-            "info" => tracing::info!(target: "plugin", plugin, fields, "{message}"),
-            "debug" => tracing::debug!(target: "plugin", plugin, fields, "{message}"),
-            _ => tracing::trace!(target: "plugin", plugin, fields, "{message}"),
-        }
-        self.log.bytes += size;
-        self.log.lines.push(line);
     }
 
     /// Refusal for a capability the plugin did not declare in `describe`.
@@ -203,18 +103,6 @@ impl WasiView for StepState {
     }
 }
 
-fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str(" …[cut]");
-    }
-    s
-}
-
 impl log::Host for StepState {
     async fn log(&mut self, level: log::Level, message: String, fields: String) {
         let level = match level {
@@ -224,22 +112,11 @@ impl log::Host for StepState {
             log::Level::Warn => "warn",
             log::Level::Error => "error",
         };
-        let message = self
-            .redactor
-            .redact(&printable(&cut(message, MAX_LOG_LINE)));
-        let fields = self.redactor.redact(&printable(&cut(fields, MAX_LOG_LINE)));
-        self.push_log(LogLine {
-            level,
-            message,
-            fields,
-        });
+        self.log.line(&self.redactor, level, message, fields);
     }
 
     async fn progress(&mut self, done: u64, total: Option<u64>, message: String) {
-        let message = self
-            .redactor
-            .redact(&printable(&cut(message, MAX_LOG_LINE)));
-        self.log.progress = Some((done, total, message));
+        self.log.progress(&self.redactor, done, total, message);
     }
 }
 
@@ -301,26 +178,3 @@ impl kube::Host for StepState {
 }
 
 impl super::bindings::runner::plugin::types::Host for StepState {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn the_log_rate_cap_allows_a_burst_then_a_steady_rate() {
-        let start = Instant::now();
-        let mut cap = RateCap::new(start);
-        let burst = (0..2000).filter(|_| cap.take(start)).count();
-        assert_eq!(burst, LOG_BURST as usize);
-        // One line per 1/LOG_RATE seconds afterwards: 100 lines in the next second.
-        let later = (1..=1000)
-            .filter(|i| cap.take(start + Duration::from_millis(*i)))
-            .count();
-        assert_eq!(later, LOG_RATE as usize);
-        // Idle time refills up to the burst, not beyond.
-        let much_later = start + Duration::from_secs(3600);
-        let refilled = (0..5000).filter(|_| cap.take(much_later)).count();
-        assert_eq!(refilled, LOG_BURST as usize);
-    }
-}
