@@ -30,8 +30,7 @@ fn events(out: &Output) -> Vec<serde_json::Value> {
 fn step<'a>(events: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
     events
         .iter()
-        .find(|e| e["event"] == "step" && e["step"]["step"] == id)
-        .map(|e| &e["step"])
+        .find(|e| e["event"] == "step_finished" && e["step"] == id)
         .unwrap_or_else(|| panic!("no event for step {id}: {events:?}"))
 }
 
@@ -59,7 +58,7 @@ fn a_run_that_succeeds() {
     assert_eq!(step(&ev, "broken")["status"], "skipped");
     assert_eq!(step(&ev, "bye")["status"], "succeeded");
     assert!(
-        ev.iter().all(|e| e["step"]["step"] != "undo"),
+        ev.iter().all(|e| e["step"] != "undo"),
         "on_failure ran on success"
     );
     assert_eq!(ev.last().unwrap()["status"], "succeeded");
@@ -111,7 +110,7 @@ fn plugins_describe_shows_the_contract() {
 }
 
 #[test]
-fn playbooks_needing_the_full_engine_are_refused_before_running() {
+fn playbooks_needing_plugins_this_build_lacks_are_refused_before_running() {
     let out = runner(&[
         "exec",
         "playbooks/rollback.yaml",
@@ -125,7 +124,7 @@ fn playbooks_needing_the_full_engine_are_refused_before_running() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("which this runner cannot execute yet"),
+        err.contains("is not part of this runner build yet"),
         "{err}"
     );
     assert!(

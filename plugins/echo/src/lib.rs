@@ -1,7 +1,7 @@
 //! `echo`: returns what it is given, and misbehaves on request.
 //!
 //! Why it exists: it needs no grant, so it is the plugin for dry runs, examples
-//! and the runner's own tests of timeouts (`sleep_ms`), retries and handlers
+//! and the runner's own tests of timeouts (`sleep_ms`, `busy_ms`), retries and handlers
 //! (`fail`), log handling (`log_lines`) and artifacts (`artifact`).
 
 use std::time::Duration;
@@ -24,6 +24,9 @@ struct Input {
     /// Sleep this long before returning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sleep_ms: Option<u64>,
+    /// Keep the CPU busy this long before returning (a plugin stuck computing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    busy_ms: Option<u64>,
     /// Fail with this error kind instead of succeeding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fail: Option<Fail>,
@@ -79,6 +82,11 @@ impl Plugin for Echo {
                     "minimum": 0,
                     "description": "Sleep this many milliseconds before returning."
                 },
+                "busy_ms": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Keep the CPU busy this many milliseconds before returning (a plugin stuck computing)."
+                },
                 "fail": {
                     "enum": ["failed", "retryable", "invalid-input", "denied"],
                     "description": "Fail with this error kind instead of succeeding."
@@ -111,6 +119,13 @@ impl Plugin for Echo {
         }
         if let Some(ms) = input.sleep_ms {
             std::thread::sleep(Duration::from_millis(ms));
+        }
+        if let Some(ms) = input.busy_ms {
+            let until = std::time::Instant::now() + Duration::from_millis(ms);
+            let mut spins = 0u64;
+            while std::time::Instant::now() < until {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
         }
         if let Some(kind) = input.fail {
             let message = input

@@ -10,8 +10,14 @@ use crate::host::runtime::Runtime;
 use crate::host::{self, resolve};
 use crate::playbook;
 
-/// Exit code: the run failed (a step or gate failed; handlers ran).
+/// Exit code: the run failed or timed out (a step or gate failed; handlers ran).
 pub const EXIT_FAILED: u8 = 1;
+/// Exit code: the concurrency group is held by another run (`on_conflict: fail`).
+pub const EXIT_BUSY: u8 = 3;
+/// Exit code: stopped by SIGINT (Ctrl-C); handlers ran.
+pub const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code: stopped by SIGTERM; handlers ran.
+pub const EXIT_TERMINATED: u8 = 143;
 
 fn tokio() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -40,18 +46,6 @@ pub fn exec(args: &ExecArgs) -> u8 {
         Ok(vp) => vp,
         Err(code) => return code,
     };
-    let unsupported = engine::unsupported(&plan);
-    if !unsupported.is_empty() {
-        let mut lines: Vec<String> = unsupported
-            .into_iter()
-            .map(|u| format!("{u}, which this runner cannot execute yet"))
-            .collect();
-        lines.push(
-            "watches and approvals run with the full engine; `runner plan` shows the playbook"
-                .into(),
-        );
-        return invalid(file, &lines);
-    }
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -62,56 +56,242 @@ pub fn exec(args: &ExecArgs) -> u8 {
         Err(problems) => return invalid(file, &problems),
     };
     let run_id = run_id();
+    let state_dir = super::state_dir();
     let json = output == Output::Json;
-    let mut on_step = |r: &StepRecord| {
-        let line = if json {
-            serde_json::to_string(&serde_json::json!({ "event": "step", "run": run_id, "step": r }))
-                .unwrap_or_default()
-        } else {
-            human(r)
-        };
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    // Hold the concurrency group for the whole run; the OS frees it if we die.
+    let _group = match &plan.concurrency {
+        None => None,
+        Some(c) => {
+            let Some(dir) = &state_dir else {
+                eprintln!("error: concurrency groups need a state directory; set RUNNER_STATE_DIR");
+                return EXIT_INVALID;
+            };
+            let me = engine::lock::Holder::me(&run_id);
+            let group = c.group.clone();
+            let acquired = rt.block_on(engine::lock::acquire(
+                dir,
+                &group,
+                &me,
+                c.on_conflict,
+                |holder| match holder {
+                    Some(h) => eprintln!(
+                        "waiting: concurrency group `{group}` is held by run {} (pid {}, since {})",
+                        h.run_id, h.pid, h.since
+                    ),
+                    None => {
+                        eprintln!("waiting: concurrency group `{group}` is held by another run")
+                    }
+                },
+            ));
+            match acquired {
+                Ok(lock) => Some(lock),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_BUSY;
+                }
+            }
+        }
     };
-    let mut executor = Executor {
+    let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
+    let mut on_event = |event: &engine::Event| {
+        let line = if json {
+            let mut v = serde_json::to_value(event).unwrap_or_default();
+            if let Some(map) = v.as_object_mut() {
+                map.insert("run".into(), run_id.clone().into());
+            }
+            Some(v.to_string())
+        } else {
+            human(event)
+        };
+        if let Some(line) = line {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    };
+    let interactive = !json && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let executor = Executor {
         runtime: &runtime,
         plugins: &resolved.plugins,
         grants: &resolved.grants,
         memory: &resolved.memory,
-        artifacts: super::state_dir().map(|d| d.join("artifacts").join(&run_id)),
-        on_step: &mut on_step,
+        artifacts: state_dir
+            .as_ref()
+            .map(|d| d.join("artifacts").join(&run_id)),
+        state_dir: state_dir.clone(),
+        interactive,
+        interrupt: interrupt_rx,
+        on_event: std::cell::RefCell::new(&mut on_event),
     };
-    let report = rt.block_on(executor.run(&plan, &run_id));
-    let outcome = if report.succeeded {
-        "succeeded"
-    } else {
-        "failed"
-    };
-    if json {
-        print(&format!(
-            "{}\n",
-            serde_json::json!({ "event": "run", "run": run_id, "status": outcome })
-        ));
-    } else {
-        print(&format!("run {run_id} {outcome}\n"));
+    let report = rt.block_on(async {
+        watch_signals(interrupt_tx);
+        executor.run(&plan, &run_id).await
+    });
+    if !json {
+        print(&format!("run {run_id} {}\n", report.status.as_str()));
     }
-    if report.succeeded {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
+    exit_code(&report)
+}
+
+/// The exit code of a finished run.
+pub fn exit_code(report: &engine::RunReport) -> u8 {
+    match (report.status, report.interrupted_by) {
+        (engine::RunStatus::Succeeded, _) => EXIT_OK,
+        (engine::RunStatus::Interrupted, Some(engine::Interrupt::Term)) => EXIT_TERMINATED,
+        (engine::RunStatus::Interrupted, _) => EXIT_INTERRUPTED,
+        _ => EXIT_FAILED,
     }
 }
 
-fn human(r: &StepRecord) -> String {
+/// The first SIGINT or SIGTERM stops the run (its handlers still run); a second
+/// one exits at once.
+fn watch_signals(tx: tokio::sync::watch::Sender<Option<engine::Interrupt>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!(
+            "warning: cannot listen for SIGINT/SIGTERM; Ctrl-C will stop the runner without its handlers"
+        );
+        return;
+    };
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = int.recv() => engine::Interrupt::Int,
+            _ = term.recv() => engine::Interrupt::Term,
+        };
+        eprintln!(
+            "{}: stopping; running the failure and finally handlers (press Ctrl-C again to exit at once)",
+            first.name()
+        );
+        let _ = tx.send(Some(first));
+        let second = tokio::select! {
+            _ = int.recv() => engine::Interrupt::Int,
+            _ = term.recv() => engine::Interrupt::Term,
+        };
+        eprintln!(
+            "{}: exiting without waiting for the handlers",
+            second.name()
+        );
+        std::process::exit(match second {
+            engine::Interrupt::Int => i32::from(EXIT_INTERRUPTED),
+            engine::Interrupt::Term => i32::from(EXIT_TERMINATED),
+        });
+    });
+}
+
+/// One line per event for people; `None` for events that only JSON shows.
+fn human(e: &engine::Event) -> Option<String> {
+    use engine::Event as E;
+    let secs = |s: f64| {
+        crate::playbook::scalars::format_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
+    };
+    Some(match e {
+        E::RunStarted {
+            playbook,
+            budget_s,
+            timeout_s,
+        } => {
+            let mut l = format!("run {playbook}");
+            if let Some(b) = budget_s {
+                l.push_str(&format!(" (budget {})", secs(*b)));
+            }
+            if let Some(t) = timeout_s {
+                l.push_str(&format!(" (timeout {})", secs(*t)));
+            }
+            l
+        }
+        E::StageStarted {
+            stage, budget_s, ..
+        } => match budget_s {
+            Some(b) => format!("stage {stage} (budget {})", secs(*b)),
+            None => format!("stage {stage}"),
+        },
+        E::StageSkipped { stage } => format!("stage {stage}: skipped"),
+        E::StepStarted { .. } | E::Gate { .. } => return None,
+        E::Retry {
+            step,
+            attempt,
+            delay_ms,
+            error,
+            ..
+        } => {
+            format!("  retry {step}: attempt {attempt} {error}; again in {delay_ms} ms")
+        }
+        E::Measurement {
+            step,
+            n,
+            verdict,
+            error,
+            ..
+        } => match error {
+            Some(err) => format!("  watch {step} #{n}: {verdict:?} ({err})"),
+            None => format!("  watch {step} #{n}: {verdict:?}"),
+        },
+        E::ApprovalRequested {
+            step,
+            prompt,
+            answer_with,
+            approvers,
+            ..
+        } => {
+            let who = if approvers.is_empty() {
+                String::new()
+            } else {
+                format!(" (approvers: {})", approvers.join(", "))
+            };
+            format!("  APPROVAL {step}: {prompt}{who}\n    answer with: {answer_with}")
+        }
+        E::ApprovalDecided { step, outcome, .. } => format!("  approval {step}: {outcome}"),
+        E::StepFinished(r) => step_line(r),
+        E::BudgetExceeded {
+            stage,
+            budget_s,
+            elapsed_s,
+        } => format!(
+            "BUDGET EXCEEDED {}: {} used of {}",
+            stage.as_deref().unwrap_or("run"),
+            secs(*elapsed_s),
+            secs(*budget_s)
+        ),
+        E::TimedOut { stage, timeout_s } => format!(
+            "TIMED OUT {} after {}",
+            stage.as_deref().unwrap_or("run"),
+            secs(*timeout_s)
+        ),
+        E::Interrupted { signal } => format!("INTERRUPTED by {signal}"),
+        E::Handlers { stage, kind } => match stage {
+            Some(s) => format!("  handlers {kind} of stage {s}"),
+            None => format!("handlers {kind} of the run"),
+        },
+        E::StageFinished {
+            stage,
+            status,
+            duration_s,
+            budget_s,
+        } => match budget_s {
+            Some(b) => format!(
+                "stage {stage} {status} in {} (budget {})",
+                secs(*duration_s),
+                secs(*b)
+            ),
+            None => format!("stage {stage} {status} in {}", secs(*duration_s)),
+        },
+        E::RunFinished { .. } => return None,
+    })
+}
+
+fn step_line(r: &StepRecord) -> String {
     let mark = match r.status {
         "succeeded" => "ok  ",
         "skipped" => "skip",
+        "cancelled" => "STOP",
         _ => "FAIL",
     };
     let place = r
         .stage
         .as_deref()
         .map_or_else(|| r.step.clone(), |s| format!("{s}/{}", r.step));
-    let mut line = format!("{mark} {place} ({} ms)", r.duration_ms);
+    let mut line = format!("  {mark} {place} ({} ms)", r.duration_ms);
     if !r.summary.is_empty() {
         line.push_str(&format!(": {}", r.summary));
     }

@@ -3,6 +3,7 @@
 //! This is the edge where errors of every layer become text for a person: located
 //! diagnostics for playbook problems, one clear line for everything else.
 
+mod approve;
 pub mod diagnostic;
 pub(crate) mod exec;
 
@@ -30,9 +31,12 @@ Examples:
   runner schema > playbook.schema.json
 
 Exit codes:
-  0  success
-  1  the run failed (a step or gate failed; handlers ran)
-  2  invalid playbook, inputs, plugins or command line (nothing was run)";
+  0    success
+  1    the run failed or timed out (a step or gate failed; handlers ran)
+  2    invalid playbook, inputs, plugins or command line (nothing was run)
+  3    the concurrency group is held by another run (`on_conflict: fail`)
+  130  interrupted by SIGINT (Ctrl-C); handlers ran
+  143  stopped by SIGTERM; handlers ran";
 
 /// Runs production playbooks (hotfix, rollback, canary, post-mortem) whose steps are
 /// sandboxed WebAssembly plugins.
@@ -61,9 +65,14 @@ pub enum Command {
     Plan(RunArgs),
     /// Run a playbook: each step in its WebAssembly sandbox.
     #[command(
-        after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded, 1 the run failed (handlers ran), 2 invalid playbook, inputs or plugins (nothing ran).\nThis executor runs steps one at a time; watches and approvals need the full engine and are refused."
+        after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded; 1 the run failed or timed out (handlers ran); 2 invalid playbook, inputs or plugins (nothing ran); 3 concurrency group busy; 130 SIGINT and 143 SIGTERM (handlers ran; a second Ctrl-C exits at once).\nApprovals prompt on a terminal; from anywhere, answer with `runner approve RUN_ID STEP`."
     )]
     Exec(ExecArgs),
+    /// Approve (or reject) a step of a run that waits for a manual approval.
+    #[command(
+        after_help = "Examples:\n  runner approve 1738314300-4242 confirm_rollback --comment 'error rate confirmed'\n  runner approve 1738314300-4242 confirm_rollback --as tech-lead\n  runner approve 1738314300-4242 confirm_rollback --reject --comment 'traffic is recovering'\n\nThe run prints the command to use when it starts waiting. When the step lists approvers, each role answers with --as ROLE; one rejection rejects. The decision is recorded with your user name ($USER) and the time.\nExit codes: 0 recorded, 2 refused (no such run or pending step, or a wrong role; the message says which)."
+    )]
+    Approve(ApproveArgs),
     /// List built-in plugins, or show what one needs.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -80,6 +89,26 @@ pub struct ExecArgs {
     /// (chmod 600). Secrets not in it are taken from environment variables.
     #[arg(long, value_name = "FILE", env = "RUNNER_SECRETS_FILE")]
     pub secrets: Option<PathBuf>,
+}
+
+/// What `approve` takes: which run and step, and the answer.
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The run's id, as printed by the run.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// The id of the approval step.
+    #[arg(value_name = "STEP")]
+    pub step: String,
+    /// Reject instead of approve: the step fails.
+    #[arg(long)]
+    pub reject: bool,
+    /// Why, recorded with the decision.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    /// The role you answer as, one of the step's `approvers`.
+    #[arg(long = "as", value_name = "ROLE")]
+    pub role: Option<String>,
 }
 
 /// A playbook with its inputs: what `plan` and `exec` take.
@@ -121,6 +150,7 @@ pub fn main() -> ExitCode {
         Command::Validate { files } => validate(&files),
         Command::Plan(args) => plan_command(&args),
         Command::Exec(args) => exec::exec(&args),
+        Command::Approve(args) => approve::approve(&args),
         Command::Plugins(PluginsCommand::List) => exec::plugins_list(),
         Command::Plugins(PluginsCommand::Describe { name }) => exec::plugins_describe(&name),
         Command::Schema => {

@@ -1,36 +1,71 @@
-//! A minimal executor: runs a plan's steps one at a time, in dependency order, so
-//! plugins can be used end to end before the full engine exists.
+//! The execution engine: runs a plan's stages and steps, and whatever happens,
+//! runs the handlers it promised.
 //!
-//! What it does: evaluates `if`, renders `with:` from inputs and earlier outputs,
-//! runs plugin steps in the sandbox with their timeout, memory cap and grants,
-//! retries errors the plugin marks retryable, checks gates, and on failure runs the
-//! stage's and then the run's `on_failure` handlers; `finally` handlers always run.
+//! Shape of a run: stages one after another; within a stage, steps start as soon
+//! as the steps they wait for (`needs:`, else the step before) have finished, up
+//! to `max_parallel` at once. Everything runs on one task: plugin attempts are
+//! async (wasm yields to the scheduler every epoch tick), so a stage's running
+//! steps, its timers (timeouts, budgets) and the interrupt signal are all polled
+//! together by one `select!` loop, and cancelling a step is dropping its future.
 //!
-//! What it does not do yet (the engine issue): parallel steps, watches, approvals,
-//! budgets, stage and run timeouts, concurrency groups. A playbook that uses
-//! watches or approvals is refused before anything runs, rather than run wrongly.
+//! The rules an on-call engineer relies on, each with a test in
+//! `runner/tests/engine.rs`:
+//! - a failed step (without `continue_on_error`) stops the stage: no new step
+//!   starts, steps already running finish, then the stage's `on_failure`
+//!   handlers, the stage's `finally`, the run's `on_failure` and `finally` run;
+//! - a hard timeout (stage or run) and SIGINT/SIGTERM cancel the running steps at
+//!   once and then run the same handlers; handlers are never cut by the timeout or
+//!   signal that triggered them (a second Ctrl-C, handled by the CLI, is the way
+//!   out);
+//! - a soft budget that is passed runs `on_budget_exceeded` (stage budget: the
+//!   stage's; run budget: the run's) while no new step starts; if every handler
+//!   succeeds the run goes on, if one fails (a rejected approval, say) the stage
+//!   fails;
+//! - a failing handler is reported and counted but never changes the run's status
+//!   or hides the original failure; all handlers of a list run.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+pub mod approval;
+pub mod events;
+pub mod lock;
+pub mod watch;
+
+pub use events::Event;
+
 use crate::expr;
-use crate::host::runtime::{Limits, LoadedPlugin, Runtime};
+use crate::host::runtime::{Limits, LoadedPlugin, Runtime, StepFailure};
 use crate::host::state::Granted;
-use crate::plan::{Plan, PlanStep, Runs};
+use crate::plan::{Plan, PlanStage, PlanStep, Runs};
+use crate::playbook::model::{OnInconclusive, OnTimeout, Watch};
 use crate::playbook::scalars::parse_duration;
 
-/// Default timeout of a step attempt without its own `timeout`.
+/// Timeout of a step attempt (or of one watch measurement) without its own.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long an inconclusive gate or watch waits for a human.
+pub const INCONCLUSIVE_APPROVAL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// First retry delay when `retry.delay` is not set.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Longest retry delay when `retry.max_delay` is not set.
+pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// What happened to one step.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
     pub step: String,
-    /// `succeeded`, `failed`, `skipped`.
+    /// `succeeded`, `failed`, `skipped` or `cancelled`.
     pub status: &'static str,
     pub attempts: u32,
     pub duration_ms: u128,
@@ -48,42 +83,88 @@ pub struct StepRecord {
     /// Files the step produced, as kept by the runner.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<crate::host::runtime::Artifact>,
+    /// An approval that timed out with `on_timeout: rollback`: the run fails
+    /// whatever `continue_on_error` says.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
+}
+
+impl StepRecord {
+    fn new(stage: Option<&str>, step: &str) -> StepRecord {
+        StepRecord {
+            stage: stage.map(str::to_owned),
+            step: step.to_owned(),
+            status: "skipped",
+            attempts: 0,
+            duration_ms: 0,
+            summary: String::new(),
+            error: None,
+            error_kind: None,
+            outputs: Map::new(),
+            log: Vec::new(),
+            artifacts: Vec::new(),
+            rollback: false,
+        }
+    }
+
+    fn fail(&mut self, kind: &'static str, message: impl Into<String>) {
+        self.status = "failed";
+        self.error = Some(message.into());
+        self.error_kind = Some(kind);
+    }
+
+    fn succeed(&mut self, summary: impl Into<String>) {
+        self.status = "succeeded";
+        self.summary = summary.into();
+        self.error = None;
+        self.error_kind = None;
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// The outcome of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
-    pub succeeded: bool,
+    pub status: RunStatus,
+    pub interrupted_by: Option<Interrupt>,
+    pub handler_failures: u32,
     pub steps: Vec<StepRecord>,
 }
 
-/// Features this executor cannot run yet, found in a plan.
-pub fn unsupported(plan: &Plan) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut check = |step: &PlanStep| {
-        if step.step.watch.is_some() {
-            found.push(format!("step `{}` uses `watch`", step.step.id));
+/// A signal that stops a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Interrupt {
+    Int,
+    Term,
+}
+
+impl Interrupt {
+    pub fn name(self) -> &'static str {
+        match self {
+            Interrupt::Int => "SIGINT",
+            Interrupt::Term => "SIGTERM",
         }
-        if step.step.approval.is_some() && step.runs != Runs::No {
-            found.push(format!("step `{}` is an approval", step.step.id));
-        }
-    };
-    for stage in &plan.stages {
-        stage.steps.iter().for_each(&mut check);
-        let h = &stage.handlers;
-        h.on_failure
-            .iter()
-            .chain(&h.on_budget_exceeded)
-            .chain(&h.finally)
-            .for_each(&mut check);
     }
-    let h = &plan.handlers;
-    h.on_failure
-        .iter()
-        .chain(&h.on_budget_exceeded)
-        .chain(&h.finally)
-        .for_each(&mut check);
-    found
 }
 
 /// Runs `plan` with the loaded plugins (by local name) and their grants.
@@ -93,13 +174,110 @@ pub struct Executor<'a> {
     pub grants: &'a HashMap<String, Granted>,
     pub memory: &'a HashMap<String, usize>,
     /// Where artifacts are kept, one folder per step; `None`: not kept.
-    pub artifacts: Option<std::path::PathBuf>,
-    /// Called after each step, for progress output.
-    pub on_step: &'a mut dyn FnMut(&StepRecord),
+    pub artifacts: Option<PathBuf>,
+    /// The state directory, for the approval mailbox; `None`: approvals fail.
+    pub state_dir: Option<PathBuf>,
+    /// Prompt for approvals on the terminal (besides `runner approve`).
+    pub interactive: bool,
+    /// Set once when the process gets SIGINT or SIGTERM.
+    pub interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
+    /// Receives every event, in order.
+    pub on_event: RefCell<&'a mut dyn FnMut(&Event)>,
+}
+
+/// What a run carries from stage to stage.
+struct RunState {
+    run_id: String,
+    started: Instant,
+    deadline: Option<(Instant, Duration)>,
+    budget: Option<(Instant, Duration)>,
+    budget_escalated: bool,
+    status: RunStatus,
+    interrupted_by: Option<Interrupt>,
+    handler_failures: u32,
+    records: Vec<StepRecord>,
+}
+
+/// A step, prepared against the run's context: nothing left to evaluate but
+/// what the step does over time.
+enum Work {
+    Skip,
+    /// The step cannot start (its `if` or `with:` does not evaluate).
+    Broken(&'static str, String),
+    Plugin(Attempts),
+    Watch(Attempts, Watch, Box<Map<String, Value>>),
+    /// The outcome, and its event (sent when the step starts).
+    Gate(GateOutcome, Box<Event>),
+    Approval(ApprovalWork),
+}
+
+struct Attempts {
+    plugin: String,
+    input: Value,
+    limits: Limits,
+    max_attempts: u32,
+    delay: Duration,
+    factor: f64,
+    max_delay: Duration,
+}
+
+enum GateOutcome {
+    Pass,
+    Fail(String),
+    Inconclusive(OnInconclusive),
+}
+
+struct ApprovalWork {
+    prompt: String,
+    approvers: Vec<String>,
+    timeout: Duration,
+    on_timeout: OnTimeout,
+}
+
+type StepFuture<'f> = Pin<Box<dyn Future<Output = (usize, StepRecord)> + 'f>>;
+type Escalation<'f> = Pin<Box<dyn Future<Output = (Vec<StepRecord>, bool)> + 'f>>;
+
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn duration_of(text: Option<&String>) -> Option<Duration> {
+    text.and_then(|t| parse_duration(t).ok())
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Executor<'_> {
-    pub async fn run(&mut self, plan: &Plan, run_id: &str) -> RunReport {
+    fn emit(&self, event: Event) {
+        (self.on_event.borrow_mut())(&event);
+    }
+
+    pub async fn run(&self, plan: &Plan, run_id: &str) -> RunReport {
+        let started = Instant::now();
+        let timeout = duration_of(plan.timeout.as_ref());
+        let budget = duration_of(plan.budget.as_ref());
+        let mut st = RunState {
+            run_id: run_id.to_owned(),
+            started,
+            deadline: timeout.map(|t| (started + t, t)),
+            budget: budget.map(|b| (started + b, b)),
+            budget_escalated: false,
+            status: RunStatus::Succeeded,
+            interrupted_by: None,
+            handler_failures: 0,
+            records: Vec::new(),
+        };
+        self.emit(Event::RunStarted {
+            playbook: plan.playbook.clone(),
+            timeout_s: timeout.map(seconds),
+            budget_s: budget.map(seconds),
+        });
         let mut vars = Map::new();
         let inputs: Map<String, Value> = plan
             .inputs
@@ -111,270 +289,911 @@ impl Executor<'_> {
         vars.insert("stages".into(), json!({}));
         vars.insert(
             "run".into(),
-            json!({ "id": run_id, "playbook": plan.playbook, "started_at": now_rfc3339(), "status": "running" }),
+            json!({
+                "id": run_id,
+                "playbook": plan.playbook,
+                "started_at": now_rfc3339(),
+                "status": "running",
+                "elapsed": 0.0,
+                "budget_left": budget.map(seconds),
+            }),
         );
-        let started = Instant::now();
-        let mut records = Vec::new();
-        let mut failed = false;
         for stage in &plan.stages {
-            if failed {
+            if st.status != RunStatus::Succeeded {
                 break;
             }
-            let stage_start = Instant::now();
-            let runs = match stage.runs {
-                Runs::Depends => condition(stage.condition.as_deref(), &vars).unwrap_or(false),
-                r => r == Runs::Yes,
+            self.stage(plan, stage, &mut vars, &mut st).await;
+        }
+        set_run_status(&mut vars, st.status.as_str());
+        if st.status != RunStatus::Succeeded {
+            self.handlers(
+                None,
+                "on_failure",
+                &plan.handlers.on_failure,
+                &mut vars,
+                &mut st,
+            )
+            .await;
+        }
+        self.handlers(None, "finally", &plan.handlers.finally, &mut vars, &mut st)
+            .await;
+        self.emit(Event::RunFinished {
+            status: st.status.as_str(),
+            duration_s: seconds(started.elapsed()),
+            budget_s: budget.map(seconds),
+            handler_failures: st.handler_failures,
+        });
+        RunReport {
+            status: st.status,
+            interrupted_by: st.interrupted_by,
+            handler_failures: st.handler_failures,
+            steps: st.records,
+        }
+    }
+
+    async fn stage(
+        &self,
+        plan: &Plan,
+        stage: &PlanStage,
+        vars: &mut Map<String, Value>,
+        st: &mut RunState,
+    ) {
+        let begin = Instant::now();
+        set_clock(vars, st);
+        let runs = match stage.runs {
+            Runs::Depends => condition(stage.condition.as_deref(), vars),
+            r => Ok(r == Runs::Yes),
+        };
+        let runs = match runs {
+            Ok(r) => r,
+            Err(e) => {
+                // A stage whose `if` cannot be evaluated fails: guessing either way
+                // could skip a rollback or deploy when it should not.
+                self.emit(Event::StageStarted {
+                    stage: stage.id.clone(),
+                    timeout_s: None,
+                    budget_s: None,
+                });
+                let mut record = StepRecord::new(Some(&stage.id), "if");
+                record.fail("invalid-input", format!("the stage's `if`: {e}"));
+                self.finish(record, vars, st);
+                st.status = RunStatus::Failed;
+                false
+            }
+        };
+        if !runs && st.status == RunStatus::Succeeded {
+            self.emit(Event::StageSkipped {
+                stage: stage.id.clone(),
+            });
+            stage_vars(vars, &stage.id, "skipped", Duration::ZERO);
+            return;
+        }
+        let timeout = duration_of(stage.timeout.as_ref());
+        let budget = duration_of(stage.budget.as_ref());
+        if runs {
+            self.emit(Event::StageStarted {
+                stage: stage.id.clone(),
+                timeout_s: timeout.map(seconds),
+                budget_s: budget.map(seconds),
+            });
+            let limits = StageClock {
+                deadline: timeout.map(|t| (begin + t, t)),
+                budget: budget.map(|b| (begin + b, b)),
             };
-            if runs {
-                for step in order(&stage.steps) {
-                    let record = self.step(Some(&stage.id), step, &mut vars, started).await;
-                    let step_failed = record.status == "failed" && !step.step.continue_on_error;
-                    (self.on_step)(&record);
-                    records.push(record);
-                    if step_failed {
-                        failed = true;
-                        break;
+            self.stage_steps(plan, stage, limits, vars, st).await;
+        }
+        let status = match st.status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Interrupted => "interrupted",
+        };
+        stage_vars(vars, &stage.id, status, begin.elapsed());
+        if st.status != RunStatus::Succeeded {
+            set_run_status(vars, st.status.as_str());
+            self.handlers(
+                Some(&stage.id),
+                "on_failure",
+                &stage.handlers.on_failure,
+                vars,
+                st,
+            )
+            .await;
+        }
+        self.handlers(
+            Some(&stage.id),
+            "finally",
+            &stage.handlers.finally,
+            vars,
+            st,
+        )
+        .await;
+        self.emit(Event::StageFinished {
+            stage: stage.id.clone(),
+            status,
+            duration_s: seconds(begin.elapsed()),
+            budget_s: budget.map(seconds),
+        });
+    }
+
+    /// The scheduling loop of one stage.
+    async fn stage_steps(
+        &self,
+        plan: &Plan,
+        stage: &PlanStage,
+        clock: StageClock,
+        vars: &mut Map<String, Value>,
+        st: &mut RunState,
+    ) {
+        let steps = &stage.steps;
+        let index: HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.step.id.as_str(), i))
+            .collect();
+        let run_id = st.run_id.clone();
+        let mut state = vec![Slot::Waiting; steps.len()];
+        let max_parallel = plan.max_parallel.max(1) as usize;
+        let mut running: FuturesUnordered<StepFuture<'_>> = FuturesUnordered::new();
+        let mut escalation: Option<Escalation<'_>> = None;
+        let mut stage_budget_fired = false;
+        let mut failed = false;
+        let mut interrupt = self.interrupt.clone();
+        let mut interrupt_open = true;
+        let sid = stage.id.as_str();
+        loop {
+            // Start what can start.
+            let mut progressed = true;
+            while progressed && !failed && escalation.is_none() {
+                progressed = false;
+                for i in 0..steps.len() {
+                    if state[i] != Slot::Waiting || running.len() >= max_parallel {
+                        continue;
+                    }
+                    let ready = steps[i].after.iter().all(|a| {
+                        index
+                            .get(a.as_str())
+                            .is_none_or(|&j| state[j] == Slot::Done)
+                    });
+                    if !ready {
+                        continue;
+                    }
+                    progressed = true;
+                    set_clock(vars, st);
+                    let p = &steps[i];
+                    match self.prepare(Some(sid), p, vars) {
+                        Work::Skip => {
+                            state[i] = Slot::Done;
+                            let record = StepRecord::new(Some(sid), p.step.id.as_str());
+                            self.finish(record, vars, st);
+                        }
+                        work => {
+                            state[i] = Slot::Running;
+                            self.emit(Event::StepStarted {
+                                stage: Some(stage.id.clone()),
+                                step: p.step.id.to_string(),
+                                kind: kind_of(p),
+                            });
+                            let fut = self.execute(Some(sid), p, work, &run_id);
+                            running.push(Box::pin(async move { (i, fut.await) }));
+                        }
                     }
                 }
             }
-            let status = if !runs {
-                "skipped"
-            } else if failed {
-                "failed"
-            } else {
-                "succeeded"
-            };
-            stage_vars(&mut vars, &stage.id, status, stage_start.elapsed());
-            if failed {
-                set_run_status(&mut vars, "failed");
-                self.handlers(
-                    Some(&stage.id),
-                    &stage.handlers.on_failure,
-                    &mut vars,
-                    started,
-                    &mut records,
-                )
-                .await;
+            if running.is_empty() && escalation.is_none() {
+                break;
             }
-            self.handlers(
-                Some(&stage.id),
-                &stage.handlers.finally,
-                &mut vars,
-                started,
-                &mut records,
-            )
-            .await;
+            let stage_budget = clock.budget.filter(|_| !stage_budget_fired);
+            let run_budget = st.budget.filter(|_| !st.budget_escalated);
+            tokio::select! {
+                Some((i, record)) = running.next(), if !running.is_empty() => {
+                    state[i] = Slot::Done;
+                    let stops = record.rollback
+                        || (record.status == "failed" && !steps[i].step.continue_on_error);
+                    self.finish(record, vars, st);
+                    if stops {
+                        failed = true;
+                    }
+                }
+                (records, ok) = async { escalation.as_mut().expect("guarded").await }, if escalation.is_some() => {
+                    escalation = None;
+                    for r in records {
+                        step_vars(vars, &r);
+                        st.records.push(r);
+                    }
+                    if !ok {
+                        failed = true;
+                    }
+                }
+                _ = until(clock.deadline.map(|d| d.0)) => {
+                    let (_, limit) = clock.deadline.expect("a deadline fired");
+                    self.emit(Event::TimedOut { stage: Some(stage.id.clone()), timeout_s: seconds(limit) });
+                    self.cancel(sid, steps, &state, &mut running, "the stage timed out", vars, st);
+                    st.status = RunStatus::TimedOut;
+                    return;
+                }
+                _ = until(st.deadline.map(|d| d.0)) => {
+                    let (_, limit) = st.deadline.expect("a deadline fired");
+                    self.emit(Event::TimedOut { stage: None, timeout_s: seconds(limit) });
+                    self.cancel(sid, steps, &state, &mut running, "the run timed out", vars, st);
+                    st.status = RunStatus::TimedOut;
+                    return;
+                }
+                _ = until(stage_budget.map(|b| b.0)), if escalation.is_none() => {
+                    stage_budget_fired = true;
+                    let (_, budget) = clock.budget.expect("a budget fired");
+                    escalation = self.escalate(Some(sid), budget, clock_start(clock.budget), &stage.handlers.on_budget_exceeded, vars, st);
+                }
+                _ = until(run_budget.map(|b| b.0)), if escalation.is_none() => {
+                    st.budget_escalated = true;
+                    let (_, budget) = st.budget.expect("a budget fired");
+                    escalation = self.escalate(None, budget, st.started, &plan.handlers.on_budget_exceeded, vars, st);
+                }
+                changed = interrupt.changed(), if interrupt_open => {
+                    match changed {
+                        Err(_) => interrupt_open = false,
+                        Ok(()) => {
+                            if let Some(signal) = *interrupt.borrow_and_update() {
+                                self.emit(Event::Interrupted { signal: signal.name() });
+                                drop(escalation.take());
+                                self.cancel(sid, steps, &state, &mut running, &format!("the run was interrupted ({})", signal.name()), vars, st);
+                                st.status = RunStatus::Interrupted;
+                                st.interrupted_by = Some(signal);
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
         }
         if failed {
-            self.handlers(
-                None,
-                &plan.handlers.on_failure,
-                &mut vars,
-                started,
-                &mut records,
-            )
-            .await;
-        } else {
-            set_run_status(&mut vars, "succeeded");
-        }
-        self.handlers(
-            None,
-            &plan.handlers.finally,
-            &mut vars,
-            started,
-            &mut records,
-        )
-        .await;
-        RunReport {
-            succeeded: !failed,
-            steps: records,
+            st.status = RunStatus::Failed;
         }
     }
 
+    /// Cancels the running steps of a stage (dropping them stops their plugins)
+    /// and records each as cancelled.
+    #[allow(clippy::too_many_arguments)]
+    fn cancel(
+        &self,
+        stage: &str,
+        steps: &[PlanStep],
+        state: &[Slot],
+        running: &mut FuturesUnordered<StepFuture<'_>>,
+        why: &str,
+        vars: &mut Map<String, Value>,
+        st: &mut RunState,
+    ) {
+        running.clear();
+        for i in (0..steps.len()).filter(|&i| state[i] == Slot::Running) {
+            let mut record = StepRecord::new(Some(stage), steps[i].step.id.as_str());
+            record.status = "cancelled";
+            record.error = Some(why.to_owned());
+            record.error_kind = Some("cancelled");
+            self.finish(record, vars, st);
+        }
+    }
+
+    /// Starts the `on_budget_exceeded` handlers of a stage (or of the run): they
+    /// run beside the steps already running, on a copy of the context.
+    fn escalate<'f>(
+        &'f self,
+        stage: Option<&'f str>,
+        budget: Duration,
+        since: Instant,
+        handlers: &'f [PlanStep],
+        vars: &Map<String, Value>,
+        st: &RunState,
+    ) -> Option<Escalation<'f>> {
+        self.emit(Event::BudgetExceeded {
+            stage: stage.map(str::to_owned),
+            budget_s: seconds(budget),
+            elapsed_s: seconds(since.elapsed()),
+        });
+        if handlers.is_empty() {
+            return None;
+        }
+        self.emit(Event::Handlers {
+            stage: stage.map(str::to_owned),
+            kind: "on_budget_exceeded",
+        });
+        let mut scope = vars.clone();
+        let run_id = st.run_id.clone();
+        Some(Box::pin(async move {
+            let mut records = Vec::new();
+            let mut ok = true;
+            for p in handlers {
+                let record = match self.prepare(stage, p, &scope) {
+                    Work::Skip => StepRecord::new(stage, p.step.id.as_str()),
+                    work => {
+                        self.emit(Event::StepStarted {
+                            stage: stage.map(str::to_owned),
+                            step: p.step.id.to_string(),
+                            kind: kind_of(p),
+                        });
+                        self.execute(stage, p, work, &run_id).await
+                    }
+                };
+                if record.status == "failed" {
+                    ok = false;
+                }
+                step_vars(&mut scope, &record);
+                self.emit(Event::StepFinished(record.clone()));
+                records.push(record);
+            }
+            (records, ok)
+        }))
+    }
+
+    /// Runs a list of handlers in order, all of them, whatever each does.
     async fn handlers(
-        &mut self,
+        &self,
         stage: Option<&str>,
+        kind: &'static str,
         steps: &[PlanStep],
         vars: &mut Map<String, Value>,
-        started: Instant,
-        records: &mut Vec<StepRecord>,
+        st: &mut RunState,
     ) {
-        // Handlers run in order and all of them run: a failed notification must
-        // not stop the rollback after it.
-        for step in steps {
-            let record = self.step(stage, step, vars, started).await;
-            (self.on_step)(&record);
-            records.push(record);
+        if steps.is_empty() {
+            return;
+        }
+        self.emit(Event::Handlers {
+            stage: stage.map(str::to_owned),
+            kind,
+        });
+        for p in steps {
+            set_clock(vars, st);
+            let record = match self.prepare(stage, p, vars) {
+                Work::Skip => StepRecord::new(stage, p.step.id.as_str()),
+                work => {
+                    self.emit(Event::StepStarted {
+                        stage: stage.map(str::to_owned),
+                        step: p.step.id.to_string(),
+                        kind: kind_of(p),
+                    });
+                    self.execute(stage, p, work, &st.run_id).await
+                }
+            };
+            if record.status == "failed" {
+                st.handler_failures += 1;
+            }
+            self.finish(record, vars, st);
         }
     }
 
-    async fn step(
-        &mut self,
-        stage: Option<&str>,
-        p: &PlanStep,
-        vars: &mut Map<String, Value>,
-        started: Instant,
-    ) -> StepRecord {
+    /// Reports a finished step and makes it visible to later expressions.
+    fn finish(&self, record: StepRecord, vars: &mut Map<String, Value>, st: &mut RunState) {
+        step_vars(vars, &record);
+        self.emit(Event::StepFinished(record.clone()));
+        st.records.push(record);
+    }
+
+    /// Evaluates what a step needs from the context: its `if`, its `with:`, a
+    /// gate's conditions, an approval's prompt.
+    fn prepare(&self, stage: Option<&str>, p: &PlanStep, vars: &Map<String, Value>) -> Work {
         let step = &p.step;
-        let begin = Instant::now();
-        set_elapsed(vars, started);
-        let mut record = StepRecord {
-            stage: stage.map(str::to_owned),
-            step: step.id.to_string(),
-            status: "skipped",
-            attempts: 0,
-            duration_ms: 0,
-            summary: String::new(),
-            error: None,
-            error_kind: None,
-            outputs: Map::new(),
-            log: Vec::new(),
-            artifacts: Vec::new(),
-        };
         let runs = match p.runs {
             Runs::Depends => condition(step.condition.as_ref().map(|c| c.as_str()), vars),
             r => Ok(r == Runs::Yes),
         };
         match runs {
-            Ok(false) => {}
-            Err(e) => fail(&mut record, "invalid-input", e),
-            Ok(true) => {
-                if let Some(gate) = &step.gate {
-                    record.attempts = 1;
-                    match gate_outcome(gate, vars) {
-                        Ok(true) => record.status = "succeeded",
-                        Ok(false) => fail(
-                            &mut record,
-                            "gate",
-                            format!("gate `{}` did not pass", step.id),
-                        ),
-                        Err(e) => fail(&mut record, "gate", e),
-                    }
-                } else if let Some(local) = &step.uses {
-                    self.plugin_step(local.as_str(), p, vars, &mut record).await;
-                }
-            }
+            Ok(true) => {}
+            Ok(false) => return Work::Skip,
+            Err(e) => return Work::Broken("invalid-input", format!("the step's `if`: {e}")),
         }
-        record.duration_ms = begin.elapsed().as_millis();
-        step_vars(vars, &record);
-        record
-    }
-
-    async fn plugin_step(
-        &mut self,
-        local: &str,
-        p: &PlanStep,
-        vars: &Map<String, Value>,
-        record: &mut StepRecord,
-    ) {
-        let step = &p.step;
-        let Some(plugin) = self.plugins.get(local) else {
-            return fail(
-                record,
+        if let Some(gate) = &step.gate {
+            let (outcome, event) = self.gate(stage, p, gate, vars);
+            return Work::Gate(outcome, Box::new(event));
+        }
+        if let Some(a) = &step.approval {
+            let prompt = match expr::render(a.prompt.as_str(), vars) {
+                Ok(Value::String(s)) => s,
+                Ok(other) => other.to_string(),
+                Err(e) => {
+                    return Work::Broken("invalid-input", format!("the approval's prompt: {e}"));
+                }
+            };
+            return Work::Approval(ApprovalWork {
+                prompt,
+                approvers: a.approvers.clone(),
+                timeout: parse_duration(a.timeout.as_str())
+                    .unwrap_or(INCONCLUSIVE_APPROVAL_TIMEOUT),
+                on_timeout: a.on_timeout,
+            });
+        }
+        let Some(local) = &step.uses else {
+            return Work::Broken(
                 "invalid-input",
-                format!("plugin `{local}` is not loaded"),
+                "the step has no `uses`, `gate` or `approval`".into(),
             );
         };
-        let input = match expr::render_json(
-            &Value::Object(
-                step.with
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-            vars,
-        ) {
+        let with = Value::Object(
+            step.with
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        let input = match expr::render_json(&with, vars) {
             Ok(v) => v,
-            Err(e) => return fail(record, "invalid-input", e),
+            Err(e) => return Work::Broken("invalid-input", format!("`with:` {e}")),
         };
         let timeout = step
             .timeout
             .as_ref()
             .and_then(|t| parse_duration(t.as_str()).ok())
             .unwrap_or(DEFAULT_STEP_TIMEOUT);
-        let limits = Limits {
-            timeout,
-            memory: self
-                .memory
-                .get(local)
-                .copied()
-                .unwrap_or(crate::host::runtime::DEFAULT_MEMORY),
+        let retry = step.retry.as_ref();
+        let attempts = Attempts {
+            plugin: local.to_string(),
+            input,
+            limits: Limits {
+                timeout,
+                memory: self
+                    .memory
+                    .get(local.as_str())
+                    .copied()
+                    .unwrap_or(crate::host::runtime::DEFAULT_MEMORY),
+            },
+            max_attempts: retry.map_or(1, |r| r.max_attempts.max(1)),
+            delay: retry
+                .and_then(|r| r.delay.as_ref())
+                .and_then(|d| parse_duration(d.as_str()).ok())
+                .unwrap_or(DEFAULT_RETRY_DELAY),
+            factor: retry.and_then(|r| r.factor).unwrap_or(2.0),
+            max_delay: retry
+                .and_then(|r| r.max_delay.as_ref())
+                .and_then(|d| parse_duration(d.as_str()).ok())
+                .unwrap_or(DEFAULT_MAX_RETRY_DELAY),
         };
-        let max_attempts = step.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
-        let mut delay = step
-            .retry
-            .as_ref()
-            .and_then(|r| r.delay.as_ref())
-            .and_then(|d| parse_duration(d.as_str()).ok())
-            .unwrap_or(Duration::from_secs(1));
-        let factor = step.retry.as_ref().and_then(|r| r.factor).unwrap_or(2.0);
-        let max_delay = step
-            .retry
-            .as_ref()
-            .and_then(|r| r.max_delay.as_ref())
-            .and_then(|d| parse_duration(d.as_str()).ok());
-        loop {
-            record.attempts += 1;
-            let mut granted = self.grants.get(local).cloned().unwrap_or_default();
-            granted.artifacts = self.artifacts.as_ref().map(|d| d.join(&record.step));
-            let result = self.runtime.run(plugin, &input, &limits, granted).await;
-            record.log.extend(result.log.lines);
-            match result.outcome {
-                Ok(success) => {
-                    record.status = "succeeded";
-                    record.summary = success.summary;
-                    record.outputs = success.outputs;
-                    record.artifacts = success.artifacts;
-                    record.error = None;
-                    record.error_kind = None;
-                    return;
-                }
-                Err(failure) => {
-                    let retry = failure.retryable() && record.attempts < max_attempts;
-                    fail(record, failure.kind(), failure.to_string());
-                    if !retry {
-                        return;
+        match &step.watch {
+            Some(w) => Work::Watch(attempts, w.clone(), Box::new(vars.clone())),
+            None => Work::Plugin(attempts),
+        }
+    }
+
+    fn gate(
+        &self,
+        stage: Option<&str>,
+        p: &PlanStep,
+        gate: &crate::playbook::model::Gate,
+        vars: &Map<String, Value>,
+    ) -> (GateOutcome, Event) {
+        let eval = |c: &str| expr::evaluate(expr::unwrap_condition(c), vars);
+        let fail_value = gate.fail.as_ref().map(|f| eval(f.as_str()));
+        let pass_value = eval(gate.pass.as_str());
+        let show = |v: &Result<Value, String>| match v {
+            Ok(v) => v.clone(),
+            Err(e) => Value::String(format!("error: {e}")),
+        };
+        let as_bool = |v: &Result<Value, String>| match v {
+            Ok(Value::Bool(b)) => Ok(*b),
+            Ok(other) => Err(format!("a condition gives {other}, not true or false")),
+            Err(e) => Err(e.clone()),
+        };
+        let judged = (|| -> Result<GateOutcome, String> {
+            let failed = fail_value.as_ref().map(as_bool).transpose()?;
+            let passed = as_bool(&pass_value)?;
+            Ok(match (failed, passed) {
+                (Some(true), _) => GateOutcome::Fail(format!(
+                    "gate `{}` failed: `{}` holds",
+                    p.step.id,
+                    gate.fail.as_ref().map_or("", |f| f.as_str())
+                )),
+                (_, true) => GateOutcome::Pass,
+                (Some(false), false) => GateOutcome::Inconclusive(gate.on_inconclusive),
+                (None, false) => GateOutcome::Fail(format!(
+                    "gate `{}` failed: `{}` does not hold",
+                    p.step.id,
+                    gate.pass.as_str()
+                )),
+            })
+        })();
+        let outcome = judged
+            .unwrap_or_else(|e| GateOutcome::Fail(format!("the gate cannot be evaluated: {e}")));
+        let event = Event::Gate {
+            stage: stage.map(str::to_owned),
+            step: p.step.id.to_string(),
+            outcome: match outcome {
+                GateOutcome::Pass => "pass",
+                GateOutcome::Fail(_) => "fail",
+                GateOutcome::Inconclusive(_) => "inconclusive",
+            },
+            pass: gate.pass.as_str().to_owned(),
+            pass_value: show(&pass_value),
+            fail: gate.fail.as_ref().map(|f| f.as_str().to_owned()),
+            fail_value: fail_value.as_ref().map(show),
+        };
+        (outcome, event)
+    }
+
+    /// What a prepared step does over time: plugin attempts, measurements,
+    /// waiting for a human.
+    async fn execute(
+        &self,
+        stage: Option<&str>,
+        p: &PlanStep,
+        work: Work,
+        run_id: &str,
+    ) -> StepRecord {
+        let begin = Instant::now();
+        let mut record = StepRecord::new(stage, p.step.id.as_str());
+        match work {
+            Work::Skip => {}
+            Work::Broken(kind, e) => record.fail(kind, e),
+            Work::Plugin(a) => self.attempts(&a, &mut record).await,
+            Work::Watch(a, w, vars) => self.watch(&a, &w, &vars, run_id, &mut record).await,
+            Work::Gate(outcome, event) => {
+                record.attempts = 1;
+                self.emit(*event);
+                match outcome {
+                    GateOutcome::Pass => record.succeed("passed"),
+                    GateOutcome::Fail(e) => record.fail("gate", e),
+                    GateOutcome::Inconclusive(then) => {
+                        let why = format!("gate `{}` is inconclusive", p.step.id);
+                        self.inconclusive(then, &why, run_id, &mut record).await;
                     }
-                    tokio::time::sleep(delay).await;
-                    delay = delay.mul_f64(factor);
-                    if let Some(max) = max_delay {
-                        delay = delay.min(max);
+                }
+            }
+            Work::Approval(a) => {
+                record.attempts = 1;
+                let outcome = self
+                    .ask(
+                        stage,
+                        p.step.id.as_str(),
+                        &a.prompt,
+                        &a.approvers,
+                        a.timeout,
+                        run_id,
+                    )
+                    .await;
+                match outcome {
+                    Asked::Approved(by) => record.succeed(format!("approved by {by}")),
+                    Asked::Rejected(e) => record.fail("rejected", e),
+                    Asked::Unavailable(e) => record.fail("failed", e),
+                    Asked::TimedOut => match a.on_timeout {
+                        OnTimeout::Continue => record.succeed(
+                            "nobody answered in time; continuing as `on_timeout: continue` says",
+                        ),
+                        OnTimeout::Fail => {
+                            record.fail("timeout", "nobody answered in time (`on_timeout: fail`)")
+                        }
+                        OnTimeout::Rollback => {
+                            record.fail(
+                                "timeout",
+                                "nobody answered in time; rolling back (`on_timeout: rollback`)",
+                            );
+                            record.rollback = true;
+                        }
+                    },
+                }
+            }
+        }
+        record.duration_ms = begin.elapsed().as_millis();
+        record
+    }
+
+    /// An inconclusive gate or watch: ask, fail or go on, as the playbook says.
+    async fn inconclusive(
+        &self,
+        then: OnInconclusive,
+        why: &str,
+        run_id: &str,
+        record: &mut StepRecord,
+    ) {
+        match then {
+            OnInconclusive::Continue => record.succeed(format!(
+                "{why}; continuing as `on_inconclusive: continue` says"
+            )),
+            OnInconclusive::Fail => {
+                record.fail("inconclusive", format!("{why} (`on_inconclusive: fail`)"))
+            }
+            OnInconclusive::Approve => {
+                let prompt = format!("{why}: continue the run?");
+                match self
+                    .ask(
+                        record.stage.as_deref(),
+                        &record.step.clone(),
+                        &prompt,
+                        &[],
+                        INCONCLUSIVE_APPROVAL_TIMEOUT,
+                        run_id,
+                    )
+                    .await
+                {
+                    Asked::Approved(by) => record.succeed(format!("{why}; approved by {by}")),
+                    Asked::Rejected(e) => record.fail("rejected", format!("{why}; {e}")),
+                    Asked::Unavailable(e) => record.fail("inconclusive", format!("{why}; {e}")),
+                    Asked::TimedOut => {
+                        record.fail("inconclusive", format!("{why}; nobody answered in time"))
                     }
                 }
             }
         }
     }
-}
 
-fn fail(record: &mut StepRecord, kind: &'static str, message: String) {
-    record.status = "failed";
-    record.error = Some(message);
-    record.error_kind = Some(kind);
-}
-
-/// Steps in an order that respects `needs` (list order where it is free).
-fn order(steps: &[PlanStep]) -> Vec<&PlanStep> {
-    let index: HashMap<&str, usize> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.step.id.as_str(), i))
-        .collect();
-    let mut done = vec![false; steps.len()];
-    let mut out = Vec::with_capacity(steps.len());
-    while out.len() < steps.len() {
-        let next = (0..steps.len()).find(|&i| {
-            !done[i]
-                && steps[i]
-                    .after
-                    .iter()
-                    .all(|a| index.get(a.as_str()).is_none_or(|&j| done[j]))
+    /// Asks for an approval through the mailbox (and the terminal, if there is one).
+    async fn ask(
+        &self,
+        stage: Option<&str>,
+        step: &str,
+        prompt: &str,
+        approvers: &[String],
+        timeout: Duration,
+        run_id: &str,
+    ) -> Asked {
+        let Some(state_dir) = &self.state_dir else {
+            return Asked::Unavailable(
+                "approvals need a state directory (set RUNNER_STATE_DIR or HOME)".into(),
+            );
+        };
+        let mailbox = approval::Mailbox::new(state_dir, run_id);
+        let request = approval::Request {
+            run_id: run_id.to_owned(),
+            step: step.to_owned(),
+            prompt: prompt.to_owned(),
+            approvers: approvers.to_vec(),
+            deadline: rfc3339_at(std::time::SystemTime::now() + timeout),
+        };
+        if let Err(e) = mailbox.open(&request) {
+            return Asked::Unavailable(format!("cannot open the approval request: {e}"));
+        }
+        self.emit(Event::ApprovalRequested {
+            stage: stage.map(str::to_owned),
+            step: step.to_owned(),
+            prompt: prompt.to_owned(),
+            approvers: approvers.to_vec(),
+            timeout_s: seconds(timeout),
+            answer_with: if approvers.is_empty() {
+                format!("runner approve {run_id} {step} [--reject] [--comment TEXT]")
+            } else {
+                format!("runner approve {run_id} {step} --as ROLE [--reject] [--comment TEXT]")
+            },
         });
-        // Validation rejects cycles; should one slip through, run the rest in list order.
-        let i = next.unwrap_or_else(|| (0..steps.len()).find(|&i| !done[i]).unwrap_or(0));
-        done[i] = true;
-        out.push(&steps[i]);
+        let outcome = approval::wait(&mailbox, &request, timeout, self.interactive).await;
+        mailbox.close(step);
+        let (name, decisions, asked) = match outcome {
+            approval::Outcome::Approved(d) => {
+                let by = d
+                    .iter()
+                    .map(|d| match &d.role {
+                        Some(r) => format!("{} as {r}", d.by),
+                        None => d.by.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                ("approved", d, Asked::Approved(by))
+            }
+            approval::Outcome::Rejected(d) => {
+                let why = match &d.comment {
+                    Some(c) => format!("rejected by {}: {c}", d.by),
+                    None => format!("rejected by {}", d.by),
+                };
+                ("rejected", vec![d], Asked::Rejected(why))
+            }
+            approval::Outcome::TimedOut => ("timed_out", Vec::new(), Asked::TimedOut),
+        };
+        self.emit(Event::ApprovalDecided {
+            stage: stage.map(str::to_owned),
+            step: step.to_owned(),
+            outcome: name,
+            decisions,
+        });
+        asked
     }
-    out
+
+    /// Plugin attempts with retries: retryable errors and timeouts are tried again
+    /// after an exponential, jittered, capped delay; nothing else is.
+    async fn attempts(&self, a: &Attempts, record: &mut StepRecord) {
+        let Some(plugin) = self.plugins.get(&a.plugin) else {
+            return record.fail(
+                "invalid-input",
+                format!("plugin `{}` is not loaded", a.plugin),
+            );
+        };
+        let mut delay = a.delay;
+        loop {
+            record.attempts += 1;
+            let result = self.attempt(plugin, a, record).await;
+            match result {
+                Ok(success) => {
+                    record.outputs = success.outputs;
+                    record.artifacts = success.artifacts;
+                    record.succeed(success.summary);
+                    return;
+                }
+                Err(failure) => {
+                    let retry = matches!(
+                        failure,
+                        StepFailure::Retryable(_) | StepFailure::TimedOut(_)
+                    ) && record.attempts < a.max_attempts;
+                    record.fail(failure.kind(), failure.to_string());
+                    if !retry {
+                        return;
+                    }
+                    let wait = jitter(delay.min(a.max_delay));
+                    self.emit(Event::Retry {
+                        stage: record.stage.clone(),
+                        step: record.step.clone(),
+                        attempt: record.attempts,
+                        delay_ms: wait.as_millis() as u64,
+                        error: failure.to_string(),
+                    });
+                    tokio::time::sleep(wait).await;
+                    delay = delay.mul_f64(a.factor).min(a.max_delay);
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        plugin: &LoadedPlugin,
+        a: &Attempts,
+        record: &mut StepRecord,
+    ) -> Result<crate::host::runtime::StepSuccess, StepFailure> {
+        let mut granted = self.grants.get(&a.plugin).cloned().unwrap_or_default();
+        granted.artifacts = self.artifacts.as_ref().map(|d| d.join(&record.step));
+        let result = self.runtime.run(plugin, &a.input, &a.limits, granted).await;
+        record.log.extend(result.log.lines);
+        result.outcome
+    }
+
+    /// A watch: measure every `interval`, judge each measurement, stop on a
+    /// passed limit or when `count` or `duration` is reached.
+    async fn watch(
+        &self,
+        a: &Attempts,
+        w: &Watch,
+        vars: &Map<String, Value>,
+        run_id: &str,
+        record: &mut StepRecord,
+    ) {
+        let Some(plugin) = self.plugins.get(&a.plugin) else {
+            return record.fail(
+                "invalid-input",
+                format!("plugin `{}` is not loaded", a.plugin),
+            );
+        };
+        let interval = parse_duration(w.interval.as_str()).unwrap_or(Duration::from_secs(10));
+        let start = Instant::now();
+        let end = w
+            .duration
+            .as_ref()
+            .and_then(|d| parse_duration(d.as_str()).ok())
+            .map(|d| start + d);
+        let mut tally = watch::Tally::default();
+        let mut last = Map::new();
+        let mut inconclusive_waived = w.on_inconclusive == OnInconclusive::Continue;
+        loop {
+            let n = tally.measurements + 1;
+            if w.count.is_some_and(|c| n > c) || end.is_some_and(|e| Instant::now() >= e) {
+                break;
+            }
+            let t0 = Instant::now();
+            record.attempts += 1;
+            let (verdict, outputs, error) = match self.attempt(plugin, a, record).await {
+                Err(f) => (watch::Verdict::Error, Map::new(), Some(f.to_string())),
+                Ok(s) => match watch::judge(w, &s.outputs, vars) {
+                    Ok(v) => (v, s.outputs, None),
+                    Err(e) => (watch::Verdict::Error, s.outputs, Some(e)),
+                },
+            };
+            self.emit(Event::Measurement {
+                stage: record.stage.clone(),
+                step: record.step.clone(),
+                n,
+                verdict,
+                outputs: outputs.clone(),
+                error: error.clone(),
+            });
+            if verdict != watch::Verdict::Error {
+                last = outputs;
+            }
+            match tally.add(w, verdict) {
+                watch::Next::Go => {}
+                watch::Next::Fail(why) => {
+                    record.outputs = watch_outputs(last, &tally);
+                    let detail = error
+                        .map(|e| format!("; last error: {e}"))
+                        .unwrap_or_default();
+                    return record.fail("watch", format!("the watch failed: {why}{detail}"));
+                }
+                watch::Next::Inconclusive(why) => {
+                    if inconclusive_waived {
+                        tally.waive_inconclusive();
+                    } else {
+                        let mut asked = record.clone();
+                        self.inconclusive(
+                            w.on_inconclusive,
+                            &format!("watch `{}`: {why}", record.step),
+                            run_id,
+                            &mut asked,
+                        )
+                        .await;
+                        if asked.status != "succeeded" {
+                            record.outputs = watch_outputs(last, &tally);
+                            return record.fail(
+                                asked.error_kind.unwrap_or("inconclusive"),
+                                asked.error.unwrap_or_default(),
+                            );
+                        }
+                        tally.waive_inconclusive();
+                        inconclusive_waived = w.on_inconclusive == OnInconclusive::Continue;
+                    }
+                }
+            }
+            let next = t0 + interval;
+            let next = end.map_or(next, |e| next.min(e));
+            if w.count.is_some_and(|c| tally.measurements >= c) {
+                break;
+            }
+            tokio::time::sleep_until(next.into()).await;
+        }
+        let summary = format!(
+            "{} measurements: {} ok, {} failed, {} inconclusive, {} errors",
+            tally.measurements, tally.successes, tally.failures, tally.inconclusive, tally.errors
+        );
+        record.outputs = watch_outputs(last, &tally);
+        record.succeed(summary);
+    }
+}
+
+/// The answer to an approval request.
+enum Asked {
+    Approved(String),
+    Rejected(String),
+    TimedOut,
+    Unavailable(String),
+}
+
+/// Where a step of a stage is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Waiting,
+    Running,
+    Done,
+}
+
+#[derive(Clone, Copy)]
+struct StageClock {
+    deadline: Option<(Instant, Duration)>,
+    budget: Option<(Instant, Duration)>,
+}
+
+fn clock_start(budget: Option<(Instant, Duration)>) -> Instant {
+    budget.map_or_else(Instant::now, |(at, b)| at - b)
+}
+
+/// A watch's outputs: the last measurement's outputs, and the counts under `watch`.
+fn watch_outputs(mut last: Map<String, Value>, tally: &watch::Tally) -> Map<String, Value> {
+    last.insert(
+        "watch".into(),
+        serde_json::to_value(tally).unwrap_or(Value::Null),
+    );
+    last
+}
+
+fn kind_of(p: &PlanStep) -> &'static str {
+    if p.step.watch.is_some() {
+        "watch"
+    } else {
+        p.kind
+    }
+}
+
+/// `d` with equal jitter: between half of it and all of it, so that retries of
+/// many runs do not arrive together.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos() as u64);
+    // splitmix64 of the clock: spread, not secret.
+    let mut z = nanos.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let fraction = 0.5 + (z as f64 / u64::MAX as f64) / 2.0;
+    d.mul_f64(fraction)
 }
 
 fn condition(cond: Option<&str>, vars: &Map<String, Value>) -> Result<bool, String> {
@@ -385,26 +1204,6 @@ fn condition(cond: Option<&str>, vars: &Map<String, Value>) -> Result<bool, Stri
             "the condition `{c}` gives {other}, not true or false"
         )),
     }
-}
-
-/// A gate passes, fails, or is inconclusive; this executor has no approvals, so an
-/// inconclusive gate fails with a message saying so.
-fn gate_outcome(
-    gate: &crate::playbook::model::Gate,
-    vars: &Map<String, Value>,
-) -> Result<bool, String> {
-    if let Some(f) = &gate.fail
-        && condition(Some(f.as_str()), vars)?
-    {
-        return Ok(false);
-    }
-    if condition(Some(gate.pass.as_str()), vars)? {
-        return Ok(true);
-    }
-    if gate.fail.is_some() {
-        return Err("the gate is inconclusive (neither `pass` nor `fail` holds); pausing for approval needs the full engine, so this run fails".into());
-    }
-    Ok(false)
 }
 
 fn step_vars(vars: &mut Map<String, Value>, r: &StepRecord) {
@@ -437,15 +1236,25 @@ fn set_run_status(vars: &mut Map<String, Value>, status: &str) {
     }
 }
 
-fn set_elapsed(vars: &mut Map<String, Value>, started: Instant) {
+/// `run.elapsed` and `run.budget_left` (seconds; negative once over budget).
+fn set_clock(vars: &mut Map<String, Value>, st: &RunState) {
     if let Some(Value::Object(run)) = vars.get_mut("run") {
-        run.insert("elapsed".into(), json!(started.elapsed().as_secs_f64()));
+        let elapsed = st.started.elapsed().as_secs_f64();
+        run.insert("elapsed".into(), json!(elapsed));
+        if let Some((_, budget)) = st.budget {
+            run.insert("budget_left".into(), json!(budget.as_secs_f64() - elapsed));
+        }
     }
 }
 
 /// The current time as RFC 3339 (UTC), without a date library.
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
+pub fn now_rfc3339() -> String {
+    rfc3339_at(std::time::SystemTime::now())
+}
+
+/// `t` as RFC 3339 (UTC).
+pub fn rfc3339_at(t: std::time::SystemTime) -> String {
+    let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -461,4 +1270,20 @@ fn now_rfc3339() -> String {
     let mo = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(mo <= 2);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_between_half_and_all() {
+        for _ in 0..1000 {
+            let j = jitter(Duration::from_millis(1000));
+            assert!(
+                j >= Duration::from_millis(500) && j <= Duration::from_millis(1000),
+                "{j:?}"
+            );
+        }
+    }
 }

@@ -7,8 +7,9 @@
 //! while the runner carries on. The mechanisms:
 //!
 //! - CPU: epoch interruption. A ticker thread advances the engine's epoch every
-//!   [`TICK`]; each store's deadline is its timeout in ticks, after which wasm
-//!   traps. A host call that blocks is cut by an async timeout around the call.
+//!   [`TICK`]; at each tick a running plugin yields to the async scheduler, and
+//!   traps once its deadline has passed. A host call that blocks is cut by an
+//!   async timeout around the call.
 //! - Memory: a resource limiter refuses growth past the plugin's cap (256 MiB by
 //!   default) and records that it did, so the error says "memory", not "trap".
 //! - Stack: wasmtime's own stack limit turns runaway recursion into a trap.
@@ -329,9 +330,18 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.cap);
-        let ticks = timeout.as_millis().div_ceil(TICK.as_millis()).max(1) as u64 + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Every tick, wasm yields to the async scheduler (so the steps, timers and
+        // signals of a run are served while a plugin computes) and traps once its
+        // deadline has passed.
+        let deadline = Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
         store
     }
 

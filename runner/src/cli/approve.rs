@@ -1,0 +1,37 @@
+//! `runner approve`: answers a run that waits for a manual approval, from any shell
+//! or CI job on the machine (see [`crate::engine::approval`]).
+
+use super::{ApproveArgs, EXIT_INVALID, EXIT_OK, print, state_dir};
+use crate::engine::approval::{Decision, submit};
+
+/// Records the decision; 0 with a one-line confirmation, 2 with the reason.
+pub fn approve(args: &ApproveArgs) -> u8 {
+    let Some(state) = state_dir() else {
+        eprintln!(
+            "no state directory to look for the run's approvals in; set RUNNER_STATE_DIR (or HOME) as for the run"
+        );
+        return EXIT_INVALID;
+    };
+    let decision = Decision::now(
+        !args.reject,
+        args.role.clone(),
+        args.comment.clone().filter(|c| !c.trim().is_empty()),
+        "command",
+    );
+    let confirmation = format!(
+        "step `{}` of run `{}`: {}\n",
+        args.step,
+        args.run_id,
+        decision.describe()
+    );
+    match submit(&state, &args.run_id, &args.step, decision) {
+        Ok(()) => {
+            print(&confirmation);
+            EXIT_OK
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            EXIT_INVALID
+        }
+    }
+}

@@ -1,0 +1,1095 @@
+//! Manual approvals that any process can answer.
+//!
+//! Why a mailbox of files: the person (or CI job) who approves is rarely the process
+//! that runs the playbook. A run started from a pager alert runs without a terminal,
+//! and the tech lead answers from their own shell, or a chat bot answers from a CI
+//! job on the same machine. A directory under the state dir is something all of
+//! them can reach with no daemon, no socket and no port to secure beyond file
+//! permissions, and what is left in it afterwards is the evidence of who approved,
+//! when and why.
+//!
+//! Layout: `<state>/approvals/<run_id>/<step>.request.json` says the run is waiting
+//! (written by [`Mailbox::open`], removed by [`Mailbox::close`]); every answer is its
+//! own file `<step>.decision.<nanos>-<pid>-<seq>.json`, so two people answering at the
+//! same moment never overwrite each other, and the names sort oldest first.
+//!
+//! Every file is written to a temporary name in the same directory and renamed into
+//! place: a rename is atomic, so a reader sees the whole file or none of it, never a
+//! half-written one. The waiting run polls the directory (every 200 ms) instead of
+//! using inotify and friends: it is portable, works on network file systems, and
+//! the latency is nothing next to a human's.
+//!
+//! Anyone who can write to the directory can approve: roles (`--as tech-lead`) are
+//! declared, not authenticated. The record says who (`$USER`) claimed which role.
+
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// How often [`wait`] looks at the mailbox.
+const POLL: Duration = Duration::from_millis(200);
+
+/// What a run waits for: written to `<step>.request.json` while it waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The run that waits.
+    pub run_id: String,
+    /// The approval step.
+    pub step: String,
+    /// The question, rendered.
+    pub prompt: String,
+    /// Roles that must each approve; empty: one approval from anyone.
+    pub approvers: Vec<String>,
+    /// When the run stops waiting (RFC 3339, UTC).
+    pub deadline: String,
+}
+
+impl Request {
+    /// A request whose deadline is `timeout` from now.
+    pub fn new(
+        run_id: &str,
+        step: &str,
+        prompt: &str,
+        approvers: &[String],
+        timeout: Duration,
+    ) -> Request {
+        let deadline = SystemTime::now()
+            .checked_add(timeout)
+            .unwrap_or_else(SystemTime::now);
+        Request {
+            run_id: run_id.to_owned(),
+            step: step.to_owned(),
+            prompt: prompt.to_owned(),
+            approvers: approvers.to_vec(),
+            deadline: rfc3339(deadline),
+        }
+    }
+}
+
+/// One answer to a request: approve or reject, by whom, when, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// `true` approves, `false` rejects.
+    pub approved: bool,
+    /// The user who answered (`$USER`, or `unknown`).
+    pub by: String,
+    /// The role they answered as (`--as`), if any.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Why, in their words.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// How the answer came: `terminal` or `command`.
+    pub via: String,
+}
+
+impl Decision {
+    /// A decision made now by the current user (`$USER`, else `unknown`).
+    pub fn now(approved: bool, role: Option<String>, comment: Option<String>, via: &str) -> Self {
+        let by = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Decision {
+            approved,
+            by,
+            role,
+            at: rfc3339(SystemTime::now()),
+            comment,
+            via: via.to_owned(),
+        }
+    }
+
+    /// `approved by alice as tech-lead ("looks fine")`, for messages.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{} by {}",
+            if self.approved {
+                "approved"
+            } else {
+                "rejected"
+            },
+            self.by
+        );
+        if let Some(role) = &self.role {
+            text.push_str(&format!(" as {role}"));
+        }
+        if let Some(comment) = &self.comment {
+            text.push_str(&format!(" ({comment:?})"));
+        }
+        text
+    }
+}
+
+/// The approval files of one run: `<state>/approvals/<run_id>/`.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    dir: PathBuf,
+    run_id: String,
+}
+
+impl Mailbox {
+    /// The mailbox of `run_id` under `state_dir`. Nothing is created until
+    /// [`open`](Self::open); ids are checked when used.
+    pub fn new(state_dir: &Path, run_id: &str) -> Mailbox {
+        Mailbox {
+            dir: state_dir.join("approvals").join(run_id),
+            run_id: run_id.to_owned(),
+        }
+    }
+
+    /// The directory of this run's approvals.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Announces that the run waits for `request.step`: writes
+    /// `<step>.request.json` atomically, creating the directories. Open a step once
+    /// per run: decisions already recorded for it would count.
+    pub fn open(&self, request: &Request) -> io::Result<()> {
+        check_id(&self.run_id, IdKind::Run).map_err(invalid_input)?;
+        check_id(&request.step, IdKind::Step).map_err(invalid_input)?;
+        fs::create_dir_all(&self.dir)?;
+        let text = serde_json::to_string_pretty(request).map_err(io::Error::other)?;
+        write_atomic(&self.request_path(&request.step), text.as_bytes())
+    }
+
+    /// Every decision recorded for `step`, oldest first. Files that cannot be read
+    /// or parsed are skipped; no mailbox yet means no decisions.
+    pub fn decisions(&self, step: &str) -> io::Result<Vec<Decision>> {
+        check_id(&self.run_id, IdKind::Run).map_err(invalid_input)?;
+        check_id(step, IdKind::Step).map_err(invalid_input)?;
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let prefix = format!("{step}.decision.");
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&prefix) && n.ends_with(".json"))
+            .collect();
+        // Zero-padded nanoseconds first in the name: name order is time order.
+        names.sort();
+        Ok(names
+            .iter()
+            .filter_map(|n| {
+                let text = fs::read(self.dir.join(n)).ok()?;
+                serde_json::from_slice(&text).ok()
+            })
+            .collect())
+    }
+
+    /// Records `decision` for `step` as is, without the checks of [`submit`];
+    /// returns the file written.
+    pub fn record(&self, step: &str, decision: &Decision) -> io::Result<PathBuf> {
+        check_id(&self.run_id, IdKind::Run).map_err(invalid_input)?;
+        check_id(step, IdKind::Step).map_err(invalid_input)?;
+        fs::create_dir_all(&self.dir)?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!(
+            "{step}.decision.{nanos:020}-{}-{:06}.json",
+            std::process::id(),
+            next_seq()
+        );
+        let path = self.dir.join(name);
+        let text = serde_json::to_string_pretty(decision).map_err(io::Error::other)?;
+        write_atomic(&path, text.as_bytes())?;
+        Ok(path)
+    }
+
+    /// The run no longer waits for `step`: removes the request. Decisions stay, as
+    /// the record of who decided.
+    pub fn close(&self, step: &str) {
+        if check_id(&self.run_id, IdKind::Run).is_ok() && check_id(step, IdKind::Step).is_ok() {
+            let _ = fs::remove_file(self.request_path(step));
+        }
+    }
+
+    /// The request the run waits on for `step`, if it waits.
+    pub fn request(&self, step: &str) -> Option<Request> {
+        check_id(step, IdKind::Step).ok()?;
+        let text = fs::read(self.request_path(step)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// The steps the run waits on, sorted.
+    pub fn pending(&self) -> Vec<String> {
+        let mut steps: Vec<String> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".request.json").map(str::to_owned))
+            .filter(|s| check_id(s, IdKind::Step).is_ok())
+            .collect();
+        steps.sort();
+        steps
+    }
+
+    fn request_path(&self, step: &str) -> PathBuf {
+        self.dir.join(format!("{step}.request.json"))
+    }
+}
+
+/// What `runner approve` does: records `decision` for `step` of `run_id`.
+///
+/// Refused, with a message that says what is wrong and what to do, when the run
+/// does not wait for that step (the message lists what it does wait for, or says
+/// there is no such run), when `decision.role` is not one of the request's roles,
+/// or when the request lists roles and `decision.role` is `None`. A request without
+/// roles takes an answer from anyone; a role given then is only recorded.
+pub fn submit(
+    state_dir: &Path,
+    run_id: &str,
+    step: &str,
+    decision: Decision,
+) -> Result<(), String> {
+    check_id(run_id, IdKind::Run)?;
+    check_id(step, IdKind::Step)?;
+    let mailbox = Mailbox::new(state_dir, run_id);
+    if !mailbox.dir.is_dir() {
+        return Err(format!(
+            "no run `{run_id}` is waiting for an approval (nothing in {}); check the run id in the run's output, and that RUNNER_STATE_DIR is the same as the run's",
+            mailbox.dir.display()
+        ));
+    }
+    let Some(request) = mailbox.request(step) else {
+        let pending = mailbox.pending();
+        return Err(match pending.first() {
+            None => format!(
+                "run `{run_id}` is not waiting for any approval now (it was decided, timed out, or the run ended)"
+            ),
+            Some(first) => format!(
+                "run `{run_id}` is not waiting for an approval of step `{step}`; it waits for: {}. For example: runner approve {run_id} {first}",
+                quoted(&pending)
+            ),
+        });
+    };
+    if !request.approvers.is_empty() {
+        match &decision.role {
+            None => {
+                return Err(format!(
+                    "step `{step}` of run `{run_id}` needs an answer from each of these roles: {}; say which one you answer as with --as ROLE (e.g. --as {})",
+                    quoted(&request.approvers),
+                    request.approvers[0]
+                ));
+            }
+            Some(role) if !request.approvers.contains(role) => {
+                return Err(format!(
+                    "step `{step}` of run `{run_id}` takes no answer as `{role}`; its roles are: {}. Use --as with one of them",
+                    quoted(&request.approvers)
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    mailbox.record(step, &decision).map(|_| ()).map_err(|e| {
+        format!(
+            "cannot record the decision in {}: {e}",
+            mailbox.dir.display()
+        )
+    })
+}
+
+/// Where the decisions of a request stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not decided yet. `missing`: roles still to approve (empty when the request
+    /// has no roles: anyone may answer).
+    Pending { missing: Vec<String> },
+    /// Approved; the approvals that made it (one per role, in the order of the
+    /// roles; or the first approval when there are no roles).
+    Approved(Vec<Decision>),
+    /// Rejected by this decision (the first rejection).
+    Rejected(Decision),
+}
+
+/// The verdict of `decisions` (oldest first) for a request with roles `approvers`.
+/// Any rejection rejects. With roles, approved once every role has an approval;
+/// approvals without a role or with another role do not count. Without roles, the
+/// first approval approves.
+pub fn verdict(approvers: &[String], decisions: &[Decision]) -> Verdict {
+    if let Some(rejection) = decisions.iter().find(|d| !d.approved) {
+        return Verdict::Rejected(rejection.clone());
+    }
+    if approvers.is_empty() {
+        return match decisions.first() {
+            Some(d) => Verdict::Approved(vec![d.clone()]),
+            None => Verdict::Pending {
+                missing: Vec::new(),
+            },
+        };
+    }
+    let mut approvals = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for role in approvers {
+        if approvals
+            .iter()
+            .any(|d: &Decision| d.role.as_ref() == Some(role))
+            || missing.contains(role)
+        {
+            continue; // a role listed twice
+        }
+        match decisions.iter().find(|d| d.role.as_ref() == Some(role)) {
+            Some(d) => approvals.push(d.clone()),
+            None => missing.push(role.clone()),
+        }
+    }
+    if missing.is_empty() {
+        Verdict::Approved(approvals)
+    } else {
+        Verdict::Pending { missing }
+    }
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Approved, by these decisions (see [`Verdict::Approved`]).
+    Approved(Vec<Decision>),
+    /// Rejected by this decision.
+    Rejected(Decision),
+    /// No verdict before the timeout.
+    TimedOut,
+}
+
+/// Waits up to `timeout` for a verdict on `request`, looking at the mailbox every
+/// 200 ms. With `terminal`, the question is also asked on stderr and answered on
+/// stdin (one question per missing role); those answers are recorded in the
+/// mailbox with `via: "terminal"`. Whatever gives a verdict first wins; a question
+/// still on the screen then stops waiting for its answer.
+///
+/// The terminal is read from a detached thread, never joined: a read that never
+/// returns cannot hold up the run. (Not `spawn_blocking`: dropping a tokio runtime
+/// waits for its blocking tasks, so a pending stdin read would keep the process
+/// from exiting.) The mailbox must be opened first ([`Mailbox::open`]) so that
+/// `runner approve` accepts answers; close it afterwards.
+pub async fn wait(
+    mailbox: &Mailbox,
+    request: &Request,
+    timeout: Duration,
+    terminal: bool,
+) -> Outcome {
+    let terminal = terminal.then(|| (stdin_lines(), Box::new(io::stderr()) as Prompts));
+    wait_with(mailbox, request, timeout, terminal, &mut io::stderr()).await
+}
+
+/// Where the questions go (stderr; a sink in tests).
+type Prompts = Box<dyn Write + Send>;
+
+async fn wait_with(
+    mailbox: &Mailbox,
+    request: &Request,
+    timeout: Duration,
+    terminal: Option<(&'static Mutex<Receiver<String>>, Prompts)>,
+    notes: &mut dyn Write,
+) -> Outcome {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let talk = Arc::new(Talk::default());
+    let _stop = StopOnDrop(talk.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Decision>();
+    let mut asking = false;
+    if let Some((lines, mut out)) = terminal {
+        let (mailbox, request, talk) = (mailbox.clone(), request.clone(), talk.clone());
+        let spawned = std::thread::Builder::new()
+            .name("approval-prompt".into())
+            .spawn(move || {
+                converse(&mailbox, &request, lines, &mut out, &talk, &|d| {
+                    let _ = tx.send(d);
+                });
+            });
+        asking = spawned.is_ok();
+    }
+    // Terminal answers whose recording failed still count.
+    let mut unrecorded: Vec<Decision> = Vec::new();
+    loop {
+        let mut decisions = mailbox.decisions(&request.step).unwrap_or_default();
+        decisions.extend(unrecorded.iter().cloned());
+        let outcome = match verdict(&request.approvers, &decisions) {
+            Verdict::Pending { .. } => None,
+            Verdict::Approved(by) => Some(Outcome::Approved(by)),
+            Verdict::Rejected(by) => Some(Outcome::Rejected(by)),
+        };
+        if let Some(outcome) = outcome {
+            // A question on the screen is moot now: say so.
+            if talk.stop() {
+                let how = match &outcome {
+                    Outcome::Approved(by) => describe_all(by),
+                    Outcome::Rejected(by) => by.describe(),
+                    Outcome::TimedOut => String::new(),
+                };
+                let _ = writeln!(
+                    notes,
+                    "\nstep `{}` was decided from another shell ({how}); no answer is needed here",
+                    request.step
+                );
+            }
+            return outcome;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            if talk.stop() {
+                let _ = writeln!(notes, "\nno decision on step `{}` in time", request.step);
+            }
+            return Outcome::TimedOut;
+        }
+        let nap = tokio::time::sleep(POLL.min(deadline - now));
+        tokio::select! {
+            () = nap => {}
+            answer = rx.recv(), if asking => match answer {
+                Some(d) => {
+                    if mailbox.record(&request.step, &d).is_err() {
+                        unrecorded.push(d);
+                    }
+                }
+                None => asking = false,
+            },
+        }
+    }
+}
+
+/// What the waiting task and the question thread share.
+#[derive(Default)]
+struct Talk {
+    /// Set by the waiting side: stop asking.
+    done: AtomicBool,
+    /// Set by the question thread while a question waits for its answer.
+    awaiting: AtomicBool,
+}
+
+impl Talk {
+    /// Stops the questions; tells whether one was waiting for an answer.
+    fn stop(&self) -> bool {
+        self.done.store(true, Ordering::SeqCst);
+        self.awaiting.load(Ordering::SeqCst)
+    }
+
+    fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+}
+
+/// Stops the questions also when the waiting future is dropped.
+struct StopOnDrop(Arc<Talk>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+fn describe_all(decisions: &[Decision]) -> String {
+    decisions
+        .iter()
+        .map(Decision::describe)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The lines typed on stdin, read by one detached thread for the whole process, so
+/// that a question nobody answered does not swallow the answer to the next one.
+fn stdin_lines() -> &'static Mutex<Receiver<String>> {
+    static LINES: OnceLock<Mutex<Receiver<String>>> = OnceLock::new();
+    LINES.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = std::thread::Builder::new()
+            .name("stdin-lines".into())
+            .spawn(move || {
+                let stdin = io::stdin();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match stdin.lock().read_line(&mut line) {
+                        Ok(0) | Err(_) => return, // end of input: the channel closes
+                        Ok(_) => {
+                            if tx.send(line.clone()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        Mutex::new(rx)
+    })
+}
+
+/// Asks the question on `out` and reads answers from `lines` until the request is
+/// decided, `talk` is stopped, or the input ends; each answer goes to `answer`.
+fn converse(
+    mailbox: &Mailbox,
+    request: &Request,
+    lines: &Mutex<Receiver<String>>,
+    out: &mut dyn Write,
+    talk: &Talk,
+    answer: &dyn Fn(Decision),
+) {
+    // One conversation at a time (parallel approval steps take turns).
+    let lines = loop {
+        if talk.is_done() {
+            return;
+        }
+        match lines.try_lock() {
+            Ok(guard) => break guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+        }
+    };
+    // Lines typed before the question was shown answer nothing.
+    while lines.try_recv().is_ok() {}
+    let read = |out: &mut dyn Write, question: &str| -> Option<String> {
+        if talk.is_done() {
+            return None;
+        }
+        let _ = write!(out, "{question}");
+        let _ = out.flush();
+        talk.awaiting.store(true, Ordering::SeqCst);
+        let reply = loop {
+            if talk.is_done() {
+                break None;
+            }
+            match lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => break Some(line.trim().to_owned()),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break None,
+            }
+        };
+        talk.awaiting.store(false, Ordering::SeqCst);
+        reply
+    };
+    let roles: Vec<Option<&String>> = if request.approvers.is_empty() {
+        vec![None]
+    } else {
+        request.approvers.iter().map(Some).collect()
+    };
+    let how = match request.approvers.first() {
+        Some(role) => format!(
+            "runner approve {} {} --as {role}",
+            request.run_id, request.step
+        ),
+        None => format!("runner approve {} {}", request.run_id, request.step),
+    };
+    let _ = writeln!(
+        out,
+        "\napproval needed for step `{}` of run `{}`: {}\n{}answer here, or from another shell: {how} (until {})",
+        request.step,
+        request.run_id,
+        request.prompt,
+        if request.approvers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "each of these must approve: {}; ",
+                request.approvers.join(", ")
+            )
+        },
+        request.deadline,
+    );
+    for role in roles {
+        // Someone may have answered for this role from elsewhere meanwhile.
+        let decisions = mailbox.decisions(&request.step).unwrap_or_default();
+        match verdict(&request.approvers, &decisions) {
+            Verdict::Pending { missing } => {
+                if role.is_some_and(|r| !missing.contains(r)) {
+                    continue;
+                }
+            }
+            _ => return,
+        }
+        let question = match role {
+            Some(role) => format!("approve as {role}? [y/N] "),
+            None => "approve? [y/N] ".to_owned(),
+        };
+        let approved = loop {
+            let Some(reply) = read(out, &question) else {
+                return;
+            };
+            match reply.to_ascii_lowercase().as_str() {
+                "y" | "yes" => break true,
+                "" | "n" | "no" => break false,
+                _ => {
+                    let _ = writeln!(out, "answer y (approve) or n (reject)");
+                }
+            }
+        };
+        let ask = if approved {
+            "comment (optional): "
+        } else {
+            "reason (optional): "
+        };
+        let Some(comment) = read(out, ask) else {
+            return;
+        };
+        let comment = Some(comment).filter(|c| !c.is_empty());
+        answer(Decision::now(approved, role.cloned(), comment, "terminal"));
+        if !approved {
+            return;
+        }
+    }
+}
+
+/// Which id a name is, for messages and for what it may contain.
+#[derive(Clone, Copy)]
+enum IdKind {
+    Run,
+    Step,
+}
+
+/// Ids become file names: letters, digits, `-`, `_` (and `.` inside run ids, not
+/// first); at most 128 characters. Step ids may not hold `.`, which separates the
+/// parts of the mailbox's file names.
+fn check_id(id: &str, kind: IdKind) -> Result<(), String> {
+    let (what, dots) = match kind {
+        IdKind::Run => ("run id", true),
+        IdKind::Step => ("step id", false),
+    };
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not a {what}: use letters, digits, `-` and `_`{}",
+            if dots { " (and `.`, not first)" } else { "" }
+        ))
+    }
+}
+
+fn invalid_input(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
+}
+
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn next_seq() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a
+/// rename, so that readers see the old file or the new one, never a partial one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    // A leading dot: never mistaken for a request or a decision by a reader.
+    let tmp = dir.join(format!(".{name}.{}-{}.tmp", std::process::id(), next_seq()));
+    let written = (|| {
+        let mut file = fs::File::create_new(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// `t` as RFC 3339 in UTC, to the second (`2025-01-31T09:05:00Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days since 1970-01-01 to a civil date, with 400-year eras of 146 097 days
+    // counted from 0000-03-01, so that the leap day ends the year.
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!(
+                "runner-approval-{name}-{}-{}",
+                std::process::id(),
+                next_seq()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn decision(approved: bool, role: Option<&str>) -> Decision {
+        Decision {
+            approved,
+            by: "alice".into(),
+            role: role.map(str::to_owned),
+            at: "2025-01-31T09:05:00Z".into(),
+            comment: None,
+            via: "command".into(),
+        }
+    }
+
+    fn roles(names: &[&str]) -> Vec<String> {
+        names.iter().map(|r| (*r).to_owned()).collect()
+    }
+
+    fn request(run: &str, step: &str, approvers: &[&str]) -> Request {
+        Request::new(
+            run,
+            step,
+            "roll back?",
+            &roles(approvers),
+            Duration::from_secs(60),
+        )
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn without_roles_the_first_approval_approves() {
+        assert_eq!(verdict(&[], &[]), Verdict::Pending { missing: vec![] });
+        let first = decision(true, None);
+        let mut second = decision(true, Some("on-call"));
+        second.by = "bob".into();
+        assert_eq!(
+            verdict(&[], &[first.clone(), second]),
+            Verdict::Approved(vec![first])
+        );
+    }
+
+    #[test]
+    fn with_two_roles_one_missing_is_pending() {
+        let lead = decision(true, Some("tech-lead"));
+        let approvers = roles(&["tech-lead", "on-call"]);
+        assert_eq!(
+            verdict(&approvers, std::slice::from_ref(&lead)),
+            Verdict::Pending {
+                missing: roles(&["on-call"])
+            }
+        );
+        let call = decision(true, Some("on-call"));
+        assert_eq!(
+            verdict(&approvers, &[call.clone(), lead.clone()]),
+            Verdict::Approved(vec![lead, call])
+        );
+    }
+
+    #[test]
+    fn any_rejection_rejects() {
+        let approvers = roles(&["tech-lead", "on-call"]);
+        let no = decision(false, Some("on-call"));
+        let all = [
+            decision(true, Some("tech-lead")),
+            no.clone(),
+            decision(true, Some("on-call")),
+        ];
+        assert_eq!(verdict(&approvers, &all), Verdict::Rejected(no.clone()));
+        assert_eq!(
+            verdict(&[], &[decision(true, None), no.clone()]),
+            Verdict::Rejected(no)
+        );
+    }
+
+    #[test]
+    fn approvals_of_unlisted_roles_do_not_count() {
+        let approvers = roles(&["tech-lead"]);
+        let all = [decision(true, Some("intern")), decision(true, None)];
+        assert_eq!(
+            verdict(&approvers, &all),
+            Verdict::Pending {
+                missing: roles(&["tech-lead"])
+            }
+        );
+    }
+
+    #[test]
+    fn submit_refuses_a_run_that_does_not_wait() {
+        let tmp = TempDir::new("no-run");
+        let err = submit(&tmp.0, "r1", "deploy", decision(true, None)).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "no run `r1` is waiting for an approval (nothing in {}); check the run id in the run's output, and that RUNNER_STATE_DIR is the same as the run's",
+                tmp.0.join("approvals/r1").display()
+            )
+        );
+        // The run exists and waits, but for another step.
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        mailbox.open(&request("r1", "confirm", &[])).unwrap();
+        let err = submit(&tmp.0, "r1", "deploy", decision(true, None)).unwrap_err();
+        assert_eq!(
+            err,
+            "run `r1` is not waiting for an approval of step `deploy`; it waits for: `confirm`. For example: runner approve r1 confirm"
+        );
+        mailbox.close("confirm");
+        let err = submit(&tmp.0, "r1", "confirm", decision(true, None)).unwrap_err();
+        assert_eq!(
+            err,
+            "run `r1` is not waiting for any approval now (it was decided, timed out, or the run ended)"
+        );
+        assert_eq!(mailbox.decisions("confirm").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn submit_refuses_a_role_the_request_does_not_list() {
+        let tmp = TempDir::new("role");
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        mailbox
+            .open(&request("r1", "deploy", &["tech-lead", "on-call"]))
+            .unwrap();
+        let err = submit(&tmp.0, "r1", "deploy", decision(true, Some("intern"))).unwrap_err();
+        assert_eq!(
+            err,
+            "step `deploy` of run `r1` takes no answer as `intern`; its roles are: `tech-lead`, `on-call`. Use --as with one of them"
+        );
+        assert_eq!(mailbox.decisions("deploy").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn submit_needs_a_role_when_the_request_lists_roles() {
+        let tmp = TempDir::new("no-role");
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        mailbox
+            .open(&request("r1", "deploy", &["tech-lead", "on-call"]))
+            .unwrap();
+        let err = submit(&tmp.0, "r1", "deploy", decision(true, None)).unwrap_err();
+        assert_eq!(
+            err,
+            "step `deploy` of run `r1` needs an answer from each of these roles: `tech-lead`, `on-call`; say which one you answer as with --as ROLE (e.g. --as tech-lead)"
+        );
+    }
+
+    #[test]
+    fn submit_refuses_ids_that_are_not_file_names() {
+        let tmp = TempDir::new("ids");
+        for (run, step) in [
+            ("..", "deploy"),
+            ("r1", "../x"),
+            ("", "deploy"),
+            ("r1", ""),
+            ("a/b", "s"),
+        ] {
+            assert!(
+                submit(&tmp.0, run, step, decision(true, None)).is_err(),
+                "{run} {step}"
+            );
+        }
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        let err = mailbox.open(&request("r1", "a.b", &[])).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(!tmp.0.join("approvals").exists());
+    }
+
+    #[test]
+    fn open_submit_decisions_round_trip() {
+        let tmp = TempDir::new("round-trip");
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        let req = request("r1", "deploy", &["tech-lead", "on-call"]);
+        mailbox.open(&req).unwrap();
+        assert_eq!(mailbox.request("deploy"), Some(req));
+        assert_eq!(mailbox.pending(), vec!["deploy".to_owned()]);
+        let mut first = decision(true, Some("tech-lead"));
+        first.comment = Some("checked the diff".into());
+        let second = decision(false, Some("on-call"));
+        submit(&tmp.0, "r1", "deploy", first.clone()).unwrap();
+        submit(&tmp.0, "r1", "deploy", second.clone()).unwrap();
+        // Garbage and half-written files are skipped.
+        fs::write(mailbox.dir().join("deploy.decision.9-garbled.json"), "{").unwrap();
+        fs::write(mailbox.dir().join(".deploy.decision.1.json.7-0.tmp"), "{").unwrap();
+        assert_eq!(mailbox.decisions("deploy").unwrap(), vec![first, second]);
+        assert_eq!(mailbox.decisions("other").unwrap(), vec![]);
+        mailbox.close("deploy");
+        assert_eq!(mailbox.pending(), Vec::<String>::new());
+        assert_eq!(mailbox.decisions("deploy").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn wait_returns_approved_when_another_process_approves() {
+        let tmp = TempDir::new("wait-approved");
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        let req = request("r1", "deploy", &["tech-lead"]);
+        mailbox.open(&req).unwrap();
+        let approval = decision(true, Some("tech-lead"));
+        let outcome = runtime().block_on(async {
+            let state = tmp.0.clone();
+            let sent = approval.clone();
+            let answer = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                submit(&state, "r1", "deploy", sent)
+            });
+            let outcome = wait(&mailbox, &req, Duration::from_secs(20), false).await;
+            assert_eq!(answer.await.unwrap(), Ok(()));
+            outcome
+        });
+        assert_eq!(outcome, Outcome::Approved(vec![approval]));
+    }
+
+    #[test]
+    fn wait_times_out_without_an_answer() {
+        let tmp = TempDir::new("wait-timeout");
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        let req = request("r1", "deploy", &[]);
+        mailbox.open(&req).unwrap();
+        let outcome = runtime().block_on(wait(&mailbox, &req, Duration::from_millis(300), false));
+        assert_eq!(outcome, Outcome::TimedOut);
+    }
+
+    #[test]
+    fn wait_returns_rejected_on_a_rejection() {
+        let tmp = TempDir::new("wait-rejected");
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        let req = request("r1", "deploy", &["tech-lead", "on-call"]);
+        mailbox.open(&req).unwrap();
+        let mut no = decision(false, Some("on-call"));
+        no.comment = Some("error rate is dropping".into());
+        let outcome = runtime().block_on(async {
+            let state = tmp.0.clone();
+            let sent = no.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                submit(&state, "r1", "deploy", sent)
+            });
+            wait(&mailbox, &req, Duration::from_secs(20), false).await
+        });
+        assert_eq!(outcome, Outcome::Rejected(no));
+    }
+
+    #[test]
+    fn terminal_answers_are_decisions_recorded_in_the_mailbox() {
+        let tmp = TempDir::new("terminal");
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        let req = request("r1", "deploy", &["tech-lead", "on-call"]);
+        mailbox.open(&req).unwrap();
+        // on-call answers from another shell; the terminal answers for tech-lead.
+        submit(&tmp.0, "r1", "deploy", decision(true, Some("on-call"))).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines: &'static Mutex<Receiver<String>> = Box::leak(Box::new(Mutex::new(rx)));
+        let typer = std::thread::spawn(move || {
+            // After the question is up (earlier lines are discarded).
+            std::thread::sleep(Duration::from_millis(300));
+            tx.send("maybe\n".to_owned()).unwrap();
+            tx.send("y\n".to_owned()).unwrap();
+            tx.send("  looks right \n".to_owned()).unwrap();
+            tx
+        });
+        let mut notes = Vec::new();
+        let outcome = runtime().block_on(wait_with(
+            &mailbox,
+            &req,
+            Duration::from_secs(20),
+            Some((lines, Box::new(io::sink()))),
+            &mut notes,
+        ));
+        drop(typer.join().unwrap());
+        let Outcome::Approved(by) = outcome else {
+            panic!("not approved: {outcome:?}");
+        };
+        let vias: Vec<_> = by
+            .iter()
+            .map(|d| (d.role.clone().unwrap(), d.via.clone()))
+            .collect();
+        assert_eq!(
+            vias,
+            vec![
+                ("tech-lead".to_owned(), "terminal".to_owned()),
+                ("on-call".to_owned(), "command".to_owned())
+            ]
+        );
+        assert_eq!(by[0].comment.as_deref(), Some("looks right"));
+        assert!(by[0].approved);
+        assert_eq!(mailbox.decisions("deploy").unwrap().len(), 2);
+        assert_eq!(String::from_utf8(notes).unwrap(), "");
+    }
+
+    #[test]
+    fn a_question_on_the_terminal_is_dropped_when_another_shell_decides() {
+        let tmp = TempDir::new("terminal-moot");
+        let mailbox = Mailbox::new(&tmp.0, "r1");
+        let req = request("r1", "deploy", &[]);
+        mailbox.open(&req).unwrap();
+        // Nobody types anything.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let lines: &'static Mutex<Receiver<String>> = Box::leak(Box::new(Mutex::new(rx)));
+        let approval = decision(true, None);
+        let mut notes = Vec::new();
+        let outcome = runtime().block_on(async {
+            let state = tmp.0.clone();
+            let sent = approval.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                submit(&state, "r1", "deploy", sent)
+            });
+            wait_with(
+                &mailbox,
+                &req,
+                Duration::from_secs(20),
+                Some((lines, Box::new(io::sink()))),
+                &mut notes,
+            )
+            .await
+        });
+        assert_eq!(outcome, Outcome::Approved(vec![approval]));
+        assert_eq!(
+            String::from_utf8(notes).unwrap(),
+            "\nstep `deploy` was decided from another shell (approved by alice); no answer is needed here\n"
+        );
+        drop(tx);
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_723); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T01:02:03Z");
+        let later = UNIX_EPOCH + Duration::from_secs(1_738_314_300);
+        assert_eq!(rfc3339(later), "2025-01-31T09:05:00Z");
+    }
+}

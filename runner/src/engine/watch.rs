@@ -1,0 +1,295 @@
+//! Judging the measurements of a watch block.
+//!
+//! Why a module of its own: these rules decide whether a canary is rolled back,
+//! so they are pure functions with exhaustive tests, apart from the loop that
+//! runs the plugin.
+//!
+//! Each measurement is one of four verdicts:
+//! - **error**: the plugin itself failed (it could not measure);
+//! - **failure**: `failure` holds on `result`, or there is no `failure`
+//!   condition and `success` does not hold;
+//! - **inconclusive**: neither holds, with both conditions written;
+//! - **success**: otherwise (no conditions at all means every measurement that
+//!   the plugin completes is a success).
+//!
+//! A limit is the number of measurements of that kind *tolerated*: the watch
+//! stops on the first measurement that takes a count above its limit. So
+//! `consecutive_failure_limit: 1` stops on the second failure in a row, and the
+//! default `failure_limit` of 0 stops on the first failure.
+
+use serde_json::{Map, Value};
+
+use crate::playbook::model::Watch;
+
+/// Plugin errors in a row tolerated when the watch does not say.
+pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: u32 = 4;
+
+/// What one measurement showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Success,
+    Failure,
+    Inconclusive,
+    Error,
+}
+
+/// Judges one measurement's outputs; `vars` is the run's context, to which
+/// `result` is added for the conditions.
+pub fn judge(
+    watch: &Watch,
+    outputs: &Map<String, Value>,
+    vars: &Map<String, Value>,
+) -> Result<Verdict, String> {
+    let mut scope = vars.clone();
+    scope.insert("result".into(), Value::Object(outputs.clone()));
+    let holds = |cond: &str| -> Result<bool, String> {
+        match crate::expr::evaluate(crate::expr::unwrap_condition(cond), &scope)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!(
+                "the condition `{cond}` gives {other}, not true or false"
+            )),
+        }
+    };
+    if let Some(f) = &watch.failure
+        && holds(f.as_str())?
+    {
+        return Ok(Verdict::Failure);
+    }
+    match &watch.success {
+        None => Ok(Verdict::Success),
+        Some(s) if holds(s.as_str())? => Ok(Verdict::Success),
+        Some(_) if watch.failure.is_some() => Ok(Verdict::Inconclusive),
+        Some(_) => Ok(Verdict::Failure),
+    }
+}
+
+/// What the watch does after a measurement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Keep measuring.
+    Go,
+    /// The watch failed; the message says which limit was passed.
+    Fail(String),
+    /// The inconclusive limit was passed: `on_inconclusive` decides.
+    Inconclusive(String),
+}
+
+/// Running counts of a watch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    pub measurements: u32,
+    pub successes: u32,
+    pub failures: u32,
+    pub inconclusive: u32,
+    pub errors: u32,
+    #[serde(skip)]
+    consecutive_failures: u32,
+    #[serde(skip)]
+    consecutive_errors: u32,
+    /// Inconclusive measurements no longer count (after `continue` or an approval).
+    #[serde(skip)]
+    inconclusive_waived: u32,
+}
+
+impl Tally {
+    /// Counts `verdict` and says whether the watch goes on.
+    pub fn add(&mut self, watch: &Watch, verdict: Verdict) -> Next {
+        self.measurements += 1;
+        if verdict != Verdict::Error {
+            self.consecutive_errors = 0;
+        }
+        if verdict != Verdict::Failure {
+            self.consecutive_failures = 0;
+        }
+        match verdict {
+            Verdict::Success => self.successes += 1,
+            Verdict::Error => {
+                self.errors += 1;
+                self.consecutive_errors += 1;
+                let limit = watch
+                    .consecutive_error_limit
+                    .unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT);
+                if self.consecutive_errors > limit {
+                    return Next::Fail(format!(
+                        "{} plugin errors in a row (consecutive_error_limit: {limit})",
+                        self.consecutive_errors
+                    ));
+                }
+            }
+            Verdict::Failure => {
+                self.failures += 1;
+                self.consecutive_failures += 1;
+                if let Some(limit) = watch.consecutive_failure_limit
+                    && self.consecutive_failures > limit
+                {
+                    return Next::Fail(format!(
+                        "{} failed measurements in a row (consecutive_failure_limit: {limit})",
+                        self.consecutive_failures
+                    ));
+                }
+                if let Some(limit) = watch.effective_failure_limit()
+                    && self.failures > limit
+                {
+                    return Next::Fail(format!(
+                        "{} failed measurement{} (failure_limit: {limit})",
+                        self.failures,
+                        if self.failures == 1 { "" } else { "s" }
+                    ));
+                }
+            }
+            Verdict::Inconclusive => {
+                self.inconclusive += 1;
+                let limit = watch.inconclusive_limit.unwrap_or(0);
+                if self.inconclusive - self.inconclusive_waived > limit {
+                    return Next::Inconclusive(format!(
+                        "{} inconclusive measurement{} (inconclusive_limit: {limit})",
+                        self.inconclusive,
+                        if self.inconclusive == 1 { "" } else { "s" }
+                    ));
+                }
+            }
+        }
+        Next::Go
+    }
+
+    /// Inconclusive measurements so far no longer count against the limit.
+    pub fn waive_inconclusive(&mut self) {
+        self.inconclusive_waived = self.inconclusive;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::model::OnInconclusive;
+    use crate::playbook::scalars::{Cel, DurationSpec};
+    use serde_json::json;
+
+    fn watch() -> Watch {
+        Watch {
+            interval: DurationSpec("1s".into()),
+            count: Some(10),
+            duration: None,
+            success: None,
+            failure: None,
+            failure_limit: None,
+            consecutive_failure_limit: None,
+            inconclusive_limit: None,
+            consecutive_error_limit: None,
+            on_inconclusive: OnInconclusive::Approve,
+        }
+    }
+
+    fn run(w: &Watch, verdicts: &[Verdict]) -> (usize, Next) {
+        let mut t = Tally::default();
+        for (i, v) in verdicts.iter().enumerate() {
+            let next = t.add(w, *v);
+            if next != Next::Go {
+                return (i + 1, next);
+            }
+        }
+        (verdicts.len(), Next::Go)
+    }
+
+    use Verdict::{Error as E, Failure as F, Inconclusive as I, Success as S};
+
+    #[test]
+    fn by_default_the_first_failure_stops_the_watch() {
+        assert_eq!(
+            run(&watch(), &[S, S, F, S]),
+            (
+                3,
+                Next::Fail("1 failed measurement (failure_limit: 0)".into())
+            )
+        );
+    }
+
+    #[test]
+    fn a_consecutive_limit_of_one_stops_on_the_second_failure_in_a_row() {
+        let w = Watch {
+            consecutive_failure_limit: Some(1),
+            ..watch()
+        };
+        // Failures apart are tolerated (no total limit next to a consecutive one) ...
+        assert_eq!(run(&w, &[F, S, F, S, F, S]), (6, Next::Go));
+        // ... two in a row are not: the seeds' "health checks fail twice in a row".
+        assert_eq!(
+            run(&w, &[S, F, F, S]),
+            (
+                3,
+                Next::Fail("2 failed measurements in a row (consecutive_failure_limit: 1)".into())
+            )
+        );
+    }
+
+    #[test]
+    fn a_total_failure_limit_counts_all_failures() {
+        let w = Watch {
+            failure_limit: Some(2),
+            consecutive_failure_limit: Some(5),
+            ..watch()
+        };
+        assert_eq!(
+            run(&w, &[F, S, F, S, F]),
+            (
+                5,
+                Next::Fail("3 failed measurements (failure_limit: 2)".into())
+            )
+        );
+    }
+
+    #[test]
+    fn plugin_errors_in_a_row_have_their_own_limit() {
+        assert_eq!(run(&watch(), &[E, E, E, E, S, E, E, E, E]), (9, Next::Go));
+        assert_eq!(
+            run(&watch(), &[E, E, E, E, E]),
+            (
+                5,
+                Next::Fail("5 plugin errors in a row (consecutive_error_limit: 4)".into())
+            )
+        );
+    }
+
+    #[test]
+    fn inconclusive_measurements_pass_to_on_inconclusive_and_can_be_waived() {
+        let w = Watch {
+            inconclusive_limit: Some(1),
+            ..watch()
+        };
+        let mut t = Tally::default();
+        assert_eq!(t.add(&w, I), Next::Go);
+        assert_eq!(
+            t.add(&w, I),
+            Next::Inconclusive("2 inconclusive measurements (inconclusive_limit: 1)".into())
+        );
+        t.waive_inconclusive();
+        assert_eq!(t.add(&w, I), Next::Go);
+        assert_eq!(t.inconclusive, 3);
+    }
+
+    #[test]
+    fn conditions_decide_the_verdict() {
+        let vars = Map::new();
+        let out = |rate: f64| json!({ "error_rate": rate }).as_object().unwrap().clone();
+        let both = Watch {
+            success: Some(Cel("result.error_rate < 0.005".into())),
+            failure: Some(Cel("result.error_rate > 0.01".into())),
+            ..watch()
+        };
+        assert_eq!(judge(&both, &out(0.001), &vars), Ok(S));
+        assert_eq!(judge(&both, &out(0.02), &vars), Ok(F));
+        assert_eq!(judge(&both, &out(0.008), &vars), Ok(I));
+        let success_only = Watch {
+            failure: None,
+            ..both.clone()
+        };
+        assert_eq!(judge(&success_only, &out(0.008), &vars), Ok(F));
+        assert_eq!(judge(&watch(), &out(0.5), &vars), Ok(S));
+        let wrong = Watch {
+            success: Some(Cel("result.error_rate".into())),
+            ..watch()
+        };
+        assert!(judge(&wrong, &out(0.5), &vars).is_err());
+    }
+}
