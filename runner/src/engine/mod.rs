@@ -522,7 +522,13 @@ impl Executor<'_> {
                 _ = until(stage_budget.map(|b| b.0)), if escalation.is_none() => {
                     stage_budget_fired = true;
                     let (_, budget) = clock.budget.expect("a budget fired");
-                    escalation = self.escalate(Some(sid), budget, clock_start(clock.budget), &stage.handlers.on_budget_exceeded, vars, st);
+                    // A stage without its own escalation uses the run's.
+                    let handlers = if stage.handlers.on_budget_exceeded.is_empty() {
+                        &plan.handlers.on_budget_exceeded
+                    } else {
+                        &stage.handlers.on_budget_exceeded
+                    };
+                    escalation = self.escalate(Some(sid), budget, clock_start(clock.budget), handlers, vars, st);
                 }
                 _ = until(run_budget.map(|b| b.0)), if escalation.is_none() => {
                     st.budget_escalated = true;
