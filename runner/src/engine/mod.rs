@@ -299,11 +299,13 @@ impl Executor<'_> {
             }),
         );
         for stage in &plan.stages {
+            self.interrupted_between_steps(&mut st);
             if st.status != RunStatus::Succeeded {
                 break;
             }
             self.stage(plan, stage, &mut vars, &mut st).await;
         }
+        self.interrupted_between_steps(&mut st);
         set_run_status(&mut vars, st.status.as_str());
         if st.status != RunStatus::Succeeded {
             self.handlers(
@@ -414,6 +416,23 @@ impl Executor<'_> {
             duration_s: seconds(begin.elapsed()),
             budget_s: budget.map(seconds),
         });
+    }
+
+    /// A signal that came while no stage loop was listening (during a stage's
+    /// handlers, say) still stops the run before anything else starts.
+    fn interrupted_between_steps(&self, st: &mut RunState) {
+        if st.interrupted_by.is_some() {
+            return;
+        }
+        if let Some(signal) = *self.interrupt.borrow() {
+            self.emit(Event::Interrupted {
+                signal: signal.name(),
+            });
+            st.interrupted_by = Some(signal);
+            if st.status == RunStatus::Succeeded {
+                st.status = RunStatus::Interrupted;
+            }
+        }
     }
 
     /// The scheduling loop of one stage.
