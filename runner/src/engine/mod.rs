@@ -957,7 +957,7 @@ impl Executor<'_> {
             step: step.to_owned(),
             prompt: prompt.to_owned(),
             approvers: approvers.to_vec(),
-            deadline: rfc3339_at(std::time::SystemTime::now() + timeout),
+            deadline: approval::rfc3339(std::time::SystemTime::now() + timeout),
         };
         if let Err(e) = mailbox.open(&request) {
             return Asked::Unavailable(format!("cannot open the approval request: {e}"));
@@ -1272,29 +1272,9 @@ fn set_clock(vars: &mut Map<String, Value>, st: &RunState) {
     }
 }
 
-/// The current time as RFC 3339 (UTC), without a date library.
+/// The current time as RFC 3339 (UTC).
 pub fn now_rfc3339() -> String {
-    rfc3339_at(std::time::SystemTime::now())
-}
-
-/// `t` as RFC 3339 (UTC).
-pub fn rfc3339_at(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+    approval::rfc3339(std::time::SystemTime::now())
 }
 
 #[cfg(test)]
