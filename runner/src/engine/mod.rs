@@ -450,6 +450,26 @@ impl Executor<'_> {
             .enumerate()
             .map(|(i, s)| (s.step.id.as_str(), i))
             .collect();
+        // Kahn's scheme: each step counts the steps it still waits for; a step
+        // whose count reaches zero is ready. Ready steps start in list order.
+        let mut waiting_for = vec![0usize; steps.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+        for (i, p) in steps.iter().enumerate() {
+            for j in p.after.iter().filter_map(|a| index.get(a.as_str())) {
+                waiting_for[i] += 1;
+                dependents[*j].push(i);
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..steps.len()).filter(|&i| waiting_for[i] == 0).collect();
+        let mut done = |i: usize, ready: &mut std::collections::BTreeSet<usize>| {
+            for &k in &dependents[i] {
+                waiting_for[k] -= 1;
+                if waiting_for[k] == 0 {
+                    ready.insert(k);
+                }
+            }
+        };
         let run_id = st.run_id.clone();
         let mut state = vec![Slot::Waiting; steps.len()];
         let max_parallel = plan.max_parallel.max(1) as usize;
@@ -462,40 +482,26 @@ impl Executor<'_> {
         let sid = stage.id.as_str();
         loop {
             // Start what can start.
-            let mut progressed = true;
-            while progressed && !failed && escalation.is_none() {
-                progressed = false;
-                for i in 0..steps.len() {
-                    if state[i] != Slot::Waiting || running.len() >= max_parallel {
-                        continue;
+            while !failed && escalation.is_none() && running.len() < max_parallel {
+                let Some(i) = ready.pop_first() else { break };
+                set_clock(vars, st);
+                let p = &steps[i];
+                match self.prepare(Some(sid), p, vars) {
+                    Work::Skip => {
+                        state[i] = Slot::Done;
+                        done(i, &mut ready);
+                        let record = StepRecord::new(Some(sid), p.step.id.as_str());
+                        self.finish(record, vars, st);
                     }
-                    let ready = steps[i].after.iter().all(|a| {
-                        index
-                            .get(a.as_str())
-                            .is_none_or(|&j| state[j] == Slot::Done)
-                    });
-                    if !ready {
-                        continue;
-                    }
-                    progressed = true;
-                    set_clock(vars, st);
-                    let p = &steps[i];
-                    match self.prepare(Some(sid), p, vars) {
-                        Work::Skip => {
-                            state[i] = Slot::Done;
-                            let record = StepRecord::new(Some(sid), p.step.id.as_str());
-                            self.finish(record, vars, st);
-                        }
-                        work => {
-                            state[i] = Slot::Running;
-                            self.emit(Event::StepStarted {
-                                stage: Some(stage.id.clone()),
-                                step: p.step.id.to_string(),
-                                kind: kind_of(p),
-                            });
-                            let fut = self.execute(Some(sid), p, work, &run_id);
-                            running.push(Box::pin(async move { (i, fut.await) }));
-                        }
+                    work => {
+                        state[i] = Slot::Running;
+                        self.emit(Event::StepStarted {
+                            stage: Some(stage.id.clone()),
+                            step: p.step.id.to_string(),
+                            kind: kind_of(p),
+                        });
+                        let fut = self.execute(Some(sid), p, work, &run_id);
+                        running.push(Box::pin(async move { (i, fut.await) }));
                     }
                 }
             }
@@ -507,6 +513,7 @@ impl Executor<'_> {
             tokio::select! {
                 Some((i, record)) = running.next(), if !running.is_empty() => {
                     state[i] = Slot::Done;
+                    done(i, &mut ready);
                     let stops = record.rollback
                         || (record.status == "failed" && !steps[i].step.continue_on_error);
                     self.finish(record, vars, st);
