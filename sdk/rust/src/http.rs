@@ -7,7 +7,8 @@
 //! is refused unless that address is granted itself. A refusal comes back as
 //! [`HttpError::Denied`], which `?` turns into [`StepError::Denied`].
 //!
-//! Declare [`crate::capability::HTTP`] in [`crate::Info::capabilities`].
+//! Needs the SDK's `http` feature. Declare [`crate::capability::HTTP`] in
+//! [`crate::Info::capabilities`].
 //!
 //! ```ignore
 //! use runner_sdk::http::Request;

@@ -54,7 +54,7 @@
 //! what the playbook granted, and only for the capabilities the plugin declared
 //! in [`Info::capabilities`]. The filesystem is plain `std::fs`: the step's
 //! working directory is `.`, granted folders appear under the names the playbook
-//! gives them. [`http`] reaches only the granted hosts. A refused host call comes
+//! gives them. `http` (feature `http`) reaches only the granted hosts. A refused host call comes
 //! back as [`StepError::Denied`], so `?` does the right thing.
 
 #![warn(missing_docs)]
@@ -67,6 +67,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+#[cfg(feature = "http")]
 pub mod http;
 pub mod log;
 pub mod process;
