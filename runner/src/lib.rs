@@ -10,3 +10,5 @@ pub mod expr;
 pub mod host;
 pub mod plan;
 pub mod playbook;
+pub mod record;
+pub mod report;

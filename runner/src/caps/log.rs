@@ -32,11 +32,12 @@ pub const LOG_BURST: u64 = 1000;
 pub const LOG_RATE: u64 = 100;
 
 /// A log line written by a plugin (or by the host about it), already redacted.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogLine {
-    pub level: &'static str,
+    #[serde(deserialize_with = "crate::engine::events::word")]
+    pub level: crate::engine::events::Word,
     pub message: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fields: String,
 }
 

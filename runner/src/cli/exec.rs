@@ -9,6 +9,7 @@ use crate::host::cache::ComponentCache;
 use crate::host::runtime::Runtime;
 use crate::host::{self, resolve};
 use crate::playbook;
+use crate::record::Journal;
 
 /// Exit code: the run failed or timed out (a step or gate failed; handlers ran).
 pub const EXIT_FAILED: u8 = 1;
@@ -34,15 +35,64 @@ fn runtime() -> Result<Runtime, u8> {
 }
 
 pub fn exec(args: &ExecArgs) -> u8 {
-    let (file, output) = (args.run.file.as_path(), args.run.output);
-    let secrets = match &args.secrets {
+    let journal = match open_journal(args.journal.as_deref()) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    launch(Launch {
+        run: &args.run,
+        secrets: args.secrets.as_deref(),
+        journal,
+        run_id: new_run_id(),
+        resume: engine::Resume::default(),
+        parent: None,
+    })
+}
+
+/// Opens the journal named by `--journal` / `RUNNER_JOURNAL`, else the default.
+pub(crate) fn open_journal(path: Option<&std::path::Path>) -> Result<Journal, u8> {
+    let Some(path) = path.map(ToOwned::to_owned).or_else(Journal::default_path) else {
+        eprintln!(
+            "error: no place for the run journal: set RUNNER_STATE_DIR, RUNNER_JOURNAL or --journal"
+        );
+        return Err(EXIT_INVALID);
+    };
+    Journal::open(&path).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_INVALID
+    })
+}
+
+/// A run to start: a new one, a resumed one or a re-run.
+pub(crate) struct Launch<'a> {
+    pub run: &'a super::RunArgs,
+    pub secrets: Option<&'a std::path::Path>,
+    pub journal: Journal,
+    pub run_id: String,
+    pub resume: engine::Resume,
+    /// The run this one re-runs.
+    pub parent: Option<String>,
+}
+
+/// Loads, plans, journals and runs; the exit code.
+pub(crate) fn launch(l: Launch) -> u8 {
+    let Launch {
+        run: args,
+        secrets,
+        mut journal,
+        run_id,
+        resume,
+        parent,
+    } = l;
+    let (file, output) = (args.file.as_path(), args.output);
+    let secrets = match secrets {
         None => SecretSource::environment(),
         Some(path) => match SecretSource::with_file(path) {
             Ok(s) => s,
             Err(e) => return invalid(file, &[e]),
         },
     };
-    let (validated, plan) = match load_and_plan(&args.run) {
+    let (validated, plan) = match load_and_plan(args) {
         Ok(vp) => vp,
         Err(code) => return code,
     };
@@ -55,21 +105,34 @@ pub fn exec(args: &ExecArgs) -> u8 {
         Ok(r) => r,
         Err(problems) => return invalid(file, &problems),
     };
-    let run_id = run_id();
     let state_dir = super::state_dir();
-    let json = output == Output::Json;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let json = output == Output::Json || (output == Output::Auto && !terminal);
+    let mut progress = (output == Output::Auto && terminal).then(|| {
+        let color = std::env::var_os("NO_COLOR").is_none()
+            && std::env::var("TERM").map_or(true, |t| t != "dumb");
+        super::progress::Progress::new(color)
+    });
+    let Some(state) = state_dir.clone() else {
+        eprintln!("error: no state directory: set RUNNER_STATE_DIR (or HOME)");
+        return EXIT_INVALID;
+    };
+    // While this lock is held, the run is alive: `runner resume` refuses it.
+    let me = engine::lock::Holder::me(&run_id);
+    let _alive = match engine::lock::try_acquire(&state, &format!("run-{run_id}"), &me) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: run {run_id} is still running: {e}");
+            return EXIT_INVALID;
+        }
+    };
     // Hold the concurrency group for the whole run; the OS frees it if we die.
     let _group = match &plan.concurrency {
         None => None,
         Some(c) => {
-            let Some(dir) = &state_dir else {
-                eprintln!("error: concurrency groups need a state directory; set RUNNER_STATE_DIR");
-                return EXIT_INVALID;
-            };
-            let me = engine::lock::Holder::me(&run_id);
             let group = c.group.clone();
             let acquired = rt.block_on(engine::lock::acquire(
-                dir,
+                &state,
                 &group,
                 &me,
                 c.on_conflict,
@@ -92,8 +155,78 @@ pub fn exec(args: &ExecArgs) -> u8 {
             }
         }
     };
+    let started_ms = crate::record::now_ms();
+    let retention = retention();
+    match journal.prune(started_ms - retention.as_millis() as i64) {
+        Ok(pruned) => forget(&state, &pruned),
+        Err(e) => eprintln!("warning: pruning the journal: {e}"),
+    }
+    let begun = if resume.resumed {
+        journal.reopen(&run_id)
+    } else {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        journal.begin(&crate::record::RunRow {
+            id: run_id.clone(),
+            playbook: plan.playbook.clone(),
+            file: std::fs::canonicalize(file)
+                .unwrap_or_else(|_| file.to_owned())
+                .display()
+                .to_string(),
+            file_sha256: {
+                use sha2::Digest;
+                crate::host::cache::hex(&sha2::Sha256::digest(&bytes))
+            },
+            input_args: args.inputs.clone(),
+            inputs: serde_json::Value::Object(
+                plan.inputs
+                    .iter()
+                    .map(|i| (i.name.clone(), i.value.clone()))
+                    .collect(),
+            ),
+            started_at: crate::record::stamp(started_ms),
+            started_ms,
+            finished_ms: None,
+            duration_ms: None,
+            status: "running".into(),
+            rolled_back: false,
+            parent: parent.clone(),
+            pid: i64::from(std::process::id()),
+        })
+    };
+    if let Err(e) = begun {
+        eprintln!("error: {e}");
+        return EXIT_INVALID;
+    }
+    let mut seq = journal.next_seq(&run_id).unwrap_or(0);
+    let process_start = std::time::Instant::now();
+    let offset_base = journal
+        .run(&run_id)
+        .ok()
+        .flatten()
+        .map_or(started_ms, |r| r.started_ms);
+    let mut journal_failed = false;
+    let mut stamped: Vec<crate::report::Stamped> = Vec::new();
     let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
     let mut on_event = |event: &engine::Event| {
+        // Durable first: the event is committed before anything else happens.
+        let at = started_ms + process_start.elapsed().as_millis() as i64;
+        if let Err(e) = journal.record(&run_id, seq, at, at - offset_base, event)
+            && !journal_failed
+        {
+            eprintln!(
+                "error: the journal stopped taking events ({e}); the run goes on, its record will be incomplete"
+            );
+            journal_failed = true;
+        }
+        seq += 1;
+        stamped.push(crate::report::Stamped {
+            at: crate::record::stamp(at),
+            offset_ms: (at - offset_base).max(0) as u64,
+            event: event.clone(),
+        });
+        if let Some(p) = progress.as_mut() {
+            return p.event(event);
+        }
         let line = if json {
             let mut v = serde_json::to_value(event).unwrap_or_default();
             if let Some(map) = v.as_object_mut() {
@@ -113,22 +246,77 @@ pub fn exec(args: &ExecArgs) -> u8 {
         plugins: &resolved.plugins,
         grants: &resolved.grants,
         memory: &resolved.memory,
-        artifacts: state_dir
-            .as_ref()
-            .map(|d| d.join("artifacts").join(&run_id)),
-        state_dir: state_dir.clone(),
+        artifacts: Some(state.join("artifacts").join(&run_id)),
+        state_dir: Some(state.clone()),
         interactive,
         interrupt: interrupt_rx,
         on_event: std::cell::RefCell::new(&mut on_event),
+        resume,
     };
     let report = rt.block_on(async {
         watch_signals(interrupt_tx);
         executor.run(&plan, &run_id).await
     });
+    drop(executor);
+    if let Some(p) = progress.as_mut() {
+        p.finish();
+    }
+    let info = crate::report::RunInfo {
+        run_id: run_id.clone(),
+        playbook: plan.playbook.clone(),
+        file: file.display().to_string(),
+        started_at: crate::record::stamp(offset_base),
+        inputs: plan
+            .inputs
+            .iter()
+            .map(|i| (i.name.clone(), i.value.clone()))
+            .collect(),
+    };
+    // A resumed run's report covers the whole run: the journal has every event.
+    let events = match journal.events(&run_id) {
+        Ok(stored) if !stored.is_empty() => stored
+            .into_iter()
+            .map(|s| crate::report::Stamped {
+                at: s.at,
+                offset_ms: s.offset_ms.max(0) as u64,
+                event: s.event,
+            })
+            .collect(),
+        _ => stamped,
+    };
+    match crate::report::write_all(&state.join("reports"), &info, &events) {
+        Ok(paths) if !json => {
+            for p in paths {
+                print(&format!("report: {}\n", p.display()));
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: writing the reports: {e}"),
+    }
     if !json {
         print(&format!("run {run_id} {}\n", report.status.as_str()));
     }
     exit_code(&report)
+}
+
+/// How long finished runs are kept: `RUNNER_RETENTION` (a duration such as
+/// `30d`), else 90 days.
+pub(crate) fn retention() -> std::time::Duration {
+    std::env::var("RUNNER_RETENTION")
+        .ok()
+        .and_then(|t| crate::playbook::scalars::parse_duration(&t).ok())
+        .unwrap_or(crate::record::DEFAULT_RETENTION)
+}
+
+/// Removes the artifacts and approval mailboxes of pruned runs.
+pub(crate) fn forget(state: &std::path::Path, runs: &[String]) {
+    for id in runs {
+        if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(state.join("artifacts").join(id));
+        let _ = std::fs::remove_dir_all(state.join("approvals").join(id));
+    }
 }
 
 /// The exit code of a finished run.
@@ -180,7 +368,7 @@ fn watch_signals(tx: tokio::sync::watch::Sender<Option<engine::Interrupt>>) {
 }
 
 /// One line per event for people; `None` for events that only JSON shows.
-fn human(e: &engine::Event) -> Option<String> {
+pub(crate) fn human(e: &engine::Event) -> Option<String> {
     use engine::Event as E;
     let secs = |s: f64| {
         crate::playbook::scalars::format_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
@@ -277,6 +465,20 @@ fn human(e: &engine::Event) -> Option<String> {
             None => format!("stage {stage} {status} in {}", secs(*duration_s)),
         },
         E::RunFinished { .. } => return None,
+        E::RunResumed {
+            restored,
+            in_flight,
+        } => {
+            if in_flight.is_empty() {
+                format!("resumed: {restored} finished steps restored from the journal")
+            } else {
+                format!(
+                    "resumed: {restored} finished steps restored; in flight when the runner died: {}",
+                    in_flight.join(", ")
+                )
+            }
+        }
+        E::StepRestored(r) => format!("  (restored) {}: {}", r.step, r.status),
     })
 }
 
@@ -307,7 +509,7 @@ fn step_line(r: &StepRecord) -> String {
 }
 
 /// A run id: the start time and the process id, unique enough without a journal.
-fn run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

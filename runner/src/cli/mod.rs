@@ -6,6 +6,8 @@
 mod approve;
 pub mod diagnostic;
 pub(crate) mod exec;
+mod progress;
+mod runs;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -73,6 +75,24 @@ pub enum Command {
         after_help = "Examples:\n  runner approve 1738314300-4242 confirm_rollback --comment 'error rate confirmed'\n  runner approve 1738314300-4242 confirm_rollback --as tech-lead\n  runner approve 1738314300-4242 confirm_rollback --reject --comment 'traffic is recovering'\n\nThe run prints the command to use when it starts waiting. When the step lists approvers, each role answers with --as ROLE; one rejection rejects. The decision is recorded with your user name ($USER) and the time.\nExit codes: 0 recorded, 2 refused (no such run or pending step, or a wrong role; the message says which)."
     )]
     Approve(ApproveArgs),
+    /// Continue a run whose runner died (crash, kill, lost machine).
+    #[command(
+        after_help = "Examples:\n  runner resume 1738314300-4242\n\nSteps that finished are not run again: their outputs come from the journal. A step that was running when the runner died runs again if it is `idempotent: true` or has retry attempts left; otherwise it fails (kind `interrupted`) and the failure handlers run. Gates are evaluated again, approvals asked again. Timeouts and budgets count from the resume. The playbook file must not have changed.\nExit codes as for exec; 2 also when the run ended already or is still running."
+    )]
+    Resume(runs::ResumeArgs),
+    /// Start a finished run again from one of its steps (a new run, same inputs).
+    #[command(
+        after_help = "Examples:\n  runner rerun 1738314300-4242 --from deploy_canary\n\nSteps of earlier stages, and steps of the same stage that do not wait on STEP, keep their results from the old run (if they succeeded or were skipped); STEP, what waits on it, later stages and all handlers run. The new run is linked to the old one (`runner runs show`).\nExit codes as for exec."
+    )]
+    Rerun(runs::RerunArgs),
+    /// Past runs: list, show one, prune old ones.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Per playbook: runs, success rate, rollback rate, mean and p95 duration, mean time to restore.
+    #[command(
+        after_help = "Examples:\n  runner stats\n  runner stats --since 7d --playbook hotfix --output json\n\nSuccess rate: succeeded / finished runs. Rollback rate: finished runs in which an on_failure handler list ran. Duration: mean and 95th percentile (nearest rank). Mean time to restore: for each run that did not succeed, the time from its end to the end of the next succeeded run of the same playbook, averaged."
+    )]
+    Stats(runs::StatsArgs),
     /// List built-in plugins, or show what one needs.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -89,6 +109,9 @@ pub struct ExecArgs {
     /// (chmod 600). Secrets not in it are taken from environment variables.
     #[arg(long, value_name = "FILE", env = "RUNNER_SECRETS_FILE")]
     pub secrets: Option<PathBuf>,
+    /// The run journal (SQLite); default: journal.sqlite in the state directory.
+    #[arg(long, value_name = "FILE", env = "RUNNER_JOURNAL")]
+    pub journal: Option<PathBuf>,
 }
 
 /// What `approve` takes: which run and step, and the answer.
@@ -120,8 +143,8 @@ pub struct RunArgs {
     /// An input value, KEY=VALUE; repeat for several.
     #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
     pub inputs: Vec<String>,
-    /// Output format: text, or JSON (`exec`: JSON Lines events).
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    /// Output: auto (exec: a live tree on a terminal, else JSON Lines), text, json.
+    #[arg(long, value_enum, default_value_t = Output::Auto)]
     pub output: Output,
 }
 
@@ -138,7 +161,12 @@ pub enum PluginsCommand {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
+    /// `exec`: a live tree of stages and steps on a terminal, JSON Lines when
+    /// stdout is not a terminal; elsewhere: text.
+    Auto,
+    /// Plain text, one line per event for `exec`.
     Text,
+    /// JSON (`exec`: JSON Lines events, schema in docs/playbook.md).
     Json,
 }
 
@@ -151,6 +179,10 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan_command(&args),
         Command::Exec(args) => exec::exec(&args),
         Command::Approve(args) => approve::approve(&args),
+        Command::Resume(args) => runs::resume(&args),
+        Command::Rerun(args) => runs::rerun(&args),
+        Command::Runs(cmd) => runs::runs(&cmd),
+        Command::Stats(args) => runs::stats(&args),
         Command::Plugins(PluginsCommand::List) => exec::plugins_list(),
         Command::Plugins(PluginsCommand::Describe { name }) => exec::plugins_describe(&name),
         Command::Schema => {
@@ -263,7 +295,7 @@ fn plan_command(args: &RunArgs) -> u8 {
     match load_and_plan(args) {
         Ok((_, p)) => {
             match args.output {
-                Output::Text => print(&plan::render_text(&p)),
+                Output::Auto | Output::Text => print(&plan::render_text(&p)),
                 Output::Json => print(&format!(
                     "{}\n",
                     serde_json::to_string_pretty(&p).unwrap_or_default()

@@ -6,12 +6,12 @@
 //! JSON line, `{"event": "<name>", "run": "<id>", ...fields}`; the names and
 //! fields below are that schema.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::StepRecord;
 use super::approval::Decision;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
@@ -20,6 +20,13 @@ pub enum Event {
         timeout_s: Option<f64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         budget_s: Option<f64>,
+    },
+    /// `runner resume` picked the run up again: finished steps are restored
+    /// from the journal; steps that were in flight are run again or failed.
+    RunResumed {
+        restored: usize,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        in_flight: Vec<String>,
     },
     StageStarted {
         stage: String,
@@ -35,8 +42,12 @@ pub enum Event {
         stage: Option<String>,
         step: String,
         /// `plugin`, `watch`, `gate` or `approval`.
-        kind: &'static str,
+        #[serde(deserialize_with = "word")]
+        kind: Word,
     },
+    /// A step that had finished before the runner died (or, for a re-run, in
+    /// the earlier run): its record comes from the journal, it does not run.
+    StepRestored(StepRecord),
     /// An attempt failed and will be tried again after `delay_ms`.
     Retry {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,7 +64,7 @@ pub enum Event {
         step: String,
         n: u32,
         verdict: super::watch::Verdict,
-        #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
         outputs: serde_json::Map<String, serde_json::Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
@@ -64,7 +75,8 @@ pub enum Event {
         stage: Option<String>,
         step: String,
         /// `pass`, `fail` or `inconclusive`.
-        outcome: &'static str,
+        #[serde(deserialize_with = "word")]
+        outcome: Word,
         pass: String,
         pass_value: serde_json::Value,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,7 +89,7 @@ pub enum Event {
         stage: Option<String>,
         step: String,
         prompt: String,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         approvers: Vec<String>,
         timeout_s: f64,
         /// How to answer from another shell.
@@ -88,8 +100,9 @@ pub enum Event {
         stage: Option<String>,
         step: String,
         /// `approved`, `rejected` or `timed_out`.
-        outcome: &'static str,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(deserialize_with = "word")]
+        outcome: Word,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         decisions: Vec<Decision>,
     },
     /// A step ended (succeeded, failed, skipped or cancelled).
@@ -108,28 +121,67 @@ pub enum Event {
         timeout_s: f64,
     },
     /// The run got SIGINT or SIGTERM: running steps are cancelled, handlers run.
-    Interrupted { signal: &'static str },
+    Interrupted {
+        #[serde(deserialize_with = "word")]
+        signal: Word,
+    },
     /// A list of handlers starts: `on_failure`, `on_budget_exceeded`, `finally`.
     Handlers {
         #[serde(skip_serializing_if = "Option::is_none")]
         stage: Option<String>,
-        kind: &'static str,
+        #[serde(deserialize_with = "word")]
+        kind: Word,
     },
     StageFinished {
         stage: String,
         /// `succeeded`, `failed`, `timed_out` or `interrupted`.
-        status: &'static str,
+        #[serde(deserialize_with = "word")]
+        status: Word,
         duration_s: f64,
         #[serde(skip_serializing_if = "Option::is_none")]
         budget_s: Option<f64>,
     },
     RunFinished {
         /// `succeeded`, `failed`, `timed_out` or `interrupted`.
-        status: &'static str,
+        #[serde(deserialize_with = "word")]
+        status: Word,
         duration_s: f64,
         #[serde(skip_serializing_if = "Option::is_none")]
         budget_s: Option<f64>,
         /// Handlers that failed (reported; they never change `status`).
         handler_failures: u32,
     },
+}
+
+/// A word of the engine's vocabulary (a status, a kind, an outcome). An alias,
+/// not `&'static str` written out, so that serde's derive does not take the
+/// field for a borrow of the input: these are read with [`word`].
+pub type Word = &'static str;
+
+/// The vocabulary of statuses, kinds and outcomes, read back from the journal.
+/// Events hold these as `&'static str`; each distinct word read is kept once for
+/// the life of the process (the set is small and fixed by the engine).
+pub fn word<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    String::deserialize(d).map(intern)
+}
+
+/// [`word`] for an optional field.
+pub fn maybe_word<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
+    Option::<String>::deserialize(d).map(|w| w.map(intern))
+}
+
+fn intern(text: String) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static WORDS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut words = WORDS
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(w) = words.get(text.as_str()) {
+        return w;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    words.insert(leaked);
+    leaked
 }

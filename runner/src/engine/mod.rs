@@ -60,32 +60,37 @@ pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// What happened to one step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StepRecord {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
     pub step: String,
     /// `succeeded`, `failed`, `skipped` or `cancelled`.
-    pub status: &'static str,
+    #[serde(deserialize_with = "events::word")]
+    pub status: events::Word,
     pub attempts: u32,
-    pub duration_ms: u128,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub summary: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "events::maybe_word"
+    )]
+    pub error_kind: Option<events::Word>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub outputs: Map<String, Value>,
     /// Log lines the plugin wrote (redacted).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<crate::caps::log::LogLine>,
     /// Files the step produced, as kept by the runner.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<crate::host::runtime::Artifact>,
     /// An approval that timed out with `on_timeout: rollback`: the run fails
     /// whatever `continue_on_error` says.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rollback: bool,
 }
 
@@ -183,6 +188,23 @@ pub struct Executor<'a> {
     pub interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
     /// Receives every event, in order.
     pub on_event: RefCell<&'a mut dyn FnMut(&Event)>,
+    /// What a resumed (or re-run) run takes over from the journal.
+    pub resume: Resume,
+}
+
+/// What a run takes over from an earlier process (`runner resume`) or an
+/// earlier run (`runner rerun`).
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// This run continues one whose process died (`run_resumed`, not `run_started`).
+    pub resumed: bool,
+    /// Steps that finished: their records are used, they do not run.
+    pub restored: HashMap<String, StepRecord>,
+    /// Steps that were running when the process died, with the attempts started.
+    /// Each runs again if it is `idempotent` or has retry attempts left, and
+    /// fails (kind `interrupted`) otherwise. Gates and approvals are evaluated or
+    /// asked again.
+    pub in_flight: HashMap<String, u32>,
 }
 
 /// What a run carries from stage to stage.
@@ -273,11 +295,20 @@ impl Executor<'_> {
             handler_failures: 0,
             records: Vec::new(),
         };
-        self.emit(Event::RunStarted {
-            playbook: plan.playbook.clone(),
-            timeout_s: timeout.map(seconds),
-            budget_s: budget.map(seconds),
-        });
+        if self.resume.resumed {
+            let mut in_flight: Vec<String> = self.resume.in_flight.keys().cloned().collect();
+            in_flight.sort();
+            self.emit(Event::RunResumed {
+                restored: self.resume.restored.len(),
+                in_flight,
+            });
+        } else {
+            self.emit(Event::RunStarted {
+                playbook: plan.playbook.clone(),
+                timeout_s: timeout.map(seconds),
+                budget_s: budget.map(seconds),
+            });
+        }
         let mut vars = Map::new();
         let inputs: Map<String, Value> = plan
             .inputs
@@ -486,6 +517,15 @@ impl Executor<'_> {
                 let Some(i) = ready.pop_first() else { break };
                 set_clock(vars, st);
                 let p = &steps[i];
+                if let Some(record) = self.taken_over(Some(sid), p) {
+                    state[i] = Slot::Done;
+                    done(i, &mut ready);
+                    if record.rollback || (record.status == "failed" && !p.step.continue_on_error) {
+                        failed = true;
+                    }
+                    self.restore(record, vars, st);
+                    continue;
+                }
                 match self.prepare(Some(sid), p, vars) {
                     Work::Skip => {
                         state[i] = Slot::Done;
@@ -635,6 +675,15 @@ impl Executor<'_> {
             let mut records = Vec::new();
             let mut ok = true;
             for p in handlers {
+                if let Some(record) = self.taken_over(stage, p) {
+                    if record.status == "failed" {
+                        ok = false;
+                    }
+                    step_vars(&mut scope, &record);
+                    self.emit(Event::StepRestored(record.clone()));
+                    records.push(record);
+                    continue;
+                }
                 let record = match self.prepare(stage, p, &scope) {
                     Work::Skip => StepRecord::new(stage, p.step.id.as_str()),
                     work => {
@@ -675,6 +724,10 @@ impl Executor<'_> {
         });
         for p in steps {
             set_clock(vars, st);
+            if let Some(record) = self.taken_over(stage, p) {
+                self.restore(record, vars, st);
+                continue;
+            }
             let record = match self.prepare(stage, p, vars) {
                 Work::Skip => StepRecord::new(stage, p.step.id.as_str()),
                 work => {
@@ -691,6 +744,42 @@ impl Executor<'_> {
             }
             self.finish(record, vars, st);
         }
+    }
+
+    /// The record of a step this run does not execute: restored from the journal,
+    /// or failed because it was in flight when the runner died and may not run
+    /// twice.
+    fn taken_over(&self, stage: Option<&str>, p: &PlanStep) -> Option<StepRecord> {
+        let id = p.step.id.as_str();
+        if let Some(r) = self.resume.restored.get(id) {
+            return Some(r.clone());
+        }
+        let started = *self.resume.in_flight.get(id)?;
+        let plugin = p.step.uses.is_some();
+        let attempts = p.step.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
+        if !plugin || p.step.idempotent || started < attempts {
+            return None;
+        }
+        let mut record = StepRecord::new(stage, id);
+        record.attempts = started;
+        record.fail(
+            "interrupted",
+            "the runner died while this step was running; it is not `idempotent` and has no retry attempts left, so it is not run again",
+        );
+        Some(record)
+    }
+
+    /// Uses a taken-over record as if the step had just finished.
+    fn restore(&self, record: StepRecord, vars: &mut Map<String, Value>, st: &mut RunState) {
+        if record.error_kind == Some("interrupted")
+            && !self.resume.restored.contains_key(&record.step)
+        {
+            // Failed now, by this process: a real step result.
+            return self.finish(record, vars, st);
+        }
+        step_vars(vars, &record);
+        self.emit(Event::StepRestored(record.clone()));
+        st.records.push(record);
     }
 
     /// Reports a finished step and makes it visible to later expressions.
@@ -900,7 +989,7 @@ impl Executor<'_> {
                 }
             }
         }
-        record.duration_ms = begin.elapsed().as_millis();
+        record.duration_ms = begin.elapsed().as_millis() as u64;
         record
     }
 

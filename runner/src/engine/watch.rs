@@ -25,7 +25,7 @@ use crate::playbook::model::Watch;
 pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: u32 = 4;
 
 /// What one measurement showed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Success,

@@ -108,7 +108,7 @@ pub struct StepSuccess {
     pub artifacts: Vec<Artifact>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Artifact {
     pub name: String,
     /// Where the plugin left it, relative to its working directory.
@@ -116,7 +116,7 @@ pub struct Artifact {
     pub media_type: String,
     /// Where the runner kept it (the working directory is deleted after the
     /// attempt); `None` when the run keeps no artifacts.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored: Option<PathBuf>,
 }
 

@@ -371,6 +371,11 @@ pub struct Step {
     /// A failure of this step is recorded but does not fail the stage.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub continue_on_error: bool,
+    /// Running the step twice does no harm. When the runner died while this step
+    /// was running, `runner resume` runs it again if it is idempotent (or has
+    /// retry attempts left), and otherwise fails it so the failure handlers run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 impl Watch {

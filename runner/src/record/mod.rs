@@ -1,0 +1,589 @@
+//! The run journal: every run and every event of it, in SQLite.
+//!
+//! Why: a hotfix run is evidence for the post-mortem, the operations guide wants
+//! history, success rates and durations, and a runner that dies mid-canary must
+//! be able to pick the run up again. So each event is written, in its own
+//! transaction, before the engine moves on (the `on_event` callback returns only
+//! after the commit). WAL mode with `synchronous = NORMAL`: a committed event
+//! survives the runner being killed at any point (the crash test does exactly
+//! that); a power loss may lose the last few commits, which buys a write cost of
+//! tens of microseconds instead of an fsync per event.
+//!
+//! Tables: `runs` (one row per run: playbook, file and its hash, inputs, status,
+//! times, links to the run it resumes or re-runs), `events` (the engine's events
+//! as JSON, in order, with their time), `steps` (the latest state of each step of
+//! a run: in flight, or its final record — what `runner resume` needs).
+//! Everything stored has been redacted by the host already: secret values never
+//! reach an event.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::engine::{Event, StepRecord};
+
+pub mod stats;
+
+/// The schema this runner writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Runs older than this are pruned when `runner exec` starts, unless
+/// `RUNNER_RETENTION` says otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+
+const SCHEMA: &str = "
+CREATE TABLE runs (
+    id           TEXT PRIMARY KEY,
+    playbook     TEXT NOT NULL,
+    file         TEXT NOT NULL,
+    file_sha256  TEXT NOT NULL,
+    input_args   TEXT NOT NULL,   -- JSON array of the KEY=VALUE arguments given
+    inputs       TEXT NOT NULL,   -- JSON object of the resolved inputs
+    started_at   TEXT NOT NULL,
+    started_ms   INTEGER NOT NULL,
+    finished_ms  INTEGER,
+    duration_ms  INTEGER,
+    status       TEXT NOT NULL,   -- running, succeeded, failed, timed_out, interrupted
+    rolled_back  INTEGER NOT NULL DEFAULT 0,
+    parent       TEXT,            -- the run this one re-runs
+    pid          INTEGER NOT NULL
+);
+CREATE INDEX runs_started ON runs (started_ms);
+CREATE INDEX runs_playbook ON runs (playbook, started_ms);
+CREATE TABLE events (
+    run_id     TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    at         TEXT NOT NULL,
+    offset_ms  INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    stage      TEXT,
+    step       TEXT,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE steps (
+    run_id    TEXT NOT NULL,
+    step      TEXT NOT NULL,
+    status    TEXT NOT NULL,      -- running, or the final status
+    attempts  INTEGER NOT NULL,
+    record    TEXT,               -- the final StepRecord as JSON
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+";
+
+/// A run as the journal knows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub playbook: String,
+    pub file: String,
+    pub file_sha256: String,
+    pub input_args: Vec<String>,
+    pub inputs: Value,
+    pub started_at: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub status: String,
+    pub rolled_back: bool,
+    pub parent: Option<String>,
+    pub pid: i64,
+}
+
+/// What `runner resume` needs about the steps of a run.
+#[derive(Debug, Default)]
+pub struct StepStates {
+    /// Steps that finished, with their records.
+    pub finished: std::collections::HashMap<String, StepRecord>,
+    /// Steps that were running when the runner died, with the attempts started.
+    pub in_flight: std::collections::HashMap<String, u32>,
+}
+
+/// An event as stored, with its time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stored {
+    pub seq: i64,
+    pub at: String,
+    pub offset_ms: i64,
+    pub event: Event,
+}
+
+/// Which runs to list.
+#[derive(Debug, Default)]
+pub struct Filter<'a> {
+    pub playbook: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub since_ms: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+pub struct Journal {
+    conn: Connection,
+    pub path: PathBuf,
+}
+
+fn sql(e: rusqlite::Error) -> String {
+    format!("journal: {e}")
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn stamp(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let secs = crate::engine::approval::rfc3339(t);
+    format!("{}.{:03}Z", secs.trim_end_matches('Z'), ms.rem_euclid(1000))
+}
+
+impl Journal {
+    /// `$RUNNER_JOURNAL`, else `journal.sqlite` in the state directory.
+    pub fn default_path() -> Option<PathBuf> {
+        std::env::var_os("RUNNER_JOURNAL")
+            .map(PathBuf::from)
+            .or_else(|| crate::cli::state_dir().map(|d| d.join("journal.sqlite")))
+    }
+
+    /// Opens (creating if need be) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| format!("cannot open the journal `{}`: {e}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
+        match version {
+            0 => {
+                conn.execute_batch(SCHEMA)
+                    .map_err(|e| format!("cannot create the journal `{}`: {e}", path.display()))?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(sql)?;
+            }
+            SCHEMA_VERSION => {}
+            newer => {
+                return Err(format!(
+                    "the journal `{}` has schema version {newer}, written by a newer runner (this one reads {SCHEMA_VERSION}); upgrade the runner or use another journal (--journal)",
+                    path.display()
+                ));
+            }
+        }
+        Ok(Journal {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Records the start of a run.
+    pub fn begin(&self, run: &RunRow) -> Result<(), String> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10)",
+                params![
+                    run.id,
+                    run.playbook,
+                    run.file,
+                    run.file_sha256,
+                    serde_json::to_string(&run.input_args).unwrap_or_default(),
+                    run.inputs.to_string(),
+                    run.started_at,
+                    run.started_ms,
+                    run.parent,
+                    run.pid,
+                ],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Marks a run as running again, by this process (`runner resume`).
+    pub fn reopen(&self, id: &str) -> Result<(), String> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'running', finished_ms = NULL, duration_ms = NULL, pid = ?2 WHERE id = ?1",
+                params![id, std::process::id()],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// The sequence number the next event of `id` gets.
+    pub fn next_seq(&self, id: &str) -> Result<i64, String> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(sql)
+    }
+
+    /// Writes one event (and what it changes of the run and its steps) in one
+    /// transaction; returns once it is committed.
+    pub fn record(
+        &mut self,
+        id: &str,
+        seq: i64,
+        at_ms: i64,
+        offset_ms: i64,
+        event: &Event,
+    ) -> Result<(), String> {
+        let body = serde_json::to_value(event).map_err(|e| format!("journal: {e}"))?;
+        let kind = body["event"].as_str().unwrap_or("").to_owned();
+        let stage = body["stage"].as_str().map(str::to_owned);
+        let step = body["step"].as_str().map(str::to_owned);
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute(
+            "INSERT INTO events (run_id, seq, at, offset_ms, kind, stage, step, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![id, seq, stamp(at_ms), offset_ms, kind, stage, step, body.to_string()],
+        )
+        .map_err(sql)?;
+        match event {
+            Event::StepStarted { step, .. } => {
+                tx.execute(
+                    "INSERT INTO steps (run_id, step, status, attempts) VALUES (?1, ?2, 'running', 1)
+                     ON CONFLICT (run_id, step) DO UPDATE SET status = 'running', attempts = attempts + 1, record = NULL",
+                    params![id, step],
+                )
+                .map_err(sql)?;
+            }
+            Event::Retry { step, attempt, .. } => {
+                tx.execute(
+                    "UPDATE steps SET attempts = ?3 WHERE run_id = ?1 AND step = ?2",
+                    params![id, step, attempt + 1],
+                )
+                .map_err(sql)?;
+            }
+            Event::StepFinished(r) | Event::StepRestored(r) => {
+                let record = serde_json::to_string(r).map_err(|e| format!("journal: {e}"))?;
+                tx.execute(
+                    "INSERT INTO steps (run_id, step, status, attempts, record) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (run_id, step) DO UPDATE SET status = ?3, attempts = ?4, record = ?5",
+                    params![id, r.step, r.status, r.attempts, record],
+                )
+                .map_err(sql)?;
+            }
+            Event::Handlers {
+                kind: "on_failure", ..
+            } => {
+                tx.execute("UPDATE runs SET rolled_back = 1 WHERE id = ?1", [id])
+                    .map_err(sql)?;
+            }
+            Event::RunFinished { status, .. } => {
+                tx.execute(
+                    "UPDATE runs SET status = ?2, finished_ms = ?3, duration_ms = ?3 - started_ms WHERE id = ?1",
+                    params![id, status, at_ms],
+                )
+                .map_err(sql)?;
+            }
+            _ => {}
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// One run.
+    pub fn run(&self, id: &str) -> Result<Option<RunRow>, String> {
+        self.conn
+            .query_row(&format!("{RUN_COLUMNS} WHERE id = ?1"), [id], run_row)
+            .optional()
+            .map_err(sql)
+    }
+
+    /// Runs, newest first.
+    pub fn list(&self, f: &Filter) -> Result<Vec<RunRow>, String> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{RUN_COLUMNS} WHERE (?1 IS NULL OR playbook = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR started_ms >= ?3)
+                 ORDER BY started_ms DESC, id DESC LIMIT ?4"
+            ))
+            .map_err(sql)?;
+        let limit = f.limit.map_or(-1, |l| l as i64);
+        let rows = stmt
+            .query_map(params![f.playbook, f.status, f.since_ms, limit], run_row)
+            .map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)
+    }
+
+    /// The events of a run, in order. Events this runner cannot read (from a
+    /// newer one) are skipped.
+    pub fn events(&self, id: &str) -> Result<Vec<Stored>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, at, offset_ms, body FROM events WHERE run_id = ?1 ORDER BY seq")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, offset_ms, body) = row.map_err(sql)?;
+            if let Ok(event) = serde_json::from_str::<Event>(&body) {
+                out.push(Stored {
+                    seq,
+                    at,
+                    offset_ms,
+                    event,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The steps of a run: finished ones with their records, and those in flight.
+    pub fn steps(&self, id: &str) -> Result<StepStates, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT step, status, attempts, record FROM steps WHERE run_id = ?1")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut out = StepStates::default();
+        for row in rows {
+            let (step, status, attempts, record) = row.map_err(sql)?;
+            match record.and_then(|r| serde_json::from_str::<StepRecord>(&r).ok()) {
+                Some(record) if status != "running" => {
+                    out.finished.insert(step, record);
+                }
+                _ => {
+                    out.in_flight.insert(step, attempts);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the finished runs that started before `before_ms`, with their events
+    /// and steps; returns their ids.
+    pub fn prune(&mut self, before_ms: i64) -> Result<Vec<String>, String> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        let ids: Vec<String> = {
+            let mut stmt = tx
+                .prepare("SELECT id FROM runs WHERE started_ms < ?1 AND status != 'running'")
+                .map_err(sql)?;
+            let rows = stmt.query_map([before_ms], |r| r.get(0)).map_err(sql)?;
+            rows.collect::<Result<_, _>>().map_err(sql)?
+        };
+        for id in &ids {
+            tx.execute("DELETE FROM events WHERE run_id = ?1", [id])
+                .map_err(sql)?;
+            tx.execute("DELETE FROM steps WHERE run_id = ?1", [id])
+                .map_err(sql)?;
+            tx.execute("DELETE FROM runs WHERE id = ?1", [id])
+                .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(ids)
+    }
+}
+
+const RUN_COLUMNS: &str = "SELECT id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, finished_ms, duration_ms, status, rolled_back, parent, pid FROM runs";
+
+fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        playbook: r.get(1)?,
+        file: r.get(2)?,
+        file_sha256: r.get(3)?,
+        input_args: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+        inputs: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or(Value::Null),
+        started_at: r.get(6)?,
+        started_ms: r.get(7)?,
+        finished_ms: r.get(8)?,
+        duration_ms: r.get(9)?,
+        status: r.get(10)?,
+        rolled_back: r.get::<_, i64>(11)? != 0,
+        parent: r.get(12)?,
+        pid: r.get(13)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Event;
+
+    fn journal(name: &str) -> (Journal, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("runner-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let j = Journal::open(&dir.join("j.sqlite")).unwrap();
+        (j, dir)
+    }
+
+    pub(crate) fn row(id: &str, playbook: &str, started_ms: i64) -> RunRow {
+        RunRow {
+            id: id.into(),
+            playbook: playbook.into(),
+            file: "p.yaml".into(),
+            file_sha256: "00".into(),
+            input_args: vec!["service=api".into()],
+            inputs: serde_json::json!({ "service": "api" }),
+            started_at: stamp(started_ms),
+            started_ms,
+            finished_ms: None,
+            duration_ms: None,
+            status: "running".into(),
+            rolled_back: false,
+            parent: None,
+            pid: 1,
+        }
+    }
+
+    fn finished(step: &str, status: &'static str) -> Event {
+        let mut r: StepRecord = serde_json::from_value(serde_json::json!({
+            "step": step, "status": status, "attempts": 1, "duration_ms": 5,
+            "outputs": { "sha": "abc" }
+        }))
+        .unwrap();
+        r.status = status;
+        Event::StepFinished(r)
+    }
+
+    #[test]
+    fn events_and_step_states_round_trip() {
+        let (mut j, dir) = journal("round-trip");
+        j.begin(&row("r1", "hotfix", 1_000)).unwrap();
+        let started = |s: &str| Event::StepStarted {
+            stage: Some("deploy".into()),
+            step: s.into(),
+            kind: "plugin",
+        };
+        let events = [
+            started("build"),
+            finished("build", "succeeded"),
+            started("rollout"),
+            Event::Retry {
+                stage: Some("deploy".into()),
+                step: "rollout".into(),
+                attempt: 1,
+                delay_ms: 10,
+                error: "503".into(),
+            },
+        ];
+        for (i, e) in events.iter().enumerate() {
+            j.record("r1", i as i64, 1_000 + i as i64, i as i64, e)
+                .unwrap();
+        }
+        assert_eq!(j.next_seq("r1").unwrap(), 4);
+        let states = j.steps("r1").unwrap();
+        assert_eq!(states.finished["build"].outputs["sha"], "abc");
+        assert_eq!(
+            states.in_flight["rollout"], 2,
+            "the second attempt was in flight"
+        );
+        let stored = j.events("r1").unwrap();
+        assert_eq!(stored.len(), 4);
+        assert_eq!(stored[3].at, "1970-01-01T00:00:01.003Z");
+        assert!(matches!(&stored[1].event, Event::StepFinished(r) if r.status == "succeeded"));
+        let run = j.run("r1").unwrap().unwrap();
+        assert_eq!(run.status, "running");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn run_finished_and_on_failure_update_the_run() {
+        let (mut j, dir) = journal("finish");
+        j.begin(&row("r1", "hotfix", 1_000)).unwrap();
+        let handlers = Event::Handlers {
+            stage: None,
+            kind: "on_failure",
+        };
+        let done = Event::RunFinished {
+            status: "failed",
+            duration_s: 2.0,
+            budget_s: None,
+            handler_failures: 0,
+        };
+        j.record("r1", 0, 2_000, 1_000, &handlers).unwrap();
+        j.record("r1", 1, 3_000, 2_000, &done).unwrap();
+        let run = j.run("r1").unwrap().unwrap();
+        assert_eq!(
+            (run.status.as_str(), run.rolled_back, run.duration_ms),
+            ("failed", true, Some(2_000))
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn list_filters_and_prune_removes_old_finished_runs() {
+        let (mut j, dir) = journal("prune");
+        for (id, pb, t) in [
+            ("a", "hotfix", 1_000),
+            ("b", "rollback", 2_000),
+            ("c", "hotfix", 3_000),
+        ] {
+            j.begin(&row(id, pb, t)).unwrap();
+        }
+        let done = Event::RunFinished {
+            status: "succeeded",
+            duration_s: 1.0,
+            budget_s: None,
+            handler_failures: 0,
+        };
+        j.record("a", 0, 1_500, 500, &done).unwrap();
+        j.record("b", 0, 2_500, 500, &done).unwrap();
+        let hotfix = j
+            .list(&Filter {
+                playbook: Some("hotfix"),
+                ..Filter::default()
+            })
+            .unwrap();
+        assert_eq!(
+            hotfix.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["c", "a"]
+        );
+        let running = j
+            .list(&Filter {
+                status: Some("running"),
+                ..Filter::default()
+            })
+            .unwrap();
+        assert_eq!(running.len(), 1);
+        // `c` is old enough but still running: kept.
+        assert_eq!(j.prune(10_000).unwrap(), ["a", "b"]);
+        assert!(j.run("a").unwrap().is_none());
+        assert!(j.events("a").unwrap().is_empty());
+        assert!(j.run("c").unwrap().is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_runner_is_refused() {
+        let (j, dir) = journal("newer");
+        j.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(j);
+        let e = Journal::open(&dir.join("j.sqlite")).err().unwrap();
+        assert!(e.contains("schema version 99"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

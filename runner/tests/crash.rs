@@ -1,0 +1,239 @@
+//! The crash harness: `runner exec` is SIGKILLed at a pseudo-random point of a
+//! canary run (right after its k-th event, k spread over the whole run), then
+//! `runner resume` finishes it. Fifty trials, half of them with a
+//! step that fails (so the rollback is due). Each trial checks, from the journal
+//! and from the steps' own side effects (one line per execution in a log file):
+//!
+//! - every step that had to complete completed exactly once in the journal
+//!   (one `step_finished`, whichever process wrote it);
+//! - no step that had finished before the kill ran again (its side effect
+//!   appears once);
+//! - the rollback ran where it was due, and only there;
+//! - the run ended with the right status.
+//!
+//! Steps that were in flight at the kill are `idempotent`, so they run again:
+//! their side effect may appear twice, which is what idempotent allows.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use runner::engine::Event;
+use runner::record::Journal;
+
+const TRIALS: u64 = 50;
+const MAIN_STEPS: [&str; 5] = ["build", "push", "shift_25", "shift_50", "shift_100"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn runner(state: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
+    cmd.current_dir(root())
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", state)
+        .env_remove("RUNNER_JOURNAL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A reproducible spread of kill points over a run's ~17 events (no randomness
+/// crate needed).
+fn kill_after(trial: u64) -> u64 {
+    let mut z = trial
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x1234_5678);
+    z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z ^= z >> 29;
+    1 + z % 17
+}
+
+/// One trial; `Ok(true)` when the run was killed before it ended and resumed.
+fn trial(n: u64) -> Result<bool, String> {
+    let base = std::env::temp_dir().join(format!("runner-crash-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (state, data) = (base.join("state"), base.join("data"));
+    std::fs::create_dir_all(&data).unwrap();
+    let fail_at = if n % 2 == 1 { "shift_50" } else { "none" };
+    let dir_input = format!("dir={}", data.display());
+    let fail_input = format!("fail_at={fail_at}");
+    let mut child = runner(&state)
+        .args([
+            "exec",
+            "tests/crash/canary.yaml",
+            "-i",
+            &dir_input,
+            "-i",
+            &fail_input,
+        ])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let k = kill_after(n);
+    let stdout = child.stdout.take().unwrap();
+    let seen = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .take(k as usize)
+        .count();
+    let _ = child.kill(); // SIGKILL
+    let first = child.wait().unwrap();
+    let ctx = format!(
+        "trial {n} (killed after event {seen} of the {k} awaited, fail_at {fail_at}, first exit {first:?})"
+    );
+
+    let log = || -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for line in std::fs::read_to_string(data.join("log"))
+            .unwrap_or_default()
+            .lines()
+        {
+            *counts.entry(line.to_owned()).or_insert(0) += 1;
+        }
+        counts
+    };
+    let journal_path = state.join("journal.sqlite");
+    if !journal_path.exists() {
+        // Killed before the journal existed: nothing may have run.
+        let _ = std::fs::remove_dir_all(&base);
+        return if log().is_empty() {
+            Ok(false)
+        } else {
+            Err(format!("{ctx}: steps ran without a journal"))
+        };
+    }
+    let journal = Journal::open(&journal_path).map_err(|e| format!("{ctx}: {e}"))?;
+    let runs = journal
+        .list(&runner::record::Filter::default())
+        .map_err(|e| format!("{ctx}: {e}"))?;
+    let Some(run) = runs.first().cloned() else {
+        let _ = std::fs::remove_dir_all(&base);
+        return if log().is_empty() {
+            Ok(false)
+        } else {
+            Err(format!("{ctx}: steps ran without a run in the journal"))
+        };
+    };
+    let before_kill = journal.events(&run.id).map_err(|e| format!("{ctx}: {e}"))?;
+    let finished_before: Vec<String> = before_kill
+        .iter()
+        .filter_map(|s| match &s.event {
+            Event::StepFinished(r) => Some(r.step.clone()),
+            _ => None,
+        })
+        .collect();
+    drop(journal);
+
+    let resumed = run.status == "running";
+    if resumed {
+        let out = runner(&state).args(["resume", &run.id]).output().unwrap();
+        let code = out.status.code();
+        let expected = if fail_at == "none" { Some(0) } else { Some(1) };
+        if code != expected {
+            return Err(format!(
+                "{ctx}: resume exited {code:?}, expected {expected:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+
+    let journal = Journal::open(&journal_path).map_err(|e| format!("{ctx}: {e}"))?;
+    let run = journal.run(&run.id).unwrap().unwrap();
+    let events = journal.events(&run.id).unwrap();
+    let expected_status = if fail_at == "none" {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    if run.status != expected_status {
+        return Err(format!("{ctx}: the run ended {}", run.status));
+    }
+    let mut completions: HashMap<String, usize> = HashMap::new();
+    for s in &events {
+        if let Event::StepFinished(r) = &s.event {
+            *completions.entry(r.step.clone()).or_insert(0) += 1;
+        }
+    }
+    let due: Vec<&str> = match fail_at {
+        "none" => MAIN_STEPS.to_vec(),
+        _ => vec!["build", "push", "shift_25", "shift_50", "rollback"],
+    };
+    for step in &due {
+        if completions.get(*step) != Some(&1) {
+            return Err(format!(
+                "{ctx}: `{step}` completed {:?} times in the journal",
+                completions.get(*step)
+            ));
+        }
+    }
+    let counts = log();
+    // Steps with a side effect (the gate has none).
+    for step in finished_before
+        .iter()
+        .filter(|s| MAIN_STEPS.contains(&s.as_str()) || s.as_str() == "rollback")
+    {
+        if counts.get(step.as_str()) != Some(&1) {
+            return Err(format!(
+                "{ctx}: `{step}` had finished before the kill but ran {:?} times",
+                counts.get(step.as_str())
+            ));
+        }
+    }
+    for step in &due {
+        if counts.get(*step).is_none_or(|c| *c == 0) {
+            return Err(format!("{ctx}: `{step}` never ran"));
+        }
+    }
+    if fail_at == "none" && counts.contains_key("rollback") {
+        return Err(format!("{ctx}: a rollback ran in a run that succeeded"));
+    }
+    if fail_at != "none" && counts.contains_key("shift_100") {
+        return Err(format!("{ctx}: shift_100 ran after the failure"));
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    Ok(resumed)
+}
+
+#[test]
+fn fifty_killed_runs_resume_without_running_a_finished_step_again() {
+    // Four trials at a time: the machine has two cores and each trial mostly waits.
+    let results: Vec<Result<bool, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|lane| {
+                scope.spawn(move || {
+                    (0..TRIALS)
+                        .filter(|n| n % 4 == lane)
+                        .map(trial)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {TRIALS} trials failed:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The kill points are events, not times: nearly every run is cut short. A
+    // harness whose runs all finished before the kill would prove nothing.
+    let resumed = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    eprintln!("{resumed} of {TRIALS} runs were killed before they ended, then resumed");
+    assert!(
+        resumed as u64 >= TRIALS * 4 / 5,
+        "only {resumed} of {TRIALS} runs were killed before they ended"
+    );
+}
