@@ -191,23 +191,72 @@ pub enum LoadError {
 /// The capability kinds a plugin may declare.
 pub const CAPABILITIES: &[&str] = &["http", "fs", "process", "kube", "secrets", "log"];
 
-/// A fresh, empty working directory for one step attempt, removed with it.
-struct Workdir(PathBuf);
+/// A fresh, empty working directory for one step attempt (mode 0700).
+///
+/// Creating and deleting a directory per attempt was a fifth of a short step's
+/// cost, so a directory the attempt left empty, unchanged in mode, goes back to a
+/// small pool and serves a later attempt; anything else is deleted.
+struct Workdir<'p> {
+    path: PathBuf,
+    pool: &'p Workdirs,
+}
 
-impl Workdir {
-    fn new() -> std::io::Result<Workdir> {
+/// Empty working directories ready for the next attempts.
+#[derive(Default)]
+struct Workdirs(std::sync::Mutex<Vec<PathBuf>>);
+
+const WORKDIR_MODE: u32 = 0o700;
+const POOLED_WORKDIRS: usize = 8;
+
+fn pristine(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return false;
+    };
+    meta.is_dir()
+        && meta.mode() & 0o7777 == WORKDIR_MODE
+        && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+impl Workdir<'_> {
+    fn new(pool: &Workdirs) -> std::io::Result<Workdir<'_>> {
+        use std::os::unix::fs::DirBuilderExt;
         use std::sync::atomic::AtomicU64;
+        let reused = pool.0.lock().ok().and_then(|mut p| p.pop());
+        if let Some(path) = reused.filter(|p| pristine(p)) {
+            return Ok(Workdir { path, pool });
+        }
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("runner-step-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Workdir(dir))
+        let path = std::env::temp_dir().join(format!("runner-step-{}-{n}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(WORKDIR_MODE)
+            .create(&path)?;
+        Ok(Workdir { path, pool })
     }
 }
 
-impl Drop for Workdir {
+impl Drop for Workdir<'_> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if pristine(&self.path)
+            && let Ok(mut pool) = self.pool.0.lock()
+            && pool.len() < POOLED_WORKDIRS
+        {
+            pool.push(std::mem::take(&mut self.path));
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+impl Drop for Workdirs {
+    fn drop(&mut self) {
+        if let Ok(pool) = self.0.get_mut() {
+            for dir in pool.drain(..) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 }
 
@@ -263,6 +312,7 @@ impl wasmtime_wasi_http::WasiHttpView for Data {
 
 /// The process-wide runtime.
 pub struct Runtime {
+    workdirs: Workdirs,
     engine: Engine,
     linker: Linker<Data>,
     cache: ComponentCache,
@@ -307,6 +357,7 @@ impl Runtime {
             })?;
         let cache = ComponentCache::new(&engine, cache_dir);
         Ok(Runtime {
+            workdirs: Workdirs::default(),
             engine,
             linker,
             cache,
@@ -425,7 +476,7 @@ impl Runtime {
                 duration: start.elapsed(),
             };
         }
-        let workdir = match Workdir::new() {
+        let workdir = match Workdir::new(&self.workdirs) {
             Ok(w) => w,
             Err(e) => {
                 return StepResult {
@@ -437,9 +488,9 @@ impl Runtime {
                 };
             }
         };
-        granted.workdir = workdir.0.clone();
+        granted.workdir = workdir.path.clone();
         let mut wasi = WasiCtxBuilder::new();
-        if let Err(e) = granted.fs.apply(&mut wasi, &workdir.0) {
+        if let Err(e) = granted.fs.apply(&mut wasi, &workdir.path) {
             return StepResult {
                 outcome: Err(StepFailure::Failed(e)),
                 log: StepLog::default(),
@@ -463,10 +514,12 @@ impl Runtime {
         let denials = data.state.denials.list();
         let outcome = with_denials(outcome, &denials);
         let outcome = match (outcome, &data.state.granted.artifacts) {
-            (Ok(mut s), Some(dest)) => match keep_artifacts(&workdir.0, dest, &mut s.artifacts) {
-                Ok(()) => Ok(s),
-                Err(f) => Err(f),
-            },
+            (Ok(mut s), Some(dest)) => {
+                match keep_artifacts(&workdir.path, dest, &mut s.artifacts) {
+                    Ok(()) => Ok(s),
+                    Err(f) => Err(f),
+                }
+            }
             (outcome, _) => outcome,
         };
         for denial in denials {

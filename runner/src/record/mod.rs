@@ -247,18 +247,20 @@ impl Journal {
         let stage = body["stage"].as_str().map(str::to_owned);
         let step = body["step"].as_str().map(str::to_owned);
         let tx = self.conn.transaction().map_err(sql)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO events (run_id, seq, at, offset_ms, kind, stage, step, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![id, seq, stamp(at_ms), offset_ms, kind, stage, step, body.to_string()],
         )
+        .and_then(|mut st| {
+            st.execute(params![id, seq, stamp(at_ms), offset_ms, kind, stage, step, body.to_string()])
+        })
         .map_err(sql)?;
         match event {
             Event::StepStarted { step, .. } => {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO steps (run_id, step, status, attempts) VALUES (?1, ?2, 'running', 1)
                      ON CONFLICT (run_id, step) DO UPDATE SET status = 'running', attempts = attempts + 1, record = NULL",
-                    params![id, step],
                 )
+                .and_then(|mut st| st.execute(params![id, step]))
                 .map_err(sql)?;
             }
             Event::Retry { step, attempt, .. } => {
@@ -270,11 +272,11 @@ impl Journal {
             }
             Event::StepFinished(r) | Event::StepRestored(r) => {
                 let record = serde_json::to_string(r).map_err(|e| format!("journal: {e}"))?;
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO steps (run_id, step, status, attempts, record) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (run_id, step) DO UPDATE SET status = ?3, attempts = ?4, record = ?5",
-                    params![id, r.step, r.status, r.attempts, record],
                 )
+                .and_then(|mut st| st.execute(params![id, r.step, r.status, r.attempts, record]))
                 .map_err(sql)?;
             }
             Event::Handlers {
