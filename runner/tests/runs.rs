@@ -1,0 +1,175 @@
+//! The journal from the command line: a failed run, its re-run from the failed
+//! step, history, stats, a rebuilt report, pruning.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn runner(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(root())
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", state)
+        .env_remove("RUNNER_JOURNAL")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn log(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_failed_run_is_fixed_by_a_rerun_from_its_failed_step() {
+    let base = std::env::temp_dir().join(format!("runner-runs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (state, data) = (base.join("state"), base.join("data"));
+    std::fs::create_dir_all(&data).unwrap();
+    let input = format!("dir={}", data.display());
+
+    let first = runner(
+        &state,
+        &[
+            "exec",
+            "tests/runs/fixable.yaml",
+            "-i",
+            &input,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(first.status.code(), Some(1));
+    assert_eq!(log(&data), ["compile", "migrate", "smoke", "rollback"]);
+    let list = json(&runner(&state, &["runs", "list", "--output", "json"]));
+    let failed = list[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(list[0]["status"], "failed");
+    assert_eq!(list[0]["rolled_back"], true);
+
+    // The rebuilt report says why, first.
+    let md = runner(&state, &["runs", "show", &failed, "--output", "markdown"]);
+    let md = String::from_utf8_lossy(&md.stdout);
+    let why = md.find("## Why it failed").expect("a why section");
+    assert!(md[why..].contains("`smoke`"), "{md}");
+    // And the run left its three report files.
+    let reports: Vec<String> = std::fs::read_dir(state.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for ext in ["md", "xml", "json"] {
+        assert!(
+            reports
+                .iter()
+                .any(|r| r.starts_with("fixable-") && r.contains(&failed) && r.ends_with(ext)),
+            "{reports:?}"
+        );
+    }
+
+    // Someone fixes things; the run goes again from `smoke`.
+    std::fs::write(data.join("fixed"), "").unwrap();
+    std::fs::remove_file(data.join("log")).unwrap();
+    let again = runner(
+        &state,
+        &["rerun", &failed, "--from", "smoke", "--output", "json"],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        log(&data),
+        ["smoke", "announce"],
+        "compile and migrate kept their results"
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&again.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let restored: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "step_restored")
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(restored, ["compile", "migrate"]);
+
+    let list = json(&runner(&state, &["runs", "list", "--output", "json"]));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["status"], "succeeded");
+    assert_eq!(list[0]["parent"], failed.as_str());
+
+    let stats = json(&runner(&state, &["stats", "--output", "json"]));
+    assert_eq!(stats[0]["playbook"], "fixable");
+    assert_eq!(stats[0]["runs"], 2);
+    assert_eq!(stats[0]["success_rate"], 0.5);
+    assert_eq!(stats[0]["rollback_rate"], 0.5);
+    assert!(stats[0]["mean_time_to_restore_s"].as_f64().unwrap() >= 0.0);
+    assert_eq!(stats[0]["unrestored"], 0);
+
+    let text = runner(&state, &["runs", "show", &failed]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("FAIL deploy/smoke"), "{text}");
+
+    // Nothing is old enough to prune; then everything is.
+    let kept = runner(&state, &["runs", "prune", "--older-than", "1d"]);
+    assert!(String::from_utf8_lossy(&kept.stdout).contains("pruned 0 finished runs"));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let pruned = runner(&state, &["runs", "prune", "--older-than", "1ms"]);
+    assert!(String::from_utf8_lossy(&pruned.stdout).contains("pruned 2 finished runs"));
+    let list = json(&runner(&state, &["runs", "list", "--output", "json"]));
+    assert_eq!(list.as_array().unwrap().len(), 0);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn resume_refuses_what_it_cannot_continue() {
+    let state = std::env::temp_dir().join(format!("runner-runs-refuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let unknown = runner(&state, &["resume", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no run `nope` in the journal"));
+    let done = runner(
+        &state,
+        &[
+            "exec",
+            "examples/hello.yaml",
+            "-i",
+            "name=x",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let list = json(&runner(&state, &["runs", "list", "--output", "json"]));
+    let id = list[0]["id"].as_str().unwrap();
+    let again = runner(&state, &["resume", id]);
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("already ended (succeeded)") && err.contains("runner rerun"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}
