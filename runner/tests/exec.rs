@@ -257,3 +257,102 @@ fn artifacts_outlive_the_working_directory() {
     assert_eq!(std::fs::read_to_string(&stored).unwrap(), "# evidence");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_secret_never_reaches_the_output_the_journal_or_the_reports() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("runner-leak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let value = "s3cr3t-v4lue-7f1e0c";
+    let secrets = dir.join("secrets");
+    std::fs::write(&secrets, format!("DEPLOY_TOKEN={value}\n")).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let playbook = dir.join("leak.yaml");
+    std::fs::write(
+        &playbook,
+        r#"version: 1
+name: leak
+plugins:
+  sh: { uses: exec, grants: { process: [sh], secrets: [DEPLOY_TOKEN] } }
+stages:
+  - id: s
+    steps:
+      - id: careless
+        uses: sh
+        with: { program: sh, args: ["-c", "echo token=$T; echo $T >&2"], secret_env: { T: DEPLOY_TOKEN } }
+      - id: failing
+        uses: sh
+        with: { program: sh, args: ["-c", "echo the token was $T >&2; exit 3"], secret_env: { T: DEPLOY_TOKEN } }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", &state)
+        .args([
+            "exec",
+            playbook.to_str().unwrap(),
+            "--output",
+            "json",
+            "--secrets",
+        ])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ev = events(&out);
+    assert_eq!(
+        step(&ev, "careless")["outputs"]["stdout_tail"],
+        "token=[redacted]\n"
+    );
+    assert!(stdout.contains("[redacted]"));
+    // Everything the run left behind, byte for byte.
+    let mut files = vec![];
+    let mut todo = vec![state.clone()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p)
+            } else {
+                files.push(p)
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("journal.sqlite")),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "md"))
+            .count()
+            == 1,
+        "{files:?}"
+    );
+    let needle = value.as_bytes();
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "the secret is in {}",
+            f.display()
+        );
+    }
+    for text in [&stdout, &String::from_utf8_lossy(&out.stderr)] {
+        assert!(!text.contains(value), "the secret is in the output: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,6 +27,9 @@ struct Input {
     cwd: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Environment variables whose values are granted secrets: VAR -> SECRET.
+    #[serde(default)]
+    secret_env: BTreeMap<String, String>,
     #[serde(default)]
     timeout: Option<String>,
     #[serde(default)]
@@ -66,6 +69,11 @@ impl Plugin for Exec {
                     "additionalProperties": { "type": "string" },
                     "description": "The program's whole environment; the runner's is never passed on."
                 },
+                "secret_env": {
+                    "type": "object",
+                    "additionalProperties": { "type": "string" },
+                    "description": "Environment variables set to granted secrets, `VAR: SECRET_NAME` (e.g. `NPM_TOKEN: NPM_TOKEN`); the secret must be granted under `secrets`. Its value is redacted from everything the step reports."
+                },
                 "timeout": {
                     "type": "string",
                     "pattern": "^([0-9]+(ms|s|m|h))+$",
@@ -79,13 +87,16 @@ impl Plugin for Exec {
             "required": ["program"],
             "additionalProperties": false
         }))
-        .capabilities(&[capability::PROCESS])
+        .capabilities(&[capability::PROCESS, "secrets?"])
     }
 
     fn run(input: Input) -> Result<Output, StepError> {
         let mut command = Command::new(&input.program)
             .args(&input.args)
             .envs(&input.env);
+        for (var, secret) in &input.secret_env {
+            command = command.env(var, runner_sdk::secrets::get(secret)?);
+        }
         if let Some(cwd) = &input.cwd {
             command = command.cwd(cwd);
         }

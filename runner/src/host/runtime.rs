@@ -50,7 +50,12 @@ pub struct Description {
     pub version: String,
     pub description: String,
     pub input_schema: Value,
+    /// Capabilities the plugin needs: the playbook must grant them.
     pub capabilities: Vec<String>,
+    /// Capabilities it uses when granted (`secrets?` in `describe`), e.g. the
+    /// `exec` plugin's secret environment variables.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub optional: Vec<String>,
 }
 
 /// A plugin ready to run: compiled, linked, described.
@@ -430,6 +435,7 @@ impl Runtime {
         if let Some(unknown) = description
             .capabilities
             .iter()
+            .chain(&description.optional)
             .find(|c| !CAPABILITIES.contains(&c.as_str()))
         {
             return Err(LoadError::UnknownCapability(unknown.clone()));
@@ -458,6 +464,9 @@ impl Runtime {
     ) -> StepResult {
         let start = Instant::now();
         granted.declared = plugin.description.capabilities.clone();
+        granted
+            .declared
+            .extend(plugin.description.optional.iter().cloned());
         let problems = plugin.input_problems(input);
         if !problems.is_empty() {
             let text: Vec<String> = problems
@@ -788,11 +797,19 @@ fn describe(info: PluginInfo) -> Result<Description, String> {
     if !jsonschema::meta::is_valid(&input_schema) {
         return Err("the input schema does not satisfy the JSON Schema meta-schema".into());
     }
+    let (optional, capabilities): (Vec<String>, Vec<String>) = info
+        .capabilities
+        .into_iter()
+        .partition(|c| c.ends_with('?'));
     Ok(Description {
         name: info.name,
         version: info.version,
         description: info.description,
         input_schema,
-        capabilities: info.capabilities,
+        capabilities,
+        optional: optional
+            .into_iter()
+            .map(|c| c.trim_end_matches('?').to_owned())
+            .collect(),
     })
 }
