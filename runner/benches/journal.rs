@@ -73,6 +73,7 @@ fn fill(j: &mut Journal) -> usize {
                     stage: Some("deploy".into()),
                     step: step.clone(),
                     kind: "plugin",
+                    handler: None,
                 },
             );
             let status = if failed && s == STEPS_PER_RUN - 1 {

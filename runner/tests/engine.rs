@@ -554,6 +554,16 @@ fn a_blown_budget_runs_the_escalation_and_the_run_goes_on() {
             "run_finished succeeded",
         ]
     );
+    // Every step names the handler list it ran in, if any.
+    assert_eq!(
+        find(&ev, "step_started", "escalate")["handler"],
+        "on_budget_exceeded"
+    );
+    assert_eq!(
+        find(&ev, "step_finished", "escalate")["handler"],
+        "on_budget_exceeded"
+    );
+    assert!(find(&ev, "step_started", "after").get("handler").is_none());
     let finished = ev.iter().find(|e| e["event"] == "stage_finished").unwrap();
     assert_eq!(finished["budget_s"], 0.2);
     assert!(finished["duration_s"].as_f64().unwrap() > 0.2, "{finished}");

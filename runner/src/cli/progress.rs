@@ -606,6 +606,9 @@ pub(crate) struct Tree {
     latest: HashMap<(Option<String>, String), usize>,
     /// `run_finished` came, or the display finished: nothing is live.
     ended: bool,
+    /// The handler list the event being applied names for its step, if any;
+    /// taken by the next new step.
+    said: Option<&'static str>,
 }
 
 struct Run {
@@ -649,6 +652,9 @@ struct Group {
     /// A stage's `on_budget_exceeded`: its handlers run beside the stage's
     /// steps, under the same stage id (see the module doc).
     shared: Option<Shared>,
+    /// The events name this list's handlers (`handler`): a step they do not
+    /// name is a stage step, no guessing needed.
+    explicit: bool,
 }
 
 impl Group {
@@ -658,6 +664,7 @@ impl Group {
             steps: Vec::new(),
             accepting: true,
             shared: None,
+            explicit: false,
         }
     }
 }
@@ -741,6 +748,7 @@ impl Tree {
             steps: Vec::new(),
             latest: HashMap::new(),
             ended: false,
+            said: None,
         }
     }
 
@@ -816,7 +824,13 @@ impl Tree {
                 self.stages[s].end = Some(StageEnd::Skipped);
                 above.extend(self.commit(s));
             }
-            Event::StepStarted { stage, step, kind } => {
+            Event::StepStarted {
+                stage,
+                step,
+                kind,
+                handler,
+            } => {
+                self.said = *handler;
                 let i = match self.latest.get(&key(stage.as_deref(), step)) {
                     // Something about it came before its start: same step.
                     Some(&i) if self.steps[i].end.is_none() && self.steps[i].since.is_none() => i,
@@ -826,6 +840,7 @@ impl Tree {
                 self.steps[i].kind = Some(*kind);
             }
             Event::StepRestored(record) => {
+                self.said = record.handler;
                 let i = self.step_at(record.stage.as_deref(), &record.step);
                 self.steps[i].end = Some(end_of(record, true));
                 self.ended_in_shared_list(i);
@@ -912,6 +927,7 @@ impl Tree {
                 ));
             }
             Event::StepFinished(record) => {
+                self.said = record.handler;
                 let i = self.step_at(record.stage.as_deref(), &record.step);
                 self.steps[i].end = Some(end_of(record, false));
                 self.ended_in_shared_list(i);
@@ -1158,6 +1174,7 @@ impl Tree {
     /// taking steps, else in its stage (or at run level). `starts`: it comes
     /// with a `step_started` (a skipped or restored step does not).
     fn new_step(&mut self, stage: Option<&str>, step: &str, starts: bool) -> usize {
+        let said = self.said.take();
         let i = self.steps.len();
         let at = stage.map(|name| self.stage_at(name));
         self.steps.push(Step {
@@ -1181,6 +1198,23 @@ impl Tree {
             }
             Some(s) => {
                 let st = &mut self.stages[s];
+                let list = st.groups.last_mut().filter(|g| g.accepting);
+                // The engine names every handler's list: no need to guess.
+                match (said, list) {
+                    (Some(_), Some(g)) => {
+                        g.explicit = true;
+                        if let Some(shared) = &mut g.shared {
+                            shared.phase = if starts { Phase::In(i) } else { Phase::After };
+                        }
+                        g.steps.push(i);
+                        return i;
+                    }
+                    (None, Some(g)) if g.explicit => {
+                        st.steps.push(i);
+                        return i;
+                    }
+                    _ => {}
+                }
                 let list = st.groups.last_mut().filter(|g| g.accepting);
                 match list {
                     Some(g) => match &mut g.shared {
@@ -1571,6 +1605,7 @@ mod tests {
             outputs: Map::new(),
             log: Vec::new(),
             artifacts: Vec::new(),
+            handler: None,
             rollback: false,
         }
     }
@@ -1580,6 +1615,7 @@ mod tests {
             stage: stage.map(str::to_owned),
             step: step.to_owned(),
             kind,
+            handler: None,
         }
     }
 

@@ -44,6 +44,14 @@ pub enum Event {
         /// `plugin`, `watch`, `gate` or `approval`.
         #[serde(deserialize_with = "word")]
         kind: Word,
+        /// The handler list the step runs in (`on_failure`, `on_budget_exceeded`,
+        /// `finally`); absent for a stage's own steps.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "maybe_word"
+        )]
+        handler: Option<Word>,
     },
     /// A step that had finished before the runner died (or, for a re-run, in
     /// the earlier run): its record comes from the journal, it does not run.

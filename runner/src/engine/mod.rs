@@ -88,6 +88,14 @@ pub struct StepRecord {
     /// Files the step produced, as kept by the runner.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<crate::host::runtime::Artifact>,
+    /// The handler list the step ran in (`on_failure`, `on_budget_exceeded`,
+    /// `finally`); `None` for a stage's own steps.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "events::maybe_word"
+    )]
+    pub handler: Option<events::Word>,
     /// An approval that timed out with `on_timeout: rollback`: the run fails
     /// whatever `continue_on_error` says.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -108,6 +116,7 @@ impl StepRecord {
             outputs: Map::new(),
             log: Vec::new(),
             artifacts: Vec::new(),
+            handler: None,
             rollback: false,
         }
     }
@@ -539,6 +548,7 @@ impl Executor<'_> {
                             stage: Some(stage.id.clone()),
                             step: p.step.id.to_string(),
                             kind: kind_of(p),
+                            handler: None,
                         });
                         let fut = self.execute(Some(sid), p, work, &run_id);
                         running.push(Box::pin(async move { (i, fut.await) }));
@@ -691,10 +701,13 @@ impl Executor<'_> {
                             stage: stage.map(str::to_owned),
                             step: p.step.id.to_string(),
                             kind: kind_of(p),
+                            handler: Some("on_budget_exceeded"),
                         });
                         self.execute(stage, p, work, &run_id).await
                     }
                 };
+                let mut record = record;
+                record.handler = Some("on_budget_exceeded");
                 if record.status == "failed" {
                     ok = false;
                 }
@@ -735,10 +748,13 @@ impl Executor<'_> {
                         stage: stage.map(str::to_owned),
                         step: p.step.id.to_string(),
                         kind: kind_of(p),
+                        handler: Some(kind),
                     });
                     self.execute(stage, p, work, &st.run_id).await
                 }
             };
+            let mut record = record;
+            record.handler = Some(kind);
             if record.status == "failed" {
                 st.handler_failures += 1;
             }

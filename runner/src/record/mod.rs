@@ -479,6 +479,7 @@ mod tests {
             stage: Some("deploy".into()),
             step: s.into(),
             kind: "plugin",
+            handler: None,
         };
         let events = [
             started("build"),

@@ -159,6 +159,9 @@ struct Open<'a> {
     /// One of those finished while the list ran.
     running_finished: bool,
     phase: Phase,
+    /// The events name this list's handlers (`handler`): a step they do not
+    /// name is a stage step, no guessing needed.
+    explicit: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -241,9 +244,14 @@ pub(super) fn analyse(events: &[Stamped]) -> Run<'_> {
                     budget_exceeded: None,
                 });
             }
-            Event::StepStarted { stage, step, kind } => {
+            Event::StepStarted {
+                stage,
+                step,
+                kind,
+                handler,
+            } => {
                 let key = (stage.as_deref(), step.as_str());
-                let list = handler_list(&mut open, key, true, run.steps.len());
+                let list = handler_list(&mut open, key, true, run.steps.len(), *handler);
                 let index = run.steps.len();
                 let mut step = Step::new(key, Some(kind), list);
                 step.started = Some(i);
@@ -257,7 +265,8 @@ pub(super) fn analyse(events: &[Stamped]) -> Run<'_> {
                     Some(index) => index,
                     None => {
                         // Skipped (or never able to start): no `step_started`.
-                        let list = handler_list(&mut open, key, false, run.steps.len());
+                        let list =
+                            handler_list(&mut open, key, false, run.steps.len(), record.handler);
                         run.steps.push(Step::new(key, None, list));
                         run.steps.len() - 1
                     }
@@ -293,7 +302,8 @@ pub(super) fn analyse(events: &[Stamped]) -> Run<'_> {
                 let index = match earlier {
                     Some(index) => index,
                     None => {
-                        let list = handler_list(&mut open, key, false, run.steps.len());
+                        let list =
+                            handler_list(&mut open, key, false, run.steps.len(), record.handler);
                         let mut step = Step::new(key, None, list);
                         step.finished = Some(i);
                         step.record = Some(record);
@@ -350,6 +360,7 @@ pub(super) fn analyse(events: &[Stamped]) -> Run<'_> {
                     running: already,
                     running_finished: false,
                     phase: Phase::First,
+                    explicit: false,
                 });
             }
             Event::StageFinished {
@@ -424,12 +435,32 @@ fn is_new_step(
 
 /// The handler list a new step belongs to, given where the walk stands; moves
 /// the walk on. `index` is the step's index; `starts`: it has a `step_started`.
+///
+/// `named`: the handler list the event names (`handler` of `step_started` and
+/// of step records). The engine names every handler; events that name none
+/// (written by hand, or by an older runner) are placed by their order.
 fn handler_list(
     open: &mut Option<Open<'_>>,
     key: Key<'_>,
     starts: bool,
     index: usize,
+    named: Option<&str>,
 ) -> Option<usize> {
+    if named.is_some() {
+        let o = open.as_mut()?;
+        o.explicit = true;
+        if o.kind == "on_budget_exceeded" && o.scope.is_some() {
+            o.phase = if starts {
+                Phase::In(index)
+            } else {
+                Phase::After
+            };
+        }
+        return Some(o.list);
+    }
+    if open.as_ref().is_some_and(|o| o.explicit) {
+        return None;
+    }
     let o = open.as_mut()?;
     if o.kind != "on_budget_exceeded" {
         return Some(o.list);

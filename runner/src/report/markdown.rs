@@ -726,7 +726,9 @@ fn detail(run: &Run<'_>, i: usize) -> String {
         Event::StageSkipped { stage } => {
             format!("stage {} skipped: its `if` is false", cell_code(stage))
         }
-        Event::StepStarted { stage, step, kind } => format!(
+        Event::StepStarted {
+            stage, step, kind, ..
+        } => format!(
             "{} {} started{}{}",
             cell_text(kind),
             cell_code(step),

@@ -53,6 +53,7 @@ fn started(ms: u64, stage: Option<&str>, step: &str, kind: &'static str) -> Stam
             stage: stage.map(str::to_owned),
             step: step.into(),
             kind,
+            handler: None,
         },
     )
 }
@@ -70,6 +71,7 @@ fn record(stage: Option<&str>, step: &str, status: &'static str, duration_ms: u6
         outputs: Map::new(),
         log: Vec::new(),
         artifacts: Vec::new(),
+        handler: None,
         rollback: false,
     }
 }
