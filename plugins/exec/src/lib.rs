@@ -7,7 +7,7 @@
 //! gates and reports.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use runner_sdk::process::Command;
 use runner_sdk::serde_json::json;
@@ -101,7 +101,10 @@ impl Plugin for Exec {
             command = command.cwd(cwd);
         }
         if let Some(timeout) = &input.timeout {
-            command = command.timeout(parse_duration(timeout).map_err(StepError::InvalidInput)?);
+            command = command.timeout(
+                runner_sdk::parse_duration(timeout)
+                    .map_err(|e| StepError::InvalidInput(format!("`timeout`: {e}")))?,
+            );
         }
 
         let shown = display_command(&input.program, &input.args);
@@ -143,50 +146,6 @@ impl Plugin for Exec {
     }
 }
 
-/// Parses `<integer><unit>` groups, units `ms`, `s`, `m`, `h`: `90s`, `5m`,
-/// `1h30m`, `1500ms`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad =
-        |why: &str| format!("invalid timeout `{text}`: {why} (expected e.g. `90s`, `5m`, `1h30m`)");
-    if text.is_empty() {
-        return Err(bad("empty"));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        if digits == 0 {
-            return Err(bad("a number must come before each unit"));
-        }
-        let value: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| bad("number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.len()
-            - rest
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
-        let unit_ms = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "" => return Err(bad("a unit must follow each number")),
-            other => {
-                return Err(bad(&format!(
-                    "unknown unit `{other}`; units are ms, s, m and h"
-                )));
-            }
-        };
-        rest = &rest[unit_len..];
-        let ms = value.checked_mul(unit_ms).ok_or_else(|| bad("too long"))?;
-        total = total
-            .checked_add(Duration::from_millis(ms))
-            .ok_or_else(|| bad("too long"))?;
-    }
-    Ok(total)
-}
-
 /// `program arg1 "arg with space"`, cut to 120 characters, for messages.
 fn display_command(program: &str, args: &[String]) -> String {
     let mut shown = program.to_owned();
@@ -209,28 +168,6 @@ runner_sdk::export_plugin!(Exec);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1m500ms"), Ok(Duration::from_millis(60_500)));
-        for bad in [
-            "",
-            "5",
-            "5min",
-            "1.5h",
-            "s",
-            "5d",
-            "m5",
-            "5 m",
-            "99999999999999999999h",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn commands_are_quoted_for_messages() {

@@ -59,7 +59,7 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "http-check",
         summary: "health and smoke checks with assertions",
-        wasm: None,
+        wasm: embedded!("http-check"),
     },
     Builtin {
         name: "kubectl",
@@ -79,7 +79,7 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "prometheus",
         summary: "PromQL queries for metric gates",
-        wasm: None,
+        wasm: embedded!("prometheus"),
     },
     Builtin {
         name: "report",

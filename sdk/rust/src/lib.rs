@@ -428,6 +428,51 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// A duration written as `<integer><unit>` groups, units `ms`, `s`, `m`, `h`:
+/// `90s`, `5m`, `1h30m`, `1500ms` — the form plugins take in their inputs.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = |why: &str| {
+        format!("invalid duration `{text}`: {why} (expected e.g. `90s`, `5m`, `1h30m`, `250ms`)")
+    };
+    if text.is_empty() {
+        return Err(bad("empty"));
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(bad("a number must come before each unit"));
+        }
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| bad("number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit_ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "" => return Err(bad("a unit must follow each number")),
+            other => {
+                return Err(bad(&format!(
+                    "unknown unit `{other}`; units are ms, s, m and h"
+                )));
+            }
+        };
+        rest = &rest[unit_len..];
+        let ms = value.checked_mul(unit_ms).ok_or_else(|| bad("too long"))?;
+        total = total
+            .checked_add(std::time::Duration::from_millis(ms))
+            .ok_or_else(|| bad("too long"))?;
+    }
+    Ok(total)
+}
+
 /// The last `max` bytes (at most) of `bytes` as lossy UTF-8, for "the tail of
 /// stderr" in messages and outputs. A character cut by the limit is dropped
 /// whole; other invalid bytes become U+FFFD.
@@ -573,5 +618,47 @@ mod tests {
         assert_eq!(tail_lossy("aé".as_bytes(), 1), "");
         assert_eq!(tail_lossy("aé".as_bytes(), 2), "é");
         assert_eq!(tail_lossy(b"abc", 10), "abc");
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("5m"),
+            Ok(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse_duration("1h30m"),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("1m500ms"),
+            Ok(std::time::Duration::from_millis(60_500))
+        );
+        for bad in [
+            "",
+            "5",
+            "5min",
+            "1.5h",
+            "s",
+            "5d",
+            "m5",
+            "5 m",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

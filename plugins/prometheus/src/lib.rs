@@ -1,0 +1,297 @@
+//! `prometheus`: PromQL queries for metric gates.
+//!
+//! Why a plugin: the seeds roll back when the production error rate passes 1 %
+//! or the mean latency 500 ms. This plugin asks Prometheus's HTTP API
+//! (`/api/v1/query`, `/api/v1/query_range`) and returns numbers a gate or a
+//! watch can compare: `value` when the answer is one number, `values` for a
+//! vector, `series` for a range. Prometheus sends sample values as strings;
+//! they become JSON numbers here (`NaN` and infinities, which JSON cannot hold,
+//! become `null` and are counted in `not_numbers`).
+//!
+//! An empty answer (no series: no traffic yet, a typo in a label) is an error by
+//! default, because a gate comparing nothing would pass or fail for the wrong
+//! reason; `empty: zero` makes it 0 and `empty: null` returns `value: null`.
+
+use runner_sdk::http::Request;
+use runner_sdk::serde_json::{Map, Value, json};
+use runner_sdk::{Info, Output, Plugin, StepError, capability, parse_duration};
+use serde::Deserialize;
+
+/// Most series kept in the outputs.
+const SERIES_KEPT: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Input {
+    /// Prometheus's base URL, e.g. `http://127.0.0.1:9090`.
+    url: String,
+    query: String,
+    /// Evaluation time of an instant query (RFC 3339 or Unix seconds); default now.
+    #[serde(default)]
+    time: Option<String>,
+    /// A range query over the last `range` (e.g. `10m`), one point per `step`.
+    #[serde(default)]
+    range: Option<String>,
+    #[serde(default)]
+    step: Option<String>,
+    #[serde(default = "fail")]
+    empty: String,
+    #[serde(default = "ten_seconds")]
+    timeout: String,
+    /// Headers set to granted secrets (e.g. a bearer token).
+    #[serde(default)]
+    secret_headers: std::collections::BTreeMap<String, String>,
+}
+
+fn fail() -> String {
+    "fail".into()
+}
+fn ten_seconds() -> String {
+    "10s".into()
+}
+
+struct Prometheus;
+
+impl Plugin for Prometheus {
+    type Input = Input;
+
+    fn info() -> Info {
+        Info::new(
+            "prometheus",
+            env!("CARGO_PKG_VERSION"),
+            "PromQL queries for metric gates",
+        )
+        .input_schema(schema())
+        .capabilities(&[capability::HTTP, "secrets?"])
+    }
+
+    fn run(input: Input) -> Result<Output, StepError> {
+        let timeout = parse_duration(&input.timeout)
+            .map_err(|e| StepError::invalid_input(format!("`timeout`: {e}")))?;
+        let base = input.url.trim_end_matches('/');
+        let (path, mut params) = match &input.range {
+            None => {
+                let mut p = vec![("query", input.query.clone())];
+                if let Some(t) = &input.time {
+                    p.push(("time", t.clone()));
+                }
+                ("/api/v1/query", p)
+            }
+            Some(range) => {
+                let range = parse_duration(range)
+                    .map_err(|e| StepError::invalid_input(format!("`range`: {e}")))?;
+                let step = match &input.step {
+                    Some(s) => parse_duration(s)
+                        .map_err(|e| StepError::invalid_input(format!("`step`: {e}")))?,
+                    None => (range / 60).max(std::time::Duration::from_secs(1)),
+                };
+                let end = now_seconds();
+                let start = end - range.as_secs_f64();
+                (
+                    "/api/v1/query_range",
+                    vec![
+                        ("query", input.query.clone()),
+                        ("start", format!("{start:.3}")),
+                        ("end", format!("{end:.3}")),
+                        ("step", format!("{}", step.as_secs_f64())),
+                    ],
+                )
+            }
+        };
+        let body = params
+            .drain(..)
+            .map(|(k, v)| format!("{k}={}", form_encode(&v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut request = Request::post(format!("{base}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .timeout(timeout);
+        for (header, secret) in &input.secret_headers {
+            request = request.header(header, runner_sdk::secrets::get(secret)?);
+        }
+        let response = request.send()?;
+        let answer: Value = response.json().map_err(|_| {
+            StepError::failed(format!(
+                "{base}{path} answered {} with a body that is not Prometheus's JSON: {}",
+                response.status,
+                runner_sdk::tail_lossy(&response.body, 300)
+            ))
+        })?;
+        if answer["status"] != "success" {
+            return Err(StepError::failed(format!(
+                "Prometheus refused the query `{}`: {} ({})",
+                input.query,
+                answer["error"].as_str().unwrap_or("no error message"),
+                answer["errorType"].as_str().unwrap_or("error")
+            )));
+        }
+        let data = &answer["data"];
+        let mut out = Output::new().set("result_type", &data["resultType"]);
+        let mut not_numbers = 0usize;
+        let mut number = |v: &Value| -> Value {
+            let parsed = v.as_str().and_then(|s| s.parse::<f64>().ok());
+            match parsed {
+                Some(n) if n.is_finite() => json!(n),
+                _ => {
+                    not_numbers += 1;
+                    Value::Null
+                }
+            }
+        };
+        let (value, count) = match data["resultType"].as_str() {
+            Some("scalar") => (number(&data["result"][1]), 1),
+            Some("vector") => {
+                let items = data["result"].as_array().cloned().unwrap_or_default();
+                let values: Vec<Value> = items
+                    .iter()
+                    .take(SERIES_KEPT)
+                    .map(|s| json!({ "metric": s["metric"], "value": number(&s["value"][1]) }))
+                    .collect();
+                let value = match values.as_slice() {
+                    [one] => one["value"].clone(),
+                    _ => Value::Null,
+                };
+                out = out.set("values", values);
+                (value, items.len())
+            }
+            Some("matrix") => {
+                let items = data["result"].as_array().cloned().unwrap_or_default();
+                let mut all = Vec::new();
+                let series: Vec<Value> = items
+                    .iter()
+                    .take(SERIES_KEPT)
+                    .map(|s| {
+                        let points: Vec<Value> = s["values"]
+                            .as_array()
+                            .map(|ps| {
+                                ps.iter()
+                                    .map(|p| {
+                                        let v = number(&p[1]);
+                                        if let Some(n) = v.as_f64() {
+                                            all.push(n);
+                                        }
+                                        json!([p[0], v])
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        json!({ "metric": s["metric"], "values": points })
+                    })
+                    .collect();
+                let last = match series.as_slice() {
+                    [one] => one["values"]
+                        .as_array()
+                        .and_then(|p| p.last())
+                        .map(|p| p[1].clone())
+                        .unwrap_or(Value::Null),
+                    _ => Value::Null,
+                };
+                if !all.is_empty() {
+                    let min = all.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let mean = all.iter().sum::<f64>() / all.len() as f64;
+                    out = out.set("min", min).set("max", max).set("mean", mean);
+                }
+                out = out.set("series", series);
+                (last, items.len())
+            }
+            other => {
+                return Err(StepError::failed(format!(
+                    "Prometheus answered a result of type {other:?}, which this plugin does not read"
+                )));
+            }
+        };
+        let value = if count == 0 {
+            match input.empty.as_str() {
+                "zero" => json!(0.0),
+                "null" => Value::Null,
+                _ => {
+                    return Err(StepError::failed(format!(
+                        "the query `{}` returned no series (no data for it yet, or a label that matches nothing); set `empty: zero` if no data means 0",
+                        input.query
+                    )));
+                }
+            }
+        } else {
+            value
+        };
+        let summary = match value.as_f64() {
+            Some(v) => format!("{} = {v}", input.query),
+            None => format!("{}: {count} series", input.query),
+        };
+        Ok(out
+            .set("value", value)
+            .set("count", count)
+            .set("not_numbers", not_numbers)
+            .summary(summary))
+    }
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `application/x-www-form-urlencoded` encoding of a value.
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn schema() -> Value {
+    let duration = |what: &str| json!({ "type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$", "description": what });
+    let mut props = Map::new();
+    props.insert("url".into(), json!({ "type": "string", "minLength": 1, "description": "Prometheus's base URL, e.g. `http://127.0.0.1:9090`; granted under `http`." }));
+    props.insert(
+        "query".into(),
+        json!({ "type": "string", "minLength": 1, "description": "The PromQL expression." }),
+    );
+    props.insert("time".into(), json!({ "type": "string", "description": "Evaluation time of an instant query (RFC 3339 or Unix seconds); default now." }));
+    props.insert(
+        "range".into(),
+        duration("Make a range query over the last this long, e.g. `10m`."),
+    );
+    props.insert(
+        "step".into(),
+        duration("Resolution of a range query (default: the range / 60, at least 1s)."),
+    );
+    props.insert("empty".into(), json!({ "enum": ["fail", "zero", "null"], "description": "What an answer without series does: fail the step (default), count as 0, or give `value: null`." }));
+    props.insert(
+        "timeout".into(),
+        duration("Time to connect and to the first byte (default 10s)."),
+    );
+    props.insert("secret_headers".into(), json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": "Headers set to granted secrets, e.g. `authorization: PROM_TOKEN`." }));
+    json!({
+        "type": "object",
+        "properties": props,
+        "required": ["url", "query"],
+        "additionalProperties": false
+    })
+}
+
+runner_sdk::export_plugin!(Prometheus);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_are_encoded() {
+        assert_eq!(
+            form_encode("sum(rate(x{code=~\"5..\"}[5m]))"),
+            "sum%28rate%28x%7Bcode%3D~%225..%22%7D%5B5m%5D%29%29"
+        );
+        assert_eq!(form_encode("a b&c"), "a+b%26c");
+    }
+}

@@ -1,0 +1,298 @@
+//! The `http-check` plugin end to end: the real runner binary checks a real HTTP
+//! server that this test starts on loopback.
+
+use std::collections::VecDeque;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A loopback server: `/health` (JSON), `/slow` (300 ms), `/hang` (3 s),
+/// `/text`, `/flaky` (statuses from a script), anything else 404.
+struct Server {
+    port: u16,
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(flaky: &[u16]) -> Server {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let script = Arc::new(Mutex::new(flaky.iter().copied().collect::<VecDeque<u16>>()));
+        let s = server.clone();
+        let thread = std::thread::spawn(move || {
+            for request in s.incoming_requests() {
+                let script = script.clone();
+                // One thread per request, so a hanging one does not block the rest.
+                std::thread::spawn(move || {
+                    let (status, body, delay) = match request.url() {
+                        "/health" => (
+                            200,
+                            r#"{"status":"ok","checks":{"db":{"up":true,"latency_ms":3.5}},"version":"1.2.4","regions":["eu","us"]}"#.to_owned(),
+                            0,
+                        ),
+                        "/slow" => (200, r#"{"status":"ok"}"#.to_owned(), 300),
+                        "/hang" => (200, "late".to_owned(), 3000),
+                        "/text" => (200, "all good, build 1.2.4".to_owned(), 0),
+                        "/flaky" => {
+                            let next = script.lock().unwrap().pop_front().unwrap_or(200);
+                            (next, format!("{{\"status\":{next}}}"), 0)
+                        }
+                        _ => (404, "no such page".to_owned(), 0),
+                    };
+                    std::thread::sleep(Duration::from_millis(delay));
+                    let _ = request
+                        .respond(tiny_http::Response::from_string(body).with_status_code(status));
+                });
+            }
+        });
+        Server {
+            port,
+            server,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs one `http-check` step with `with` (YAML flow mapping) and `grant`;
+/// returns the exit code and the step's `step_finished` event.
+fn check(grant: &str, with: &str) -> (i32, Value) {
+    let dir = std::env::temp_dir().join(format!(
+        "runner-http-check-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let playbook = dir.join("check.yaml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "version: 1\nname: check\nplugins:\n  check: {{ uses: http-check, grants: {{ http: [\"{grant}\"] }} }}\nstages:\n  - id: s\n    steps:\n      - id: health\n        uses: check\n        with: {with}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", dir.join("state"))
+        .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(code, 2, "invalid: {}", String::from_utf8_lossy(&out.stderr));
+    let finished = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "step_finished" && e["step"] == "health")
+        .unwrap_or_else(|| panic!("no step: {}", String::from_utf8_lossy(&out.stderr)));
+    let _ = std::fs::remove_dir_all(&dir);
+    (code, finished)
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn grant(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+fn error(step: &Value) -> &str {
+    step["error"].as_str().unwrap_or("")
+}
+
+#[test]
+fn a_healthy_endpoint_passes_every_assertion() {
+    let s = Server::start(&[]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/health", repeat: 3, interval: 10ms, max_latency: 2s, assert: [{{ path: "$.status", equals: ok }}, {{ path: "checks.db.up", equals: true }}, {{ path: "checks.db.latency_ms", max: 100 }}, {{ path: "regions", contains: eu }}, {{ path: "version", matches: "^1\\.2\\." }}, {{ path: "$.error", exists: false }}] }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+    let out = &step["outputs"];
+    assert_eq!(
+        (
+            out["checks"].as_u64(),
+            out["passed"].as_u64(),
+            out["failed"].as_u64()
+        ),
+        (Some(3), Some(3), Some(0))
+    );
+    assert_eq!(out["status"], 200);
+    assert_eq!(out["json"]["version"], "1.2.4");
+    assert_eq!(out["results"].as_array().unwrap().len(), 3);
+    assert!(
+        step["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("3/3 checks of"),
+        "{step}"
+    );
+}
+
+#[test]
+fn a_wrong_value_fails_with_the_path_and_both_values() {
+    let s = Server::start(&[]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/health", assert: [{{ path: "$.status", equals: degraded }}] }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(step["error_kind"], "failed");
+    assert!(
+        error(&step).ends_with("check failed: `$.status` is \"ok\", expected \"degraded\""),
+        "{step}"
+    );
+}
+
+#[test]
+fn a_slow_answer_fails_the_latency_bound() {
+    let s = Server::start(&[]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/slow", max_latency: 100ms }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 1);
+    assert!(error(&step).contains("over the 100 ms bound"), "{step}");
+}
+
+#[test]
+fn two_failures_in_a_row_fail_the_step_and_isolated_ones_do_not() {
+    let s = Server::start(&[200, 500, 200, 503, 200]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/flaky", repeat: 5, interval: 10ms, consecutive_failures: 2 }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+    assert_eq!(step["outputs"]["failed"], 2);
+    let s = Server::start(&[200, 500, 503, 200, 200]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/flaky", repeat: 5, interval: 10ms, consecutive_failures: 2 }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        error(&step).contains(
+            "2 checks in a row failed (consecutive_failures: 2); the last: status 503, expected 2xx"
+        ),
+        "{step}"
+    );
+}
+
+#[test]
+fn a_server_that_is_down_fails_the_check() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (code, step) = check(
+        &grant(port),
+        &format!(r#"{{ url: "http://127.0.0.1:{port}/health" }}"#),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(step["error_kind"], "failed");
+    assert!(
+        error(&step).contains("check failed: request failed"),
+        "{step}"
+    );
+}
+
+#[test]
+fn a_hanging_server_times_out() {
+    let s = Server::start(&[]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/hang", timeout: 300ms }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 1);
+    assert!(error(&step).contains("timed out"), "{step}");
+}
+
+#[test]
+fn a_body_that_is_not_json_cannot_pass_json_assertions() {
+    let s = Server::start(&[]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/text", assert: [{{ path: status, equals: ok }}] }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 1);
+    assert!(error(&step).contains("the body is not JSON"), "{step}");
+    // A regular expression on the text works.
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/text", body_matches: "build [0-9.]+$" }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+}
+
+#[test]
+fn an_unexpected_status_names_what_was_expected() {
+    let s = Server::start(&[]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/missing", expect_status: [200, 204] }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        error(&step).ends_with("check failed: status 404, expected [200, 204]"),
+        "{step}"
+    );
+}
+
+#[test]
+fn a_url_that_is_not_granted_is_denied() {
+    let s = Server::start(&[]);
+    let other = Server::start(&[]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(r#"{{ url: "http://127.0.0.1:{}/health" }}"#, other.port),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(step["error_kind"], "denied");
+    assert_eq!(
+        error(&step),
+        format!(
+            "denied: `http://127.0.0.1:{}` is not granted to plugin `check`; add it to `plugins.check.grants.http` in the playbook",
+            other.port
+        )
+    );
+}

@@ -1,0 +1,280 @@
+//! The `prometheus` plugin end to end, against a real Prometheus (Debian's
+//! `prometheus` package; `.ci/run` installs it) that scrapes a small service with
+//! known counters, all on loopback, started and stopped by this test.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const METRICS: &str = "# TYPE http_requests_total counter
+http_requests_total{code=\"200\"} 990
+http_requests_total{code=\"500\"} 10
+# TYPE request_latency_seconds gauge
+request_latency_seconds 0.25
+";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET on loopback: the body, or `None` if nobody answers.
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+struct Stack {
+    dir: PathBuf,
+    prometheus: Child,
+    port: u16,
+    app: std::sync::Arc<tiny_http::Server>,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let dir = std::env::temp_dir().join(format!("runner-prometheus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let app = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let app_port = app.server_addr().to_ip().unwrap().port();
+        let a = app.clone();
+        std::thread::spawn(move || {
+            for request in a.incoming_requests() {
+                let _ = request.respond(tiny_http::Response::from_string(METRICS));
+            }
+        });
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['127.0.0.1:{app_port}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let prometheus = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run `prometheus` (Debian: apt-get install prometheus; .ci/run installs it)");
+        let stack = Stack {
+            dir,
+            prometheus,
+            port,
+            app,
+        };
+        // Wait until the service has been scraped twice (a minute is a hang guard).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = get(port, "/api/v1/query?query=count_over_time(up%5B1m%5D)")
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok());
+            let scrapes = answer
+                .as_ref()
+                .and_then(|a| a["data"]["result"][0]["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if scrapes >= 2.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus never scraped the service: {answer:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        stack
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.prometheus.kill();
+        let _ = self.prometheus.wait();
+        self.app.unblock();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs a playbook whose `steps` are given; the exit code and the events.
+fn run(dir: &Path, grant: u16, steps: &str) -> (i32, Vec<Value>) {
+    let playbook = dir.join(format!("p{}.yaml", free_port()));
+    std::fs::write(
+        &playbook,
+        format!(
+            "version: 1\nname: metrics\nplugins:\n  prom: {{ uses: prometheus, grants: {{ http: [\"http://127.0.0.1:{grant}\"] }} }}\nstages:\n  - id: s\n    steps:\n{steps}"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", dir.join("state"))
+        .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(code, 2, "invalid: {}", String::from_utf8_lossy(&out.stderr));
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (code, events)
+}
+
+fn step<'e>(events: &'e [Value], id: &str) -> &'e Value {
+    events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == id)
+        .unwrap_or_else(|| panic!("no step {id}: {events:#?}"))
+}
+
+fn one(stack: &Stack, with: &str) -> (i32, Value) {
+    let (code, ev) = run(
+        &stack.dir,
+        stack.port,
+        &format!("      - {{ id: q, uses: prom, with: {with} }}\n"),
+    );
+    (code, step(&ev, "q").clone())
+}
+
+#[test]
+fn queries_against_a_real_prometheus() {
+    let stack = Stack::start();
+    let url = format!("http://127.0.0.1:{}", stack.port);
+
+    // The seeds' error rate, for a gate: 10 errors out of 1,000 requests.
+    let (code, ev) = run(
+        &stack.dir,
+        stack.port,
+        &format!(
+            "      - {{ id: rate, uses: prom, with: {{ url: \"{url}\", query: 'sum(http_requests_total{{code=\"500\"}}) / sum(http_requests_total)' }} }}\n      - id: healthy\n        gate: {{ pass: \"${{{{ steps.rate.outputs.value <= 0.005 }}}}\" }}\n"
+        ),
+    );
+    let rate = step(&ev, "rate");
+    assert_eq!(rate["outputs"]["value"], 0.01, "{rate}");
+    assert_eq!(rate["outputs"]["result_type"], "vector");
+    assert_eq!(code, 1, "the gate fails on a 1 % error rate");
+    let gate = ev.iter().find(|e| e["event"] == "gate").unwrap();
+    assert_eq!(gate["outcome"], "fail");
+
+    // A vector by label.
+    let (code, s) = one(
+        &stack,
+        &format!("{{ url: \"{url}\", query: 'sort(http_requests_total)' }}"),
+    );
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["outputs"]["count"], 2);
+    assert_eq!(s["outputs"]["values"][0]["metric"]["code"], "500");
+    assert_eq!(s["outputs"]["values"][0]["value"], 10.0);
+    assert_eq!(s["outputs"]["values"][1]["value"], 990.0);
+    assert_eq!(
+        s["outputs"]["value"],
+        Value::Null,
+        "two series: no single value"
+    );
+
+    // A scalar.
+    let (_, s) = one(
+        &stack,
+        &format!("{{ url: \"{url}\", query: 'scalar(request_latency_seconds) * 1000' }}"),
+    );
+    assert_eq!(s["outputs"]["result_type"], "scalar");
+    assert_eq!(s["outputs"]["value"], 250.0);
+
+    // A range: every point of the gauge is 0.25.
+    let (code, s) = one(
+        &stack,
+        &format!("{{ url: \"{url}\", query: request_latency_seconds, range: 30s, step: 1s }}"),
+    );
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["outputs"]["result_type"], "matrix");
+    assert!(
+        s["outputs"]["series"][0]["values"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2,
+        "{s}"
+    );
+    assert_eq!(
+        (s["outputs"]["min"].as_f64(), s["outputs"]["max"].as_f64()),
+        (Some(0.25), Some(0.25))
+    );
+    assert_eq!(s["outputs"]["value"], 0.25);
+
+    // No series: an error by default, 0 when asked.
+    let (code, s) = one(
+        &stack,
+        &format!("{{ url: \"{url}\", query: 'http_requests_total{{code=\"502\"}}' }}"),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        s["error"].as_str().unwrap().contains("returned no series"),
+        "{s}"
+    );
+    let (code, s) = one(
+        &stack,
+        &format!("{{ url: \"{url}\", query: 'http_requests_total{{code=\"502\"}}', empty: zero }}"),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(s["outputs"]["value"], 0.0);
+
+    // Bad PromQL: Prometheus's own message.
+    let (code, s) = one(&stack, &format!("{{ url: \"{url}\", query: 'sum(' }}"));
+    assert_eq!(code, 1);
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap()
+            .contains("Prometheus refused the query `sum(`"),
+        "{s}"
+    );
+
+    // Not granted: denied, naming the grant.
+    let other = free_port();
+    let (code, s) = one(
+        &stack,
+        &format!("{{ url: \"http://127.0.0.1:{other}\", query: up }}"),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(s["error_kind"], "denied");
+
+    // Prometheus down: a failure that may pass later (retryable).
+    let port = stack.port;
+    let dir = stack.dir.clone();
+    drop(stack);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, ev) = run(
+        &dir,
+        port,
+        &format!(
+            "      - {{ id: q, uses: prom, with: {{ url: \"{url}\", query: up, timeout: 2s }} }}\n"
+        ),
+    );
+    assert_eq!(code, 1);
+    let s = step(&ev, "q");
+    assert_eq!(s["error_kind"], "retryable", "{s}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
