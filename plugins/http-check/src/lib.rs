@@ -385,14 +385,14 @@ impl Plan {
 fn assertion(a: &Assertion, re: Option<&regex_lite::Regex>, doc: &Value) -> Option<String> {
     let found = lookup(doc, &a.path);
     let path = &a.path;
-    if let Some(should) = a.exists {
-        if found.is_some() != should {
-            return Some(if should {
-                format!("`{path}` is missing")
-            } else {
-                format!("`{path}` exists")
-            });
-        }
+    if let Some(should) = a.exists
+        && found.is_some() != should
+    {
+        return Some(if should {
+            format!("`{path}` is missing")
+        } else {
+            format!("`{path}` exists")
+        });
     }
     let needs_value = a.equals.is_some()
         || a.contains.is_some()
