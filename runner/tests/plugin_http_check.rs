@@ -183,7 +183,7 @@ fn two_failures_in_a_row_fail_the_step_and_isolated_ones_do_not() {
     let (code, step) = check(
         &grant(s.port),
         &format!(
-            r#"{{ url: "http://127.0.0.1:{}/flaky", repeat: 5, interval: 10ms, consecutive_failures: 2 }}"#,
+            r#"{{ url: "http://127.0.0.1:{}/flaky", repeat: 5, interval: 10ms, consecutive_failure_limit: 1 }}"#,
             s.port
         ),
     );
@@ -193,14 +193,14 @@ fn two_failures_in_a_row_fail_the_step_and_isolated_ones_do_not() {
     let (code, step) = check(
         &grant(s.port),
         &format!(
-            r#"{{ url: "http://127.0.0.1:{}/flaky", repeat: 5, interval: 10ms, consecutive_failures: 2 }}"#,
+            r#"{{ url: "http://127.0.0.1:{}/flaky", repeat: 5, interval: 10ms, consecutive_failure_limit: 1 }}"#,
             s.port
         ),
     );
     assert_eq!(code, 1);
     assert!(
         error(&step).contains(
-            "2 checks in a row failed (consecutive_failures: 2); the last: status 503, expected 2xx"
+            "2 checks in a row failed (consecutive_failure_limit: 1); the last: status 503, expected 2xx"
         ),
         "{step}"
     );

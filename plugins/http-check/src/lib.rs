@@ -4,8 +4,8 @@
 //! back when health checks fail twice in a row. A check here is one request
 //! judged on its status, its body (JSON paths or a regular expression) and its
 //! latency; `repeat` makes N checks `interval` apart, and the step fails when
-//! `consecutive_failures` of them fail in a row (1 by default: the first
-//! failure). A request that gets no answer (refused, timed out) is a failed
+//! more checks fail in a row than `consecutive_failure_limit` tolerates (0 by
+//! default: the first failure) — the same meaning "limit" has in a watch. A request that gets no answer (refused, timed out) is a failed
 //! check like any other; a request the runner refuses (the URL is not granted)
 //! ends the step at once as `denied`.
 //!
@@ -56,8 +56,9 @@ struct Input {
     repeat: u32,
     #[serde(default = "one_second")]
     interval: String,
-    #[serde(default = "one")]
-    consecutive_failures: u32,
+    /// Failed checks in a row tolerated.
+    #[serde(default)]
+    consecutive_failure_limit: u32,
 }
 
 fn get() -> String {
@@ -177,7 +178,7 @@ impl Plugin for HttpCheck {
                     "failure": check.failure,
                 }));
             }
-            let stop = in_a_row >= plan.input.consecutive_failures;
+            let stop = in_a_row > plan.input.consecutive_failure_limit;
             last = Some(check);
             if stop {
                 break;
@@ -206,12 +207,12 @@ impl Plugin for HttpCheck {
             .set("body", body)
             .set("json", body_json)
             .set("results", results);
-        if in_a_row >= plan.input.consecutive_failures {
+        if in_a_row > plan.input.consecutive_failure_limit {
             let why = last.failure.unwrap_or_default();
-            let detail = if plan.input.consecutive_failures > 1 {
+            let detail = if plan.input.consecutive_failure_limit > 0 {
                 format!(
-                    "{in_a_row} checks in a row failed (consecutive_failures: {}); the last: {why}",
-                    plan.input.consecutive_failures
+                    "{in_a_row} checks in a row failed (consecutive_failure_limit: {}); the last: {why}",
+                    plan.input.consecutive_failure_limit
                 )
             } else {
                 format!("check failed: {why}")
@@ -247,10 +248,8 @@ impl Plan {
             .transpose()?;
         let timeout = duration("timeout", &input.timeout)?;
         let interval = duration("interval", &input.interval)?;
-        if input.repeat == 0 || input.consecutive_failures == 0 {
-            return Err(StepError::invalid_input(
-                "`repeat` and `consecutive_failures` must be at least 1",
-            ));
+        if input.repeat == 0 {
+            return Err(StepError::invalid_input("`repeat` must be at least 1"));
         }
         if input.body.is_some() && input.json.is_some() {
             return Err(StepError::invalid_input("give `body` or `json`, not both"));
@@ -566,7 +565,7 @@ fn schema() -> Value {
             "timeout": duration("Give up on a request after this long (default 5s); counts as a failed check."),
             "repeat": { "type": "integer", "minimum": 1, "maximum": 10000, "description": "Number of checks (default 1)." },
             "interval": duration("Time between two checks (default 1s)."),
-            "consecutive_failures": { "type": "integer", "minimum": 1, "description": "Fail the step when this many checks fail in a row (default 1: the first failure)." }
+            "consecutive_failure_limit": { "type": "integer", "minimum": 0, "description": "Failed checks in a row tolerated; one more fails the step (default 0: the first failure). `1` is the seeds' \"two failures in a row roll back\"." }
         },
         "required": ["url"],
         "additionalProperties": false
