@@ -128,8 +128,15 @@ impl ProcessGrant {
         ProcessGrant { rules }
     }
 
-    /// Checks `req` for plugin `plugin`, whose working directory is `workdir`.
-    pub fn check(&self, plugin: &str, req: &Request, workdir: &Path) -> Result<Allowed, String> {
+    /// Checks `req` for plugin `plugin`, whose working directory is `workdir`
+    /// and whose granted folders are `folders`.
+    pub fn check(
+        &self,
+        plugin: &str,
+        req: &Request,
+        workdir: &Path,
+        folders: &[crate::caps::fs::GrantedPath],
+    ) -> Result<Allowed, String> {
         let rules: Vec<&Rule> = self
             .rules
             .iter()
@@ -162,12 +169,43 @@ impl ProcessGrant {
         };
         let cwd = match &req.cwd {
             None => workdir.to_path_buf(),
-            Some(c) => inside(workdir, c).ok_or_else(|| {
-                format!("working directory `{c}` is outside the step's working directory; give a relative path without `..`")
-            })?,
+            Some(c) => in_granted(folders, c)
+                .or_else(|| inside(workdir, c))
+                .ok_or_else(|| {
+                    format!("working directory `{c}` is outside the step's working directory and its granted folders; give a path inside one of them, without `..`")
+                })?,
         };
         Ok(Allowed { executable, cwd })
     }
+}
+
+/// `path` as the plugin sees it (a granted folder's name as the playbook wrote
+/// it, then a relative rest) mapped to the host, the longest granted name first.
+fn in_granted(folders: &[crate::caps::fs::GrantedPath], path: &str) -> Option<PathBuf> {
+    let norm = |p: &str| p.trim_start_matches("./").trim_end_matches('/').to_owned();
+    let path = norm(path);
+    let mut best: Option<(&crate::caps::fs::GrantedPath, String)> = None;
+    for f in folders {
+        let name = norm(&f.guest);
+        let rest = if path == name {
+            String::new()
+        } else if let Some(rest) = path.strip_prefix(&format!("{name}/")) {
+            rest.to_owned()
+        } else {
+            continue;
+        };
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| norm(&b.guest).len() < name.len())
+        {
+            best = Some((f, rest));
+        }
+    }
+    let (folder, rest) = best?;
+    if rest.is_empty() {
+        return Some(folder.host.clone());
+    }
+    inside(&folder.host, &rest)
 }
 
 /// `rel` resolved inside `base`, if it stays there lexically (relative, no `..`).
@@ -288,41 +326,47 @@ mod tests {
         let g = ProcessGrant::new(&["npm test *".into(), "git log **".into(), "ls".into()]);
         let work = Path::new("/tmp/w");
         assert!(
-            g.check("p", &with_args("npm", &["test", "auth"]), work)
+            g.check("p", &with_args("npm", &["test", "auth"]), work, &[])
                 .is_ok()
         );
         assert!(
             g.check(
                 "p",
                 &with_args("npm", &["test", "--testPathPattern=hotfix"]),
-                work
+                work,
+                &[]
             )
             .is_ok()
         );
         let e = g
-            .check("p", &with_args("npm", &["install", "evil"]), work)
+            .check("p", &with_args("npm", &["install", "evil"]), work, &[])
             .unwrap_err();
         assert!(
             e.starts_with("arguments [\"install\", \"evil\"] of `npm` are not granted to plugin `p` (granted: `npm test *`)"),
             "{e}"
         );
         assert!(
-            g.check("p", &with_args("npm", &["test"]), work).is_err(),
+            g.check("p", &with_args("npm", &["test"]), work, &[])
+                .is_err(),
             "one argument per pattern"
         );
         assert!(
-            g.check("p", &with_args("npm", &["test", "a", "b"]), work)
+            g.check("p", &with_args("npm", &["test", "a", "b"]), work, &[])
                 .is_err(),
             "no more arguments without **"
         );
-        assert!(g.check("p", &with_args("git", &["log"]), work).is_ok());
+        assert!(g.check("p", &with_args("git", &["log"]), work, &[]).is_ok());
         assert!(
-            g.check("p", &with_args("git", &["log", "--since", "2h"]), work)
+            g.check("p", &with_args("git", &["log", "--since", "2h"]), work, &[])
                 .is_ok()
         );
-        assert!(g.check("p", &with_args("git", &["push"]), work).is_err());
         assert!(
-            g.check("p", &with_args("ls", &["-la", "/"]), work).is_ok(),
+            g.check("p", &with_args("git", &["push"]), work, &[])
+                .is_err()
+        );
+        assert!(
+            g.check("p", &with_args("ls", &["-la", "/"]), work, &[])
+                .is_ok(),
             "a bare program allows any arguments"
         );
     }
@@ -343,17 +387,17 @@ mod tests {
     fn only_listed_programs_pass() {
         let g = ProcessGrant::new(&["sh".into()]);
         let work = Path::new("/tmp/w");
-        assert!(g.check("p", &req("sh", None), work).is_ok());
-        let e = g.check("p", &req("bash", None), work).unwrap_err();
+        assert!(g.check("p", &req("sh", None), work, &[]).is_ok());
+        let e = g.check("p", &req("bash", None), work, &[]).unwrap_err();
         assert_eq!(
             e,
             "program `bash` is not granted to plugin `p`; add it to `plugins.p.grants.process` in the playbook"
         );
         // A path to a granted name is not the granted name.
-        assert!(g.check("p", &req("/bin/sh", None), work).is_err());
+        assert!(g.check("p", &req("/bin/sh", None), work, &[]).is_err());
         assert!(
             ProcessGrant::default()
-                .check("p", &req("sh", None), work)
+                .check("p", &req("sh", None), work, &[])
                 .is_err()
         );
     }
@@ -363,11 +407,62 @@ mod tests {
         let g = ProcessGrant::new(&["sh".into()]);
         let work = Path::new("/tmp/w");
         assert_eq!(
-            g.check("p", &req("sh", Some("sub/dir")), work).unwrap().cwd,
+            g.check("p", &req("sh", Some("sub/dir")), work, &[])
+                .unwrap()
+                .cwd,
             Path::new("/tmp/w/sub/dir")
         );
         for bad in ["..", "../x", "/etc", "a/../../b"] {
-            assert!(g.check("p", &req("sh", Some(bad)), work).is_err(), "{bad}");
+            assert!(
+                g.check("p", &req("sh", Some(bad)), work, &[]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_working_directory_may_be_inside_a_granted_folder() {
+        use crate::caps::fs::GrantedPath;
+        let g = ProcessGrant::new(&["git".into()]);
+        let work = Path::new("/tmp/w");
+        let folders = [
+            GrantedPath {
+                host: "/srv/pb/workspace".into(),
+                guest: "workspace".into(),
+                rw: true,
+            },
+            GrantedPath {
+                host: "/data/app".into(),
+                guest: "/data/app".into(),
+                rw: false,
+            },
+        ];
+        let cwd = |c: &str| {
+            g.check("p", &req("git", Some(c)), work, &folders)
+                .map(|a| a.cwd)
+        };
+        assert_eq!(cwd("workspace"), Ok(PathBuf::from("/srv/pb/workspace")));
+        assert_eq!(
+            cwd("workspace/app"),
+            Ok(PathBuf::from("/srv/pb/workspace/app"))
+        );
+        assert_eq!(
+            cwd("./workspace/app/"),
+            Ok(PathBuf::from("/srv/pb/workspace/app"))
+        );
+        assert_eq!(cwd("/data/app/repo"), Ok(PathBuf::from("/data/app/repo")));
+        assert_eq!(
+            cwd("other"),
+            Ok(PathBuf::from("/tmp/w/other")),
+            "else the workdir"
+        );
+        for bad in [
+            "workspace/../..",
+            "/data/application",
+            "/etc",
+            "workspace/../../etc",
+        ] {
+            assert!(cwd(bad).is_err(), "{bad}");
         }
     }
 
@@ -378,7 +473,9 @@ mod tests {
         let mut r = req("sh", None);
         r.args = vec!["-c".into(), "echo \"[$HOME][$ONLY]\"".into()];
         r.env = vec![("ONLY".into(), "me".into())];
-        let done = run(&g.check("p", &r, &work).unwrap(), &r).await.unwrap();
+        let done = run(&g.check("p", &r, &work, &[]).unwrap(), &r)
+            .await
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&done.stdout), "[][me]\n");
         assert_eq!(done.exit_code, Some(0));
 
@@ -386,7 +483,7 @@ mod tests {
         slow.args = vec!["-c".into(), "sleep 5".into()];
         slow.timeout = Some(Duration::from_millis(200));
         let start = std::time::Instant::now();
-        let done = run(&g.check("p", &slow, &work).unwrap(), &slow)
+        let done = run(&g.check("p", &slow, &work, &[]).unwrap(), &slow)
             .await
             .unwrap();
         assert!(done.timed_out);
@@ -402,7 +499,9 @@ mod tests {
         let g = ProcessGrant::new(&["sh".into()]);
         let mut r = req("sh", None);
         r.args = vec!["-c".into(), "head -c 3000000 /dev/zero".into()];
-        let done = run(&g.check("p", &r, &work).unwrap(), &r).await.unwrap();
+        let done = run(&g.check("p", &r, &work, &[]).unwrap(), &r)
+            .await
+            .unwrap();
         assert_eq!(done.stdout.len(), MAX_OUTPUT);
         assert!(done.truncated);
     }

@@ -54,7 +54,7 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "git",
         summary: "branch, commit, tag, push, merge with the real git",
-        wasm: None,
+        wasm: embedded!("git"),
     },
     Builtin {
         name: "http-check",

@@ -150,7 +150,12 @@ impl process::Host for StepState {
         let allowed = self
             .granted
             .process
-            .check(&self.granted.plugin, &request, &self.granted.workdir)
+            .check(
+                &self.granted.plugin,
+                &request,
+                &self.granted.workdir,
+                &self.granted.fs.paths,
+            )
             .map_err(|m| self.denials.record(m))?;
         let done = cap::run(&allowed, &request).await?;
         Ok(process::Completed {

@@ -67,6 +67,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+pub mod fs;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod log;
