@@ -731,6 +731,67 @@ fn network_sockets_are_closed() {
     );
 }
 
+/// A real listener on loopback that answers `pong` to one connection.
+fn pong_listener() -> (std::net::SocketAddr, std::thread::JoinHandle<bool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let thread = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            if let Ok((mut s, _)) = listener.accept() {
+                use std::io::{Read, Write};
+                let _ = s.set_nonblocking(false);
+                let mut buf = [0u8; 64];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"pong");
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    });
+    (addr, thread)
+}
+
+#[test]
+fn a_tcp_grant_opens_exactly_its_endpoint() {
+    let (addr, server) = pong_listener();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_addr = other.local_addr().unwrap();
+    // Granted another endpoint: refused, and the refusal names the grant to add.
+    let g = Granted {
+        tcp: runner::caps::tcp::TcpGrant::new(&[other_addr.to_string()]),
+        ..granted(&[])
+    };
+    let f = failure(run_with(
+        "socket-connect",
+        json!({ "addr": addr.to_string() }),
+        limits(5_000, 64),
+        g,
+    ));
+    assert_eq!(
+        f,
+        StepFailure::Denied(format!(
+            "a TCP connection to {addr} is not granted to plugin `hostile`; add `{addr}` to `plugins.hostile.grants.tcp` in the playbook if it is intended"
+        ))
+    );
+    // Granted this endpoint: the connection is made and the answer comes back.
+    let g = Granted {
+        tcp: runner::caps::tcp::TcpGrant::new(&[addr.to_string()]),
+        ..granted(&[])
+    };
+    let r = run_with(
+        "socket-connect",
+        json!({ "addr": addr.to_string() }),
+        limits(5_000, 64),
+        g,
+    );
+    let out = r.outcome.expect("a granted endpoint");
+    assert_eq!(out.outputs["reply"], "pong");
+    assert!(server.join().unwrap(), "the listener saw the connection");
+}
+
 #[test]
 fn describe_that_never_returns_is_cut_off() {
     let err = rt()

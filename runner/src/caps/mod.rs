@@ -23,6 +23,7 @@ pub mod http;
 pub mod log;
 pub mod process;
 pub mod secrets;
+pub mod tcp;
 
 /// The refusals of one step attempt, in order, shared with tasks that outlive a
 /// host call (an HTTP request is sent from a spawned task).

@@ -25,6 +25,7 @@ pub fn granted_kinds(g: &Grants) -> Vec<&'static str> {
     let mut kinds = Vec::new();
     for (kind, present) in [
         ("http", !g.http.is_empty()),
+        ("tcp", !g.tcp.is_empty()),
         ("fs", !g.fs.is_empty()),
         ("process", !g.process.is_empty()),
         ("kube", !g.kube.is_empty()),
@@ -117,6 +118,7 @@ pub async fn resolve(
                 process: crate::caps::process::ProcessGrant::new(&decl.grants.process),
                 fs: crate::caps::fs::FsGrant::from_playbook(&validated.source.dir, &decl.grants.fs),
                 http: crate::caps::http::HttpGrant::new(&decl.grants.http),
+                tcp: crate::caps::tcp::TcpGrant::new(&decl.grants.tcp),
                 ..Granted::default()
             },
         );

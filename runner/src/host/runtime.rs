@@ -194,7 +194,7 @@ pub enum LoadError {
 }
 
 /// The capability kinds a plugin may declare.
-pub const CAPABILITIES: &[&str] = &["http", "fs", "process", "kube", "secrets", "log"];
+pub const CAPABILITIES: &[&str] = &["http", "tcp", "fs", "process", "kube", "secrets", "log"];
 
 /// A fresh, empty working directory for one step attempt (mode 0700).
 ///
@@ -376,9 +376,10 @@ impl Runtime {
         granted: Granted,
         timeout: Duration,
         wasi: wasmtime_wasi::WasiCtx,
+        denials: crate::caps::Denials,
     ) -> Store<Data> {
         let data = Data {
-            state: StepState::new(wasi, granted),
+            state: StepState::new(wasi, granted, denials),
             cap: MemoryCap {
                 max: memory,
                 hit: false,
@@ -420,6 +421,7 @@ impl Runtime {
             Granted::default(),
             DESCRIBE_TIMEOUT,
             WasiCtxBuilder::new().build(),
+            crate::caps::Denials::default(),
         );
         let info = match tokio::time::timeout(DESCRIBE_TIMEOUT + TICK * 10, async {
             let plugin = pre.instantiate_async(&mut store).await?;
@@ -506,7 +508,18 @@ impl Runtime {
                 duration: start.elapsed(),
             };
         }
-        let mut store = self.store(limits.memory, granted, limits.timeout, wasi.build());
+        let denials = crate::caps::Denials::default();
+        let declared_tcp = granted.declared.iter().any(|c| c == "tcp");
+        granted
+            .tcp
+            .apply(&mut wasi, &granted.plugin, declared_tcp, &denials);
+        let mut store = self.store(
+            limits.memory,
+            granted,
+            limits.timeout,
+            wasi.build(),
+            denials,
+        );
         let input_text = input.to_string();
         let call = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;

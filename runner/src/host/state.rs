@@ -34,6 +34,8 @@ pub struct Granted {
     pub fs: crate::caps::fs::FsGrant,
     /// Hosts it may reach.
     pub http: crate::caps::http::HttpGrant,
+    /// TCP endpoints it may connect to.
+    pub tcp: crate::caps::tcp::TcpGrant,
     /// The attempt's fresh working directory (set by the runtime).
     pub workdir: std::path::PathBuf,
     /// Where the step's artifacts are kept (set by the engine); `None`: they are
@@ -54,9 +56,10 @@ pub struct StepState {
 }
 
 impl StepState {
-    pub fn new(wasi: WasiCtx, granted: Granted) -> StepState {
+    /// `denials` may already be shared with hooks set up before the store (the
+    /// `tcp` capability's socket check).
+    pub fn new(wasi: WasiCtx, granted: Granted, denials: Denials) -> StepState {
         let redactor = Redactor::new(granted.secrets.values().cloned());
-        let denials = Denials::default();
         let http_hooks = HttpHooks {
             plugin: granted.plugin.clone(),
             declared: granted.declared.iter().any(|c| c == "http"),

@@ -168,6 +168,10 @@ pub struct Grants {
     /// link-local or metadata address is refused unless that address is granted too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<String>,
+    /// Outgoing TCP connections (SMTP, a database port): `host:port` endpoints. Names
+    /// are resolved by the runner; nothing else is reachable, nothing can listen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<String>,
     /// Paths on the host the plugin may open, read-only unless `access: rw`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fs: Vec<FsGrant>,
@@ -189,6 +193,7 @@ pub struct Grants {
 impl Grants {
     pub fn is_empty(&self) -> bool {
         self.http.is_empty()
+            && self.tcp.is_empty()
             && self.fs.is_empty()
             && self.process.is_empty()
             && self.kube.is_empty()

@@ -281,6 +281,11 @@ impl<'a> Checker<'a> {
                 self.report(&path.key("http").index(i), Target::Value, e);
             }
         }
+        for (i, entry) in g.tcp.iter().enumerate() {
+            if let Err(e) = crate::caps::tcp::Endpoint::parse(entry) {
+                self.report(&path.key("tcp").index(i), Target::Value, e);
+            }
+        }
         for (i, program) in g.process.iter().enumerate() {
             let words: Vec<&str> = program.split_whitespace().collect();
             let bad_rest = words.iter().rev().skip(1).any(|w| *w == "**");

@@ -1,6 +1,7 @@
 //! Hostile: opens a TCP connection to `addr` with `std::net` (`wasi:sockets`),
-//! sends a line and returns what comes back. Plugins get no sockets: the
-//! connection must fail (or the component must be refused at load).
+//! sends a line and returns what comes back. Without a `tcp` grant naming that
+//! address the connection must fail; with one (it declares `tcp?`) it works,
+//! which shows the grant is what opens the door.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -32,6 +33,7 @@ impl Plugin for SocketConnect {
             "required": ["addr"],
             "additionalProperties": false
         }))
+        .capabilities(&["tcp?"])
     }
 
     fn run(input: Input) -> Result<Output, StepError> {

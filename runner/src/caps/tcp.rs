@@ -1,0 +1,210 @@
+//! The `tcp` capability: outgoing TCP connections to granted endpoints, for
+//! protocols that are not HTTP (SMTP for e-mail notifications, a database's
+//! health port).
+//!
+//! Threat model: the plugin is hostile and wants to reach any service it can:
+//! the cloud metadata service, databases on the runner's network, an attacker's
+//! server. What must never happen: a connection to an address and port that no
+//! grant names; listening for or accepting connections; UDP.
+//!
+//! Grant, parsed once here: `host:port` (`127.0.0.1:2525`, `[::1]:25`,
+//! `smtp.example.com:587`). The port is required: a grant names an endpoint, not
+//! a machine. Names are resolved by the runner when the attempt starts; the
+//! plugin may then connect to those addresses only (it may look names up itself,
+//! but a connection to an address the runner did not resolve for a grant is
+//! refused, so a DNS answer cannot widen the grant).
+//!
+//! Enforcement: wasmtime-wasi's socket address check, called for every bind and
+//! connect; only connects to granted addresses and the implicit bind to the
+//! wildcard address that precedes them pass. Every refusal is recorded in the
+//! attempt's [`super::Denials`] with the grant to add.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::sockets::SocketAddrUse;
+
+use super::Denials;
+
+/// One parsed grant entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Parses `host:port`; the error says what is wrong and how to write it.
+    pub fn parse(entry: &str) -> Result<Endpoint, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "`{entry}` is not a TCP grant: {why}; write it as `host:port`, e.g. `127.0.0.1:2525` or `smtp.example.com:587`"
+            ))
+        };
+        let (host, port) = if let Some(v6) = entry.strip_prefix('[') {
+            match v6.split_once("]:") {
+                Some((h, p)) => (h, p),
+                None => return bad("an IPv6 address is written `[addr]:port`"),
+            }
+        } else {
+            match entry.rsplit_once(':') {
+                Some((h, p)) => (h, p),
+                None => return bad("the port is missing"),
+            }
+        };
+        let port = match port.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return bad("the port must be a number from 1 to 65535"),
+        };
+        let name_ok = |h: &str| {
+            !h.is_empty()
+                && h.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+        };
+        if host.parse::<IpAddr>().is_err() && !name_ok(host) {
+            return bad("the host is not a name or an address (no wildcards)");
+        }
+        Ok(Endpoint {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// The endpoints a plugin may connect to.
+#[derive(Debug, Clone, Default)]
+pub struct TcpGrant {
+    endpoints: Vec<Endpoint>,
+}
+
+impl TcpGrant {
+    /// Parsed once from the playbook's `grants.tcp` (already validated).
+    pub fn new(entries: &[String]) -> TcpGrant {
+        TcpGrant {
+            endpoints: entries
+                .iter()
+                .filter_map(|e| Endpoint::parse(e).ok())
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// The socket addresses the grant allows, names resolved now.
+    pub fn addresses(&self) -> HashSet<SocketAddr> {
+        let mut out = HashSet::new();
+        for e in &self.endpoints {
+            match e.host.parse::<IpAddr>() {
+                Ok(ip) => {
+                    out.insert(SocketAddr::new(ip, e.port));
+                }
+                Err(_) => {
+                    if let Ok(found) =
+                        std::net::ToSocketAddrs::to_socket_addrs(&(e.host.as_str(), e.port))
+                    {
+                        out.extend(found);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Opens TCP in `wasi` for the granted addresses only (the plugin declared
+    /// `tcp` or the attempt gets no sockets at all).
+    pub fn apply(
+        &self,
+        wasi: &mut WasiCtxBuilder,
+        plugin: &str,
+        declared: bool,
+        denials: &Denials,
+    ) {
+        if self.endpoints.is_empty() {
+            return;
+        }
+        if !declared {
+            // Granted but not declared: every socket use is refused, and said so.
+            let (plugin, denials) = (plugin.to_owned(), denials.clone());
+            wasi.allow_tcp(true).socket_addr_check(move |_, _| {
+                denials.record(super::undeclared(&plugin, "tcp"));
+                Box::pin(async { false })
+            });
+            return;
+        }
+        let allowed = Arc::new(self.addresses());
+        let (plugin, denials) = (plugin.to_owned(), denials.clone());
+        wasi.allow_tcp(true)
+            .allow_udp(false)
+            .allow_ip_name_lookup(true)
+            .socket_addr_check(move |addr, use_| {
+                let ok = match use_ {
+                    SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                    // `connect` binds the socket to the wildcard address first.
+                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                    _ => false,
+                };
+                if !ok {
+                    let what = match use_ {
+                        SocketAddrUse::TcpConnect => format!("a TCP connection to {addr}"),
+                        other => format!("{other:?} on {addr}"),
+                    };
+                    denials.record(format!(
+                        "{what} is not granted to plugin `{plugin}`; add `{addr}` to `plugins.{plugin}.grants.tcp` in the playbook if it is intended"
+                    ));
+                }
+                Box::pin(async move { ok })
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_syntax() {
+        assert_eq!(
+            Endpoint::parse("127.0.0.1:2525"),
+            Ok(Endpoint {
+                host: "127.0.0.1".into(),
+                port: 2525
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("[::1]:25"),
+            Ok(Endpoint {
+                host: "::1".into(),
+                port: 25
+            })
+        );
+        assert!(Endpoint::parse("Smtp.Example.com:587").is_ok());
+        for bad in [
+            "127.0.0.1",
+            "host:0",
+            "host:99999",
+            "*.example.com:25",
+            ":25",
+            "[::1]25",
+            "a b:25",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_the_literal_ones_and_the_resolved_ones() {
+        let g = TcpGrant::new(&["127.0.0.1:2525".into(), "localhost:25".into()]);
+        let a = g.addresses();
+        assert!(a.contains(&"127.0.0.1:2525".parse().unwrap()));
+        assert!(
+            a.contains(&"127.0.0.1:25".parse().unwrap())
+                || a.contains(&"[::1]:25".parse().unwrap())
+        );
+        assert!(!a.contains(&"127.0.0.1:2526".parse().unwrap()));
+    }
+}
