@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 include!("guest_build.rs");
 
-const PLUGINS: &[&str] = &["echo", "exec", "git", "http-check", "prometheus"];
+const PLUGINS: &[&str] = &["echo", "exec", "git", "http-check", "notify", "prometheus"];
 
 fn main() {
     let manifest_dir =

@@ -125,6 +125,24 @@ impl TcpGrant {
         denials: &Denials,
     ) {
         if self.endpoints.is_empty() {
+            if declared {
+                // It may use TCP but nothing is granted: refuse each connection
+                // with the grant to add, rather than leave it a bare OS error.
+                let (plugin, denials) = (plugin.to_owned(), denials.clone());
+                wasi.allow_tcp(true).socket_addr_check(move |addr, use_| {
+                    // Let the implicit bind through so that the connect, which
+                    // names the address, is what gets refused and reported.
+                    let ok = matches!(use_, SocketAddrUse::TcpBind)
+                        && addr.ip().is_unspecified()
+                        && addr.port() == 0;
+                    if matches!(use_, SocketAddrUse::TcpConnect) {
+                        denials.record(format!(
+                            "a TCP connection to {addr} is not granted to plugin `{plugin}`; add `{addr}` to `plugins.{plugin}.grants.tcp` in the playbook if it is intended"
+                        ));
+                    }
+                    Box::pin(async move { ok })
+                });
+            }
             return;
         }
         if !declared {

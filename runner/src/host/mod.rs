@@ -74,7 +74,7 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "notify",
         summary: "Slack, webhook and e-mail notifications",
-        wasm: None,
+        wasm: embedded!("notify"),
     },
     Builtin {
         name: "prometheus",
