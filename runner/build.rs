@@ -10,7 +10,15 @@ use std::path::{Path, PathBuf};
 
 include!("guest_build.rs");
 
-const PLUGINS: &[&str] = &["echo", "exec", "git", "http-check", "notify", "prometheus"];
+const PLUGINS: &[&str] = &[
+    "echo",
+    "exec",
+    "git",
+    "http-check",
+    "load-test",
+    "notify",
+    "prometheus",
+];
 
 fn main() {
     let manifest_dir =

@@ -69,7 +69,7 @@ pub const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "load-test",
         summary: "HTTP load with latency percentiles and thresholds",
-        wasm: None,
+        wasm: embedded!("load-test"),
     },
     Builtin {
         name: "notify",

@@ -1,0 +1,185 @@
+//! The `load-test` plugin end to end, against a real HTTP server on loopback.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `/ok` answers 200, `/fail` 500, `/slow` 200 after 200 ms; one thread per request.
+struct Server {
+    port: u16,
+    server: Arc<tiny_http::Server>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let s = server.clone();
+        std::thread::spawn(move || {
+            for request in s.incoming_requests() {
+                std::thread::spawn(move || {
+                    let status = match request.url() {
+                        "/fail" => 500,
+                        "/slow" => {
+                            std::thread::sleep(Duration::from_millis(200));
+                            200
+                        }
+                        _ => 200,
+                    };
+                    let _ = request
+                        .respond(tiny_http::Response::from_string("ok").with_status_code(status));
+                });
+            }
+        });
+        Server { port, server }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+fn load(grant_port: u16, with: &str) -> (i32, Value) {
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("runner-load-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let playbook = dir.join("load.yaml");
+    std::fs::write(
+        &playbook,
+        format!("version: 1\nname: load\nplugins:\n  load: {{ uses: load-test, grants: {{ http: [\"http://127.0.0.1:{grant_port}\"] }} }}\nstages:\n  - id: s\n    steps:\n      - id: run\n        uses: load\n        with: {with}\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", dir.join("state"))
+        .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(code, 2, "invalid: {}", String::from_utf8_lossy(&out.stderr));
+    let step = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "step_finished" && e["step"] == "run")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (code, step)
+}
+
+#[test]
+fn the_open_model_sends_exactly_the_scheduled_requests() {
+    let s = Server::start();
+    let (code, step) = load(
+        s.port,
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/ok", rate: 50, duration: 1s, thresholds: ["p(95)<5000", "rate<0.01"] }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+    let o = &step["outputs"];
+    assert_eq!(o["requests"], 50, "50/s for 1 s: {o}");
+    assert_eq!(o["status_counts"]["200"], 50);
+    assert_eq!(o["error_rate"], 0.0);
+    assert_eq!(o["passed"], true);
+    let (min, p95, max) = (
+        o["min_ms"].as_f64().unwrap(),
+        o["p95_ms"].as_f64().unwrap(),
+        o["max_ms"].as_f64().unwrap(),
+    );
+    assert!(min > 0.0 && min <= p95 && p95 <= max, "{o}");
+    assert_eq!(o["thresholds"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn the_closed_model_keeps_its_workers_busy() {
+    let s = Server::start();
+    let (code, step) = load(
+        s.port,
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/ok", concurrency: 4, duration: 1s }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+    let o = &step["outputs"];
+    assert!(o["requests"].as_u64().unwrap() >= 4, "{o}");
+    assert_eq!(o["errors"], 0);
+}
+
+#[test]
+fn latency_is_measured_from_the_scheduled_start() {
+    let s = Server::start();
+    let (_, step) = load(
+        s.port,
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/slow", rate: 10, duration: 1s, timeout: 3s }}"#,
+            s.port
+        ),
+    );
+    let o = &step["outputs"];
+    assert!(
+        o["min_ms"].as_f64().unwrap() >= 200.0,
+        "no answer comes faster than the server: {o}"
+    );
+}
+
+#[test]
+fn errors_fail_the_thresholds_and_optionally_the_step() {
+    let s = Server::start();
+    let with = format!(
+        r#"{{ url: "http://127.0.0.1:{}/fail", rate: 20, duration: 500ms, thresholds: ["rate<0.01"] }}"#,
+        s.port
+    );
+    let (code, step) = load(s.port, &with);
+    assert_eq!(code, 0, "the gate decides: {step}");
+    assert_eq!(step["outputs"]["error_rate"], 1.0);
+    assert_eq!(step["outputs"]["status_counts"]["500"], 10);
+    assert_eq!(step["outputs"]["passed"], false);
+    let with = format!(
+        r#"{{ url: "http://127.0.0.1:{}/fail", rate: 20, duration: 500ms, thresholds: ["rate<0.01"], fail_on_thresholds: true }}"#,
+        s.port
+    );
+    let (code, step) = load(s.port, &with);
+    assert_eq!(code, 1);
+    assert!(
+        step["error"]
+            .as_str()
+            .unwrap()
+            .contains("thresholds failed: rate<0.01 (measured 1.0)"),
+        "{step}"
+    );
+}
+
+#[test]
+fn a_server_that_is_down_is_all_errors_and_an_ungranted_url_is_denied() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, step) = load(
+        port,
+        &format!(r#"{{ url: "http://127.0.0.1:{port}/ok", rate: 10, duration: 300ms }}"#),
+    );
+    assert_eq!(code, 0, "{step}");
+    assert_eq!(step["outputs"]["error_rate"], 1.0);
+    assert_eq!(step["outputs"]["status_counts"]["error"], 3);
+    let s = Server::start();
+    let (code, step) = load(
+        s.port,
+        &format!(r#"{{ url: "http://127.0.0.1:{port}/ok", rate: 10, duration: 300ms }}"#),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(step["error_kind"], "denied", "{step}");
+}
