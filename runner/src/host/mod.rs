@@ -6,10 +6,11 @@
 //! - `runtime`: engine, limits, loading, one fresh store per step attempt.
 //! - `state`: per-attempt state and the host side of each capability.
 //! - `redact`: secret values removed from everything a plugin returns.
+//! - `resolve`: `uses:` to a loaded plugin (built-in or pinned file) and its grants.
 //!
-//! Capability status: `log`, `secrets`, `process` and `fs` are implemented;
-//! `kube` is refused with a message naming the grant (the Kubernetes issue), and
-//! `wasi:http` is not linked yet, so a component importing it fails to load.
+//! The capabilities themselves (what each grant allows, how it is checked) are
+//! in `crate::caps`, one module each; `kube` is refused with a message naming
+//! the grant until the Kubernetes issue implements it.
 
 pub mod bindings;
 pub mod cache;
