@@ -3,9 +3,6 @@
 //! and duration. `wrk` comes from Debian (`apt-get install wrk`); without it the
 //! bench prints the plugin's figures alone.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,6 +143,5 @@ fn main() {
             }
         }
     }
-    let _ = common::ms(Duration::ZERO);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,7 +19,6 @@
 //! wildcard address that precedes them pass. Every refusal is recorded in the
 //! attempt's [`super::Denials`] with the grant to add.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -95,87 +94,67 @@ impl TcpGrant {
         self.endpoints.is_empty()
     }
 
-    /// The socket addresses the grant allows, names resolved now.
-    pub fn addresses(&self) -> HashSet<SocketAddr> {
-        let mut out = HashSet::new();
-        for e in &self.endpoints {
-            match e.host.parse::<IpAddr>() {
-                Ok(ip) => {
-                    out.insert(SocketAddr::new(ip, e.port));
-                }
-                Err(_) => {
-                    if let Ok(found) =
-                        std::net::ToSocketAddrs::to_socket_addrs(&(e.host.as_str(), e.port))
-                    {
-                        out.extend(found);
-                    }
-                }
+    /// Whether a connection to `addr` is granted: an endpoint naming that
+    /// address, or a granted name whose answer, looked up now by the runner,
+    /// contains it. Looked up when the plugin connects, without blocking.
+    pub async fn allows(&self, addr: SocketAddr) -> bool {
+        for e in self.endpoints.iter().filter(|e| e.port == addr.port()) {
+            let found = match e.host.parse::<IpAddr>() {
+                Ok(ip) => ip == addr.ip(),
+                Err(_) => tokio::net::lookup_host((e.host.as_str(), e.port))
+                    .await
+                    .is_ok_and(|mut answers| answers.any(|a| a.ip() == addr.ip())),
+            };
+            if found {
+                return true;
             }
         }
-        out
+        false
     }
 
-    /// Opens TCP in `wasi` for the granted addresses only (the plugin declared
-    /// `tcp` or the attempt gets no sockets at all).
+    /// Opens TCP in `wasi` for the granted endpoints only. A plugin that did not
+    /// declare `tcp`, or declared it and was granted nothing, is refused at each
+    /// connection with a message; a plugin that neither declared nor was granted
+    /// it gets no sockets at all.
     pub fn apply(
-        &self,
+        self: &Arc<Self>,
         wasi: &mut WasiCtxBuilder,
         plugin: &str,
         declared: bool,
         denials: &Denials,
     ) {
-        if self.endpoints.is_empty() {
-            if declared {
-                // It may use TCP but nothing is granted: refuse each connection
-                // with the grant to add, rather than leave it a bare OS error.
-                let (plugin, denials) = (plugin.to_owned(), denials.clone());
-                wasi.allow_tcp(true).socket_addr_check(move |addr, use_| {
-                    // Let the implicit bind through so that the connect, which
-                    // names the address, is what gets refused and reported.
-                    let ok = matches!(use_, SocketAddrUse::TcpBind)
-                        && addr.ip().is_unspecified()
-                        && addr.port() == 0;
-                    if matches!(use_, SocketAddrUse::TcpConnect) {
-                        denials.record(format!(
-                            "a TCP connection to {addr} is not granted to plugin `{plugin}`; add `{addr}` to `plugins.{plugin}.grants.tcp` in the playbook if it is intended"
-                        ));
-                    }
-                    Box::pin(async move { ok })
-                });
-            }
+        if self.endpoints.is_empty() && !declared {
             return;
         }
-        if !declared {
-            // Granted but not declared: every socket use is refused, and said so.
-            let (plugin, denials) = (plugin.to_owned(), denials.clone());
-            wasi.allow_tcp(true).socket_addr_check(move |_, _| {
-                denials.record(super::undeclared(&plugin, "tcp"));
-                Box::pin(async { false })
-            });
-            return;
-        }
-        let allowed = Arc::new(self.addresses());
-        let (plugin, denials) = (plugin.to_owned(), denials.clone());
+        let (grant, plugin, denials) = (self.clone(), plugin.to_owned(), denials.clone());
         wasi.allow_tcp(true)
             .allow_udp(false)
-            .allow_ip_name_lookup(true)
+            .allow_ip_name_lookup(declared)
             .socket_addr_check(move |addr, use_| {
-                let ok = match use_ {
-                    SocketAddrUse::TcpConnect => allowed.contains(&addr),
-                    // `connect` binds the socket to the wildcard address first.
-                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                    _ => false,
-                };
-                if !ok {
-                    let what = match use_ {
-                        SocketAddrUse::TcpConnect => format!("a TCP connection to {addr}"),
-                        other => format!("{other:?} on {addr}"),
+                let (grant, plugin, denials) = (grant.clone(), plugin.clone(), denials.clone());
+                Box::pin(async move {
+                    let ok = match use_ {
+                        _ if !declared => false,
+                        SocketAddrUse::TcpConnect => grant.allows(addr).await,
+                        // `connect` binds the socket to the wildcard address first.
+                        SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                        _ => false,
                     };
-                    denials.record(format!(
-                        "{what} is not granted to plugin `{plugin}`; add `{addr}` to `plugins.{plugin}.grants.tcp` in the playbook if it is intended"
-                    ));
-                }
-                Box::pin(async move { ok })
+                    if !ok {
+                        denials.record(if !declared {
+                            super::undeclared(&plugin, "tcp")
+                        } else {
+                            let what = match use_ {
+                                SocketAddrUse::TcpConnect => format!("a TCP connection to {addr}"),
+                                other => format!("{other:?} on {addr}"),
+                            };
+                            format!(
+                                "{what} is not granted to plugin `{plugin}`; add `{addr}` to `plugins.{plugin}.grants.tcp` in the playbook if it is intended"
+                            )
+                        });
+                    }
+                    ok
+                })
             });
     }
 }
@@ -214,15 +193,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn addresses_are_the_literal_ones_and_the_resolved_ones() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn connections_match_literal_endpoints_and_resolved_names() {
         let g = TcpGrant::new(&["127.0.0.1:2525".into(), "localhost:25".into()]);
-        let a = g.addresses();
-        assert!(a.contains(&"127.0.0.1:2525".parse().unwrap()));
+        assert!(g.allows("127.0.0.1:2525".parse().unwrap()).await);
         assert!(
-            a.contains(&"127.0.0.1:25".parse().unwrap())
-                || a.contains(&"[::1]:25".parse().unwrap())
+            !g.allows("127.0.0.1:2526".parse().unwrap()).await,
+            "another port"
         );
-        assert!(!a.contains(&"127.0.0.1:2526".parse().unwrap()));
+        assert!(
+            !g.allows("127.0.0.2:2525".parse().unwrap()).await,
+            "another address"
+        );
+        assert!(
+            g.allows("127.0.0.1:25".parse().unwrap()).await
+                || g.allows("[::1]:25".parse().unwrap()).await,
+            "localhost resolves to a loopback address"
+        );
     }
 }

@@ -241,6 +241,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
         }
     };
     let interactive = !json && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let resumed = resume.resumed;
     let executor = Executor {
         runtime: &runtime,
         plugins: &resolved.plugins,
@@ -272,9 +273,15 @@ pub(crate) fn launch(l: Launch) -> u8 {
             .map(|i| (i.name.clone(), i.value.clone()))
             .collect(),
     };
-    // A resumed run's report covers the whole run: the journal has every event.
-    let events = match journal.events(&run_id) {
-        Ok(stored) if !stored.is_empty() => stored
+    // A resumed run's report covers the whole run: only the journal has the
+    // events from before the resume. Otherwise this process saw them all.
+    let from_journal = if resumed {
+        journal.events(&run_id).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let events = match from_journal {
+        stored if !stored.is_empty() => stored
             .into_iter()
             .map(|s| crate::report::Stamped {
                 at: s.at,

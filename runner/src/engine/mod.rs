@@ -265,6 +265,9 @@ struct ApprovalWork {
     on_timeout: OnTimeout,
 }
 
+/// Which event reports a step record: `StepFinished` or `StepRestored`.
+type Reporter = fn(StepRecord) -> Event;
+
 type StepFuture<'f> = Pin<Box<dyn Future<Output = (usize, StepRecord)> + 'f>>;
 type Escalation<'f> = Pin<Box<dyn Future<Output = (Vec<StepRecord>, bool)> + 'f>>;
 
@@ -526,13 +529,13 @@ impl Executor<'_> {
                 let Some(i) = ready.pop_first() else { break };
                 set_clock(vars, st);
                 let p = &steps[i];
-                if let Some(record) = self.taken_over(Some(sid), p) {
+                if let Some((record, event)) = self.taken_over(Some(sid), p) {
                     state[i] = Slot::Done;
                     done(i, &mut ready);
                     if record.rollback || (record.status == "failed" && !p.step.continue_on_error) {
                         failed = true;
                     }
-                    self.restore(record, vars, st);
+                    self.record_step(record, event, vars, st);
                     continue;
                 }
                 match self.prepare(Some(sid), p, vars) {
@@ -685,12 +688,12 @@ impl Executor<'_> {
             let mut records = Vec::new();
             let mut ok = true;
             for p in handlers {
-                if let Some(record) = self.taken_over(stage, p) {
+                if let Some((record, event)) = self.taken_over(stage, p) {
                     if record.status == "failed" {
                         ok = false;
                     }
                     step_vars(&mut scope, &record);
-                    self.emit(Event::StepRestored(record.clone()));
+                    self.emit(event(record.clone()));
                     records.push(record);
                     continue;
                 }
@@ -737,8 +740,8 @@ impl Executor<'_> {
         });
         for p in steps {
             set_clock(vars, st);
-            if let Some(record) = self.taken_over(stage, p) {
-                self.restore(record, vars, st);
+            if let Some((record, event)) = self.taken_over(stage, p) {
+                self.record_step(record, event, vars, st);
                 continue;
             }
             let record = match self.prepare(stage, p, vars) {
@@ -762,13 +765,14 @@ impl Executor<'_> {
         }
     }
 
-    /// The record of a step this run does not execute: restored from the journal,
-    /// or failed because it was in flight when the runner died and may not run
-    /// twice.
-    fn taken_over(&self, stage: Option<&str>, p: &PlanStep) -> Option<StepRecord> {
+    /// The record of a step this run does not execute, with the event that
+    /// reports it: restored from the journal (`step_restored`), or failed now
+    /// (`step_finished`) because it was in flight when the runner died and may
+    /// not run twice.
+    fn taken_over(&self, stage: Option<&str>, p: &PlanStep) -> Option<(StepRecord, Reporter)> {
         let id = p.step.id.as_str();
         if let Some(r) = self.resume.restored.get(id) {
-            return Some(r.clone());
+            return Some((r.clone(), Event::StepRestored));
         }
         let started = *self.resume.in_flight.get(id)?;
         let plugin = p.step.uses.is_some();
@@ -782,27 +786,25 @@ impl Executor<'_> {
             "interrupted",
             "the runner died while this step was running; it is not `idempotent` and has no retry attempts left, so it is not run again",
         );
-        Some(record)
+        Some((record, Event::StepFinished))
     }
 
-    /// Uses a taken-over record as if the step had just finished.
-    fn restore(&self, record: StepRecord, vars: &mut Map<String, Value>, st: &mut RunState) {
-        if record.error_kind == Some("interrupted")
-            && !self.resume.restored.contains_key(&record.step)
-        {
-            // Failed now, by this process: a real step result.
-            return self.finish(record, vars, st);
-        }
+    /// Reports a step with `event` and makes it visible to later expressions.
+    fn record_step(
+        &self,
+        record: StepRecord,
+        event: Reporter,
+        vars: &mut Map<String, Value>,
+        st: &mut RunState,
+    ) {
         step_vars(vars, &record);
-        self.emit(Event::StepRestored(record.clone()));
+        self.emit(event(record.clone()));
         st.records.push(record);
     }
 
     /// Reports a finished step and makes it visible to later expressions.
     fn finish(&self, record: StepRecord, vars: &mut Map<String, Value>, st: &mut RunState) {
-        step_vars(vars, &record);
-        self.emit(Event::StepFinished(record.clone()));
-        st.records.push(record);
+        self.record_step(record, Event::StepFinished, vars, st);
     }
 
     /// Evaluates what a step needs from the context: its `if`, its `with:`, a

@@ -510,9 +510,12 @@ impl Runtime {
         }
         let denials = crate::caps::Denials::default();
         let declared_tcp = granted.declared.iter().any(|c| c == "tcp");
-        granted
-            .tcp
-            .apply(&mut wasi, &granted.plugin, declared_tcp, &denials);
+        std::sync::Arc::new(std::mem::take(&mut granted.tcp)).apply(
+            &mut wasi,
+            &granted.plugin,
+            declared_tcp,
+            &denials,
+        );
         let mut store = self.store(
             limits.memory,
             granted,

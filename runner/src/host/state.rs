@@ -58,12 +58,12 @@ pub struct StepState {
 impl StepState {
     /// `denials` may already be shared with hooks set up before the store (the
     /// `tcp` capability's socket check).
-    pub fn new(wasi: WasiCtx, granted: Granted, denials: Denials) -> StepState {
+    pub fn new(wasi: WasiCtx, mut granted: Granted, denials: Denials) -> StepState {
         let redactor = Redactor::new(granted.secrets.values().cloned());
         let http_hooks = HttpHooks {
             plugin: granted.plugin.clone(),
             declared: granted.declared.iter().any(|c| c == "http"),
-            grant: Arc::new(granted.http.clone()),
+            grant: Arc::new(std::mem::take(&mut granted.http)),
             denials: denials.clone(),
         };
         StepState {
