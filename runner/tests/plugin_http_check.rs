@@ -2,11 +2,12 @@
 //! server that this test starts on loopback.
 
 use std::collections::VecDeque;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+
+mod common;
 
 /// A loopback server: `/health` (JSON), `/slow` (300 ms), `/hang` (3 s),
 /// `/text`, `/flaky` (statuses from a script), anything else 404.
@@ -68,42 +69,18 @@ impl Drop for Server {
 /// Runs one `http-check` step with `with` (YAML flow mapping) and `grant`;
 /// returns the exit code and the step's `step_finished` event.
 fn check(grant: &str, with: &str) -> (i32, Value) {
-    let dir = std::env::temp_dir().join(format!(
-        "runner-http-check-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    let dir = common::scratch("http-check");
+    let playbook = common::one_step(
+        "http-check",
+        &format!("{{ http: [\"{grant}\"] }}"),
+        "health",
+        with,
+    );
+    let (code, events) = common::exec(&dir, &playbook, &[]);
+    let step = common::finished(&events, "health").clone();
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let playbook = dir.join("check.yaml");
-    std::fs::write(
-        &playbook,
-        format!(
-            "version: 1\nname: check\nplugins:\n  check: {{ uses: http-check, grants: {{ http: [\"{grant}\"] }} }}\nstages:\n  - id: s\n    steps:\n      - id: health\n        uses: check\n        with: {with}\n"
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .env(
-            "RUNNER_CACHE_DIR",
-            std::env::temp_dir().join("runner-test-cache"),
-        )
-        .env("RUNNER_STATE_DIR", dir.join("state"))
-        .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    assert_ne!(code, 2, "invalid: {}", String::from_utf8_lossy(&out.stderr));
-    let finished = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|e| e["event"] == "step_finished" && e["step"] == "health")
-        .unwrap_or_else(|| panic!("no step: {}", String::from_utf8_lossy(&out.stderr)));
-    let _ = std::fs::remove_dir_all(&dir);
-    (code, finished)
+    (code, step)
 }
-
-static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn grant(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
@@ -291,7 +268,7 @@ fn a_url_that_is_not_granted_is_denied() {
     assert_eq!(
         error(&step),
         format!(
-            "denied: `http://127.0.0.1:{}` is not granted to plugin `check`; add it to `plugins.check.grants.http` in the playbook",
+            "denied: `http://127.0.0.1:{}` is not granted to plugin `p`; add it to `plugins.p.grants.http` in the playbook",
             other.port
         )
     );

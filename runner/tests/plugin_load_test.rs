@@ -1,12 +1,11 @@
 //! The `load-test` plugin end to end, against a real HTTP server on loopback.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+mod common;
 
 /// `/ok` answers 200, `/fail` 500, `/slow` 200 after 200 ms; one thread per request.
 struct Server {
@@ -46,32 +45,14 @@ impl Drop for Server {
 }
 
 fn load(grant_port: u16, with: &str) -> (i32, Value) {
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("runner-load-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let playbook = dir.join("load.yaml");
-    std::fs::write(
-        &playbook,
-        format!("version: 1\nname: load\nplugins:\n  load: {{ uses: load-test, grants: {{ http: [\"http://127.0.0.1:{grant_port}\"] }} }}\nstages:\n  - id: s\n    steps:\n      - id: run\n        uses: load\n        with: {with}\n"),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .env(
-            "RUNNER_CACHE_DIR",
-            std::env::temp_dir().join("runner-test-cache"),
-        )
-        .env("RUNNER_STATE_DIR", dir.join("state"))
-        .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    assert_ne!(code, 2, "invalid: {}", String::from_utf8_lossy(&out.stderr));
-    let step = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|e| e["event"] == "step_finished" && e["step"] == "run")
-        .unwrap();
+    let dir = common::scratch("load");
+    let grants = format!("{{ http: [\"http://127.0.0.1:{grant_port}\"] }}");
+    let (code, events) = common::exec(
+        &dir,
+        &common::one_step("load-test", &grants, "run", with),
+        &[],
+    );
+    let step = common::finished(&events, "run").clone();
     let _ = std::fs::remove_dir_all(&dir);
     (code, step)
 }

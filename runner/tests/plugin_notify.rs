@@ -10,15 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn scratch(name: &str) -> PathBuf {
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("runner-notify-{name}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
 
 /// Records every request body; answers with the scripted statuses, then 200.
 struct Hook {
@@ -127,41 +119,18 @@ fn notify(dir: &Path, grants: &str, secrets: &[(&str, String)], with: &str) -> (
     let text: String = secrets.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(&secrets_file, text).unwrap();
     std::fs::set_permissions(&secrets_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let playbook = dir.join("notify.yaml");
-    std::fs::write(
+    let playbook = common::one_step("notify", grants, "tell", with);
+    let (code, events) = common::exec(
+        dir,
         &playbook,
-        format!("version: 1\nname: notices\nplugins:\n  notify: {{ uses: notify, grants: {grants} }}\nstages:\n  - id: s\n    steps:\n      - id: tell\n        uses: notify\n        with: {with}\n"),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .env(
-            "RUNNER_CACHE_DIR",
-            std::env::temp_dir().join("runner-test-cache"),
-        )
-        .env("RUNNER_STATE_DIR", dir.join("state"))
-        .args([
-            "exec",
-            playbook.to_str().unwrap(),
-            "--output",
-            "json",
-            "--secrets",
-        ])
-        .arg(&secrets_file)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    assert_ne!(code, 2, "invalid: {}", String::from_utf8_lossy(&out.stderr));
-    let step = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|e| e["event"] == "step_finished" && e["step"] == "tell")
-        .unwrap();
-    (code, step)
+        &["--secrets", secrets_file.to_str().unwrap()],
+    );
+    (code, common::finished(&events, "tell").clone())
 }
 
 #[test]
 fn a_slack_message_is_block_kit_coloured_by_severity() {
-    let dir = scratch("slack");
+    let dir = common::scratch("notify-slack");
     let hook = Hook::start(&[]);
     let (code, step) = notify(
         &dir,
@@ -206,7 +175,7 @@ fn a_slack_message_is_block_kit_coloured_by_severity() {
 
 #[test]
 fn a_webhook_is_retried_with_backoff_on_5xx_but_not_on_4xx() {
-    let dir = scratch("webhook");
+    let dir = common::scratch("notify-webhook");
     let hook = Hook::start(&[503, 502, 200]);
     let grants = format!(
         "{{ http: [\"http://127.0.0.1:{}\"], secrets: [HOOK] }}",
@@ -270,7 +239,7 @@ fn a_webhook_is_retried_with_backoff_on_5xx_but_not_on_4xx() {
 
 #[test]
 fn an_email_reaches_a_real_smtp_server_with_its_attachment() {
-    let dir = scratch("email");
+    let dir = common::scratch("notify-email");
     let smtp = Smtp::start(&dir);
     std::fs::create_dir_all(dir.join("artifacts")).unwrap();
     std::fs::write(
@@ -312,7 +281,7 @@ fn an_email_reaches_a_real_smtp_server_with_its_attachment() {
 
 #[test]
 fn email_needs_its_endpoint_granted_and_a_server_that_answers() {
-    let dir = scratch("email-deny");
+    let dir = common::scratch("notify-email-deny");
     let smtp = Smtp::start(&dir);
     // No tcp grant: denied, naming the grant to add.
     let (code, step) = notify(
@@ -325,7 +294,7 @@ fn email_needs_its_endpoint_granted_and_a_server_that_answers() {
     assert_eq!(step["error_kind"], "denied", "{step}");
     assert!(
         step["error"].as_str().unwrap().contains(&format!(
-            "add `127.0.0.1:{}` to `plugins.notify.grants.tcp`",
+            "add `127.0.0.1:{}` to `plugins.p.grants.tcp`",
             smtp.port
         )),
         "{step}"

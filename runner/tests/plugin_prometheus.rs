@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 const METRICS: &str = "# TYPE http_requests_total counter
 http_requests_total{code=\"200\"} 990
 http_requests_total{code=\"500\"} 10
@@ -117,37 +119,14 @@ impl Drop for Stack {
 
 /// Runs a playbook whose `steps` are given; the exit code and the events.
 fn run(dir: &Path, grant: u16, steps: &str) -> (i32, Vec<Value>) {
-    let playbook = dir.join(format!("p{}.yaml", free_port()));
-    std::fs::write(
-        &playbook,
-        format!(
-            "version: 1\nname: metrics\nplugins:\n  prom: {{ uses: prometheus, grants: {{ http: [\"http://127.0.0.1:{grant}\"] }} }}\nstages:\n  - id: s\n    steps:\n{steps}"
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .env(
-            "RUNNER_CACHE_DIR",
-            std::env::temp_dir().join("runner-test-cache"),
-        )
-        .env("RUNNER_STATE_DIR", dir.join("state"))
-        .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    assert_ne!(code, 2, "invalid: {}", String::from_utf8_lossy(&out.stderr));
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (code, events)
+    let playbook = format!(
+        "version: 1\nname: metrics\nplugins:\n  prom: {{ uses: prometheus, grants: {{ http: [\"http://127.0.0.1:{grant}\"] }} }}\nstages:\n  - id: s\n    steps:\n{steps}"
+    );
+    common::exec(dir, &playbook, &[])
 }
 
 fn step<'e>(events: &'e [Value], id: &str) -> &'e Value {
-    events
-        .iter()
-        .find(|e| e["event"] == "step_finished" && e["step"] == id)
-        .unwrap_or_else(|| panic!("no step {id}: {events:#?}"))
+    common::finished(events, id)
 }
 
 fn one(stack: &Stack, with: &str) -> (i32, Value) {

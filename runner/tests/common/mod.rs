@@ -1,0 +1,65 @@
+//! Shared by the plugin tests: run a playbook with the real `runner` binary and
+//! read the events it reports (`--output json`).
+
+#![allow(dead_code)] // each test file uses a subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// A fresh, empty folder under the system's temp dir, unique in this process.
+pub fn scratch(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("runner-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `playbook` into `dir` and runs it with `extra` arguments, a private
+/// state directory in `dir` and the shared test compile cache. The exit code
+/// (never 2: the playbook must be valid) and the events.
+pub fn exec(dir: &Path, playbook: &str, extra: &[&str]) -> (i32, Vec<Value>) {
+    let file = dir.join(format!("playbook-{}.yaml", scratch_id()));
+    std::fs::write(&file, playbook).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", dir.join("state"))
+        .args(["exec", file.to_str().unwrap(), "--output", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(code, 2, "invalid: {}", String::from_utf8_lossy(&out.stderr));
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    (code, events)
+}
+
+fn scratch_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The `step_finished` event of step `id`.
+pub fn finished<'e>(events: &'e [Value], id: &str) -> &'e Value {
+    events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == id)
+        .unwrap_or_else(|| panic!("no step_finished for {id}: {events:#?}"))
+}
+
+/// A one-step playbook: plugin `uses` as local name `p` with `grants`, the
+/// step `id` with `with`.
+pub fn one_step(uses: &str, grants: &str, id: &str, with: &str) -> String {
+    format!(
+        "version: 1\nname: plugin-test\nplugins:\n  p: {{ uses: {uses}, grants: {grants} }}\nstages:\n  - id: s\n    steps:\n      - id: {id}\n        uses: p\n        with: {with}\n"
+    )
+}
