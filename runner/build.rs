@@ -15,6 +15,7 @@ const PLUGINS: &[&str] = &[
     "exec",
     "git",
     "http-check",
+    "kubectl",
     "load-test",
     "notify",
     "prometheus",

@@ -104,7 +104,7 @@ fn plugins_describe_shows_the_contract() {
     assert_eq!(d["capabilities"], serde_json::json!([]));
     assert_eq!(d["input_schema"]["additionalProperties"], false);
     assert_eq!(d["sha256"].as_str().map(str::len), Some(64));
-    let missing = runner(&["plugins", "describe", "kubectl"]);
+    let missing = runner(&["plugins", "describe", "report"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not part of this runner build yet"));
 }

@@ -41,7 +41,7 @@ pub fn exec(args: &ExecArgs) -> u8 {
     };
     launch(Launch {
         run: &args.run,
-        secrets: args.secrets.as_deref(),
+        access: &args.access,
         journal,
         run_id: new_run_id(),
         resume: engine::Resume::default(),
@@ -66,7 +66,7 @@ pub(crate) fn open_journal(path: Option<&std::path::Path>) -> Result<Journal, u8
 /// A run to start: a new one, a resumed one or a re-run.
 pub(crate) struct Launch<'a> {
     pub run: &'a super::RunArgs,
-    pub secrets: Option<&'a std::path::Path>,
+    pub access: &'a super::AccessArgs,
     pub journal: Journal,
     pub run_id: String,
     pub resume: engine::Resume,
@@ -78,14 +78,14 @@ pub(crate) struct Launch<'a> {
 pub(crate) fn launch(l: Launch) -> u8 {
     let Launch {
         run: args,
-        secrets,
+        access,
         mut journal,
         run_id,
         resume,
         parent,
     } = l;
     let (file, output) = (args.file.as_path(), args.output);
-    let secrets = match secrets {
+    let secrets = match access.secrets.as_deref() {
         None => SecretSource::environment(),
         Some(path) => match SecretSource::with_file(path) {
             Ok(s) => s,
@@ -101,7 +101,12 @@ pub(crate) fn launch(l: Launch) -> u8 {
         Err(code) => return code,
     };
     let rt = tokio();
-    let resolved = match rt.block_on(resolve::resolve(&runtime, &validated, &secrets)) {
+    let resolved = match rt.block_on(resolve::resolve(
+        &runtime,
+        &validated,
+        &secrets,
+        &crate::caps::kube::Cluster::new(access.kube_context.clone()),
+    )) {
         Ok(r) => r,
         Err(problems) => return invalid(file, &problems),
     };

@@ -105,13 +105,26 @@ pub enum Command {
 pub struct ExecArgs {
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub access: AccessArgs,
+    /// The run journal (SQLite); default: journal.sqlite in the state directory.
+    #[arg(long, value_name = "FILE", env = "RUNNER_JOURNAL")]
+    pub journal: Option<PathBuf>,
+}
+
+/// Where a run's credentials come from; they stay in the runner, plugins get
+/// only what their grants allow.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AccessArgs {
     /// File of secret values, `NAME=value` per line, readable only by you
     /// (chmod 600). Secrets not in it are taken from environment variables.
     #[arg(long, value_name = "FILE", env = "RUNNER_SECRETS_FILE")]
     pub secrets: Option<PathBuf>,
-    /// The run journal (SQLite); default: journal.sqlite in the state directory.
-    #[arg(long, value_name = "FILE", env = "RUNNER_JOURNAL")]
-    pub journal: Option<PathBuf>,
+    /// The kubeconfig context for plugins granted `kube`; default: the
+    /// kubeconfig's current context (KUBECONFIG, else ~/.kube/config), else the
+    /// pod's service account when running in a cluster.
+    #[arg(long, value_name = "NAME", env = "RUNNER_KUBE_CONTEXT")]
+    pub kube_context: Option<String>,
 }
 
 /// What `approve` takes: which run and step, and the answer.

@@ -25,9 +25,8 @@ pub struct ResumeArgs {
     pub run_id: String,
     #[command(flatten)]
     pub journal: JournalArg,
-    /// File of secret values (as for `exec`).
-    #[arg(long, value_name = "FILE", env = "RUNNER_SECRETS_FILE")]
-    pub secrets: Option<PathBuf>,
+    #[command(flatten)]
+    pub access: super::AccessArgs,
     /// Output: auto (a live tree on a terminal, else JSON Lines), text, json.
     #[arg(long, value_enum, default_value_t = Output::Auto)]
     pub output: Output,
@@ -43,9 +42,8 @@ pub struct RerunArgs {
     pub from: String,
     #[command(flatten)]
     pub journal: JournalArg,
-    /// File of secret values (as for `exec`).
-    #[arg(long, value_name = "FILE", env = "RUNNER_SECRETS_FILE")]
-    pub secrets: Option<PathBuf>,
+    #[command(flatten)]
+    pub access: super::AccessArgs,
     /// Output: auto (a live tree on a terminal, else JSON Lines), text, json.
     #[arg(long, value_enum, default_value_t = Output::Auto)]
     pub output: Output,
@@ -187,7 +185,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
     };
     launch(Launch {
         run: &run_args,
-        secrets: args.secrets.as_deref(),
+        access: &args.access,
         journal,
         run_id: run.id.clone(),
         resume: engine::Resume {
@@ -242,7 +240,7 @@ pub fn rerun(args: &RerunArgs) -> u8 {
         .collect();
     launch(Launch {
         run: &run_args,
-        secrets: args.secrets.as_deref(),
+        access: &args.access,
         journal,
         run_id: super::exec::new_run_id(),
         resume: engine::Resume {

@@ -9,8 +9,7 @@
 //! - `resolve`: `uses:` to a loaded plugin (built-in or pinned file) and its grants.
 //!
 //! The capabilities themselves (what each grant allows, how it is checked) are
-//! in `crate::caps`, one module each; `kube` is refused with a message naming
-//! the grant until the Kubernetes issue implements it.
+//! in `crate::caps`, one module each.
 
 pub mod bindings;
 pub mod cache;
@@ -64,8 +63,8 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "kubectl",
-        summary: "set image, rollout status / undo, scale, canary weights",
-        wasm: None,
+        summary: "set image, rollout status / undo / history, scale, canary weights, get, patch",
+        wasm: embedded!("kubectl"),
     },
     Builtin {
         name: "load-test",

@@ -63,11 +63,13 @@ pub fn wasm_for(validated: &Validated, decl: &PluginDecl) -> Result<Vec<u8>, Str
     Ok(bytes)
 }
 
-/// Loads every declared plugin; all problems are reported together.
+/// Loads every declared plugin; all problems are reported together. `cluster`
+/// is the run's Kubernetes connection, handed to plugins granted `kube`.
 pub async fn resolve(
     runtime: &Runtime,
     validated: &Validated,
     secrets: &crate::caps::secrets::SecretSource,
+    cluster: &std::sync::Arc<crate::caps::kube::Cluster>,
 ) -> Result<Resolved, Vec<String>> {
     let mut problems = Vec::new();
     let mut out = Resolved {
@@ -119,6 +121,8 @@ pub async fn resolve(
                 fs: crate::caps::fs::FsGrant::from_playbook(&validated.source.dir, &decl.grants.fs),
                 http: crate::caps::http::HttpGrant::new(&decl.grants.http),
                 tcp: crate::caps::tcp::TcpGrant::new(&decl.grants.tcp),
+                kube: crate::caps::kube::KubeGrant::new(&decl.grants.kube),
+                cluster: (!decl.grants.kube.is_empty()).then(|| cluster.clone()),
                 ..Granted::default()
             },
         );

@@ -36,6 +36,10 @@ pub struct Granted {
     pub http: crate::caps::http::HttpGrant,
     /// TCP endpoints it may connect to.
     pub tcp: crate::caps::tcp::TcpGrant,
+    /// Kubernetes API rules it is granted.
+    pub kube: crate::caps::kube::KubeGrant,
+    /// The run's cluster connection (shared by all steps); `None`: no cluster.
+    pub cluster: Option<Arc<crate::caps::kube::Cluster>>,
     /// The attempt's fresh working directory (set by the runtime).
     pub workdir: std::path::PathBuf,
     /// Where the step's artifacts are kept (set by the engine); `None`: they are
@@ -173,15 +177,38 @@ impl process::Host for StepState {
 
 impl kube::Host for StepState {
     async fn call(&mut self, request: kube::Request) -> Result<kube::Response, String> {
+        use crate::caps::kube as cap;
         if let Some(refusal) = self.undeclared("kube") {
             return Err(refusal);
         }
-        Err(self.denials.record(format!(
-            "Kubernetes access ({} {}) is not granted to plugin `{plugin}`; add a rule to `plugins.{plugin}.grants.kube` in the playbook",
-            request.verb,
-            request.resource,
-            plugin = self.granted.plugin
-        )))
+        let request = cap::Request {
+            verb: request.verb,
+            api_version: request.api_version,
+            resource: request.resource,
+            subresource: request.subresource,
+            namespace: request.namespace,
+            name: request.name,
+            label_selector: request.label_selector,
+            field_selector: request.field_selector,
+            patch_type: request.patch_type,
+            body: request.body,
+            resource_version: request.resource_version,
+            timeout_seconds: request.timeout_seconds,
+            query: request.query,
+        };
+        let call = match self.granted.kube.check(&self.granted.plugin, &request) {
+            Ok(call) => call,
+            Err(cap::Refusal::Denied(m)) => return Err(self.denials.record(m)),
+            Err(cap::Refusal::Invalid(m)) => return Err(m),
+        };
+        let Some(cluster) = self.granted.cluster.clone() else {
+            return Err("this run has no Kubernetes cluster".to_owned());
+        };
+        let response = cluster.send(&call).await?;
+        Ok(kube::Response {
+            status: response.status,
+            body: response.body,
+        })
     }
 }
 

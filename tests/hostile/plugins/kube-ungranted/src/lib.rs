@@ -41,11 +41,16 @@ impl Plugin for KubeUngranted {
             verb: "list".to_owned(),
             api_version: "v1".to_owned(),
             resource: "secrets".to_owned(),
+            subresource: None,
             namespace: Some(input.namespace),
             name: None,
             label_selector: None,
+            field_selector: None,
             patch_type: None,
             body: None,
+            resource_version: None,
+            timeout_seconds: None,
+            query: Vec::new(),
         };
         let response = kube::call(&request).map_err(StepError::Denied)?;
         Ok(Output::new()

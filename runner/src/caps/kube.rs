@@ -1,0 +1,950 @@
+//! The `kube` capability: Kubernetes API calls made by the host, with the user's
+//! credentials, for the namespaces, resources, verbs and objects a playbook
+//! granted.
+//!
+//! Threat model: the plugin is hostile and wants the cluster: read Secrets,
+//! change workloads it was not given, act in other namespaces or cluster-wide,
+//! or take the credentials themselves and use them later. What must never
+//! happen: a request that no grant rule covers reaches the API server; a request
+//! reaches a path the host did not build from checked parts (no `..`, no query
+//! smuggled in a name); the kubeconfig, a token or a client key enters the
+//! plugin (the host holds the connection; the plugin sees API objects only).
+//!
+//! Grant, checked per request: a list of rules, each with `namespaces`,
+//! `resources` (plural, `.group` for non-core groups, `/subresource`:
+//! `deployments.apps`, `deployments.apps/scale`, `pods/log`), `verbs` and
+//! optionally `names`. A request is allowed when one rule covers its namespace,
+//! resource, verb and name. As in Kubernetes RBAC, a resource does not cover its
+//! subresources, and a rule limited to names does not cover `list`, `watch` or
+//! `create` without a name (a `list`/`watch` by name is sent with the field
+//! selector `metadata.name=NAME`; a `create` is named by its body's
+//! `metadata.name`). Only namespaced resources can be granted.
+//!
+//! Connection: the cluster is chosen by the runner (`--kube-context`, else the
+//! kubeconfig's current context from `KUBECONFIG` or `~/.kube/config`, else the
+//! in-cluster service account), connected on the first call and shared by the
+//! steps of the run. Writes carry `fieldManager=runner`, so the cluster's
+//! managed fields show who changed what. A `watch` is a long poll: it returns the
+//! events that arrived first, or none at its timeout (at most 300 s; the step's
+//! deadline cuts it shorter).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+
+use crate::playbook::model::{KubeGrant as Rule, KubeVerb};
+
+/// Most bytes of a response body handed to a plugin.
+pub const MAX_RESPONSE: usize = 16 << 20;
+/// Most bytes of a request body.
+pub const MAX_BODY: usize = 4 << 20;
+/// Longest watch; the default when the plugin names none is 60 s.
+pub const MAX_WATCH: Duration = Duration::from_secs(300);
+const DEFAULT_WATCH: Duration = Duration::from_secs(60);
+
+/// The rules a plugin was granted.
+#[derive(Debug, Clone, Default)]
+pub struct KubeGrant {
+    rules: Vec<Rule>,
+}
+
+/// A plugin's request, as it crossed the boundary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    pub verb: String,
+    pub api_version: String,
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub patch_type: Option<String>,
+    pub body: Option<String>,
+    pub resource_version: Option<String>,
+    pub timeout_seconds: Option<u32>,
+    /// Further query parameters, from [`QUERY_PARAMETERS`].
+    pub query: Vec<(String, String)>,
+}
+
+/// The further query parameters a plugin may set: they shape or filter an
+/// answer, none widens what the request reaches.
+pub const QUERY_PARAMETERS: &[&str] = &[
+    "container",
+    "tailLines",
+    "sinceSeconds",
+    "limitBytes",
+    "timestamps",
+    "previous",
+    "limit",
+    "continue",
+    "dryRun",
+    "propagationPolicy",
+    "gracePeriodSeconds",
+];
+
+/// A request that passed the grant check, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub method: http::Method,
+    /// Path and query, built from checked parts.
+    pub uri: String,
+    pub body: Option<Vec<u8>>,
+    pub content_type: Option<&'static str>,
+    /// `Some` for a watch: how long the long poll may last.
+    pub watch: Option<Duration>,
+}
+
+/// Why a request was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No grant covers it: the step fails as denied.
+    Denied(String),
+    /// It is malformed (the plugin's or its input's fault).
+    Invalid(String),
+}
+
+impl Refusal {
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::Denied(m) | Refusal::Invalid(m) => m,
+        }
+    }
+}
+
+/// The API server's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+impl KubeGrant {
+    pub fn new(rules: &[Rule]) -> KubeGrant {
+        KubeGrant {
+            rules: rules.to_vec(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Checks `r` and builds the call, or says what is wrong and which grant is
+    /// missing.
+    pub fn check(&self, plugin: &str, r: &Request) -> Result<Call, Refusal> {
+        use Refusal::{Denied, Invalid};
+        let verb = parse_verb(&r.verb).map_err(Invalid)?;
+        let (group, version) = parse_api_version(&r.api_version).map_err(Invalid)?;
+        if !is_word(&r.resource) {
+            return Err(Invalid(format!(
+                "`{}` is not a resource; use its plural name in lower case, e.g. `deployments`",
+                r.resource
+            )));
+        }
+        if let Some(sub) = &r.subresource
+            && !is_word(sub)
+        {
+            return Err(Invalid(format!(
+                "`{sub}` is not a subresource, e.g. `scale` or `status`"
+            )));
+        }
+        let Some(namespace) = &r.namespace else {
+            return Err(Denied(format!(
+                "cluster-scoped Kubernetes access (`{} {}`) is not granted to plugin `{plugin}`: grants cover namespaced resources only",
+                r.verb, r.resource
+            )));
+        };
+        if !is_label(namespace) {
+            return Err(Invalid(format!("`{namespace}` is not a namespace name")));
+        }
+        if let Some(name) = &r.name
+            && !is_object_name(name)
+        {
+            return Err(Invalid(format!("`{name}` is not an object name")));
+        }
+        if r.subresource.is_some() && r.name.is_none() {
+            return Err(Invalid("a subresource needs the object's name".to_owned()));
+        }
+        let needs_name = matches!(
+            verb,
+            KubeVerb::Get | KubeVerb::Update | KubeVerb::Delete | KubeVerb::Patch
+        );
+        if needs_name && r.name.is_none() {
+            return Err(Invalid(format!("`{}` needs the object's name", r.verb)));
+        }
+        let body = match (&r.body, verb) {
+            (Some(b), KubeVerb::Create | KubeVerb::Update | KubeVerb::Patch) => {
+                if b.len() > MAX_BODY {
+                    return Err(Invalid(format!(
+                        "the request body is larger than {} MiB",
+                        MAX_BODY >> 20
+                    )));
+                }
+                Some(
+                    serde_json::from_str::<serde_json::Value>(b)
+                        .map_err(|e| Invalid(format!("the request body is not JSON: {e}")))?,
+                )
+            }
+            (None, KubeVerb::Create | KubeVerb::Update | KubeVerb::Patch) => {
+                return Err(Invalid(format!("`{}` needs a body", r.verb)));
+            }
+            (Some(_), _) => return Err(Invalid(format!("`{}` takes no body", r.verb))),
+            (None, _) => None,
+        };
+        let content_type = match (verb, r.patch_type.as_deref()) {
+            (KubeVerb::Patch, Some("merge")) => Some("application/merge-patch+json"),
+            (KubeVerb::Patch, Some("strategic") | None) => {
+                Some("application/strategic-merge-patch+json")
+            }
+            (KubeVerb::Patch, Some("json")) => Some("application/json-patch+json"),
+            (KubeVerb::Patch, Some("apply")) => Some("application/apply-patch+yaml"),
+            (KubeVerb::Patch, Some(other)) => {
+                return Err(Invalid(format!(
+                    "`{other}` is not a patch type; use `strategic` (the default), `merge`, `json` or `apply`"
+                )));
+            }
+            (_, Some(_)) => {
+                return Err(Invalid(
+                    "`patch-type` goes with the `patch` verb only".to_owned(),
+                ));
+            }
+            (KubeVerb::Create | KubeVerb::Update, None) => Some("application/json"),
+            _ => None,
+        };
+        // The name the grant must cover: a create is named by its body.
+        let name = match (verb, &r.name) {
+            (KubeVerb::Create, None) => body
+                .as_ref()
+                .and_then(|b| b.pointer("/metadata/name"))
+                .and_then(|n| n.as_str())
+                .map(str::to_owned),
+            (_, n) => n.clone(),
+        };
+        let key = resource_key(&r.resource, group, r.subresource.as_deref());
+        self.allows(plugin, namespace, &key, verb, name.as_deref())
+            .map_err(Denied)?;
+
+        let mut path = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        path.push_str(&format!("/namespaces/{namespace}/{}", r.resource));
+        let collection = matches!(verb, KubeVerb::List | KubeVerb::Watch | KubeVerb::Create);
+        if let Some(n) = &r.name
+            && !collection
+        {
+            path.push('/');
+            path.push_str(n);
+            if let Some(sub) = &r.subresource {
+                path.push('/');
+                path.push_str(sub);
+            }
+        }
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let mut fields = r.field_selector.clone().unwrap_or_default();
+        if collection
+            && verb != KubeVerb::Create
+            && let Some(n) = &r.name
+        {
+            if !fields.is_empty() {
+                fields.push(',');
+            }
+            fields.push_str(&format!("metadata.name={n}"));
+        }
+        if let Some(l) = &r.label_selector {
+            query.push(("labelSelector", l.clone()));
+        }
+        if !fields.is_empty() {
+            query.push(("fieldSelector", fields));
+        }
+        if let Some(rv) = &r.resource_version {
+            query.push(("resourceVersion", rv.clone()));
+        }
+        for (k, v) in &r.query {
+            match QUERY_PARAMETERS.iter().find(|p| **p == k) {
+                Some(p) => query.push((p, v.clone())),
+                None => {
+                    return Err(Invalid(format!(
+                        "the query parameter `{k}` is not accepted; use the request's fields, or one of {}",
+                        QUERY_PARAMETERS.join(", ")
+                    )));
+                }
+            }
+        }
+        let mut watch = None;
+        if verb == KubeVerb::Watch {
+            let asked = r
+                .timeout_seconds
+                .map_or(DEFAULT_WATCH, |s| Duration::from_secs(u64::from(s.max(1))));
+            let t = asked.min(MAX_WATCH);
+            query.push(("watch", "true".to_owned()));
+            query.push(("timeoutSeconds", t.as_secs().to_string()));
+            watch = Some(t);
+        }
+        if matches!(verb, KubeVerb::Create | KubeVerb::Update | KubeVerb::Patch) {
+            query.push(("fieldManager", "runner".to_owned()));
+        }
+        let uri = if query.is_empty() {
+            path
+        } else {
+            let q: Vec<String> = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", encode(v)))
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        };
+        Ok(Call {
+            method: match verb {
+                KubeVerb::Get | KubeVerb::List | KubeVerb::Watch => http::Method::GET,
+                KubeVerb::Create => http::Method::POST,
+                KubeVerb::Update => http::Method::PUT,
+                KubeVerb::Patch => http::Method::PATCH,
+                KubeVerb::Delete => http::Method::DELETE,
+            },
+            uri,
+            body: r.body.as_ref().map(|b| b.clone().into_bytes()),
+            content_type,
+            watch,
+        })
+    }
+
+    /// Whether a rule covers the request; the refusal names the closest rule's
+    /// gaps and the rule to add.
+    fn allows(
+        &self,
+        plugin: &str,
+        namespace: &str,
+        resource: &str,
+        verb: KubeVerb,
+        name: Option<&str>,
+    ) -> Result<(), String> {
+        let verb_name = verb_str(verb);
+        // The closest rule: fewest gaps, and among those one for this resource.
+        let mut closest: Option<((usize, bool), usize, Vec<String>)> = None;
+        for (i, rule) in self.rules.iter().enumerate() {
+            let mut gaps = Vec::new();
+            if !rule.namespaces.iter().any(|n| n == namespace) {
+                gaps.push(format!("namespace `{namespace}`"));
+            }
+            if !rule.resources.iter().any(|r| r == resource) {
+                gaps.push(format!("resource `{resource}`"));
+            }
+            if !rule.verbs.contains(&verb) {
+                gaps.push(format!("verb `{verb_name}`"));
+            }
+            if !rule.names.is_empty() {
+                match name {
+                    Some(n) if rule.names.iter().any(|x| x == n) => {}
+                    Some(n) => gaps.push(format!("object `{n}`")),
+                    None => gaps.push(format!(
+                        "`{verb_name}` without a name (the rule is limited to names)"
+                    )),
+                }
+            }
+            if gaps.is_empty() {
+                return Ok(());
+            }
+            let score = (gaps.len(), !rule.resources.iter().any(|r| r == resource));
+            if closest.as_ref().is_none_or(|(best, _, _)| score < *best) {
+                closest = Some((score, i, gaps));
+            }
+        }
+        let what = match name {
+            Some(n) => format!("`{verb_name} {resource}` of `{n}` in namespace `{namespace}`"),
+            None => format!("`{verb_name} {resource}` in namespace `{namespace}`"),
+        };
+        let names = name.map_or(String::new(), |n| format!(", names: [{n}]"));
+        let hint = format!(
+            "add a rule to `plugins.{plugin}.grants.kube` in the playbook, e.g. {{namespaces: [{namespace}], resources: [{resource}], verbs: [{verb_name}]{names}}}"
+        );
+        Err(match closest {
+            None => format!(
+                "Kubernetes access {what} is not granted to plugin `{plugin}` (it has no kube rules); {hint}"
+            ),
+            Some((_, i, gaps)) => format!(
+                "Kubernetes access {what} is not granted to plugin `{plugin}`: the closest rule (#{}) does not cover the {}; {hint}",
+                i + 1,
+                gaps.join(", the ")
+            ),
+        })
+    }
+}
+
+/// `plural[.group][/subresource]`, the way grants name resources.
+fn resource_key(resource: &str, group: &str, sub: Option<&str>) -> String {
+    let mut k = resource.to_owned();
+    if !group.is_empty() {
+        k.push('.');
+        k.push_str(group);
+    }
+    if let Some(s) = sub {
+        k.push('/');
+        k.push_str(s);
+    }
+    k
+}
+
+fn verb_str(v: KubeVerb) -> &'static str {
+    match v {
+        KubeVerb::Get => "get",
+        KubeVerb::List => "list",
+        KubeVerb::Watch => "watch",
+        KubeVerb::Create => "create",
+        KubeVerb::Update => "update",
+        KubeVerb::Patch => "patch",
+        KubeVerb::Delete => "delete",
+    }
+}
+
+fn parse_verb(v: &str) -> Result<KubeVerb, String> {
+    Ok(match v {
+        "get" => KubeVerb::Get,
+        "list" => KubeVerb::List,
+        "watch" => KubeVerb::Watch,
+        "create" => KubeVerb::Create,
+        "update" => KubeVerb::Update,
+        "patch" => KubeVerb::Patch,
+        "delete" => KubeVerb::Delete,
+        other => {
+            return Err(format!(
+                "`{other}` is not a Kubernetes verb; use get, list, watch, create, update, patch or delete"
+            ));
+        }
+    })
+}
+
+/// `v1` → ("", "v1"); `apps/v1` → ("apps", "v1").
+fn parse_api_version(s: &str) -> Result<(&str, &str), String> {
+    let (group, version) = s.split_once('/').unwrap_or(("", s));
+    let version_ok = version.starts_with('v')
+        && version.len() > 1
+        && version
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let group_ok = (group.is_empty() && !s.contains('/')) || is_subdomain(group);
+    if version_ok && group_ok {
+        Ok((group, version))
+    } else {
+        Err(format!(
+            "`{s}` is not an API version; write `v1` for the core group or `GROUP/VERSION`, e.g. `apps/v1`"
+        ))
+    }
+}
+
+/// Lower-case letters and digits: a resource's plural name or a subresource.
+fn is_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// A DNS label (RFC 1123): namespaces.
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS subdomain: API groups.
+fn is_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label)
+}
+
+/// An object name: a DNS subdomain, which rules out `/`, `..`, `?` and `%`.
+fn is_object_name(s: &str) -> bool {
+    is_subdomain(s)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The cluster of a run: which kubeconfig context, and the connection, made on
+/// the first call and shared by every step.
+#[derive(Default)]
+pub struct Cluster {
+    context: Option<String>,
+    client: tokio::sync::OnceCell<Result<kube::Client, String>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("context", &self.context)
+            .field("connected", &self.client.initialized())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// `context`: a kubeconfig context; `None`: the current one (or in-cluster).
+    pub fn new(context: Option<String>) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            context,
+            client: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn client(&self) -> Result<&kube::Client, String> {
+        self.client
+            .get_or_init(|| connect(self.context.clone()))
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Sends an allowed call. An error is a connection problem; the API
+    /// server's own refusals (403, 404, 409, …) are responses.
+    pub async fn send(&self, call: &Call) -> Result<Response, String> {
+        let client = self.client().await?;
+        let mut req = http::Request::builder()
+            .method(call.method.clone())
+            .uri(&call.uri)
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(ct) = call.content_type {
+            req = req.header(http::header::CONTENT_TYPE, ct);
+        }
+        let req = req
+            .body(kube::client::Body::from(
+                call.body.clone().unwrap_or_default(),
+            ))
+            .map_err(|e| format!("cannot build the Kubernetes request: {e}"))?;
+        let exchange = async {
+            let res = client
+                .send(req)
+                .await
+                .map_err(|e| format!("the Kubernetes API server did not answer: {e}"))?;
+            let status = res.status().as_u16();
+            let body = if call.watch.is_some() && status == 200 {
+                first_events(res.into_body()).await?
+            } else {
+                read_all(res.into_body()).await?
+            };
+            Ok(Response { status, body })
+        };
+        match call.watch {
+            // The server ends the watch at `timeoutSeconds`; this is the backstop.
+            Some(t) => tokio::time::timeout(t + Duration::from_secs(10), exchange)
+                .await
+                .unwrap_or_else(|_| {
+                    Ok(Response {
+                        status: 200,
+                        body: "[]".to_owned(),
+                    })
+                }),
+            None => exchange.await,
+        }
+    }
+}
+
+async fn connect(context: Option<String>) -> Result<kube::Client, String> {
+    let config = match &context {
+        Some(c) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+            context: Some(c.clone()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot use the kube context `{c}`: {e}; check `--kube-context` / RUNNER_KUBE_CONTEXT and the kubeconfig (KUBECONFIG or ~/.kube/config)"
+            )
+        })?,
+        None => kube::Config::infer().await.map_err(|e| {
+            format!(
+                "no Kubernetes cluster configured: {e}; set KUBECONFIG (or ~/.kube/config) and choose a context with `--kube-context`"
+            )
+        })?,
+    };
+    let mut config = config;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    let server = config.cluster_url.to_string();
+    kube::Client::try_from(config).map_err(|e| {
+        format!("cannot set up the connection to the Kubernetes API server {server}: {e}")
+    })
+}
+
+async fn read_all(mut body: kube::client::Body) -> Result<String, String> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| format!("the Kubernetes API server's answer broke off: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > MAX_RESPONSE {
+                return Err(format!(
+                    "the Kubernetes API server's answer is larger than {} MiB; narrow the request (a label or field selector)",
+                    MAX_RESPONSE >> 20
+                ));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Reads a watch stream until at least one whole event has arrived, takes the
+/// ones already received with it, and returns them as a JSON array (`[]` when the
+/// watch ended without events).
+async fn first_events(mut body: kube::client::Body) -> Result<String, String> {
+    use futures_util::FutureExt;
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        let frame = if events.is_empty() {
+            body.frame().await
+        } else {
+            // Events already received come along; do not wait for more.
+            match body.frame().now_or_never() {
+                Some(f) => f,
+                None => break,
+            }
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| format!("the Kubernetes watch broke off: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > MAX_RESPONSE {
+                return Err(format!(
+                    "a Kubernetes watch event is larger than {} MiB",
+                    MAX_RESPONSE >> 20
+                ));
+            }
+            while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim();
+                if !line.is_empty() {
+                    let event: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                        format!("the Kubernetes watch sent something that is not JSON: {e}")
+                    })?;
+                    events.push(event);
+                }
+            }
+        }
+    }
+    Ok(serde_json::Value::Array(events).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(ns: &[&str], res: &[&str], verbs: &[KubeVerb], names: &[&str]) -> Rule {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        Rule {
+            namespaces: s(ns),
+            resources: s(res),
+            verbs: verbs.to_vec(),
+            names: s(names),
+        }
+    }
+
+    fn req(verb: &str, api: &str, res: &str, ns: &str, name: Option<&str>) -> Request {
+        Request {
+            verb: verb.into(),
+            api_version: api.into(),
+            resource: res.into(),
+            namespace: Some(ns.into()),
+            name: name.map(Into::into),
+            ..Request::default()
+        }
+    }
+
+    fn grant() -> KubeGrant {
+        use KubeVerb::*;
+        KubeGrant::new(&[
+            rule(
+                &["prod"],
+                &["deployments.apps"],
+                &[Get, List, Watch, Patch],
+                &[],
+            ),
+            rule(&["prod"], &["deployments.apps/scale"], &[Patch], &["web"]),
+            rule(&["prod", "staging"], &["pods"], &[List], &[]),
+        ])
+    }
+
+    #[test]
+    fn granted_requests_become_paths_built_from_checked_parts() {
+        let g = grant();
+        let c = g
+            .check(
+                "k",
+                &req("get", "apps/v1", "deployments", "prod", Some("web")),
+            )
+            .unwrap();
+        assert_eq!(c.method, http::Method::GET);
+        assert_eq!(c.uri, "/apis/apps/v1/namespaces/prod/deployments/web");
+        let c = g
+            .check("k", &req("list", "v1", "pods", "staging", None))
+            .unwrap();
+        assert_eq!(c.uri, "/api/v1/namespaces/staging/pods");
+        let mut r = req("patch", "apps/v1", "deployments", "prod", Some("web"));
+        r.subresource = Some("scale".into());
+        r.patch_type = Some("merge".into());
+        r.body = Some(r#"{"spec":{"replicas":3}}"#.into());
+        let c = g.check("k", &r).unwrap();
+        assert_eq!(c.method, http::Method::PATCH);
+        assert_eq!(
+            c.uri,
+            "/apis/apps/v1/namespaces/prod/deployments/web/scale?fieldManager=runner"
+        );
+        assert_eq!(c.content_type, Some("application/merge-patch+json"));
+    }
+
+    #[test]
+    fn watches_are_bounded_and_by_name_become_field_selectors() {
+        let g = grant();
+        let mut r = req("watch", "apps/v1", "deployments", "prod", Some("web"));
+        r.resource_version = Some("42".into());
+        r.timeout_seconds = Some(10_000);
+        let c = g.check("k", &r).unwrap();
+        assert_eq!(c.watch, Some(MAX_WATCH));
+        assert_eq!(
+            c.uri,
+            "/apis/apps/v1/namespaces/prod/deployments?fieldSelector=metadata.name%3Dweb&resourceVersion=42&watch=true&timeoutSeconds=300"
+        );
+        let mut r = req("list", "v1", "pods", "prod", None);
+        r.label_selector = Some("app=web,track in (stable)".into());
+        let c = g.check("k", &r).unwrap();
+        assert_eq!(
+            c.uri,
+            "/api/v1/namespaces/prod/pods?labelSelector=app%3Dweb%2Ctrack%20in%20%28stable%29"
+        );
+    }
+
+    #[test]
+    fn each_missing_part_of_a_grant_is_refused_and_named() {
+        let g = grant();
+        let cases = [
+            (
+                req("get", "apps/v1", "deployments", "staging", Some("web")),
+                "namespace `staging`",
+            ),
+            (
+                req("delete", "apps/v1", "deployments", "prod", Some("web")),
+                "verb `delete`",
+            ),
+            (
+                req("get", "v1", "secrets", "prod", Some("db")),
+                "resource `secrets`",
+            ),
+            // The core group's `deployments` is not `deployments.apps`.
+            (
+                req("get", "v1", "deployments", "prod", Some("web")),
+                "resource `deployments`",
+            ),
+            (
+                req("get", "apps/v1", "replicasets", "prod", Some("web")),
+                "resource `replicasets.apps`",
+            ),
+        ];
+        for (r, gap) in cases {
+            let e = g.check("k", &r).unwrap_err().message().to_owned();
+            assert!(
+                e.contains("is not granted to plugin `k`") && e.contains(gap),
+                "{gap}: {e}"
+            );
+            assert!(e.contains("add a rule to `plugins.k.grants.kube`"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_resource_does_not_cover_its_subresources_nor_names_other_objects() {
+        let g = grant();
+        let mut r = req("get", "apps/v1", "deployments", "prod", Some("web"));
+        r.subresource = Some("status".into());
+        let e = g.check("k", &r).unwrap_err().message().to_owned();
+        assert!(e.contains("resource `deployments.apps/status`"), "{e}");
+        let mut r = req("patch", "apps/v1", "deployments", "prod", Some("api"));
+        r.subresource = Some("scale".into());
+        r.body = Some("{}".into());
+        let e = g.check("k", &r).unwrap_err().message().to_owned();
+        assert!(e.contains("object `api`"), "{e}");
+    }
+
+    #[test]
+    fn name_limited_rules_cover_neither_unnamed_lists_nor_creates_of_other_names() {
+        use KubeVerb::*;
+        let g = KubeGrant::new(&[rule(
+            &["prod"],
+            &["configmaps"],
+            &[List, Create],
+            &["flags"],
+        )]);
+        let e = g
+            .check("k", &req("list", "v1", "configmaps", "prod", None))
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(e.contains("without a name"), "{e}");
+        let c = g
+            .check("k", &req("list", "v1", "configmaps", "prod", Some("flags")))
+            .unwrap();
+        assert_eq!(
+            c.uri,
+            "/api/v1/namespaces/prod/configmaps?fieldSelector=metadata.name%3Dflags"
+        );
+        let mut r = req("create", "v1", "configmaps", "prod", None);
+        r.body = Some(r#"{"metadata":{"name":"other"}}"#.into());
+        assert!(
+            g.check("k", &r)
+                .unwrap_err()
+                .message()
+                .contains("object `other`")
+        );
+        r.body = Some(r#"{"metadata":{"generateName":"flags"}}"#.into());
+        assert!(
+            g.check("k", &r)
+                .unwrap_err()
+                .message()
+                .contains("without a name")
+        );
+        r.body = Some(r#"{"metadata":{"name":"flags"}}"#.into());
+        let c = g.check("k", &r).unwrap();
+        assert_eq!(
+            (c.method, c.uri.as_str()),
+            (
+                http::Method::POST,
+                "/api/v1/namespaces/prod/configmaps?fieldManager=runner"
+            )
+        );
+    }
+
+    #[test]
+    fn cluster_scoped_requests_are_refused() {
+        use KubeVerb::*;
+        let g = KubeGrant::new(&[rule(&["prod"], &["nodes", "namespaces"], &[List], &[])]);
+        let mut r = req("list", "v1", "nodes", "prod", None);
+        r.namespace = None;
+        let e = g.check("k", &r).unwrap_err().message().to_owned();
+        assert!(
+            e.contains("cluster-scoped") && e.contains("namespaced resources only"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nothing_can_be_smuggled_into_the_path() {
+        let g = grant();
+        let bad = [
+            req(
+                "get",
+                "apps/v1",
+                "deployments",
+                "prod",
+                Some("../../secrets/db"),
+            ),
+            req("get", "apps/v1", "deployments", "prod", Some("web?watch=1")),
+            req("get", "apps/v1", "deployments", "prod", Some("web%2F..")),
+            req("get", "apps/v1", "deployments", "prod", Some("..")),
+            req(
+                "get",
+                "apps/v1",
+                "deployments",
+                "prod/../kube-system",
+                Some("web"),
+            ),
+            req("get", "apps/v1", "deployments/..", "prod", Some("web")),
+            req("get", "../v1", "deployments", "prod", Some("web")),
+            req(
+                "get",
+                "apps/v1/namespaces",
+                "deployments",
+                "prod",
+                Some("web"),
+            ),
+            req("get", "apps/", "deployments", "prod", Some("web")),
+            req("GET", "apps/v1", "deployments", "prod", Some("web")),
+            req("deletecollection", "apps/v1", "deployments", "prod", None),
+        ];
+        for r in bad {
+            let e = g.check("k", &r).unwrap_err().message().to_owned();
+            assert!(!e.is_empty(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn only_listed_query_parameters_pass() {
+        let g = grant();
+        let mut r = req("list", "v1", "pods", "prod", None);
+        r.query = vec![
+            ("tailLines".into(), "10".into()),
+            ("pretty".into(), "1".into()),
+        ];
+        let e = g.check("k", &r).unwrap_err();
+        assert!(
+            matches!(&e, Refusal::Invalid(m) if m.contains("`pretty` is not accepted")),
+            "{e:?}"
+        );
+        r.query.pop();
+        assert!(g.check("k", &r).unwrap().uri.ends_with("?tailLines=10"));
+    }
+
+    #[test]
+    fn bodies_and_patch_types_are_checked() {
+        let g = grant();
+        let mut r = req("patch", "apps/v1", "deployments", "prod", Some("web"));
+        assert!(
+            g.check("k", &r)
+                .unwrap_err()
+                .message()
+                .contains("needs a body")
+        );
+        r.body = Some("{not json".into());
+        assert!(g.check("k", &r).unwrap_err().message().contains("not JSON"));
+        r.body = Some("{}".into());
+        r.patch_type = Some("xml".into());
+        assert!(
+            g.check("k", &r)
+                .unwrap_err()
+                .message()
+                .contains("not a patch type")
+        );
+        r.patch_type = None;
+        assert_eq!(
+            g.check("k", &r).unwrap().content_type,
+            Some("application/strategic-merge-patch+json")
+        );
+        let mut r = req("get", "apps/v1", "deployments", "prod", Some("web"));
+        r.body = Some("{}".into());
+        assert!(
+            g.check("k", &r)
+                .unwrap_err()
+                .message()
+                .contains("takes no body")
+        );
+        let r = req("get", "apps/v1", "deployments", "prod", None);
+        assert!(
+            g.check("k", &r)
+                .unwrap_err()
+                .message()
+                .contains("needs the object's name")
+        );
+    }
+
+    #[test]
+    fn no_rules_no_access() {
+        let e = KubeGrant::default()
+            .check("k", &req("get", "v1", "pods", "prod", Some("p")))
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(e.contains("has no kube rules"), "{e}");
+    }
+}
