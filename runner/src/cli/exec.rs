@@ -101,15 +101,21 @@ pub(crate) fn launch(l: Launch) -> u8 {
         Err(code) => return code,
     };
     let rt = tokio();
-    let resolved = match rt.block_on(resolve::resolve(
-        &runtime,
-        &validated,
-        &secrets,
-        &crate::caps::kube::Cluster::new(access.kube_context.clone()),
-    )) {
+    let cluster = crate::caps::kube::Cluster::new(access.kube_context.clone());
+    let resolved = match rt.block_on(resolve::resolve(&runtime, &validated, &secrets, &cluster)) {
         Ok(r) => r,
         Err(problems) => return invalid(file, &problems),
     };
+    // A wrong kube context must stop the run before its first step, not in
+    // the middle of a rollout.
+    let uses_kube = validated
+        .playbook
+        .plugins
+        .values()
+        .any(|d| !d.grants.kube.is_empty());
+    if uses_kube && let Err(e) = rt.block_on(cluster.prepare()) {
+        return invalid(file, &[e]);
+    }
     let state_dir = super::state_dir();
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let json = output == Output::Json || (output == Output::Auto && !terminal);

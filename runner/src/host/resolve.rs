@@ -72,6 +72,7 @@ pub async fn resolve(
     cluster: &std::sync::Arc<crate::caps::kube::Cluster>,
 ) -> Result<Resolved, Vec<String>> {
     let mut problems = Vec::new();
+    let credentials = crate::caps::kube::credential_paths();
     let mut out = Resolved {
         plugins: HashMap::new(),
         grants: HashMap::new(),
@@ -92,6 +93,14 @@ pub async fn resolve(
                 continue;
             }
         };
+        let fs = crate::caps::fs::FsGrant::from_playbook(&validated.source.dir, &decl.grants.fs);
+        for folder in &fs.paths {
+            if let Err(e) =
+                crate::caps::kube::check_fs_grant(name.as_str(), &folder.host, &credentials)
+            {
+                problems.push(e);
+            }
+        }
         let kinds = granted_kinds(&decl.grants);
         for needed in &loaded.description.capabilities {
             if needed != "log" && !kinds.contains(&needed.as_str()) {
@@ -118,7 +127,7 @@ pub async fn resolve(
                 plugin: name.to_string(),
                 secrets: values,
                 process: crate::caps::process::ProcessGrant::new(&decl.grants.process),
-                fs: crate::caps::fs::FsGrant::from_playbook(&validated.source.dir, &decl.grants.fs),
+                fs,
                 http: crate::caps::http::HttpGrant::new(&decl.grants.http),
                 tcp: crate::caps::tcp::TcpGrant::new(&decl.grants.tcp),
                 kube: crate::caps::kube::KubeGrant::new(&decl.grants.kube),

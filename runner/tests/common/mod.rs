@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a subset
 
+pub mod kube;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -22,6 +24,16 @@ pub fn scratch(name: &str) -> PathBuf {
 /// state directory in `dir` and the shared test compile cache. The exit code
 /// (never 2: the playbook must be valid) and the events.
 pub fn exec(dir: &Path, playbook: &str, extra: &[&str]) -> (i32, Vec<Value>) {
+    exec_env(dir, playbook, extra, &[])
+}
+
+/// [`exec`] with environment variables set for the runner.
+pub fn exec_env(
+    dir: &Path,
+    playbook: &str,
+    extra: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (i32, Vec<Value>) {
     let file = dir.join(format!("playbook-{}.yaml", scratch_id()));
     std::fs::write(&file, playbook).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_runner"))
@@ -30,6 +42,7 @@ pub fn exec(dir: &Path, playbook: &str, extra: &[&str]) -> (i32, Vec<Value>) {
             std::env::temp_dir().join("runner-test-cache"),
         )
         .env("RUNNER_STATE_DIR", dir.join("state"))
+        .envs(env.iter().copied())
         .args(["exec", file.to_str().unwrap(), "--output", "json"])
         .args(extra)
         .output()
@@ -41,6 +54,27 @@ pub fn exec(dir: &Path, playbook: &str, extra: &[&str]) -> (i32, Vec<Value>) {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect();
     (code, events)
+}
+
+include!("../../guest_build.rs");
+
+/// The component of hostile plugin `name` (`_` for `-`), built once per test
+/// binary from tests/hostile into the test target's temporary folder.
+pub fn hostile_plugin(name: &str) -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-hostile");
+        let status = guest_build(&root.join("tests/hostile/Cargo.toml"), &target)
+            .status()
+            .expect("run cargo to build the hostile plugins");
+        assert!(
+            status.success(),
+            "building tests/hostile for wasm32-wasip2 failed"
+        );
+        target.join("wasm32-wasip2/release")
+    });
+    dir.join(format!("{name}.wasm"))
 }
 
 fn scratch_id() -> u64 {
