@@ -13,12 +13,14 @@ include!("guest_build.rs");
 const PLUGINS: &[&str] = &[
     "echo",
     "exec",
+    "fs",
     "git",
     "http-check",
     "kubectl",
     "load-test",
     "notify",
     "prometheus",
+    "report",
 ];
 
 fn main() {

@@ -20,7 +20,8 @@
 # (golang-go rsync jq dpkg-dev make openssl): the source package is fetched through a
 # private apt configuration, never by editing the system's sources.
 #
-# The tests start these binaries on 127.0.0.1 (runner/tests/common/kube.rs).
+# The tests and the sandbox start these binaries on 127.0.0.1
+# (sandbox/src/control_plane.rs).
 set -euo pipefail
 
 CACHE="${RUNNER_KUBE_CACHE:-$HOME/.cache/runner/kube}"

@@ -49,6 +49,7 @@ fn fill(j: &mut Journal) -> usize {
             rolled_back: false,
             parent: None,
             pid: 1,
+            env_file: None,
         })
         .expect("begin");
         let mut seq = 0;

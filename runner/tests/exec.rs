@@ -104,13 +104,13 @@ fn plugins_describe_shows_the_contract() {
     assert_eq!(d["capabilities"], serde_json::json!([]));
     assert_eq!(d["input_schema"]["additionalProperties"], false);
     assert_eq!(d["sha256"].as_str().map(str::len), Some(64));
-    let missing = runner(&["plugins", "describe", "report"]);
+    let missing = runner(&["plugins", "describe", "nope"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("not part of this runner build yet"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no built-in plugin `nope`"));
 }
 
 #[test]
-fn playbooks_needing_plugins_this_build_lacks_are_refused_before_running() {
+fn playbooks_whose_plugins_cannot_be_resolved_are_refused_before_running() {
     let out = runner(&[
         "exec",
         "playbooks/rollback.yaml",
@@ -123,8 +123,10 @@ fn playbooks_needing_plugins_this_build_lacks_are_refused_before_running() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
+    // Every problem at once, before anything runs.
     assert!(
-        err.contains("is not part of this runner build yet"),
+        err.contains("secret `SLACK_WEBHOOK` granted to plugin `notify` has no value")
+            && err.contains("secret `SMTP_URL` granted to plugin `notify` has no value"),
         "{err}"
     );
     assert!(

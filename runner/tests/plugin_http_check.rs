@@ -14,6 +14,8 @@ mod common;
 struct Server {
     port: u16,
     server: Arc<tiny_http::Server>,
+    /// The client address of every request: one per TCP connection.
+    peers: Arc<Mutex<std::collections::HashSet<std::net::SocketAddr>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -23,8 +25,13 @@ impl Server {
         let port = server.server_addr().to_ip().unwrap().port();
         let script = Arc::new(Mutex::new(flaky.iter().copied().collect::<VecDeque<u16>>()));
         let s = server.clone();
+        let peers = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let seen = peers.clone();
         let thread = std::thread::spawn(move || {
             for request in s.incoming_requests() {
+                if let Some(peer) = request.remote_addr() {
+                    seen.lock().unwrap().insert(*peer);
+                }
                 let script = script.clone();
                 // One thread per request, so a hanging one does not block the rest.
                 std::thread::spawn(move || {
@@ -52,6 +59,7 @@ impl Server {
         Server {
             port,
             server,
+            peers,
             thread: Some(thread),
         }
     }
@@ -271,5 +279,23 @@ fn a_url_that_is_not_granted_is_denied() {
             "denied: `http://127.0.0.1:{}` is not granted to plugin `p`; add it to `plugins.p.grants.http` in the playbook",
             other.port
         )
+    );
+}
+
+#[test]
+fn repeated_checks_reuse_one_connection() {
+    let s = Server::start(&[]);
+    let (code, step) = check(
+        &grant(s.port),
+        &format!(
+            "{{ url: \"http://127.0.0.1:{}/health\", repeat: 5, interval: 10ms }}",
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+    assert_eq!(
+        s.peers.lock().unwrap().len(),
+        1,
+        "five checks, one keep-alive connection"
     );
 }

@@ -11,6 +11,8 @@ mod common;
 struct Server {
     port: u16,
     server: Arc<tiny_http::Server>,
+    /// The client address of every request: one per TCP connection.
+    peers: Arc<std::sync::Mutex<std::collections::HashSet<std::net::SocketAddr>>>,
 }
 
 impl Server {
@@ -18,8 +20,13 @@ impl Server {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
         let port = server.server_addr().to_ip().unwrap().port();
         let s = server.clone();
+        let peers = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let seen = peers.clone();
         std::thread::spawn(move || {
             for request in s.incoming_requests() {
+                if let Some(peer) = request.remote_addr() {
+                    seen.lock().unwrap().insert(*peer);
+                }
                 std::thread::spawn(move || {
                     let status = match request.url() {
                         "/fail" => 500,
@@ -34,7 +41,11 @@ impl Server {
                 });
             }
         });
-        Server { port, server }
+        Server {
+            port,
+            server,
+            peers,
+        }
     }
 }
 
@@ -95,7 +106,13 @@ fn the_closed_model_keeps_its_workers_busy() {
     assert_eq!(code, 0, "{step}");
     let o = &step["outputs"];
     assert!(o["requests"].as_u64().unwrap() >= 4, "{o}");
-    assert_eq!(o["errors"], 0);
+    assert_eq!(o["errors"], 0, "{o}");
+    // Keep-alive: each worker reuses its connection.
+    let connections = s.peers.lock().unwrap().len();
+    assert!(
+        (1..=4).contains(&connections),
+        "{connections} connections for 4 workers"
+    );
 }
 
 #[test]

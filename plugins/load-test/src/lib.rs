@@ -72,6 +72,8 @@ struct Stats {
     errors: u64,
     in_flight: u32,
     denied: Option<String>,
+    /// The first transport or timeout error, to say what `error` counts.
+    first_error: Option<String>,
 }
 
 impl Stats {
@@ -90,12 +92,14 @@ impl Stats {
                 self.errors += 1;
                 "denied".into()
             }
-            Err(HttpError::Timeout(_)) => {
+            Err(e @ HttpError::Timeout(_)) => {
                 self.errors += 1;
+                self.first_error.get_or_insert_with(|| e.to_string());
                 "timeout".into()
             }
-            Err(_) => {
+            Err(e) => {
                 self.errors += 1;
+                self.first_error.get_or_insert_with(|| e.to_string());
                 "error".into()
             }
         };
@@ -156,6 +160,7 @@ impl Plugin for LoadTest {
                 .map_err(|e| StepError::failed(format!("histogram: {e}")))?,
             statuses: BTreeMap::new(),
             errors: 0,
+            first_error: None,
             in_flight: 0,
             denied: None,
         }));
@@ -239,6 +244,7 @@ impl Plugin for LoadTest {
             .set("errors", s.errors)
             .set("error_rate", figures.error_rate)
             .set("status_counts", &s.statuses)
+            .set("first_error", &s.first_error)
             .set("min_ms", figures.min_ms)
             .set("mean_ms", figures.mean_ms)
             .set("p50_ms", figures.p50_ms)

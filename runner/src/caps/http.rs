@@ -22,11 +22,18 @@
 //! forbidden list); `Host` is always the request's authority. Redirects are not
 //! followed by the host: a plugin that follows one makes a new request, checked
 //! again. Every refusal is recorded for the step's error and log.
+//!
+//! Connections are kept alive within one step attempt ([`Pool`]): a connection
+//! whose response was read to the end serves the next request to the same
+//! granted origin (a load test or a repeated health check would otherwise pay a
+//! TCP (and TLS) handshake per request). Every request is still checked; a
+//! connection never outlives its attempt.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -39,7 +46,7 @@ use super::Denials;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The scheme of a grant or request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
     Http,
     Https,
@@ -369,6 +376,46 @@ pub struct HttpHooks {
     pub declared: bool,
     pub grant: Arc<HttpGrant>,
     pub denials: Denials,
+    /// The attempt's idle connections.
+    pub pool: Pool,
+}
+
+/// Most idle connections kept per origin.
+const MAX_IDLE: usize = 512;
+
+/// Where a connection goes: scheme, granted host, port.
+type Origin = (Scheme, String, u16);
+
+/// An open HTTP/1.1 connection: the handle to send on, and the task driving it
+/// (aborted when this is dropped).
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<WasiBody>,
+    _driver: wasmtime_wasi::runtime::AbortOnDropJoinHandle<Result<(), hyper::Error>>,
+}
+
+/// Idle keep-alive connections of one step attempt, by origin. A connection
+/// goes back only when its response was read to the end.
+#[derive(Clone, Default)]
+pub struct Pool(Arc<Mutex<HashMap<Origin, Vec<Connection>>>>);
+
+impl Pool {
+    fn take(&self, origin: &Origin) -> Option<Connection> {
+        self.0.lock().ok()?.get_mut(origin)?.pop()
+    }
+
+    fn put(&self, origin: Origin, c: Connection) {
+        if let Ok(mut idle) = self.0.lock() {
+            let list = idle.entry(origin).or_default();
+            if list.len() < MAX_IDLE {
+                list.push(c);
+            }
+        }
+    }
+
+    /// Idle connections, for tests.
+    pub fn idle(&self) -> usize {
+        self.0.lock().map_or(0, |m| m.values().map(Vec::len).sum())
+    }
 }
 
 type SendResult = Result<
@@ -388,6 +435,7 @@ impl WasiHttpHooks for HttpHooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let (plugin, declared) = (self.plugin.clone(), self.declared);
         let (grant, denials) = (self.grant.clone(), self.denials.clone());
+        let pool = self.pool.clone();
         Box::new(async move {
             if !declared {
                 denials.record(super::undeclared(&plugin, "http"));
@@ -422,7 +470,7 @@ impl WasiHttpHooks for HttpHooks {
                     });
                 }
             };
-            send(request, options, scheme, &host, &addrs).await
+            send(request, options, (scheme, host, port), &addrs, &pool).await
         })
     }
 }
@@ -430,45 +478,16 @@ impl WasiHttpHooks for HttpHooks {
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-/// Sends `request` over HTTP/1.1 to the first of `addrs` that accepts a
-/// connection (TLS for `https`, verified for `host`).
+/// Sends `request` over HTTP/1.1: on an idle connection to the origin if there
+/// is one, else on a new one to the first of `addrs` that accepts (TLS for
+/// `https`, verified for the host).
 async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
-    scheme: Scheme,
-    host: &str,
+    origin: Origin,
     addrs: &[SocketAddr],
+    pool: &Pool,
 ) -> SendResult {
-    let connect_timeout = options
-        .and_then(|o| o.connect_timeout)
-        .unwrap_or(CONNECT_TIMEOUT);
-    let tcp = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addrs))
-        .await
-        .map_err(|_| HttpError::ConnectionTimeout)?
-        .map_err(HttpError::Connect)?;
-    let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn Stream> = match scheme {
-        Scheme::Http => Box::new(tcp),
-        Scheme::Https => {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
-                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
-            let tls = tls_connector()?
-                .connect(name, tcp)
-                .await
-                .map_err(HttpError::Tls)?;
-            Box::new(tls)
-        }
-    };
-    let (mut sender, connection) = tokio::time::timeout(
-        connect_timeout,
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
-    )
-    .await
-    .map_err(|_| HttpError::ConnectionTimeout)??;
-    // The connection runs beside the exchange and stops when the step's store
-    // (which owns the returned future) is dropped.
-    let connection = wasmtime_wasi::runtime::spawn(connection);
     // Origin form on the wire; the authority travels in `Host`.
     let path = request
         .uri()
@@ -478,17 +497,178 @@ async fn send(
         .parse()
         .map_err(|_| HttpError::HttpRequestUriInvalid)?;
     *request.uri_mut() = path;
-    let exchange = sender.send_request(request);
-    let response = match options.and_then(|o| o.first_byte_timeout) {
-        Some(limit) => tokio::time::timeout(limit, exchange)
+    // The body is read whole before sending: a server may answer before a
+    // streamed body ends, which makes hyper drop the connection under a plugin
+    // still writing (wstd writes the body while it waits for the answer); a
+    // whole body also has its length, and can be resent on another connection.
+    let (parts, body) = request.into_parts();
+    let body = whole(body).await?;
+    let mut request = http::Request::from_parts(parts, body);
+    let first_byte = options.and_then(|o| o.first_byte_timeout);
+    while let Some(mut c) = pool.take(&origin) {
+        // Ready at once unless the server closed it meanwhile.
+        match tokio::time::timeout(Duration::from_secs(1), c.sender.ready()).await {
+            Ok(Ok(())) => {}
+            _ => continue,
+        }
+        match exchange(&mut c, request, first_byte).await {
+            Ok(response) => return Ok(respond(response, c, origin, pool)),
+            // Not sent (the server closed the idle connection first): try the
+            // next one, or a new one.
+            Err(Unsent::Retry(back)) => request = back,
+            Err(Unsent::Failed(e)) => return Err(e),
+        }
+    }
+    let mut c = connect(options, &origin, addrs).await?;
+    match exchange(&mut c, request, first_byte).await {
+        Ok(response) => Ok(respond(response, c, origin, pool)),
+        Err(Unsent::Retry(_)) => Err(HttpError::ConnectionTerminated),
+        Err(Unsent::Failed(e)) => Err(e),
+    }
+}
+
+/// Most bytes of a request body.
+pub const MAX_REQUEST_BODY: usize = 64 << 20;
+
+/// The plugin's request body, read to its end.
+async fn whole(mut body: WasiBody) -> Result<WasiBody, HttpError> {
+    let mut data = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(chunk) = frame?.into_data() {
+            if data.len() + chunk.len() > MAX_REQUEST_BODY {
+                return Err(HttpError::HttpRequestBodySize(Some(
+                    MAX_REQUEST_BODY as u64,
+                )));
+            }
+            data.extend_from_slice(&chunk);
+        }
+    }
+    Ok(http_body_util::Full::new(data.freeze())
+        .map_err(|never| match never {})
+        .boxed_unsync())
+}
+
+/// Why an exchange gave no response.
+enum Unsent {
+    /// The request was not sent; here it is back.
+    Retry(http::Request<WasiBody>),
+    Failed(HttpError),
+}
+
+async fn exchange(
+    c: &mut Connection,
+    request: http::Request<WasiBody>,
+    first_byte: Option<Duration>,
+) -> Result<http::Response<hyper::body::Incoming>, Unsent> {
+    let sent = c.sender.try_send_request(request);
+    let result = match first_byte {
+        Some(limit) => tokio::time::timeout(limit, sent)
             .await
-            .map_err(|_| HttpError::ConnectionReadTimeout)??,
-        None => exchange.await?,
+            .map_err(|_| Unsent::Failed(HttpError::ConnectionReadTimeout))?,
+        None => sent.await,
     };
-    let response = response.map(|body| body.map_err(HttpError::from).boxed_unsync());
-    let io: Pin<Box<dyn Future<Output = Result<(), HttpError>> + Send>> =
-        Box::pin(async move { connection.await.map_err(HttpError::from) });
-    Ok((response, Box::new(io)))
+    result.map_err(|mut e| match e.take_message() {
+        Some(back) => Unsent::Retry(back),
+        None => Unsent::Failed(HttpError::from(e.into_error())),
+    })
+}
+
+/// The response for the guest; its connection returns to the pool when the
+/// body has been read to the end.
+fn respond(
+    response: http::Response<hyper::body::Incoming>,
+    c: Connection,
+    origin: Origin,
+    pool: &Pool,
+) -> (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+) {
+    let pool = pool.clone();
+    let response = response.map(|body| {
+        ReturnsConnection {
+            body,
+            back: Some((c, origin, pool)),
+        }
+        .boxed_unsync()
+    });
+    // The connection's task belongs to the pool, not to this response.
+    (response, Box::new(async { Ok(()) }))
+}
+
+/// A response body that hands its connection back to the pool at its end.
+struct ReturnsConnection {
+    body: hyper::body::Incoming,
+    back: Option<(Connection, Origin, Pool)>,
+}
+
+impl http_body::Body for ReturnsConnection {
+    type Data = bytes::Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, HttpError>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => {
+                if let Some((c, origin, pool)) = self.back.take() {
+                    pool.put(origin, c);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        frame.map_err(HttpError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A new connection to the first of `addrs` that accepts.
+async fn connect(
+    options: Option<RequestOptions>,
+    origin: &Origin,
+    addrs: &[SocketAddr],
+) -> Result<Connection, HttpError> {
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(CONNECT_TIMEOUT);
+    let tcp = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addrs))
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(HttpError::Connect)?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Stream> = match origin.0 {
+        Scheme::Http => Box::new(tcp),
+        Scheme::Https => {
+            let bare = origin.1.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            let tls = tls_connector()?
+                .connect(name, tcp)
+                .await
+                .map_err(HttpError::Tls)?;
+            Box::new(tls)
+        }
+    };
+    let (sender, connection) = tokio::time::timeout(
+        connect_timeout,
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+    Ok(Connection {
+        sender,
+        _driver: wasmtime_wasi::runtime::spawn(connection),
+    })
 }
 
 /// The TLS client configuration, built once: Web PKI roots, ring.

@@ -516,6 +516,7 @@ fn encode(s: &str) -> String {
 #[derive(Default)]
 pub struct Cluster {
     context: Option<String>,
+    kubeconfig: Option<std::path::PathBuf>,
     client: tokio::sync::OnceCell<Result<kube::Client, String>>,
 }
 
@@ -530,11 +531,18 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// `context`: a kubeconfig context; `None`: the current one (or in-cluster).
-    pub fn new(context: Option<String>) -> Arc<Cluster> {
+    /// `kubeconfig`: a file to read instead of KUBECONFIG / ~/.kube/config.
+    pub fn new(context: Option<String>, kubeconfig: Option<std::path::PathBuf>) -> Arc<Cluster> {
         Arc::new(Cluster {
             context,
+            kubeconfig,
             client: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The kubeconfig file this cluster is read from, when not the default.
+    pub fn kubeconfig(&self) -> Option<&std::path::Path> {
+        self.kubeconfig.as_deref()
     }
 
     /// Reads the kubeconfig (or in-cluster config) and sets up the client,
@@ -546,7 +554,7 @@ impl Cluster {
 
     async fn client(&self) -> Result<&kube::Client, String> {
         self.client
-            .get_or_init(|| connect(self.context.clone()))
+            .get_or_init(|| connect(self.context.clone(), self.kubeconfig.clone()))
             .await
             .as_ref()
             .map_err(Clone::clone)
@@ -596,19 +604,35 @@ impl Cluster {
     }
 }
 
-async fn connect(context: Option<String>) -> Result<kube::Client, String> {
-    let config = match &context {
-        Some(c) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
-            context: Some(c.clone()),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| {
+async fn connect(
+    context: Option<String>,
+    kubeconfig: Option<std::path::PathBuf>,
+) -> Result<kube::Client, String> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.clone(),
+        ..Default::default()
+    };
+    let config = match (&kubeconfig, &context) {
+        (Some(file), _) => {
+            let parsed = kube::config::Kubeconfig::read_from(file).map_err(|e| {
+                format!("cannot read the kubeconfig `{}`: {e}", file.display())
+            })?;
+            kube::Config::from_custom_kubeconfig(parsed, &options)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot use the kubeconfig `{}`{}: {e}; check the environment file's kubeconfig and kube_context",
+                        file.display(),
+                        context.as_deref().map(|c| format!(" with context `{c}`")).unwrap_or_default()
+                    )
+                })?
+        }
+        (None, Some(c)) => kube::Config::from_kubeconfig(&options).await.map_err(|e| {
             format!(
                 "cannot use the kube context `{c}`: {e}; check `--kube-context` / RUNNER_KUBE_CONTEXT and the kubeconfig (KUBECONFIG or ~/.kube/config)"
             )
         })?,
-        None => kube::Config::infer().await.map_err(|e| {
+        (None, None) => kube::Config::infer().await.map_err(|e| {
             format!(
                 "no Kubernetes cluster configured: {e}; set KUBECONFIG (or ~/.kube/config) and choose a context with `--kube-context`"
             )

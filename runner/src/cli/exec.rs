@@ -85,23 +85,37 @@ pub(crate) fn launch(l: Launch) -> u8 {
         parent,
     } = l;
     let (file, output) = (args.file.as_path(), args.output);
-    let secrets = match access.secrets.as_deref() {
+    let super::Loaded {
+        validated,
+        plan,
+        env,
+    } = match load_and_plan(args) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let secrets_file = access
+        .secrets
+        .clone()
+        .or_else(|| env.as_ref().and_then(|e| e.secrets_file.clone()));
+    let secrets = match secrets_file.as_deref() {
         None => SecretSource::environment(),
         Some(path) => match SecretSource::with_file(path) {
             Ok(s) => s,
             Err(e) => return invalid(file, &[e]),
         },
     };
-    let (validated, plan) = match load_and_plan(args) {
-        Ok(vp) => vp,
-        Err(code) => return code,
-    };
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
     let rt = tokio();
-    let cluster = crate::caps::kube::Cluster::new(access.kube_context.clone());
+    let cluster = crate::caps::kube::Cluster::new(
+        access
+            .kube_context
+            .clone()
+            .or_else(|| env.as_ref().and_then(|e| e.kube_context.clone())),
+        env.as_ref().and_then(|e| e.kubeconfig.clone()),
+    );
     let resolved = match rt.block_on(resolve::resolve(&runtime, &validated, &secrets, &cluster)) {
         Ok(r) => r,
         Err(problems) => return invalid(file, &problems),
@@ -202,6 +216,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
             rolled_back: false,
             parent: parent.clone(),
             pid: i64::from(std::process::id()),
+            env_file: env.as_ref().map(|e| e.path.display().to_string()),
         })
     };
     if let Err(e) = begun {

@@ -4,6 +4,7 @@
 //! diagnostics for playbook problems, one clear line for everything else.
 
 mod approve;
+mod check;
 pub mod diagnostic;
 pub(crate) mod exec;
 mod progress;
@@ -93,7 +94,7 @@ pub enum Command {
         after_help = "Examples:\n  runner stats\n  runner stats --since 7d --playbook hotfix --output json\n\nSuccess rate: succeeded / finished runs. Rollback rate: finished runs in which an on_failure handler list ran. Duration: mean and 95th percentile (nearest rank). Mean time to restore: for each run that did not succeed, the time from its end to the end of the next succeeded run of the same playbook, averaged."
     )]
     Stats(runs::StatsArgs),
-    /// List built-in plugins, or show what one needs.
+    /// List built-in plugins, show what one needs, or check a component.
     #[command(subcommand)]
     Plugins(PluginsCommand),
     /// Print the JSON Schema of the playbook format (draft 2020-12).
@@ -156,6 +157,11 @@ pub struct RunArgs {
     /// An input value, KEY=VALUE; repeat for several.
     #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
     pub inputs: Vec<String>,
+    /// An environment file: input values, grants added to the playbook's
+    /// plugins, kube context and kubeconfig, secrets file (see
+    /// environments/). `-i`, `--kube-context` and `--secrets` win over it.
+    #[arg(long = "env", value_name = "FILE", env = "RUNNER_ENV")]
+    pub env: Option<PathBuf>,
     /// Output: auto (exec: a live tree on a terminal, else JSON Lines), text, json.
     #[arg(long, value_enum, default_value_t = Output::Auto)]
     pub output: Output,
@@ -169,6 +175,18 @@ pub enum PluginsCommand {
     Describe {
         /// A built-in name or a path to a .wasm component.
         name: String,
+    },
+    /// Whether this runner can load a component, and if not, why.
+    ///
+    /// Lists its imports (and which grant each needs), checks its exports against
+    /// runner:plugin@0.1.0, calls `describe` and checks its input schema.
+    #[command(
+        after_help = "Examples:\n  runner plugins check examples/plugins/target/py-health-check.wasm\n  runner plugins check echo\n\nThe report goes to stdout, each problem to stderr with what to do about it.\nExit codes: 0 the runner can load the plugin, 2 it would refuse it (or the file cannot be read)."
+    )]
+    Check {
+        /// A path to a .wasm file, or a built-in plugin's name.
+        #[arg(value_name = "FILE")]
+        file: String,
     },
 }
 
@@ -198,6 +216,7 @@ pub fn main() -> ExitCode {
         Command::Stats(args) => runs::stats(&args),
         Command::Plugins(PluginsCommand::List) => exec::plugins_list(),
         Command::Plugins(PluginsCommand::Describe { name }) => exec::plugins_describe(&name),
+        Command::Plugins(PluginsCommand::Check { file }) => check::plugins_check(&file),
         Command::Schema => {
             print(&playbook::schema::schema_text());
             EXIT_OK
@@ -286,27 +305,49 @@ pub(crate) fn invalid(file: &std::path::Path, lines: &[String]) -> u8 {
 
 /// Loads the playbook and resolves its inputs into a plan; on failure, the
 /// problems are printed and the exit code returned.
-pub(crate) fn load_and_plan(args: &RunArgs) -> Result<(playbook::Validated, plan::Plan), u8> {
+/// A playbook loaded with its environment file (if any) and planned.
+pub(crate) struct Loaded {
+    pub validated: playbook::Validated,
+    pub plan: plan::Plan,
+    pub env: Option<playbook::environment::Environment>,
+}
+
+pub(crate) fn load_and_plan(args: &RunArgs) -> Result<Loaded, u8> {
     let file = args.file.as_path();
-    let validated = playbook::load(file).map_err(|e| {
+    let mut validated = playbook::load(file).map_err(|e| {
         report(&e);
         EXIT_INVALID
     })?;
+    let env = match &args.env {
+        Some(path) => Some(playbook::environment::Environment::load(path).map_err(|e| {
+            report(&e);
+            EXIT_INVALID
+        })?),
+        None => None,
+    };
     let problem = |lines: Vec<String>| invalid(file, &lines);
-    let given = args
+    let mut given = args
         .inputs
         .iter()
         .map(|raw| plan::inputs::parse_assignment(raw))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| problem(vec![e.to_string()]))?;
+    if let Some(env) = &env {
+        given = env.inputs_for(&validated, &given);
+        env.add_grants(&mut validated);
+    }
     let plan = plan::build(&validated, &given)
         .map_err(|e| problem(e.to_string().lines().map(str::to_owned).collect()))?;
-    Ok((validated, plan))
+    Ok(Loaded {
+        validated,
+        plan,
+        env,
+    })
 }
 
 fn plan_command(args: &RunArgs) -> u8 {
     match load_and_plan(args) {
-        Ok((_, p)) => {
+        Ok(Loaded { plan: p, .. }) => {
             match args.output {
                 Output::Auto | Output::Text => print(&plan::render_text(&p)),
                 Output::Json => print(&format!(

@@ -181,6 +181,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
     let run_args = RunArgs {
         file: PathBuf::from(&run.file),
         inputs: run.input_args.clone(),
+        env: run.env_file.as_ref().map(PathBuf::from),
         output: args.output,
     };
     launch(Launch {
@@ -219,10 +220,11 @@ pub fn rerun(args: &RerunArgs) -> u8 {
     let run_args = RunArgs {
         file: PathBuf::from(&run.file),
         inputs: run.input_args.clone(),
+        env: run.env_file.as_ref().map(PathBuf::from),
         output: args.output,
     };
-    let (_, plan) = match super::load_and_plan(&run_args) {
-        Ok(vp) => vp,
+    let plan = match super::load_and_plan(&run_args) {
+        Ok(l) => l.plan,
         Err(code) => return code,
     };
     let steps = match journal.steps(&run.id) {

@@ -3,6 +3,7 @@
 //!
 //! - `bindings`: host side of the contract in `sdk/wit`.
 //! - `cache`: compiled components on disk, keyed by content and engine.
+//! - `check`: `runner plugins check`, a component diagnosed against the contract.
 //! - `runtime`: engine, limits, loading, one fresh store per step attempt.
 //! - `state`: per-attempt state and the host side of each capability.
 //! - `redact`: secret values removed from everything a plugin returns.
@@ -13,6 +14,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod check;
 pub mod redact;
 pub mod resolve;
 pub mod runtime;
@@ -48,8 +50,8 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "fs",
-        summary: "write and copy artifact files in granted folders",
-        wasm: None,
+        summary: "write, append and copy files in granted folders",
+        wasm: embedded!("fs"),
     },
     Builtin {
         name: "git",
@@ -83,8 +85,8 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "report",
-        summary: "render markdown reports from templates and the run journal",
-        wasm: None,
+        summary: "write a rendered markdown report into a granted folder",
+        wasm: embedded!("report"),
     },
 ];
 

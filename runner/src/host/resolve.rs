@@ -72,7 +72,10 @@ pub async fn resolve(
     cluster: &std::sync::Arc<crate::caps::kube::Cluster>,
 ) -> Result<Resolved, Vec<String>> {
     let mut problems = Vec::new();
-    let credentials = crate::caps::kube::credential_paths();
+    let mut credentials = crate::caps::kube::credential_paths();
+    if let Some(file) = cluster.kubeconfig() {
+        credentials.push(std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf()));
+    }
     let mut out = Resolved {
         plugins: HashMap::new(),
         grants: HashMap::new(),

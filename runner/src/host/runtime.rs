@@ -402,6 +402,24 @@ impl Runtime {
         store
     }
 
+    /// The engine every plugin is compiled for.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// What every plugin is linked against (`host::check` diagnoses with it).
+    pub(crate) fn linker(&self) -> &Linker<Data> {
+        &self.linker
+    }
+
+    /// Compiles `wasm`, or loads it from the cache, without linking it.
+    pub(crate) fn compile(
+        &self,
+        wasm: &[u8],
+    ) -> wasmtime::Result<(wasmtime::component::Component, String, Origin)> {
+        self.cache.load(&self.engine, wasm)
+    }
+
     /// Compiles (or loads from the cache), links and describes a plugin.
     pub async fn load(&self, wasm: &[u8]) -> Result<LoadedPlugin, LoadError> {
         let start = Instant::now();

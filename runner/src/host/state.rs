@@ -69,6 +69,7 @@ impl StepState {
             declared: granted.declared.iter().any(|c| c == "http"),
             grant: Arc::new(std::mem::take(&mut granted.http)),
             denials: denials.clone(),
+            pool: Default::default(),
         };
         StepState {
             wasi,

@@ -6,6 +6,7 @@
 //! nothing: semantic checks on a document that failed the schema would mostly repeat
 //! what the schema already said.
 
+pub mod environment;
 pub mod model;
 pub mod scalars;
 pub mod schema;

@@ -27,7 +27,7 @@ use crate::engine::{Event, StepRecord};
 pub mod stats;
 
 /// The schema this runner writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Runs older than this are pruned when `runner exec` starts, unless
 /// `RUNNER_RETENTION` says otherwise.
@@ -48,7 +48,8 @@ CREATE TABLE runs (
     status       TEXT NOT NULL,   -- running, succeeded, failed, timed_out, interrupted
     rolled_back  INTEGER NOT NULL DEFAULT 0,
     parent       TEXT,            -- the run this one re-runs
-    pid          INTEGER NOT NULL
+    pid          INTEGER NOT NULL,
+    env_file     TEXT             -- the --env file, for resume and rerun
 );
 CREATE INDEX runs_started ON runs (started_ms);
 CREATE INDEX runs_playbook ON runs (playbook, started_ms);
@@ -90,6 +91,8 @@ pub struct RunRow {
     pub rolled_back: bool,
     pub parent: Option<String>,
     pub pid: i64,
+    /// The `--env` file the run used.
+    pub env_file: Option<String>,
 }
 
 /// What `runner resume` needs about the steps of a run.
@@ -163,23 +166,36 @@ impl Journal {
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
+        // Creating or upgrading the schema happens in one write transaction, so
+        // two runners opening a new or old journal at once do it once.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql)?;
-        match version {
-            0 => {
-                conn.execute_batch(SCHEMA)
-                    .map_err(|e| format!("cannot create the journal `{}`: {e}", path.display()))?;
+        let upgraded = match version {
+            0 => conn
+                .execute_batch(SCHEMA)
+                .map_err(|e| format!("cannot create the journal `{}`: {e}", path.display())),
+            // Version 1 lacked runs.env_file.
+            1 => conn
+                .execute_batch("ALTER TABLE runs ADD COLUMN env_file TEXT")
+                .map_err(|e| format!("cannot upgrade the journal `{}`: {e}", path.display())),
+            SCHEMA_VERSION => Ok(()),
+            newer => Err(format!(
+                "the journal `{}` has schema version {newer}, written by a newer runner (this one reads {SCHEMA_VERSION}); upgrade the runner or use another journal (--journal)",
+                path.display()
+            )),
+        };
+        let finished = upgraded.and_then(|()| {
+            if version != SCHEMA_VERSION {
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sql)?;
             }
-            SCHEMA_VERSION => {}
-            newer => {
-                return Err(format!(
-                    "the journal `{}` has schema version {newer}, written by a newer runner (this one reads {SCHEMA_VERSION}); upgrade the runner or use another journal (--journal)",
-                    path.display()
-                ));
-            }
+            conn.execute_batch("COMMIT").map_err(sql)
+        });
+        if let Err(e) = finished {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
         }
         Ok(Journal {
             conn,
@@ -191,8 +207,8 @@ impl Journal {
     pub fn begin(&self, run: &RunRow) -> Result<(), String> {
         self.conn
             .execute(
-                "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10)",
+                "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid, env_file)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10, ?11)",
                 params![
                     run.id,
                     run.playbook,
@@ -204,6 +220,7 @@ impl Journal {
                     run.started_ms,
                     run.parent,
                     run.pid,
+                    run.env_file,
                 ],
             )
             .map_err(sql)?;
@@ -408,7 +425,7 @@ impl Journal {
     }
 }
 
-const RUN_COLUMNS: &str = "SELECT id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, finished_ms, duration_ms, status, rolled_back, parent, pid FROM runs";
+const RUN_COLUMNS: &str = "SELECT id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, finished_ms, duration_ms, status, rolled_back, parent, pid, env_file FROM runs";
 
 fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -426,6 +443,7 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         rolled_back: r.get::<_, i64>(11)? != 0,
         parent: r.get(12)?,
         pid: r.get(13)?,
+        env_file: r.get(14)?,
     })
 }
 
@@ -458,6 +476,7 @@ mod tests {
             rolled_back: false,
             parent: None,
             pid: 1,
+            env_file: None,
         }
     }
 
@@ -577,6 +596,33 @@ mod tests {
         assert!(j.run("a").unwrap().is_none());
         assert!(j.events("a").unwrap().is_empty());
         assert!(j.run("c").unwrap().is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_version_1_journal_is_upgraded_once_even_when_opened_at_once() {
+        let (j, dir) = journal("upgrade");
+        j.conn
+            .execute_batch("ALTER TABLE runs DROP COLUMN env_file; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(j);
+        let path = dir.join("j.sqlite");
+        let opened: Vec<Result<(), String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|_| s.spawn(|| Journal::open(&path).map(|_| ())))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+        let j = Journal::open(&path).unwrap();
+        let version: i64 = j
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        j.conn
+            .prepare("SELECT env_file FROM runs")
+            .expect("the column exists");
         let _ = std::fs::remove_dir_all(dir);
     }
 

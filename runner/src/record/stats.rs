@@ -119,6 +119,7 @@ mod tests {
             rolled_back,
             parent: None,
             pid: 0,
+            env_file: None,
         }
     }
 

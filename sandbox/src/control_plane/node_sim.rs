@@ -22,7 +22,10 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
@@ -50,11 +53,29 @@ pub fn parse_images(text: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// A running simulator; dropping it stops it (within one tick) and waits for it.
+pub struct Simulation {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Simulation {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Starts the simulator on a thread of its own, returning once the node and the
-/// ConfigMap exist. It runs until the process exits.
-pub fn start(kubeconfig: PathBuf) -> Result<(), String> {
+/// ConfigMap exist. It runs until the returned [`Simulation`] is dropped, or the
+/// process exits.
+pub fn start(kubeconfig: PathBuf) -> Result<Simulation, String> {
     let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::Builder::new()
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = std::thread::Builder::new()
         .name("node-simulator".into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -75,14 +96,19 @@ pub fn start(kubeconfig: PathBuf) -> Result<(), String> {
                 let ok = setup.is_ok();
                 let _ = ready_tx.send(setup);
                 if ok {
-                    sim.run().await;
+                    sim.run(&stopped).await;
                 }
             });
         })
         .map_err(|e| e.to_string())?;
+    let simulation = Simulation {
+        stop,
+        thread: Some(thread),
+    };
     ready_rx
         .recv_timeout(SETUP_TIMEOUT)
-        .map_err(|_| format!("not set up after {SETUP_TIMEOUT:?}"))?
+        .map_err(|_| format!("not set up after {SETUP_TIMEOUT:?}"))??;
+    Ok(simulation)
 }
 
 struct Simulator {
@@ -132,8 +158,8 @@ impl Simulator {
         self.heartbeat().await
     }
 
-    async fn run(mut self) {
-        loop {
+    async fn run(mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
             if let Err(e) = self.tick().await {
                 eprintln!("node simulator: {e}");
             }

@@ -1,10 +1,12 @@
-//! The control plane's processes: spawned so that they die with the test process,
-//! logged to files, killed when dropped.
+//! The sandbox's processes (the control plane's, Prometheus, the SMTP sink): spawned
+//! so that they die with the process that started them, logged to files, killed when
+//! dropped.
 //!
 //! Linux sends the parent-death signal (`PR_SET_PDEATHSIG`) when the *thread* that
 //! forked a child exits, not the process; so every child is forked by one thread
-//! that never exits, and the signal comes exactly when the test process ends,
-//! however it ends (the shared control plane is a static and is never dropped).
+//! that never exits, and the signal comes exactly when this process ends, however it
+//! ends, SIGKILL included (the shared control plane is a static and is never
+//! dropped).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -14,9 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{OnceLock, mpsc};
 
-use super::tail;
-
-/// The control plane's processes, killed on drop.
+/// A group of processes, killed on drop.
 #[derive(Default)]
 pub struct Processes {
     children: Vec<(String, Child)>,
@@ -84,7 +84,7 @@ fn spawn_with_parent_death(mut cmd: Command) -> io::Result<Child> {
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()
-            .name("kube-spawner".into())
+            .name("child-spawner".into())
             .spawn(move || {
                 for (mut cmd, reply) in rx {
                     let _ = reply.send(cmd.spawn());
@@ -94,7 +94,7 @@ fn spawn_with_parent_death(mut cmd: Command) -> io::Result<Child> {
                     std::thread::park();
                 }
             })
-            .expect("spawning the kube-spawner thread");
+            .expect("spawning the child-spawner thread");
         tx
     });
     let parent = std::process::id();
@@ -114,10 +114,17 @@ fn spawn_with_parent_death(mut cmd: Command) -> io::Result<Child> {
     let (reply_tx, reply_rx) = mpsc::channel();
     spawner
         .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("kube-spawner thread gone"))?;
+        .map_err(|_| io::Error::other("child-spawner thread gone"))?;
     reply_rx
         .recv()
-        .map_err(|_| io::Error::other("kube-spawner thread gone"))?
+        .map_err(|_| io::Error::other("child-spawner thread gone"))?
+}
+
+/// The last 30 lines of a log file (empty when unreadable).
+pub fn tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 /// Removes `dir` (certificates, logs, etcd's data with its 128 MB of preallocated
