@@ -64,6 +64,42 @@ fn readme_plan_command_works() {
 }
 
 #[test]
+fn readme_plan_with_the_example_environment_file_works() {
+    let out = runner(&[
+        "plan",
+        "playbooks/hotfix.yaml",
+        "--env",
+        "environments/production.example.yaml",
+        "-i",
+        "issue_id=HOTFIX-1",
+        "-i",
+        "issue_description=login fails",
+        "-i",
+        "priority=P1",
+        "-i",
+        "base_tag=v1.2.3",
+        "-i",
+        "fixed_image=registry.example.com/shop:v1.2.4",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Inputs and grants come from the file.
+    assert!(text.contains("concurrency group `deploy-shop`"), "{text}");
+    assert!(
+        text.contains("https://shop.example.com") && text.contains("(given)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("smtp.example.com:587"),
+        "the env's tcp grant: {text}"
+    );
+}
+
+#[test]
 fn json_plan_resolves_inputs_and_conditions() {
     let p1: serde_json::Value =
         serde_json::from_slice(&plan("P1", true).stdout).expect("JSON plan");

@@ -51,6 +51,24 @@ impl Environment<'_> {
             ("fixed_image", scalar(self.fixed_image)),
             ("smtp_server", scalar(self.smtp_server)),
         ]);
+        // A rehearsal runs in minutes: short watch windows and load tests. The
+        // sandbox has no npm registry, so no `npm audit`.
+        for (k, v) in [
+            ("npm_audit", "false"),
+            ("load_rate", "20"),
+            ("load_duration", "10s"),
+            ("smoke_window", "10s"),
+            ("first_window", "20s"),
+            ("step_window", "10s"),
+            ("canary_window", "20s"),
+            ("final_window", "10s"),
+            ("stability_window", "20s"),
+            ("stability_interval", "5s"),
+            ("metrics_interval", "5s"),
+            ("health_interval", "2s"),
+        ] {
+            inputs.push((k, v.to_owned()));
+        }
         for (k, v) in inputs {
             let _ = writeln!(y, "  {k}: {v}");
         }

@@ -41,9 +41,25 @@ const PACKAGE_JSON: &str = r#"{
   "description": "The demo shop service of runner's sandbox",
   "scripts": {
     "test": "sh tests/run.sh",
+    "typecheck": "python3 -m compileall -q shop",
+    "lint": "python3 -m compileall -q tests",
+    "build": "python3 -m compileall -q shop tests",
+    "test:smoke:staging": "python3 tests/smoke.py",
     "start": "python3 -m shop.app"
   }
 }
+"#;
+
+const SMOKE_PY: &str = r#""""Staging smoke test: the health endpoint answers 200 ok (STAGING_URL)."""
+import json
+import os
+import urllib.request
+
+url = os.environ.get("STAGING_URL", "http://127.0.0.1:8081").rstrip("/") + "/health"
+with urllib.request.urlopen(url, timeout=5) as answer:
+    body = json.load(answer)
+    assert answer.status == 200 and body.get("status") == "ok", body
+print("smoke ok:", body)
 "#;
 
 const RUN_SH: &str = r#"#!/bin/sh
@@ -264,6 +280,7 @@ fn history() -> Vec<Commit> {
                 ("shop/app.py", APP_PY),
                 ("tests/__init__.py", TESTS_INIT_PY),
                 ("tests/run.sh", RUN_SH),
+                ("tests/smoke.py", SMOKE_PY),
                 ("tests/test_orders.py", TEST_ORDERS),
             ],
         },

@@ -197,6 +197,7 @@ impl Plugin for HttpCheck {
             body.truncate(end);
         }
         let output = Output::new()
+            .set("ok", failed == 0)
             .set("checks", passed + failed)
             .set("passed", passed)
             .set("failed", failed)

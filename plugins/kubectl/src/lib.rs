@@ -208,7 +208,8 @@ fn set_image(input: &Input, ns: &str, deadline: Instant) -> Result<Output, StepE
         .iter()
         .filter_map(|c| c.get("name").and_then(Value::as_str))
         .collect();
-    let container = match (&input.container, names.as_slice()) {
+    let chosen = input.container.clone().filter(|c| !c.is_empty());
+    let container = match (&chosen, names.as_slice()) {
         (Some(c), _) if names.contains(&c.as_str()) => c.clone(),
         (Some(c), _) => {
             return Err(StepError::failed(format!(
@@ -465,7 +466,8 @@ fn canary(
             .iter()
             .filter_map(|x| x.get("name").and_then(Value::as_str).map(str::to_owned))
             .collect();
-        let container = match (&input.container, names.as_slice()) {
+        let chosen = input.container.clone().filter(|c| !c.is_empty());
+        let container = match (&chosen, names.as_slice()) {
             (Some(n), _) => n.clone(),
             (None, [only]) => only.clone(),
             _ => {
@@ -564,7 +566,7 @@ fn logs(input: &Input, ns: &str) -> Result<Output, StepError> {
             .subresource("log")
             .query("tailLines", input.tail.unwrap_or(500))
             .query("limitBytes", 4 << 20);
-        if let Some(c) = &input.container {
+        if let Some(c) = input.container.as_deref().filter(|c| !c.is_empty()) {
             req = req.query("container", c);
         }
         if let Some(s) = since {
@@ -600,6 +602,7 @@ fn logs(input: &Input, ns: &str) -> Result<Output, StepError> {
         .set("lines", lines)
         .set("matched", matched)
         .set("matches", &matches)
+        .set("text", matches.join("\n"))
         .summary(format!(
             "{} pods, {lines} log lines, {matched} matching",
             pods.len().min(MAX_LOG_PODS)
@@ -744,7 +747,8 @@ fn schema() -> Value {
     );
     p.insert(
         "container".into(),
-        s("The container whose image changes; needed when there are several."),
+        json!({ "type": "string",
+            "description": "The container whose image changes (needed when there are several), or whose log is read; empty means the only one." }),
     );
     p.insert(
         "image".into(),

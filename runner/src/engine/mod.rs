@@ -328,7 +328,30 @@ impl Executor<'_> {
             .map(|i| (i.name.clone(), i.value.clone()))
             .collect();
         vars.insert("inputs".into(), Value::Object(inputs));
-        vars.insert("steps".into(), json!({}));
+        // Every step is known from the start, as `pending` until it ends, so
+        // `has(steps.x.outputs.y)` and `steps.x.status` work for a step that did
+        // not run (a rollback handler asking whether production was touched).
+        let pending = |s: &crate::plan::PlanStep| {
+            (
+                s.step.id.to_string(),
+                json!({ "status": "pending", "outputs": {}, "summary": "", "duration": 0.0, "attempts": 0 }),
+            )
+        };
+        let handlers = |h: &crate::plan::PlanHandlers| {
+            h.on_failure
+                .iter()
+                .chain(&h.on_budget_exceeded)
+                .chain(&h.finally)
+                .map(pending)
+                .collect::<Vec<_>>()
+        };
+        let mut all_steps: Map<String, Value> = Map::new();
+        for stage in &plan.stages {
+            all_steps.extend(stage.steps.iter().map(pending));
+            all_steps.extend(handlers(&stage.handlers));
+        }
+        all_steps.extend(handlers(&plan.handlers));
+        vars.insert("steps".into(), Value::Object(all_steps));
         vars.insert("stages".into(), json!({}));
         vars.insert(
             "run".into(),

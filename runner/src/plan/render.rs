@@ -270,6 +270,9 @@ fn grant_lines(g: &Grants) -> Vec<String> {
     if !g.http.is_empty() {
         lines.push(format!("reach {}", g.http.join(", ")));
     }
+    if !g.tcp.is_empty() {
+        lines.push(format!("open TCP connections to {}", g.tcp.join(", ")));
+    }
     for f in &g.fs {
         let mode = if f.access == FsAccess::Rw {
             "read and write"
