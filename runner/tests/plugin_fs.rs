@@ -105,3 +105,40 @@ fn a_report_is_rendered_by_the_runner_and_written_by_the_plugin() {
     assert!(!text.contains("${{"), "{text}");
     assert_eq!(step["outputs"]["sha256"], sha256(text.as_bytes()));
 }
+
+#[test]
+fn a_report_can_embed_another_runs_report_from_the_journal() {
+    let dir = common::scratch("report-journal");
+    std::fs::create_dir_all(dir.join("artifacts")).unwrap();
+    let first = "version: 1\nname: failed-canary\nplugins:\n  e: { uses: echo }\nstages:\n  - id: s\n    steps:\n      - id: watch_25\n        uses: e\n        with: { message: measured }\n";
+    let (code, events) = common::exec(&dir, first, &[]);
+    assert_eq!(code, 0);
+    let id = events[0]["run"].as_str().unwrap().to_owned();
+    let postmortem = format!(
+        "version: 1\nname: postmortem\nplugins:\n  r: {{ uses: report, grants: {{ fs: [{{ path: artifacts, access: rw }}] }} }}\nstages:\n  - id: s\n    steps:\n      - id: write\n        uses: r\n        with:\n          path: artifacts/pm.md\n          template: |\n            # Post-mortem\n            ${{{{ run_report('{id}') }}}}\n"
+    );
+    let (code, events) = common::exec(&dir, &postmortem, &[]);
+    assert_eq!(code, 0, "{:#}", common::finished(&events, "write"));
+    let text = std::fs::read_to_string(dir.join("artifacts/pm.md")).unwrap();
+    assert!(
+        text.contains("failed-canary") && text.contains("watch_25") && text.contains(&id),
+        "{text}"
+    );
+    // An unknown run is found while planning: nothing runs.
+    let missing = postmortem.replace(&id, "no-such-run");
+    std::fs::write(dir.join("missing.yaml"), missing).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .env("RUNNER_STATE_DIR", dir.join("state"))
+        .args([
+            "exec",
+            dir.join("missing.yaml").to_str().unwrap(),
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no run `no-such-run` in the journal"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing ran");
+}

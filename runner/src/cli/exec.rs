@@ -85,6 +85,10 @@ pub(crate) fn launch(l: Launch) -> u8 {
         parent,
     } = l;
     let (file, output) = (args.file.as_path(), args.output);
+    let journal_path = journal.path.clone();
+    crate::expr::provide_run_reports(Box::new(move |id| {
+        super::runs::run_report(&journal_path, id)
+    }));
     let super::Loaded {
         validated,
         plan,

@@ -346,6 +346,10 @@ pub(crate) fn load_and_plan(args: &RunArgs) -> Result<Loaded, u8> {
 }
 
 fn plan_command(args: &RunArgs) -> u8 {
+    // `run_report(ID)` in an expression reads the journal `exec` would use.
+    if let Some(path) = crate::record::Journal::default_path() {
+        crate::expr::provide_run_reports(Box::new(move |id| runs::run_report(&path, id)));
+    }
     match load_and_plan(args) {
         Ok(Loaded { plan: p, .. }) => {
             match args.output {

@@ -116,6 +116,36 @@ fn refuse(message: impl std::fmt::Display) -> u8 {
     EXIT_INVALID
 }
 
+/// A run's markdown report, rebuilt from the journal.
+fn markdown(run: &RunRow, events: Vec<crate::record::Stored>) -> String {
+    let info = crate::report::RunInfo {
+        run_id: run.id.clone(),
+        playbook: run.playbook.clone(),
+        file: run.file.clone(),
+        started_at: run.started_at.clone(),
+        inputs: run.inputs.as_object().cloned().unwrap_or_default(),
+    };
+    let stamped: Vec<crate::report::Stamped> = events
+        .into_iter()
+        .map(|s| crate::report::Stamped {
+            at: s.at,
+            offset_ms: s.offset_ms.max(0) as u64,
+            event: s.event,
+        })
+        .collect();
+    crate::report::markdown(&info, &stamped)
+}
+
+/// The markdown report of run `id` in the journal at `path` (for the
+/// `run_report(ID)` expression function).
+pub(crate) fn run_report(path: &std::path::Path, id: &str) -> Result<String, String> {
+    let j = Journal::open(path)?;
+    let run = j
+        .run(id)?
+        .ok_or_else(|| format!("no run `{id}` in the journal `{}`", path.display()))?;
+    Ok(markdown(&run, j.events(id)?))
+}
+
 fn find(j: &Journal, id: &str) -> Result<RunRow, u8> {
     match j.run(id) {
         Ok(Some(r)) => Ok(r),
@@ -400,24 +430,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                     )
                     .unwrap_or_default()
                 )),
-                ShowFormat::Markdown => {
-                    let info = crate::report::RunInfo {
-                        run_id: run.id.clone(),
-                        playbook: run.playbook.clone(),
-                        file: run.file.clone(),
-                        started_at: run.started_at.clone(),
-                        inputs: run.inputs.as_object().cloned().unwrap_or_default(),
-                    };
-                    let stamped: Vec<crate::report::Stamped> = events
-                        .into_iter()
-                        .map(|s| crate::report::Stamped {
-                            at: s.at,
-                            offset_ms: s.offset_ms.max(0) as u64,
-                            event: s.event,
-                        })
-                        .collect();
-                    print(&crate::report::markdown(&info, &stamped));
-                }
+                ShowFormat::Markdown => print(&markdown(&run, events)),
                 ShowFormat::Text => {
                     let mut out = format!(
                         "run {} — {} ({})\n  file {}\n  started {}, duration {}{}\n  inputs {}\n\n",

@@ -298,6 +298,18 @@ fn chain(e: &IdedExpr) -> Option<(&str, Vec<&str>)> {
     }
 }
 
+/// Where `run_report(ID)` finds another run's report (set by the CLI, which
+/// knows the journal).
+type RunReports = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+static RUN_REPORTS: std::sync::OnceLock<RunReports> = std::sync::OnceLock::new();
+
+/// Lets expressions call `run_report(ID)`: the markdown report of run ID from
+/// the journal (timeline, gates and what they measured, handlers), e.g. for a
+/// post-mortem of the run that failed. Set once per process.
+pub fn provide_run_reports(reports: RunReports) {
+    let _ = RUN_REPORTS.set(reports);
+}
+
 /// Evaluates `source` with `vars` as its variables (each key a root name:
 /// `inputs`, `steps`, …). The error says what went wrong, for a step error.
 pub fn evaluate(
@@ -306,6 +318,21 @@ pub fn evaluate(
 ) -> Result<serde_json::Value, String> {
     let compiled = compile(source).map_err(|e| e.to_string())?;
     let mut ctx = cel::Context::default();
+    if source.contains("run_report") {
+        ctx.add_function(
+            "run_report",
+            |id: std::sync::Arc<String>| -> cel::ResolveResult {
+                let report = match RUN_REPORTS.get() {
+                    Some(reports) => reports(&id),
+                    None => Err("no run journal is open here".to_owned()),
+                };
+                report
+                    .map(|text| cel::Value::String(std::sync::Arc::new(text)))
+                    .map_err(|e| cel::ExecutionError::function_error("run_report", e))
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    }
     // Hand CEL only what the expression reads: `steps` grows with every step of
     // a run, and converting all of it for each expression would make a run
     // quadratic in its length.
