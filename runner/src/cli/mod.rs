@@ -231,7 +231,9 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    const DEFAULT: &str = "warn,wasmtime_wasi_http=error";
+    // kube_client logs every refusal by the API server as an error; the kube
+    // capability hands those answers to the plugin, which reports them itself.
+    const DEFAULT: &str = "warn,wasmtime_wasi_http=error,kube_client=off";
     let filter = match std::env::var("RUNNER_LOG") {
         Err(_) => EnvFilter::new(DEFAULT),
         Ok(text) => EnvFilter::try_new(&text).unwrap_or_else(|e| {
