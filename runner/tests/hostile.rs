@@ -7,7 +7,6 @@
 //! nothing), into the test target's temporary folder.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use runner::caps::http::HttpGrant;
@@ -15,24 +14,7 @@ use runner::host::runtime::{Limits, LoadError, LoadedPlugin, Runtime, StepFailur
 use runner::host::state::Granted;
 use serde_json::{Value, json};
 
-include!("../guest_build.rs");
-
-fn wasm_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-hostile");
-        let mut cmd = guest_build(&root.join("tests/hostile/Cargo.toml"), &target);
-        let status = cmd
-            .status()
-            .expect("run cargo to build the hostile plugins");
-        assert!(
-            status.success(),
-            "building tests/hostile for wasm32-wasip2 failed"
-        );
-        target.join("wasm32-wasip2/release")
-    })
-}
+mod common;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -49,7 +31,7 @@ fn runtime() -> Runtime {
 }
 
 fn wasm(name: &str) -> Vec<u8> {
-    let path = wasm_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    let path = common::hostile_plugin(&name.replace('-', "_"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
