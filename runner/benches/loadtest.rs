@@ -1,32 +1,86 @@
 //! The `load-test` plugin against `wrk` on the same loopback server, in one run:
 //! requests per second and latency percentiles, closed model, same concurrency
-//! and duration. `wrk` comes from Debian (`apt-get install wrk`); without it the
-//! bench prints the plugin's figures alone.
+//! and duration; and the CPU time each client and the server spent per request
+//! (from `getrusage`), a figure that moves less with the machine's neighbours
+//! than a rate does. `wrk` comes from Debian (`apt-get install wrk`); without it
+//! the bench prints the plugin's figures alone.
+//!
+//! `LOADTEST_SERVE=1` only starts the server and prints its URL, for profiling
+//! either client by hand against it; `LOADTEST_RUNNER=PATH` measures another
+//! build of `runner`.
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 const CONCURRENCY: u32 = 16;
 const SECONDS: u64 = 5;
 
-/// A plain keep-alive HTTP server on loopback, four worker threads.
-fn server() -> (u16, Arc<tiny_http::Server>) {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-    let port = server.server_addr().to_ip().unwrap().port();
-    for _ in 0..4 {
-        let s = server.clone();
-        std::thread::spawn(move || {
-            for request in s.incoming_requests() {
-                let _ = request.respond(tiny_http::Response::from_string("ok"));
-            }
-        });
-    }
-    (port, server)
+/// A keep-alive HTTP/1.1 server on loopback answering `ok`: hyper on a tokio
+/// runtime with a worker per core. (tiny_http's thread pool starves connections
+/// that arrive in a burst until others close, which froze 12 of 16 first
+/// requests of the plugin here.)
+fn server() -> (u16, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_request| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, rt)
 }
 
-/// `wrk` figures: requests per second and latency percentiles in ms.
-fn wrk(port: u16) -> Option<(f64, Vec<(String, f64)>)> {
+/// What one client measured.
+struct Figures {
+    rps: f64,
+    requests: f64,
+    /// Latency percentiles in ms, by name (`p50`, ...).
+    percentiles: Vec<(String, f64)>,
+    /// CPU seconds the client process used (user + system).
+    cpu: f64,
+    /// CPU seconds the server used meanwhile.
+    server_cpu: f64,
+}
+
+/// User + system CPU seconds of `who` (`RUSAGE_SELF` or `RUSAGE_CHILDREN`).
+fn cpu(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Runs `client` (a child process) and charges it and the server their CPU.
+fn measured(client: impl FnOnce() -> Option<Figures>) -> Option<Figures> {
+    let (children, me) = (cpu(libc::RUSAGE_CHILDREN), cpu(libc::RUSAGE_SELF));
+    let mut f = client()?;
+    f.cpu = cpu(libc::RUSAGE_CHILDREN) - children;
+    f.server_cpu = cpu(libc::RUSAGE_SELF) - me;
+    Some(f)
+}
+
+/// `wrk`'s figures.
+fn wrk(port: u16) -> Option<Figures> {
     let out = Command::new("wrk")
         .args([
             "-t2",
@@ -38,11 +92,27 @@ fn wrk(port: u16) -> Option<(f64, Vec<(String, f64)>)> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
+    if let Some(errors) = text
         .lines()
-        .find(|l| l.starts_with("Requests/sec:"))?
+        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
+    {
+        println!("  wrk: {}", errors.trim());
+    }
+    let number = |prefix: &str, nth: usize| -> Option<f64> {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))?
+            .split_whitespace()
+            .nth(nth)?
+            .parse()
+            .ok()
+    };
+    let rps = number("Requests/sec:", 1)?;
+    // "  123456 requests in 5.00s, ..."
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))?
         .split_whitespace()
-        .nth(1)?
+        .next()?
         .parse()
         .ok()?;
     let ms = |v: &str| -> Option<f64> {
@@ -72,11 +142,23 @@ fn wrk(port: u16) -> Option<(f64, Vec<(String, f64)>)> {
             }
         }
     }
-    Some((rps, percentiles))
+    Some(Figures {
+        rps,
+        requests,
+        percentiles,
+        cpu: 0.0,
+        server_cpu: 0.0,
+    })
 }
 
 fn main() {
     let (port, _server) = server();
+    if std::env::var_os("LOADTEST_SERVE").is_some() {
+        println!("serving on http://127.0.0.1:{port}/ until killed");
+        loop {
+            std::thread::park();
+        }
+    }
     let dir = std::env::temp_dir().join(format!("runner-loadtest-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -86,61 +168,80 @@ fn main() {
         format!("version: 1\nname: load\nplugins:\n  load: {{ uses: load-test, grants: {{ http: [\"http://127.0.0.1:{port}\"] }} }}\nstages:\n  - id: s\n    steps:\n      - id: run\n        uses: load\n        with: {{ url: \"http://127.0.0.1:{port}/\", concurrency: {CONCURRENCY}, duration: {SECONDS}s }}\n"),
     )
     .unwrap();
-    let exe = env!("CARGO_BIN_EXE_runner");
-    let run = || {
-        let out = Command::new(exe)
+    // LOADTEST_RUNNER: another build of runner, to compare two builds.
+    let exe =
+        std::env::var("LOADTEST_RUNNER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_runner").into());
+    let run = || -> Option<Figures> {
+        let out = Command::new(&exe)
             .env("RUNNER_CACHE_DIR", dir.join("cache"))
             .env("RUNNER_STATE_DIR", dir.join("state"))
             .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout)
+        let o = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .find(|e| e["event"] == "step_finished")
             .map(|e| e["outputs"].clone())
-            .expect("a finished step")
+            .expect("a finished step");
+        if o["errors"].as_u64() != Some(0) {
+            println!(
+                "  load-test errors: {} (first: {})",
+                o["status_counts"], o["first_error"]
+            );
+        }
+        let f = |k: &str| o[k].as_f64().unwrap_or(0.0);
+        Some(Figures {
+            rps: f("rps"),
+            requests: f("requests"),
+            percentiles: ["p50", "p90", "p95", "p99"]
+                .iter()
+                .map(|p| (p.to_string(), f(&format!("{p}_ms"))))
+                .collect(),
+            cpu: 0.0,
+            server_cpu: 0.0,
+        })
     };
-    // Warm the compile cache with a short run first.
+    // The first run compiles the plugin into the cache; the second is measured.
     let _ = run();
-    let o = run();
+    let ours = measured(run).expect("load-test figures");
     println!(
-        "load-test vs wrk: closed model, {CONCURRENCY} connections/workers, {SECONDS} s, loopback tiny_http server"
+        "load-test vs wrk: closed model, {CONCURRENCY} connections/workers, {SECONDS} s, loopback hyper server"
     );
-    println!(
-        "  runner load-test: {:>9.1} req/s   p50 {:.3} ms  p90 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms  errors {}",
-        o["rps"].as_f64().unwrap_or(0.0),
-        o["p50_ms"].as_f64().unwrap_or(0.0),
-        o["p90_ms"].as_f64().unwrap_or(0.0),
-        o["p95_ms"].as_f64().unwrap_or(0.0),
-        o["p99_ms"].as_f64().unwrap_or(0.0),
-        o["errors"]
-    );
+    let show = |name: &str, f: &Figures| {
+        let shown: Vec<String> = f
+            .percentiles
+            .iter()
+            .map(|(p, v)| format!("{p} {v:.3} ms"))
+            .collect();
+        println!(
+            "  {name:<16} {:>9.1} req/s  {}  CPU/request: client {:.1} us, server {:.1} us",
+            f.rps,
+            shown.join("  "),
+            f.cpu / f.requests * 1e6,
+            f.server_cpu / f.requests * 1e6,
+        );
+    };
+    show("runner load-test", &ours);
     std::thread::sleep(Duration::from_millis(500));
-    match wrk(port) {
-        None => println!(
-            "  baseline: `wrk` not found or unreadable; install with `apt-get install wrk`"
-        ),
-        Some((rps, pct)) => {
-            let shown: Vec<String> = pct.iter().map(|(p, v)| format!("{p} {v:.3} ms")).collect();
+    let Some(base) = measured(|| wrk(port)) else {
+        println!("  baseline: `wrk` not found or unreadable; install with `apt-get install wrk`");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    show("wrk (baseline)", &base);
+    let ratio = ours.rps / base.rps;
+    println!(
+        "  ratio: {ratio:.2}x wrk's requests per second (goal >= 0.8: {}); client CPU per request {:.1}x wrk's",
+        if ratio >= 0.8 { "met" } else { "NOT met" },
+        (ours.cpu / ours.requests) / (base.cpu / base.requests),
+    );
+    for (p, v) in &base.percentiles {
+        if let Some((_, mine)) = ours.percentiles.iter().find(|(q, _)| q == p) {
             println!(
-                "  wrk (baseline):   {rps:>9.1} req/s   {}",
-                shown.join("  ")
+                "  {p}: load-test {mine:.3} ms vs wrk {v:.3} ms ({:.2}x)",
+                mine / v
             );
-            let ours = o["rps"].as_f64().unwrap_or(0.0);
-            println!(
-                "  ratio: {:.2}x wrk's requests per second (goal >= 0.8: {})",
-                ours / rps,
-                if ours / rps >= 0.8 { "met" } else { "NOT met" }
-            );
-            for (p, v) in &pct {
-                if let Some(mine) = o[format!("{p}_ms")].as_f64() {
-                    println!(
-                        "  {p}: load-test {mine:.3} ms vs wrk {v:.3} ms ({:.2}x)",
-                        mine / v
-                    );
-                }
-            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

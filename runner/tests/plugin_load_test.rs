@@ -7,12 +7,15 @@ use serde_json::Value;
 
 mod common;
 
-/// `/ok` answers 200, `/fail` 500, `/slow` 200 after 200 ms; one thread per request.
+/// `/ok` answers 200, `/fail` 500, `/slow` 200 after 200 ms, `/big` 200 with a
+/// 1 MiB body; one thread per request.
 struct Server {
     port: u16,
     server: Arc<tiny_http::Server>,
     /// The client address of every request: one per TCP connection.
     peers: Arc<std::sync::Mutex<std::collections::HashSet<std::net::SocketAddr>>>,
+    /// Method, `x-test` header and body of every request.
+    seen: Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
 }
 
 impl Server {
@@ -21,23 +24,37 @@ impl Server {
         let port = server.server_addr().to_ip().unwrap().port();
         let s = server.clone();
         let peers = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-        let seen = peers.clone();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (peers2, seen2) = (peers.clone(), seen.clone());
         std::thread::spawn(move || {
-            for request in s.incoming_requests() {
+            for mut request in s.incoming_requests() {
                 if let Some(peer) = request.remote_addr() {
-                    seen.lock().unwrap().insert(*peer);
+                    peers2.lock().unwrap().insert(*peer);
                 }
+                let mut body = String::new();
+                let _ = request.as_reader().read_to_string(&mut body);
+                let header = request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("x-test"))
+                    .map(|h| h.value.to_string())
+                    .unwrap_or_default();
+                seen2
+                    .lock()
+                    .unwrap()
+                    .push((request.method().to_string(), header, body));
                 std::thread::spawn(move || {
-                    let status = match request.url() {
-                        "/fail" => 500,
+                    let (status, body) = match request.url() {
+                        "/fail" => (500, "ok".to_owned()),
                         "/slow" => {
                             std::thread::sleep(Duration::from_millis(200));
-                            200
+                            (200, "ok".to_owned())
                         }
-                        _ => 200,
+                        "/big" => (200, "x".repeat(1 << 20)),
+                        _ => (200, "ok".to_owned()),
                     };
                     let _ = request
-                        .respond(tiny_http::Response::from_string("ok").with_status_code(status));
+                        .respond(tiny_http::Response::from_string(body).with_status_code(status));
                 });
             }
         });
@@ -45,6 +62,7 @@ impl Server {
             port,
             server,
             peers,
+            seen,
         }
     }
 }
@@ -180,4 +198,103 @@ fn a_server_that_is_down_is_all_errors_and_an_ungranted_url_is_denied() {
     );
     assert_eq!(code, 1);
     assert_eq!(step["error_kind"], "denied", "{step}");
+}
+
+#[test]
+fn a_request_past_its_timeout_is_counted_as_a_timeout() {
+    let s = Server::start();
+    let (code, step) = load(
+        s.port,
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/slow", rate: 10, duration: 300ms, timeout: 50ms }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+    let o = &step["outputs"];
+    assert_eq!(o["status_counts"]["timeout"], 3, "{o}");
+    assert_eq!(o["error_rate"], 1.0, "{o}");
+    assert_eq!(o["first_error"], "no complete answer within 50 ms", "{o}");
+    // Timed out at 50 ms, not when the server answered (200 ms).
+    assert!(o["max_ms"].as_f64().unwrap() < 190.0, "{o}");
+}
+
+#[test]
+fn method_headers_and_body_are_sent_with_every_request() {
+    let s = Server::start();
+    let (code, step) = load(
+        s.port,
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/ok", method: POST, headers: {{ x-test: hello }}, body: '{{"a":1}}', rate: 20, duration: 250ms }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+    assert_eq!(step["outputs"]["status_counts"]["200"], 5, "{step}");
+    let seen = s.seen.lock().unwrap();
+    assert_eq!(seen.len(), 5);
+    for request in seen.iter() {
+        assert_eq!(
+            request,
+            &(
+                "POST".to_owned(),
+                "hello".to_owned(),
+                r#"{"a":1}"#.to_owned()
+            )
+        );
+    }
+}
+
+#[test]
+fn large_bodies_are_read_to_the_end_and_connections_reused() {
+    let s = Server::start();
+    let (code, step) = load(
+        s.port,
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/big", concurrency: 2, duration: 500ms }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+    let o = &step["outputs"];
+    assert_eq!(o["errors"], 0, "{o}");
+    assert!(o["requests"].as_u64().unwrap() >= 2, "{o}");
+    // A connection goes back to the pool only once its body was read whole.
+    let connections = s.peers.lock().unwrap().len();
+    assert!(
+        (1..=2).contains(&connections),
+        "{connections} connections for 2 workers"
+    );
+}
+
+#[test]
+fn a_malformed_url_or_header_is_refused_before_any_request() {
+    let s = Server::start();
+    let (code, step) = load(
+        s.port,
+        r#"{ url: "ftp://127.0.0.1/x", rate: 10, duration: 100ms }"#,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(step["error_kind"], "invalid-input", "{step}");
+    assert!(
+        step["error"]
+            .as_str()
+            .unwrap()
+            .contains("the scheme must be http or https"),
+        "{step}"
+    );
+    let (code, step) = load(
+        s.port,
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/ok", headers: {{ "bad header": x }}, rate: 10, duration: 100ms }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(step["error_kind"], "invalid-input", "{step}");
+    assert!(
+        step["error"].as_str().unwrap().contains("`headers`"),
+        "{step}"
+    );
+    assert!(s.seen.lock().unwrap().is_empty(), "no request was sent");
 }
