@@ -298,3 +298,36 @@ fn a_malformed_url_or_header_is_refused_before_any_request() {
     );
     assert!(s.seen.lock().unwrap().is_empty(), "no request was sent");
 }
+
+#[test]
+fn requests_past_max_in_flight_are_counted_not_sent() {
+    let s = Server::start();
+    let (code, step) = load(
+        s.port,
+        &format!(
+            r#"{{ url: "http://127.0.0.1:{}/slow", rate: 20, duration: 500ms, max_in_flight: 2 }}"#,
+            s.port
+        ),
+    );
+    assert_eq!(code, 0, "{step}");
+    let o = &step["outputs"];
+    let (ok, overloaded) = (
+        o["status_counts"]["200"].as_u64().unwrap_or(0),
+        o["status_counts"]["overloaded"].as_u64().unwrap_or(0),
+    );
+    // 10 due, 50 ms apart; each answer takes 200 ms, so at most 2 wait at once.
+    assert_eq!(ok + overloaded, 10, "{o}");
+    assert!(overloaded >= 4 && ok >= 2, "{o}");
+    assert_eq!(
+        s.seen.lock().unwrap().len() as u64,
+        ok,
+        "overloaded ones are not sent"
+    );
+    assert!(
+        o["first_error"]
+            .as_str()
+            .unwrap()
+            .contains("2 were already in flight (`max_in_flight`)"),
+        "{o}"
+    );
+}

@@ -36,6 +36,13 @@ fn nanos(d: Duration) -> Nanos {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// How early an open-model request may start. The host's timers have 1 ms
+/// ticks (a wake-up comes up to 1 ms late), so requests due within the next
+/// tick go out at once instead of up to a tick late: the rate holds on average
+/// and sub-millisecond gaps become small bursts, and the generator's own timer
+/// never shows up as latency.
+const EARLY: Nanos = 1_000_000;
+
 /// The request every worker sends, parsed once.
 pub struct Target {
     method: Method,
@@ -294,11 +301,13 @@ pub fn run(
             let mut next = start;
             loop {
                 let now = monotonic_clock::now();
-                while next <= now && next < end && stats.denied.is_none() {
+                while next <= now.saturating_add(EARLY) && next < end && stats.denied.is_none() {
                     if lanes.busy >= max_in_flight as usize {
-                        stats.record_overloaded();
+                        stats.record_overloaded(max_in_flight);
                     } else {
-                        lanes.begin(target, next, None, stats);
+                        // Late: from when it should have started (no
+                        // coordinated omission); early: from now.
+                        lanes.begin(target, next.min(now), None, stats);
                     }
                     i += 1;
                     next = start.saturating_add(nanos(schedule(i, rate, ramp)));
@@ -307,7 +316,7 @@ pub fn run(
                 if lanes.busy == 0 && !more {
                     break;
                 }
-                lanes.wait(more.then_some(next), stats);
+                lanes.wait(more.then_some(next.saturating_sub(EARLY)), stats);
             }
         }
         Model::Closed(workers) => {
@@ -352,6 +361,10 @@ pub fn run(
 struct Lanes {
     slots: Vec<Option<InFlight>>,
     busy: usize,
+    /// The wake-up timer and when it fires; kept across rounds while it fires
+    /// no later than needed (an early wake-up costs one round, a new timer two
+    /// host calls per round).
+    timer: Option<(Nanos, Pollable)>,
 }
 
 impl Lanes {
@@ -392,7 +405,12 @@ impl Lanes {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let timer = wake.map(monotonic_clock::subscribe_instant);
+        let now = monotonic_clock::now();
+        let keep = matches!((&self.timer, wake), (Some((at, _)), Some(w)) if *at <= w && *at > now);
+        if !keep {
+            self.timer = None;
+            self.timer = wake.map(|w| (w, monotonic_clock::subscribe_instant(w)));
+        }
         let mut owners = Vec::with_capacity(self.busy + 1);
         let mut list: Vec<&Pollable> = Vec::with_capacity(self.busy + 1);
         for (i, slot) in self.slots.iter().enumerate() {
@@ -401,7 +419,7 @@ impl Lanes {
                 list.push(p);
             }
         }
-        if let Some(t) = &timer {
+        if let Some((_, t)) = &self.timer {
             list.push(t);
         }
         if list.is_empty() {
@@ -409,7 +427,6 @@ impl Lanes {
         }
         let ready = poll(&list);
         drop(list);
-        drop(timer);
         for index in ready {
             let Some(&slot) = owners.get(index as usize) else {
                 continue; // the timer

@@ -502,14 +502,20 @@ async fn send(
     // still writing (wstd writes the body while it waits for the answer); a
     // whole body also has its length, and can be resent on another connection.
     let (parts, body) = request.into_parts();
-    let body = whole(body).await?;
+    let body = if http_body::Body::is_end_stream(&body) {
+        body
+    } else {
+        whole(body).await?
+    };
     let mut request = http::Request::from_parts(parts, body);
     let first_byte = options.and_then(|o| o.first_byte_timeout);
     while let Some(mut c) = pool.take(&origin) {
         // Ready at once unless the server closed it meanwhile.
-        match tokio::time::timeout(Duration::from_secs(1), c.sender.ready()).await {
-            Ok(Ok(())) => {}
-            _ => continue,
+        if !c.sender.is_ready() {
+            match tokio::time::timeout(Duration::from_secs(1), c.sender.ready()).await {
+                Ok(Ok(())) => {}
+                _ => continue,
+            }
         }
         match exchange(&mut c, request, first_byte).await {
             Ok(response) => return Ok(respond(response, c, origin, pool)),
