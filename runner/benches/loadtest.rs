@@ -1,14 +1,22 @@
-//! The `load-test` plugin against `wrk` on the same loopback server, in one run:
-//! requests per second and latency percentiles, closed model, same concurrency
-//! and duration; and the CPU time each client and the server spent per request
-//! (from `getrusage`), a figure that moves less with the machine's neighbours
-//! than a rate does. `wrk` comes from Debian (`apt-get install wrk`); without it
-//! the bench prints the plugin's figures alone.
+//! The `load-test` plugin against `wrk` and `oha` on the same loopback server,
+//! in one run.
 //!
-//! `LOADTEST_SERVE=1` only starts the server and prints its URL, for profiling
-//! either client by hand against it; `LOADTEST_RUNNER=PATH` measures another
-//! build of `runner`.
+//! 1. Throughput, closed model: 16 connections / workers for 5 s each; requests
+//!    per second, latency percentiles, and the CPU time each client and the
+//!    server spent per request (from `getrusage`), a figure that moves less with
+//!    the machine's neighbours than a rate does.
+//! 2. Latency at a fixed rate, open model: `load-test` with `rate` against `oha
+//!    -q RATE --latency-correction` (both measure from the scheduled start), at
+//!    rates both can hold.
+//!
+//! `wrk` comes from Debian (`apt-get install wrk`), `oha` from crates.io
+//! (`cargo install oha --locked`, or a binary named by `LOADTEST_OHA`); a
+//! missing one is reported and skipped. `LOADTEST_SERVE=1` only starts the
+//! server and prints its URL, for profiling a client by hand against it;
+//! `LOADTEST_RUNNER=PATH` measures another build of `runner`; `LOADTEST_RATES`
+//! (default `5000,20000`) sets part 2's rates.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -50,6 +58,7 @@ fn server() -> (u16, tokio::runtime::Runtime) {
 }
 
 /// What one client measured.
+#[derive(Default)]
 struct Figures {
     rps: f64,
     requests: f64,
@@ -59,6 +68,30 @@ struct Figures {
     cpu: f64,
     /// CPU seconds the server used meanwhile.
     server_cpu: f64,
+}
+
+impl Figures {
+    fn percentile(&self, name: &str) -> Option<f64> {
+        self.percentiles
+            .iter()
+            .find(|(p, _)| p == name)
+            .map(|(_, v)| *v)
+    }
+
+    fn show(&self, name: &str) {
+        let shown: Vec<String> = self
+            .percentiles
+            .iter()
+            .map(|(p, v)| format!("{p} {v:.3} ms"))
+            .collect();
+        println!(
+            "  {name:<10} {:>9.1} req/s  {}  CPU/request: client {:.1} us, server {:.1} us",
+            self.rps,
+            shown.join("  "),
+            self.cpu / self.requests * 1e6,
+            self.server_cpu / self.requests * 1e6,
+        );
+    }
 }
 
 /// User + system CPU seconds of `who` (`RUSAGE_SELF` or `RUSAGE_CHILDREN`).
@@ -72,6 +105,7 @@ fn cpu(who: libc::c_int) -> f64 {
 
 /// Runs `client` (a child process) and charges it and the server their CPU.
 fn measured(client: impl FnOnce() -> Option<Figures>) -> Option<Figures> {
+    std::thread::sleep(Duration::from_millis(300));
     let (children, me) = (cpu(libc::RUSAGE_CHILDREN), cpu(libc::RUSAGE_SELF));
     let mut f = client()?;
     f.cpu = cpu(libc::RUSAGE_CHILDREN) - children;
@@ -79,7 +113,7 @@ fn measured(client: impl FnOnce() -> Option<Figures>) -> Option<Figures> {
     Some(f)
 }
 
-/// `wrk`'s figures.
+/// `wrk -t2 -cN -dS --latency`.
 fn wrk(port: u16) -> Option<Figures> {
     let out = Command::new("wrk")
         .args([
@@ -98,15 +132,13 @@ fn wrk(port: u16) -> Option<Figures> {
     {
         println!("  wrk: {}", errors.trim());
     }
-    let number = |prefix: &str, nth: usize| -> Option<f64> {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))?
-            .split_whitespace()
-            .nth(nth)?
-            .parse()
-            .ok()
-    };
-    let rps = number("Requests/sec:", 1)?;
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     // "  123456 requests in 5.00s, ..."
     let requests = text
         .lines()
@@ -133,8 +165,7 @@ fn wrk(port: u16) -> Option<Figures> {
             continue;
         }
         if in_dist {
-            let parts: Vec<&str> = l.split_whitespace().collect();
-            match parts.as_slice() {
+            match l.split_whitespace().collect::<Vec<_>>().as_slice() {
                 [p, v] if p.ends_with('%') => {
                     percentiles.push((format!("p{}", p.trim_end_matches('%')), ms(v)?));
                 }
@@ -146,44 +177,94 @@ fn wrk(port: u16) -> Option<Figures> {
         rps,
         requests,
         percentiles,
-        cpu: 0.0,
-        server_cpu: 0.0,
+        ..Figures::default()
     })
 }
 
-fn main() {
-    let (port, _server) = server();
-    if std::env::var_os("LOADTEST_SERVE").is_some() {
-        println!("serving on http://127.0.0.1:{port}/ until killed");
-        loop {
-            std::thread::park();
-        }
+/// `oha` for `SECONDS` with `CONCURRENCY` connections; at `rate` with latency
+/// correction (measured from the scheduled start), else as fast as it can.
+fn oha(exe: &Path, port: u16, rate: Option<u32>) -> Option<Figures> {
+    let mut args: Vec<String> = [
+        "-c",
+        &CONCURRENCY.to_string(),
+        "-z",
+        &format!("{SECONDS}s"),
+        "--no-tui",
+        "--output-format",
+        "json",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    if let Some(r) = rate {
+        args.extend(["-q".into(), r.to_string(), "--latency-correction".into()]);
     }
-    let dir = std::env::temp_dir().join(format!("runner-loadtest-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let playbook = dir.join("load.yaml");
-    std::fs::write(
-        &playbook,
-        format!("version: 1\nname: load\nplugins:\n  load: {{ uses: load-test, grants: {{ http: [\"http://127.0.0.1:{port}\"] }} }}\nstages:\n  - id: s\n    steps:\n      - id: run\n        uses: load\n        with: {{ url: \"http://127.0.0.1:{port}/\", concurrency: {CONCURRENCY}, duration: {SECONDS}s }}\n"),
-    )
-    .unwrap();
-    // LOADTEST_RUNNER: another build of runner, to compare two builds.
-    let exe =
-        std::env::var("LOADTEST_RUNNER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_runner").into());
-    let run = || -> Option<Figures> {
-        let out = Command::new(&exe)
-            .env("RUNNER_CACHE_DIR", dir.join("cache"))
-            .env("RUNNER_STATE_DIR", dir.join("state"))
-            .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
+    args.push(format!("http://127.0.0.1:{port}/"));
+    let out = Command::new(exe).args(&args).output().ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let requests: f64 = v["statusCodeDistribution"]
+        .as_object()?
+        .values()
+        .filter_map(|n| n.as_f64())
+        .sum();
+    if v["summary"]["successRate"].as_f64() != Some(1.0) {
+        println!(
+            "  oha: success rate {} ({})",
+            v["summary"]["successRate"], v["errorDistribution"]
+        );
+    }
+    let percentiles = ["p50", "p90", "p95", "p99"]
+        .iter()
+        .filter_map(|p| Some((p.to_string(), v["latencyPercentiles"][p].as_f64()? * 1000.0)))
+        .collect();
+    Some(Figures {
+        rps: v["summary"]["requestsPerSec"].as_f64()?,
+        requests,
+        percentiles,
+        ..Figures::default()
+    })
+}
+
+/// Where `oha` is: `LOADTEST_OHA`, else on the PATH.
+fn oha_exe() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("LOADTEST_OHA") {
+        return Some(p.into());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("oha"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `runner exec` of a one-step playbook running `load-test` with `load`
+/// (`concurrency: N` or `rate: N`).
+struct Plugin {
+    exe: String,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Plugin {
+    fn run(&self, load: &str) -> Option<Figures> {
+        let port = self.port;
+        let playbook = self.dir.join("load.yaml");
+        std::fs::write(
+            &playbook,
+            format!("version: 1\nname: load\nplugins:\n  load: {{ uses: load-test, grants: {{ http: [\"http://127.0.0.1:{port}\"] }} }}\nstages:\n  - id: s\n    steps:\n      - id: run\n        uses: load\n        with: {{ url: \"http://127.0.0.1:{port}/\", {load}, duration: {SECONDS}s }}\n"),
+        )
+        .ok()?;
+        let out = Command::new(&self.exe)
+            .env("RUNNER_CACHE_DIR", self.dir.join("cache"))
+            .env("RUNNER_STATE_DIR", self.dir.join("state"))
+            .args(["exec", playbook.to_str()?, "--output", "json"])
             .output()
-            .unwrap();
+            .ok()?;
         let o = String::from_utf8_lossy(&out.stdout)
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .find(|e| e["event"] == "step_finished")
-            .map(|e| e["outputs"].clone())
-            .expect("a finished step");
+            .map(|e| e["outputs"].clone())?;
         if o["errors"].as_u64() != Some(0) {
             println!(
                 "  load-test errors: {} (first: {})",
@@ -198,49 +279,106 @@ fn main() {
                 .iter()
                 .map(|p| (p.to_string(), f(&format!("{p}_ms"))))
                 .collect(),
-            cpu: 0.0,
-            server_cpu: 0.0,
+            ..Figures::default()
         })
+    }
+}
+
+/// Each of `ours`'s percentiles against the same one of `base`.
+fn compare(base_name: &str, ours: &Figures, base: &Figures) {
+    let shown: Vec<String> = base
+        .percentiles
+        .iter()
+        .filter_map(|(p, v)| Some(format!("{p} {:.2}x", ours.percentile(p)? / v)))
+        .collect();
+    println!("  load-test / {base_name} latency: {}", shown.join("  "));
+}
+
+fn main() {
+    let (port, _server) = server();
+    if std::env::var_os("LOADTEST_SERVE").is_some() {
+        println!("serving on http://127.0.0.1:{port}/ until killed");
+        loop {
+            std::thread::park();
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("runner-loadtest-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let plugin = Plugin {
+        // LOADTEST_RUNNER: another build of runner, to compare two builds.
+        exe: std::env::var("LOADTEST_RUNNER")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_runner").into()),
+        dir: dir.clone(),
+        port,
     };
-    // The first run compiles the plugin into the cache; the second is measured.
-    let _ = run();
-    let ours = measured(run).expect("load-test figures");
+    let oha_exe = oha_exe();
+
     println!(
-        "load-test vs wrk: closed model, {CONCURRENCY} connections/workers, {SECONDS} s, loopback hyper server"
+        "1. closed model: {CONCURRENCY} connections/workers, {SECONDS} s each, loopback hyper server (2 threads)"
     );
-    let show = |name: &str, f: &Figures| {
-        let shown: Vec<String> = f
-            .percentiles
-            .iter()
-            .map(|(p, v)| format!("{p} {v:.3} ms"))
-            .collect();
+    // The first run compiles the plugin into the cache; the second is measured.
+    let closed = format!("concurrency: {CONCURRENCY}");
+    let _ = plugin.run(&closed);
+    let ours = measured(|| plugin.run(&closed)).expect("load-test figures");
+    ours.show("load-test");
+    let mut bases = Vec::new();
+    match measured(|| wrk(port)) {
+        Some(f) => {
+            f.show("wrk");
+            bases.push(("wrk", f));
+        }
+        None => println!("  wrk: not found or unreadable; install with `apt-get install wrk`"),
+    }
+    match oha_exe
+        .as_deref()
+        .and_then(|exe| measured(|| oha(exe, port, None)))
+    {
+        Some(f) => {
+            f.show("oha");
+            bases.push(("oha", f));
+        }
+        None => println!(
+            "  oha: not found or unreadable; install with `cargo install oha --locked` or name it in LOADTEST_OHA"
+        ),
+    }
+    for (name, base) in &bases {
+        let ratio = ours.rps / base.rps;
         println!(
-            "  {name:<16} {:>9.1} req/s  {}  CPU/request: client {:.1} us, server {:.1} us",
-            f.rps,
-            shown.join("  "),
-            f.cpu / f.requests * 1e6,
-            f.server_cpu / f.requests * 1e6,
+            "  load-test / {name}: {ratio:.2}x the requests per second (goal >= 0.8: {}), {:.1}x the client CPU per request",
+            if ratio >= 0.8 { "met" } else { "NOT met" },
+            (ours.cpu / ours.requests) / (base.cpu / base.requests),
         );
-    };
-    show("runner load-test", &ours);
-    std::thread::sleep(Duration::from_millis(500));
-    let Some(base) = measured(|| wrk(port)) else {
-        println!("  baseline: `wrk` not found or unreadable; install with `apt-get install wrk`");
+        compare(name, &ours, base);
+    }
+
+    let Some(oha_exe) = oha_exe else {
         let _ = std::fs::remove_dir_all(&dir);
         return;
     };
-    show("wrk (baseline)", &base);
-    let ratio = ours.rps / base.rps;
-    println!(
-        "  ratio: {ratio:.2}x wrk's requests per second (goal >= 0.8: {}); client CPU per request {:.1}x wrk's",
-        if ratio >= 0.8 { "met" } else { "NOT met" },
-        (ours.cpu / ours.requests) / (base.cpu / base.requests),
-    );
-    for (p, v) in &base.percentiles {
-        if let Some((_, mine)) = ours.percentiles.iter().find(|(q, _)| q == p) {
+    let rates: Vec<u32> = std::env::var("LOADTEST_RATES")
+        .unwrap_or_else(|_| "5000,20000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    for rate in rates {
+        println!(
+            "2. open model at {rate} requests/s for {SECONDS} s: latency from the scheduled start"
+        );
+        let (Some(ours), Some(base)) = (
+            measured(|| plugin.run(&format!("rate: {rate}"))),
+            measured(|| oha(&oha_exe, port, Some(rate))),
+        ) else {
+            println!("  (a client gave no figures)");
+            continue;
+        };
+        ours.show("load-test");
+        base.show("oha");
+        compare("oha", &ours, &base);
+        if let (Some(a), Some(b)) = (ours.percentile("p95"), base.percentile("p95")) {
             println!(
-                "  {p}: load-test {mine:.3} ms vs wrk {v:.3} ms ({:.2}x)",
-                mine / v
+                "  p95: {a:.3} ms vs {b:.3} ms (goal within 10 %: {})",
+                if a <= b * 1.1 { "met" } else { "NOT met" }
             );
         }
     }
