@@ -328,3 +328,45 @@ fn email_needs_its_endpoint_granted_and_a_server_that_answers() {
     assert_eq!(step["error_kind"], "denied");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_webhook_or_smtp_server_that_never_answers_times_out_each_attempt() {
+    let dir = common::scratch("notify-hang");
+    let hung = common::Silent::start();
+    let (code, step) = notify(
+        &dir,
+        &format!(
+            "{{ http: [\"http://127.0.0.1:{}\"], secrets: [HOOK] }}",
+            hung.port
+        ),
+        &[("HOOK", format!("http://127.0.0.1:{}/hook", hung.port))],
+        r#"{ channel: webhook, webhook_secret: HOOK, title: t, timeout: 300ms, attempts: 2, backoff: 10ms }"#,
+    );
+    assert_eq!(code, 1, "{step}");
+    assert!(
+        step["error"].as_str().unwrap().contains("timed out"),
+        "{step}"
+    );
+    // Each attempt gave up on its own connection.
+    assert_eq!(hung.connections(), 2, "{step}");
+    let hung = common::Silent::start();
+    let (code, step) = notify(
+        &dir,
+        &format!(
+            "{{ tcp: [\"127.0.0.1:{}\"], secrets: [SMTP_URL] }}",
+            hung.port
+        ),
+        &[("SMTP_URL", format!("smtp://127.0.0.1:{}", hung.port))],
+        r#"{ channel: email, smtp_secret: SMTP_URL, to: a@example.com, title: t, timeout: 300ms, attempts: 1 }"#,
+    );
+    assert_eq!(code, 1, "{step}");
+    assert!(
+        step["error"]
+            .as_str()
+            .unwrap()
+            .contains("the SMTP server stopped answering"),
+        "{step}"
+    );
+    assert_eq!(hung.connections(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -257,3 +257,24 @@ fn queries_against_a_real_prometheus() {
     assert_eq!(s["error_kind"], "retryable", "{s}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_prometheus_that_never_answers_times_out() {
+    let dir = common::scratch("prom-hang");
+    let hung = common::Silent::start();
+    let (code, ev) = run(
+        &dir,
+        hung.port,
+        &format!(
+            "      - {{ id: q, uses: prom, with: {{ url: \"http://127.0.0.1:{}\", query: up, timeout: 300ms }} }}\n",
+            hung.port
+        ),
+    );
+    assert_eq!(code, 1);
+    let s = step(&ev, "q");
+    // A timeout may pass later: retryable, saying what happened.
+    assert_eq!(s["error_kind"], "retryable", "{s}");
+    assert!(s["error"].as_str().unwrap().contains("timed out"), "{s}");
+    assert_eq!(hung.connections(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

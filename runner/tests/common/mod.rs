@@ -97,3 +97,34 @@ pub fn one_step(uses: &str, grants: &str, id: &str, with: &str) -> String {
         "version: 1\nname: plugin-test\nplugins:\n  p: {{ uses: {uses}, grants: {grants} }}\nstages:\n  - id: s\n    steps:\n      - id: {id}\n        uses: p\n        with: {with}\n"
     )
 }
+
+/// A TCP server on loopback that accepts connections and never answers: the
+/// counterpart of a hung service, for timeout tests. Counts the connections.
+#[allow(dead_code)]
+pub struct Silent {
+    pub port: u16,
+    pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[allow(dead_code)]
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            // Held open, unread, until the test process ends.
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Silent { port, accepted }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
