@@ -151,10 +151,30 @@ fn wait_rollout(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<Value, StepError> {
+    wait_for(ns, name, deadline, timeout, false)
+}
+
+/// Waits for the rollout as kubectl does and, when `exact`, also until the
+/// Deployment runs exactly its replicas, all ready (after a scale-down kubectl
+/// calls the rollout complete while the removed pods still count as ready; a
+/// canary split is in effect only once they are gone).
+fn wait_for(
+    ns: &str,
+    name: &str,
+    deadline: Instant,
+    timeout: Duration,
+    exact: bool,
+) -> Result<Value, StepError> {
     let mut last = String::new();
     loop {
         let d = get_deployment(ns, name)?;
-        match rollout::status(&d) {
+        let status = match rollout::status(&d) {
+            Status::Complete if exact && !rollout::settled(&d) => Status::Waiting(format!(
+                "deployment \"{name}\" still runs pods it no longer wants"
+            )),
+            other => other,
+        };
+        match status {
             Status::Complete => return Ok(d),
             Status::DeadlineExceeded(m) => {
                 let c = rollout::counts(&d);
@@ -503,8 +523,8 @@ fn canary(
         .set("stable_replicas", to_stable)
         .set("canary_replicas", to_canary);
     if input.wait {
-        let sd = wait_rollout(ns, stable, deadline, timeout)?;
-        let cd = wait_rollout(ns, canary, deadline, timeout)?;
+        let sd = wait_for(ns, stable, deadline, timeout, true)?;
+        let cd = wait_for(ns, canary, deadline, timeout, true)?;
         out = out
             .set("stable", Value::Object(rollout::counts(&sd)))
             .set("canary", Value::Object(rollout::counts(&cd)));
@@ -761,8 +781,8 @@ fn schema() -> Value {
         "description": "set-image, rollout-undo, scale, canary-weight: wait until the rollout is complete (default false)." }));
     p.insert(
         "to_revision".into(),
-        json!({ "type": "integer", "minimum": 1,
-        "description": "rollout-undo: the revision to go back to (default: the previous one)." }),
+        json!({ "type": "integer", "minimum": 0,
+        "description": "rollout-undo: the revision to go back to; 0 or absent: the previous one (kubectl's --to-revision)." }),
     );
     p.insert("replicas".into(), json!({ "type": "integer", "minimum": 0,
         "description": "scale: the new count; canary-weight: the pair's total (default: their current sum)." }));

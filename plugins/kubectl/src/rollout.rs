@@ -78,6 +78,21 @@ pub fn status(deploy: &Value) -> Status {
 }
 
 /// The numbers a gate wants from a Deployment.
+/// Whether the Deployment runs exactly `spec.replicas` pods, all ready.
+pub fn settled(deploy: &Value) -> bool {
+    let want = deploy
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let has = |field: &str| {
+        deploy
+            .pointer(&format!("/status/{field}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    has("replicas") == want && has("readyReplicas") == want
+}
+
 pub fn counts(deploy: &Value) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert(
@@ -190,7 +205,8 @@ pub fn owned<'a>(deploy: &Value, replica_sets: &'a [Value]) -> Vec<&'a Value> {
 /// The ReplicaSet a rollback goes to: `to` if given, else the one before the
 /// latest (kubectl's `rsForRevision`).
 pub fn rollback_target<'a>(rss: &[&'a Value], to: Option<u64>) -> Result<&'a Value, String> {
-    if let Some(to) = to {
+    // As kubectl's --to-revision: 0 means the previous revision.
+    if let Some(to) = to.filter(|&to| to > 0) {
         return rss
             .iter()
             .copied()
@@ -315,6 +331,33 @@ mod tests {
     }
 
     #[test]
+    fn settled_means_exactly_the_wanted_pods_all_ready() {
+        // Scaled 4 -> 3: kubectl calls it complete while the removed pod is
+        // still counted as ready (the ReplicaSet's status lags).
+        let scaling_down = deploy(
+            2,
+            2,
+            3,
+            json!({"replicas": 3, "updatedReplicas": 3, "readyReplicas": 4, "availableReplicas": 3}),
+        );
+        assert_eq!(status(&scaling_down), Status::Complete);
+        assert!(!settled(&scaling_down));
+        let done = deploy(
+            2,
+            2,
+            3,
+            json!({"replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}),
+        );
+        assert!(settled(&done));
+        assert!(!settled(&deploy(
+            2,
+            2,
+            3,
+            json!({"replicas": 3, "readyReplicas": 2})
+        )));
+    }
+
+    #[test]
     fn rollout_status_follows_kubectl() {
         let waiting = |d: &Value| match status(d) {
             Status::Waiting(m) => m,
@@ -397,6 +440,11 @@ mod tests {
         assert_eq!(
             rollback_target(&mine, Some(1)).unwrap()["metadata"]["name"],
             "a"
+        );
+        // kubectl's --to-revision=0: the previous one.
+        assert_eq!(
+            rollback_target(&mine, Some(0)).unwrap()["metadata"]["name"],
+            "b"
         );
         assert!(
             rollback_target(&mine, Some(7))
