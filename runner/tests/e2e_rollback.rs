@@ -9,15 +9,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use runner_sandbox::{BAD_IMAGE, IMAGE, PRODUCTION, SERVICE, Sandbox, SandboxOptions};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// `kubectl` against the sandbox; its standard output.
 fn kubectl(sb: &Sandbox, args: &[&str]) -> String {
@@ -34,17 +27,6 @@ fn kubectl(sb: &Sandbox, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Files the run left in playbooks/artifacts, removed when dropped.
-struct Artifacts(Vec<PathBuf>);
-
-impl Drop for Artifacts {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
 }
 
 #[test]
@@ -79,55 +61,18 @@ fn a_bad_release_is_undone_proven_healthy_announced_and_reported() {
     }
 
     let state = common::scratch("e2e-rollback");
-    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .current_dir(repo())
-        .env("RUNNER_STATE_DIR", &state)
-        .env(
-            "RUNNER_CACHE_DIR",
-            std::env::temp_dir().join("runner-test-cache"),
-        )
-        .args(["exec", "playbooks/rollback.yaml", "--env"])
-        .arg(sb.env_file())
-        .args([
-            "-i",
+    let run = common::Shipped::run(
+        "rollback",
+        sb.env_file(),
+        &state,
+        &[
             "reason=1.4.3 answers 500 to a quarter of checkouts",
-            "-i",
             "verify_window=10s",
-            "--output",
-            "json",
-        ])
-        .output()
-        .expect("run runner");
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
-        .collect();
-    let run_id = events
-        .iter()
-        .find(|e| e["event"] == "run_started")
-        .and_then(|e| e["run"].as_str())
-        .expect("a run id")
-        .to_owned();
-    let artifacts_dir = repo().join("playbooks/artifacts");
-    let _cleanup = Artifacts(vec![
-        artifacts_dir.join(format!("rollback-before-{run_id}.json")),
-        artifacts_dir.join(format!("rollback-report-{run_id}.md")),
-    ]);
-    let status = |id: &str| -> String {
-        events
-            .iter()
-            .rev()
-            .find(|e| e["event"] == "step_finished" && e["step"] == id)
-            .map(|e| e["status"].as_str().unwrap_or("").to_owned())
-            .unwrap_or_else(|| "not run".to_owned())
-    };
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{:#?}\n{}",
-        events,
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
+    let before = run.artifact(&format!("rollback-before-{}.json", run.run_id));
+    let report = run.artifact(&format!("rollback-report-{}.md", run.run_id));
+    assert_eq!(run.code, 0, "{:#?}\n{}", run.events, run.stderr);
     for step in [
         "before",
         "history",
@@ -140,12 +85,12 @@ fn a_bad_release_is_undone_proven_healthy_announced_and_reported() {
         "announce_done",
         "write_report",
     ] {
-        assert_eq!(status(step), "succeeded", "{step}: {events:#?}");
+        assert_eq!(run.status(step), "succeeded", "{step}: {:#?}", run.events);
     }
     // Undone, not re-imaged; no scale-down fallback was needed.
-    assert_eq!(status("set_image"), "skipped");
-    assert_eq!(status("scale_down"), "skipped");
-    assert_eq!(status("alert_failed"), "not run");
+    assert_eq!(run.status("set_image"), "skipped");
+    assert_eq!(run.status("scale_down"), "skipped");
+    assert_eq!(run.status("alert_failed"), "not run");
 
     // What the cluster says: back on the good image, as revision 3.
     assert!(
@@ -177,10 +122,7 @@ fn a_bad_release_is_undone_proven_healthy_announced_and_reported() {
     assert_eq!(revision, "3");
 
     // The state before the rollback was saved: the bad release and its history.
-    let before: Value = serde_json::from_str(
-        &std::fs::read_to_string(&_cleanup.0[0]).expect("the saved state before"),
-    )
-    .unwrap();
+    let before: Value = serde_json::from_str(&before.read()).unwrap();
     assert_eq!(
         before["deployment"]["spec"]["template"]["spec"]["containers"][0]["image"],
         BAD_IMAGE
@@ -189,7 +131,7 @@ fn a_bad_release_is_undone_proven_healthy_announced_and_reported() {
         before["history"].as_array().is_some_and(|h| h.len() == 2),
         "{before}"
     );
-    let report = std::fs::read_to_string(&_cleanup.0[1]).expect("the report");
+    let report = report.read();
     assert!(report.contains("Rollback of shop: succeeded"), "{report}");
     assert!(report.contains("1.4.3 answers 500"), "{report}");
 

@@ -128,3 +128,95 @@ impl Silent {
         self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// A shipped playbook (`playbooks/NAME.yaml`) run by the real binary from the
+/// repository's root with an environment file, as an on-call engineer would.
+pub struct Shipped {
+    pub code: i32,
+    pub events: Vec<Value>,
+    pub run_id: String,
+    pub stderr: String,
+}
+
+impl Shipped {
+    /// Runs it to its end; `inputs` are `name=value` pairs.
+    pub fn run(name: &str, env_file: &Path, state: &Path, inputs: &[&str]) -> Shipped {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
+        c.current_dir(&root)
+            .env("RUNNER_STATE_DIR", state)
+            .env(
+                "RUNNER_CACHE_DIR",
+                std::env::temp_dir().join("runner-test-cache"),
+            )
+            .arg("exec")
+            .arg(format!("playbooks/{name}.yaml"))
+            .arg("--env")
+            .arg(env_file)
+            .args(["--output", "json"]);
+        for i in inputs {
+            c.args(["-i", i]);
+        }
+        let out = c.output().expect("run runner");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let code = out.status.code().unwrap_or(-1);
+        assert_ne!(code, 2, "invalid: {stderr}");
+        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect();
+        let run_id = events
+            .iter()
+            .find(|e| e["event"] == "run_started")
+            .and_then(|e| e["run"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        Shipped {
+            code,
+            events,
+            run_id,
+            stderr,
+        }
+    }
+
+    /// How step `id` ended last: `succeeded`, `failed`, `skipped`, ... or
+    /// `not run`.
+    pub fn status(&self, id: &str) -> String {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "step_finished" && e["step"] == id)
+            .map(|e| e["status"].as_str().unwrap_or("").to_owned())
+            .unwrap_or_else(|| "not run".to_owned())
+    }
+
+    /// The finished event of step `id`.
+    pub fn step(&self, id: &str) -> &Value {
+        finished(&self.events, id)
+    }
+
+    /// A file the run wrote into playbooks/artifacts, removed when the
+    /// returned guard is dropped.
+    pub fn artifact(&self, name: &str) -> Artifact {
+        Artifact(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../playbooks/artifacts")
+                .join(name),
+        )
+    }
+}
+
+/// A file in playbooks/artifacts, removed when dropped.
+pub struct Artifact(pub PathBuf);
+
+impl Artifact {
+    pub fn read(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_else(|e| panic!("{}: {e}", self.0.display()))
+    }
+}
+
+impl Drop for Artifact {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

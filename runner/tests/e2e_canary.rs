@@ -1,0 +1,149 @@
+//! `playbooks/canary.yaml` run end to end by the real binary against the
+//! sandbox (real Kubernetes control plane, the demo service, Prometheus, the
+//! notification sinks), pointed at it by the sandbox's environment file, with
+//! the rehearsal's short windows.
+//!
+//! Two releases go through the canary: a good one is promoted to 100 %; a bad
+//! one (a quarter of its answers are 500s) trips seed 004's triggers at 10 %
+//! and is rolled back automatically, people told. Both share one sandbox,
+//! reset between them.
+
+mod common;
+
+use std::sync::Mutex;
+
+use runner_sandbox::{BAD_IMAGE, FIXED_IMAGE, IMAGE, PRODUCTION, Sandbox, SandboxOptions};
+
+/// One sandbox for the scenarios of this binary, used one at a time.
+fn sandbox() -> std::sync::MutexGuard<'static, Option<Sandbox>> {
+    static SANDBOX: Mutex<Option<Sandbox>> = Mutex::new(None);
+    let mut guard = SANDBOX.lock().unwrap_or_else(|p| p.into_inner());
+    match guard.as_mut() {
+        Some(sb) => sb.reset().expect("reset the sandbox"),
+        None => {
+            let sb = Sandbox::start(SandboxOptions {
+                progress: false,
+                print_notifications: false,
+                ..SandboxOptions::default()
+            })
+            .expect("start the sandbox");
+            *guard = Some(sb);
+        }
+    }
+    guard
+}
+
+fn canary(sb: &Sandbox, name: &str, image: &str) -> common::Shipped {
+    let state = common::scratch(name);
+    let image = format!("image={image}");
+    let run = common::Shipped::run(
+        "canary",
+        sb.env_file(),
+        &state,
+        &[&image, "require_approval=false"],
+    );
+    let _ = std::fs::remove_dir_all(&state);
+    run
+}
+
+fn titles(sb: &Sandbox) -> Vec<String> {
+    sb.notifications()
+        .iter()
+        .filter_map(|n| n["title"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_good_release_goes_10_50_100_and_is_promoted() {
+    let guard = sandbox();
+    let sb = guard.as_ref().unwrap();
+    let run = canary(sb, "e2e-canary-good", FIXED_IMAGE);
+    let report = run.artifact(&format!("deployment-summary-shop-{}.md", run.run_id));
+    assert_eq!(run.code, 0, "{:#?}\n{}", run.events, run.stderr);
+    for step in [
+        "current",
+        "canary_image",
+        "canary_ready",
+        "weight_10",
+        "health_10",
+        "errors_10",
+        "http5xx_10",
+        "weight_50",
+        "health_50",
+        "errors_50",
+        "http5xx_50",
+        "promote_image",
+        "promote_ready",
+        "weight_0",
+        "health_100",
+        "errors_100",
+        "http5xx_100",
+        "announce_done",
+    ] {
+        assert_eq!(run.status(step), "succeeded", "{step}: {:#?}", run.events);
+    }
+    assert_eq!(run.status("rollback_traffic"), "not run");
+    // The split the 50 % step asked for, on the sandbox's 4 replicas.
+    let w50 = &run.step("weight_50")["outputs"];
+    assert_eq!(
+        (
+            w50["stable_replicas"].as_i64(),
+            w50["canary_replicas"].as_i64()
+        ),
+        (Some(2), Some(2)),
+        "{w50}"
+    );
+    // Production: every pod on the new release, on the stable track.
+    let serving = sb.serving(PRODUCTION);
+    assert!(
+        !serving.is_empty()
+            && serving
+                .iter()
+                .all(|p| p.image == FIXED_IMAGE && p.track == "stable"),
+        "{serving:?}"
+    );
+    let t = titles(sb);
+    assert!(t.iter().any(|t| t == "Canary of shop promoted"), "{t:?}");
+    assert!(report.read().contains("succeeded"), "{}", report.read());
+}
+
+#[test]
+fn a_bad_release_trips_the_10_percent_watch_and_is_rolled_back() {
+    let guard = sandbox();
+    let sb = guard.as_ref().unwrap();
+    let run = canary(sb, "e2e-canary-bad", BAD_IMAGE);
+    let _report = run.artifact(&format!("deployment-summary-shop-{}.md", run.run_id));
+    assert_eq!(run.code, 1, "{:#?}\n{}", run.events, run.stderr);
+    assert_eq!(run.status("weight_10"), "succeeded");
+    // Seed 004's triggers at 10 %: the 5xx ratio (a quarter of the canary's
+    // answers) or the application error rate; the health check may pass (the
+    // front answers from the stable pods too).
+    let tripped: Vec<&str> = ["http5xx_10", "errors_10", "health_10"]
+        .into_iter()
+        .filter(|s| run.status(s) == "failed")
+        .collect();
+    assert!(
+        !tripped.is_empty(),
+        "a 10 % watch failed: {:#?}",
+        run.events
+    );
+    assert_eq!(run.status("weight_50"), "not run");
+    assert_eq!(run.status("promote_image"), "not run");
+    // The automatic rollback: traffic back on stable, health proven after it.
+    assert_eq!(run.status("rollback_traffic"), "succeeded");
+    assert_eq!(run.status("rollback_stable"), "skipped");
+    assert_eq!(run.status("rollback_health"), "succeeded");
+    let serving = sb.serving(PRODUCTION);
+    assert!(
+        !serving.is_empty()
+            && serving
+                .iter()
+                .all(|p| !p.bad && p.image == IMAGE && p.track == "stable"),
+        "all traffic back on the stable release: {serving:?}"
+    );
+    let t = titles(sb);
+    assert!(
+        t.iter().any(|t| t == "Canary of shop failed: rolled back"),
+        "{t:?}"
+    );
+}
