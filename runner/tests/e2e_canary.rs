@@ -33,17 +33,15 @@ fn sandbox() -> std::sync::MutexGuard<'static, Option<Sandbox>> {
     guard
 }
 
-fn canary(sb: &Sandbox, name: &str, image: &str) -> common::Shipped {
-    let state = common::scratch(name);
+/// Runs the canary of `image` with the runner state in `state`.
+fn canary(sb: &Sandbox, state: &std::path::Path, image: &str) -> common::Shipped {
     let image = format!("image={image}");
-    let run = common::Shipped::run(
+    common::Shipped::run(
         "canary",
         sb.env_file(),
-        &state,
+        state,
         &[&image, "require_approval=false"],
-    );
-    let _ = std::fs::remove_dir_all(&state);
-    run
+    )
 }
 
 fn titles(sb: &Sandbox) -> Vec<String> {
@@ -57,7 +55,8 @@ fn titles(sb: &Sandbox) -> Vec<String> {
 fn a_good_release_goes_10_50_100_and_is_promoted() {
     let guard = sandbox();
     let sb = guard.as_ref().unwrap();
-    let run = canary(sb, "e2e-canary-good", FIXED_IMAGE);
+    let state = common::scratch("e2e-canary-good");
+    let run = canary(sb, &state, FIXED_IMAGE);
     let report = run.artifact(&format!("deployment-summary-shop-{}.md", run.run_id));
     assert_eq!(run.code, 0, "{:#?}\n{}", run.events, run.stderr);
     for step in [
@@ -105,13 +104,15 @@ fn a_good_release_goes_10_50_100_and_is_promoted() {
     let t = titles(sb);
     assert!(t.iter().any(|t| t == "Canary of shop promoted"), "{t:?}");
     assert!(report.read().contains("succeeded"), "{}", report.read());
+    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
-fn a_bad_release_trips_the_10_percent_watch_and_is_rolled_back() {
+fn a_bad_release_trips_the_10_percent_watch_is_rolled_back_and_post_mortemed() {
     let guard = sandbox();
     let sb = guard.as_ref().unwrap();
-    let run = canary(sb, "e2e-canary-bad", BAD_IMAGE);
+    let state = common::scratch("e2e-canary-bad");
+    let run = canary(sb, &state, BAD_IMAGE);
     let _report = run.artifact(&format!("deployment-summary-shop-{}.md", run.run_id));
     assert_eq!(run.code, 1, "{:#?}\n{}", run.events, run.stderr);
     assert_eq!(run.status("weight_10"), "succeeded");
@@ -146,4 +147,66 @@ fn a_bad_release_trips_the_10_percent_watch_and_is_rolled_back() {
         t.iter().any(|t| t == "Canary of shop failed: rolled back"),
         "{t:?}"
     );
+
+    // The post-mortem of that run (seed 003 Phase 1): the rollback holds, the
+    // evidence is saved, the team told, the report embeds the run's timeline.
+    // It starts a little after the rollback and looks back no further (the
+    // recovery checks would otherwise see the canary still serving).
+    std::thread::sleep(std::time::Duration::from_secs(16));
+    let pm = common::Shipped::run(
+        "postmortem",
+        sb.env_file(),
+        &state,
+        &[
+            "incident_id=INCIDENT-E2E-1",
+            "incident_title=canary of 1.4.3-bad failed at 10 %",
+            &format!("failed_run={}", run.run_id),
+            "recovery_window=15s",
+        ],
+    );
+    let pm_report = pm.artifact(&format!("postmortem-INCIDENT-E2E-1-{}.md", pm.run_id));
+    let evidence: Vec<common::Artifact> = ["errors", "metrics", "canary_config"]
+        .iter()
+        .map(|what| {
+            pm.artifact(&format!(
+                "evidence/evidence_{what}_{}.{}",
+                pm.run_id,
+                if *what == "errors" { "txt" } else { "json" }
+            ))
+        })
+        .collect();
+    assert_eq!(pm.code, 0, "{:#?}\n{}", pm.events, pm.stderr);
+    for step in [
+        "health",
+        "rollback_confirmed",
+        "save_logs",
+        "save_metrics",
+        "save_config",
+        "team_notice",
+        "write_report",
+        "report_ready",
+    ] {
+        assert_eq!(pm.status(step), "succeeded", "{step}: {:#?}", pm.events);
+    }
+    // The saved canary config is the rolled-back canary: no replicas left.
+    let config = evidence[2].read();
+    assert!(config.contains("shop-canary"), "{config}");
+    // The report: the incident, and the failed run's timeline from the
+    // journal naming the watch that tripped.
+    let text = pm_report.read();
+    assert!(text.contains("INCIDENT-E2E-1"), "{text}");
+    assert!(text.contains(&run.run_id), "{text}");
+    assert!(
+        text.contains(tripped[0]),
+        "the timeline names {}: {text}",
+        tripped[0]
+    );
+    assert!(
+        titles(sb)
+            .iter()
+            .any(|t| t == "INCIDENT-E2E-1: post-mortem draft ready"),
+        "{:?}",
+        titles(sb)
+    );
+    let _ = std::fs::remove_dir_all(&state);
 }

@@ -56,6 +56,8 @@ pub struct ServingPod {
     pub pod: String,
     /// The pod's `track` label (`stable`, `canary`), or `unknown`.
     pub track: String,
+    /// The first container's name.
+    pub container: String,
     /// The first container's image reference.
     pub image: String,
     /// The image's tag (`latest` when it has none): the version the pod reports.
@@ -78,6 +80,14 @@ impl Views {
             .get(namespace)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Every serving pod, in every namespace.
+    fn all(&self) -> Vec<ServingPod> {
+        let pods = self.pods.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<ServingPod> = pods.values().flatten().cloned().collect();
+        all.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+        all
     }
 
     fn pick(&self, namespace: &str) -> Option<ServingPod> {
@@ -135,9 +145,11 @@ impl Demo {
         }
         let server = bind(metrics_port, "the metrics endpoint")?;
         demo.metrics_port = port_of(&server)?;
+        let pods = views.clone();
         let thread = serve(server, stop, "metrics", move |rq| {
             let response = if rq.url() == "/metrics" {
-                tiny_http::Response::from_string(metrics.render()).with_header(header(
+                let text = metrics.render() + &crate::metrics::render_pods(&pods.all());
+                tiny_http::Response::from_string(text).with_header(header(
                     "Content-Type",
                     "text/plain; version=0.0.4; charset=utf-8",
                 ))
@@ -266,7 +278,8 @@ fn serving_pod(pod: &Pod) -> Option<ServingPod> {
     if !ready {
         return None;
     }
-    let image = pod.spec.as_ref()?.containers.first()?.image.clone()?;
+    let first = pod.spec.as_ref()?.containers.first()?;
+    let (container, image) = (first.name.clone(), first.image.clone()?);
     let version = image_tag(&image).to_owned();
     let namespace = pod.metadata.namespace.clone()?;
     Some(ServingPod {
@@ -281,6 +294,7 @@ fn serving_pod(pod: &Pod) -> Option<ServingPod> {
             .cloned()
             .unwrap_or_else(|| "unknown".to_owned()),
         version,
+        container,
         image,
     })
 }

@@ -4,6 +4,14 @@
 //! - `http_request_duration_seconds{namespace,service,track}` (histogram)
 //! - `app_errors_total{namespace,service,track}` (counter: 5xx answered by a pod)
 //!
+//! and, for each serving pod, what a kubelet's cAdvisor and kube-state-metrics
+//! would say of its memory (the sandbox has no kubelet):
+//!
+//! - `container_memory_working_set_bytes{namespace,pod,container}` (gauge): 96 MiB,
+//!   or 200 MiB for an image that behaves badly (a leak to find in a post-mortem)
+//! - `kube_pod_container_resource_limits{namespace,pod,container,resource="memory",unit="byte"}`
+//!   (gauge): 256 MiB
+//!
 //! A `(namespace, service, track)` gets its series on its first request, with the
 //! `code="500"` series and `app_errors_total` at 0, so that an error ratio is 0 rather
 //! than empty for a track that serves but has not failed.
@@ -147,6 +155,47 @@ impl Metrics {
     }
 }
 
+/// The memory limit every demo container reports, bytes.
+pub const MEMORY_LIMIT: u64 = 256 << 20;
+/// The working set of a well-behaved demo container, bytes.
+pub const MEMORY_USED: u64 = 96 << 20;
+/// The working set of a container whose image behaves badly, bytes.
+pub const MEMORY_USED_BAD: u64 = 200 << 20;
+
+/// Memory series of `pods`, named and labelled as cAdvisor and
+/// kube-state-metrics name them.
+pub fn render_pods(pods: &[crate::demo::ServingPod]) -> String {
+    let mut out = String::new();
+    let labels = |p: &crate::demo::ServingPod| {
+        format!(
+            "namespace=\"{}\",pod=\"{}\",container=\"{}\"",
+            escape(&p.namespace),
+            escape(&p.pod),
+            escape(&p.container)
+        )
+    };
+    out.push_str("# HELP container_memory_working_set_bytes Current working set of the container, bytes (as cAdvisor reports it).\n");
+    out.push_str("# TYPE container_memory_working_set_bytes gauge\n");
+    for p in pods {
+        let used = if p.bad { MEMORY_USED_BAD } else { MEMORY_USED };
+        let _ = writeln!(
+            out,
+            "container_memory_working_set_bytes{{{}}} {used}",
+            labels(p)
+        );
+    }
+    out.push_str("# HELP kube_pod_container_resource_limits The container's resource limits (as kube-state-metrics reports them).\n");
+    out.push_str("# TYPE kube_pod_container_resource_limits gauge\n");
+    for p in pods {
+        let _ = writeln!(
+            out,
+            "kube_pod_container_resource_limits{{{},resource=\"memory\",unit=\"byte\"}} {MEMORY_LIMIT}",
+            labels(p)
+        );
+    }
+    out
+}
+
 /// A label value escaped as the exposition format wants it.
 fn escape(value: &str) -> String {
     value
@@ -159,6 +208,27 @@ fn escape(value: &str) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn pods_report_memory_as_cadvisor_and_kube_state_metrics_do() {
+        let pod = |name: &str, bad: bool| crate::demo::ServingPod {
+            namespace: "production".into(),
+            pod: name.into(),
+            track: "stable".into(),
+            container: "shop".into(),
+            image: "demo/shop:1".into(),
+            version: "1".into(),
+            bad,
+        };
+        let text = render_pods(&[pod("shop-a", false), pod("shop-b", true)]);
+        for line in [
+            r#"container_memory_working_set_bytes{namespace="production",pod="shop-a",container="shop"} 100663296"#,
+            r#"container_memory_working_set_bytes{namespace="production",pod="shop-b",container="shop"} 209715200"#,
+            r#"kube_pod_container_resource_limits{namespace="production",pod="shop-a",container="shop",resource="memory",unit="byte"} 268435456"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {
