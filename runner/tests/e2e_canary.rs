@@ -10,28 +10,7 @@
 
 mod common;
 
-use std::sync::Mutex;
-
-use runner_sandbox::{BAD_IMAGE, FIXED_IMAGE, IMAGE, PRODUCTION, Sandbox, SandboxOptions};
-
-/// One sandbox for the scenarios of this binary, used one at a time.
-fn sandbox() -> std::sync::MutexGuard<'static, Option<Sandbox>> {
-    static SANDBOX: Mutex<Option<Sandbox>> = Mutex::new(None);
-    let mut guard = SANDBOX.lock().unwrap_or_else(|p| p.into_inner());
-    match guard.as_mut() {
-        Some(sb) => sb.reset().expect("reset the sandbox"),
-        None => {
-            let sb = Sandbox::start(SandboxOptions {
-                progress: false,
-                print_notifications: false,
-                ..SandboxOptions::default()
-            })
-            .expect("start the sandbox");
-            *guard = Some(sb);
-        }
-    }
-    guard
-}
+use runner_sandbox::{BAD_IMAGE, FIXED_IMAGE, IMAGE, PRODUCTION, Sandbox};
 
 /// Runs the canary of `image` with the runner state in `state`.
 fn canary(sb: &Sandbox, state: &std::path::Path, image: &str) -> common::Shipped {
@@ -44,16 +23,9 @@ fn canary(sb: &Sandbox, state: &std::path::Path, image: &str) -> common::Shipped
     )
 }
 
-fn titles(sb: &Sandbox) -> Vec<String> {
-    sb.notifications()
-        .iter()
-        .filter_map(|n| n["title"].as_str().map(str::to_owned))
-        .collect()
-}
-
 #[test]
 fn a_good_release_goes_10_50_100_and_is_promoted() {
-    let guard = sandbox();
+    let guard = common::sandbox();
     let sb = guard.as_ref().unwrap();
     let state = common::scratch("e2e-canary-good");
     let run = canary(sb, &state, FIXED_IMAGE);
@@ -101,7 +73,7 @@ fn a_good_release_goes_10_50_100_and_is_promoted() {
                 .all(|p| p.image == FIXED_IMAGE && p.track == "stable"),
         "{serving:?}"
     );
-    let t = titles(sb);
+    let t = sb.notification_titles();
     assert!(t.iter().any(|t| t == "Canary of shop promoted"), "{t:?}");
     assert!(report.read().contains("succeeded"), "{}", report.read());
     let _ = std::fs::remove_dir_all(&state);
@@ -109,7 +81,7 @@ fn a_good_release_goes_10_50_100_and_is_promoted() {
 
 #[test]
 fn a_bad_release_trips_the_10_percent_watch_is_rolled_back_and_post_mortemed() {
-    let guard = sandbox();
+    let guard = common::sandbox();
     let sb = guard.as_ref().unwrap();
     let state = common::scratch("e2e-canary-bad");
     let run = canary(sb, &state, BAD_IMAGE);
@@ -142,7 +114,7 @@ fn a_bad_release_trips_the_10_percent_watch_is_rolled_back_and_post_mortemed() {
                 .all(|p| !p.bad && p.image == IMAGE && p.track == "stable"),
         "all traffic back on the stable release: {serving:?}"
     );
-    let t = titles(sb);
+    let t = sb.notification_titles();
     assert!(
         t.iter().any(|t| t == "Canary of shop failed: rolled back"),
         "{t:?}"
@@ -202,11 +174,11 @@ fn a_bad_release_trips_the_10_percent_watch_is_rolled_back_and_post_mortemed() {
         tripped[0]
     );
     assert!(
-        titles(sb)
+        sb.notification_titles()
             .iter()
             .any(|t| t == "INCIDENT-E2E-1: post-mortem draft ready"),
         "{:?}",
-        titles(sb)
+        sb.notification_titles()
     );
     let _ = std::fs::remove_dir_all(&state);
 }

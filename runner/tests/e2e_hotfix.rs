@@ -12,29 +12,9 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
-use runner_sandbox::{BAD_IN_PRODUCTION_IMAGE, FIXED_IMAGE, Sandbox, SandboxOptions};
+use runner_sandbox::{BAD_IN_PRODUCTION_IMAGE, FIXED_IMAGE, Sandbox};
 use serde_json::Value;
-
-/// One sandbox for the scenarios of this binary, used one at a time.
-fn sandbox() -> std::sync::MutexGuard<'static, Option<Sandbox>> {
-    static SANDBOX: Mutex<Option<Sandbox>> = Mutex::new(None);
-    let mut guard = SANDBOX.lock().unwrap_or_else(|p| p.into_inner());
-    match guard.as_mut() {
-        Some(sb) => sb.reset().expect("reset the sandbox"),
-        None => {
-            let sb = Sandbox::start(SandboxOptions {
-                progress: false,
-                print_notifications: false,
-                ..SandboxOptions::default()
-            })
-            .expect("start the sandbox");
-            *guard = Some(sb);
-        }
-    }
-    guard
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -53,12 +33,7 @@ impl Run {
     }
 
     fn status(&self, id: &str) -> String {
-        self.events
-            .iter()
-            .rev()
-            .find(|e| e["event"] == "step_finished" && e["step"] == id)
-            .map(|e| e["status"].as_str().unwrap_or("").to_owned())
-            .unwrap_or_else(|| "not run".to_owned())
+        common::status(&self.events, id)
     }
 }
 
@@ -254,16 +229,9 @@ fn report(state: &Path, run_id: &str) -> String {
     std::fs::read_to_string(found).unwrap()
 }
 
-fn slack_titles(sb: &Sandbox) -> Vec<String> {
-    sb.notifications()
-        .iter()
-        .filter_map(|n| n["title"].as_str().map(str::to_owned))
-        .collect()
-}
-
 #[test]
 fn a_good_fix_is_promoted_to_100_percent_merged_back_and_reported() {
-    let guard = sandbox();
+    let guard = common::sandbox();
     let sb = guard.as_ref().unwrap();
     let state = common::scratch("e2e-good");
     let run = hotfix(sb, &state, &[], None);
@@ -279,7 +247,7 @@ fn a_good_fix_is_promoted_to_100_percent_merged_back_and_reported() {
         !serving.is_empty() && serving.iter().all(|p| p.image == FIXED_IMAGE),
         "production runs the fix everywhere: {serving:?}"
     );
-    let titles = slack_titles(sb);
+    let titles = sb.notification_titles();
     assert!(
         titles.iter().any(|t| t.contains("[RESOLVED] HF-42")),
         "{titles:?}"
@@ -290,7 +258,7 @@ fn a_good_fix_is_promoted_to_100_percent_merged_back_and_reported() {
 
 #[test]
 fn a_bad_fix_is_rolled_back_at_25_percent_with_the_failing_measure_named() {
-    let guard = sandbox();
+    let guard = common::sandbox();
     let sb = guard.as_ref().unwrap();
     let state = common::scratch("e2e-bad");
     let image = format!("fixed_image={BAD_IN_PRODUCTION_IMAGE}");
@@ -309,7 +277,7 @@ fn a_bad_fix_is_rolled_back_at_25_percent_with_the_failing_measure_named() {
         serving.iter().all(|p| p.track == "stable" && !p.bad),
         "all traffic back on the stable pods: {serving:?}"
     );
-    let titles = slack_titles(sb);
+    let titles = sb.notification_titles();
     assert!(
         titles.iter().any(|t| t.contains("hotfix FAILED")),
         "{titles:?}"
@@ -323,7 +291,7 @@ fn a_bad_fix_is_rolled_back_at_25_percent_with_the_failing_measure_named() {
 
 #[test]
 fn a_blown_budget_runs_the_escalation_handlers() {
-    let guard = sandbox();
+    let guard = common::sandbox();
     let sb = guard.as_ref().unwrap();
     let state = common::scratch("e2e-budget");
     // The fix stage (a 10 s baseline load test, a human writing the fix) cannot
@@ -341,7 +309,7 @@ fn a_blown_budget_runs_the_escalation_handlers() {
     assert_eq!(run.status("notify_overrun"), "succeeded");
     assert_eq!(run.status("approve_overrun"), "succeeded");
     assert!(
-        slack_titles(sb)
+        sb.notification_titles()
             .iter()
             .any(|t| t.contains("over its time budget"))
     );
@@ -349,7 +317,7 @@ fn a_blown_budget_runs_the_escalation_handlers() {
 
 #[test]
 fn a_run_killed_during_the_canary_resumes_and_still_rolls_back() {
-    let guard = sandbox();
+    let guard = common::sandbox();
     let sb = guard.as_ref().unwrap();
     let state = common::scratch("e2e-resume");
     let image = format!("fixed_image={BAD_IN_PRODUCTION_IMAGE}");

@@ -9,7 +9,7 @@
 
 mod common;
 
-use runner_sandbox::{BAD_IMAGE, IMAGE, PRODUCTION, SERVICE, Sandbox, SandboxOptions};
+use runner_sandbox::{BAD_IMAGE, IMAGE, PRODUCTION, SERVICE, Sandbox};
 use serde_json::Value;
 
 /// `kubectl` against the sandbox; its standard output.
@@ -31,16 +31,12 @@ fn kubectl(sb: &Sandbox, args: &[&str]) -> String {
 
 #[test]
 fn a_bad_release_is_undone_proven_healthy_announced_and_reported() {
-    let sb = Sandbox::start(SandboxOptions {
-        progress: false,
-        print_notifications: false,
-        ..SandboxOptions::default()
-    })
-    .expect("start the sandbox");
+    let guard = common::sandbox();
+    let sb = guard.as_ref().unwrap();
     // The bad release: revision 2, every pod on the bad image.
     let deployment = format!("deployment/{SERVICE}");
     kubectl(
-        &sb,
+        sb,
         &[
             "set",
             "image",
@@ -48,7 +44,7 @@ fn a_bad_release_is_undone_proven_healthy_announced_and_reported() {
             &format!("{SERVICE}={BAD_IMAGE}"),
         ],
     );
-    kubectl(&sb, &["rollout", "status", &deployment, "--timeout=60s"]);
+    kubectl(sb, &["rollout", "status", &deployment, "--timeout=60s"]);
     // The old pods leave the front once they are gone (a minute is a hang guard).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !sb.serving(PRODUCTION).iter().all(|p| p.bad) {
@@ -101,7 +97,7 @@ fn a_bad_release_is_undone_proven_healthy_announced_and_reported() {
         sb.serving(PRODUCTION)
     );
     let image = kubectl(
-        &sb,
+        sb,
         &[
             "get",
             &deployment,
@@ -111,7 +107,7 @@ fn a_bad_release_is_undone_proven_healthy_announced_and_reported() {
     );
     assert_eq!(image, IMAGE);
     let revision = kubectl(
-        &sb,
+        sb,
         &[
             "get",
             &deployment,
@@ -136,11 +132,7 @@ fn a_bad_release_is_undone_proven_healthy_announced_and_reported() {
     assert!(report.contains("1.4.3 answers 500"), "{report}");
 
     // People were told it started and that it is done, in that order.
-    let titles: Vec<String> = sb
-        .notifications()
-        .iter()
-        .filter_map(|n| n["title"].as_str().map(str::to_owned))
-        .collect();
+    let titles = sb.notification_titles();
     let started = titles.iter().position(|t| t == "Rollback of shop started");
     let done = titles.iter().position(|t| t == "Rollback of shop complete");
     assert!(

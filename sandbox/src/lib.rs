@@ -548,6 +548,14 @@ impl Sandbox {
             .collect()
     }
 
+    /// The titles of the notifications received so far, in order.
+    pub fn notification_titles(&self) -> Vec<String> {
+        self.notifications()
+            .iter()
+            .filter_map(|n| n["title"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// The bare git remote holding `shop`.
     pub fn git_remote(&self) -> &Path {
         &self.git_remote

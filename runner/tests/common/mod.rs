@@ -179,15 +179,9 @@ impl Shipped {
         }
     }
 
-    /// How step `id` ended last: `succeeded`, `failed`, `skipped`, ... or
-    /// `not run`.
+    /// How step `id` ended last ([`status`]).
     pub fn status(&self, id: &str) -> String {
-        self.events
-            .iter()
-            .rev()
-            .find(|e| e["event"] == "step_finished" && e["step"] == id)
-            .map(|e| e["status"].as_str().unwrap_or("").to_owned())
-            .unwrap_or_else(|| "not run".to_owned())
+        status(&self.events, id)
     }
 
     /// The finished event of step `id`.
@@ -219,4 +213,35 @@ impl Drop for Artifact {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// How step `id` ended last in `events`: `succeeded`, `failed`, `skipped`, ...
+/// or `not run`.
+pub fn status(events: &[Value], id: &str) -> String {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "step_finished" && e["step"] == id)
+        .map(|e| e["status"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_else(|| "not run".to_owned())
+}
+
+/// The sandbox of this test binary, for its scenarios one at a time: started
+/// on first use, reset before each later one.
+pub fn sandbox() -> std::sync::MutexGuard<'static, Option<runner_sandbox::Sandbox>> {
+    static SANDBOX: std::sync::Mutex<Option<runner_sandbox::Sandbox>> = std::sync::Mutex::new(None);
+    let mut guard = SANDBOX.lock().unwrap_or_else(|p| p.into_inner());
+    match guard.as_mut() {
+        Some(sb) => sb.reset().expect("reset the sandbox"),
+        None => {
+            let sb = runner_sandbox::Sandbox::start(runner_sandbox::SandboxOptions {
+                progress: false,
+                print_notifications: false,
+                ..runner_sandbox::SandboxOptions::default()
+            })
+            .expect("start the sandbox");
+            *guard = Some(sb);
+        }
+    }
+    guard
 }
