@@ -1,6 +1,7 @@
 //! The plugin host: every step runs as a WebAssembly component in a wasmtime
 //! sandbox that can do only what the playbook granted.
 //!
+//! - `artifacts`: files a step leaves behind, checked and copied out.
 //! - `bindings`: host side of the contract in `sdk/wit`.
 //! - `cache`: compiled components on disk, keyed by content and engine.
 //! - `check`: `runner plugins check`, a component diagnosed against the contract.
@@ -12,6 +13,7 @@
 //! The capabilities themselves (what each grant allows, how it is checked) are
 //! in `crate::caps`, one module each.
 
+pub mod artifacts;
 pub mod bindings;
 pub mod cache;
 pub mod check;
