@@ -277,7 +277,7 @@ fn a_secret_never_reaches_the_output_the_journal_or_the_reports() {
         r#"version: 1
 name: leak
 plugins:
-  sh: { uses: exec, grants: { process: [sh], secrets: [DEPLOY_TOKEN] } }
+  sh: { uses: exec, grants: { process: [{ run: sh, env: [T] }], secrets: [DEPLOY_TOKEN] } }
 stages:
   - id: s
     steps:

@@ -15,6 +15,10 @@ use runner::host::state::Granted;
 use serde_json::{Value, json};
 
 mod common;
+#[path = "hostile/fs_grant.rs"]
+mod fs_grant;
+#[path = "hostile/process_grant.rs"]
+mod process_grant;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -256,3 +256,44 @@ fn oversized_files_are_refused_before_parsing() {
         "{err}"
     );
 }
+
+/// `runner plan` shows which environment variables each program may be given;
+/// `runner validate` refuses a grant of a loader variable, at its line and column.
+#[test]
+fn the_plan_shows_the_environment_a_program_may_get() {
+    let dir = std::env::temp_dir().join(format!("runner-plan-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("env.yaml");
+    let playbook = |env: &str| {
+        format!(
+            "version: 1\nname: env\nplugins:\n  p:\n    uses: exec\n    grants:\n      process:\n        - git\n        - {{ run: \"npm test *\", env: [{env}] }}\nstages:\n  - id: s\n    steps:\n      - {{id: a, uses: p, with: {{program: git}}}}\n"
+        )
+    };
+    std::fs::write(&file, playbook("CI, npm_config_*")).unwrap();
+    let out = runner(&["plan", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("run git, npm test * (env: CI, npm_config_*)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("programs get none of the runner's environment; the plugin may set LANG, LANGUAGE, LC_*, TZ, NO_COLOR and the names after env:"),
+        "{text}"
+    );
+
+    std::fs::write(&file, playbook("CI, LD_PRELOAD")).unwrap();
+    let out = runner(&["validate", file.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("env.yaml:9:42"), "{err}");
+    assert!(
+        err.contains("`LD_PRELOAD` cannot be granted: it covers `LD_*`"),
+        "{err}"
+    );
+}

@@ -67,12 +67,12 @@ impl Plugin for Exec {
                 "env": {
                     "type": "object",
                     "additionalProperties": { "type": "string" },
-                    "description": "The program's whole environment; the runner's is never passed on."
+                    "description": "The program's whole environment; the runner's is never passed on. Beyond LANG, LANGUAGE, LC_*, TZ and NO_COLOR, each name must be granted with the program: `process: [{ run: npm, env: [CI] }]`."
                 },
                 "secret_env": {
                     "type": "object",
                     "additionalProperties": { "type": "string" },
-                    "description": "Environment variables set to granted secrets, `VAR: SECRET_NAME` (e.g. `NPM_TOKEN: NPM_TOKEN`); the secret must be granted under `secrets`. Its value is redacted from everything the step reports."
+                    "description": "Environment variables set to granted secrets, `VAR: SECRET_NAME` (e.g. `NPM_TOKEN: NPM_TOKEN`); the secret must be granted under `secrets` and the variable's name with the program (`process: [{ run: npm, env: [NPM_TOKEN] }]`). Its value is redacted from everything the step reports."
                 },
                 "timeout": {
                     "type": "string",

@@ -6,32 +6,18 @@ use runner_sdk::process::{Command, Completed};
 
 use crate::check::shown;
 
-/// Environment of every git process. The runner passes the child nothing else.
-const ENV: &[(&str, &str)] = &[
-    // No system or user configuration: only the repository's own and ours.
-    ("GIT_CONFIG_NOSYSTEM", "1"),
-    ("GIT_CONFIG_SYSTEM", "/dev/null"),
-    ("GIT_CONFIG_GLOBAL", "/dev/null"),
-    // Not a directory: nothing can be read from or written below `~`.
-    ("HOME", "/dev/null"),
-    ("XDG_CONFIG_HOME", "/dev/null"),
-    ("GIT_ATTR_NOSYSTEM", "1"),
-    // Never wait for a person; never run an askpass or editor program.
-    ("GIT_TERMINAL_PROMPT", "0"),
-    ("GIT_ASKPASS", ""),
-    ("SSH_ASKPASS", ""),
-    ("GIT_EDITOR", ":"),
-    ("GIT_SEQUENCE_EDITOR", ":"),
-    ("GIT_MERGE_AUTOEDIT", "no"),
-    // Transports: https and local paths only, whatever any config says
-    // (no ext::, fd::, ssh, git://, plain http or remote helpers).
-    ("GIT_ALLOW_PROTOCOL", "file:https"),
+/// Environment of every git process: the runner passes a program nothing else,
+/// and lets a plugin set only these without a grant (no `HOME`, so no user
+/// configuration; no terminal, so nothing can prompt).
+const ENV: &[(&str, &str)] = &[("LC_ALL", "C"), ("TZ", "UTC")];
+
+/// Global options of every git process, before the command.
+const OPTIONS: &[&str] = &[
+    "--no-pager",
     // Paths given to `git add` / `git log` are literal: no `:(magic)`, no globs.
-    ("GIT_LITERAL_PATHSPECS", "1"),
+    "--literal-pathspecs",
     // History as it is stored, not as `refs/replace` would show it.
-    ("GIT_NO_REPLACE_OBJECTS", "1"),
-    ("LC_ALL", "C"),
-    ("TZ", "UTC"),
+    "--no-replace-objects",
 ];
 
 /// `-c` settings of every git process. Command-line settings win over the
@@ -61,6 +47,15 @@ const CONFIG: &[&str] = &[
     // A bare repository inside the working copy is never picked up implicitly.
     "safe.bareRepository=explicit",
     "http.sslVerify=true",
+    // Transports: https and local paths only (no ext::, fd::, ssh, git://, plain
+    // http or remote helpers); a repository's own `protocol.*` is refused below.
+    "protocol.allow=never",
+    "protocol.file.allow=always",
+    "protocol.https.allow=always",
+    // Nothing asks for a password, nothing opens an editor.
+    "core.askPass=",
+    "core.editor=:",
+    "sequence.editor=:",
     "i18n.logOutputEncoding=UTF-8",
     "advice.detachedHead=false",
     "color.ui=never",
@@ -98,6 +93,8 @@ const REFUSED: &[(&str, bool, &str)] = &[
     ("http", true, "sslcapath"),
     ("http", false, "sslcainfo"),
     ("http", false, "sslcapath"),
+    ("protocol", false, "allow"),
+    ("protocol", true, "allow"),
 ];
 
 /// Most bytes of git's stderr quoted in an error.
@@ -155,17 +152,19 @@ impl Git {
             // Relative: the runner resolves it as the process's working directory.
             command = command.cwd(&self.repo.path);
         }
-        command = command.arg("--no-pager");
+        command = command.args(OPTIONS.iter().copied());
         for setting in CONFIG {
             command = command.arg("-c").arg(*setting);
         }
+        // Author and committer: checked values under fixed keys (a value cannot
+        // become a key or an option).
         command
+            .arg("-c")
+            .arg(format!("user.name={}", self.ident.name))
+            .arg("-c")
+            .arg(format!("user.email={}", self.ident.email))
             .args(args.iter().copied())
             .envs(ENV.iter().copied())
-            .env("GIT_AUTHOR_NAME", &self.ident.name)
-            .env("GIT_AUTHOR_EMAIL", &self.ident.email)
-            .env("GIT_COMMITTER_NAME", &self.ident.name)
-            .env("GIT_COMMITTER_EMAIL", &self.ident.email)
     }
 
     /// Runs `git <args>` whatever its exit code. A refusal by the runner is

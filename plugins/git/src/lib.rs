@@ -24,24 +24,24 @@
 //!    then resolved to object names and git gets those. So `--upload-pack=…`,
 //!    `-c core.sshCommand=…` or `--output=…` as a "branch" is refused at step 1
 //!    and could not be read as an option at step 2 either.
-//! 3. **No configuration from the user, the machine or the input.** Each git
-//!    process gets only this environment (the runner passes nothing else):
-//!    `GIT_CONFIG_NOSYSTEM=1`, `GIT_CONFIG_SYSTEM=/dev/null`,
-//!    `GIT_CONFIG_GLOBAL=/dev/null`, `HOME=/dev/null`, `XDG_CONFIG_HOME=/dev/null`,
-//!    `GIT_ATTR_NOSYSTEM=1`, `GIT_TERMINAL_PROMPT=0`, empty `GIT_ASKPASS` and
-//!    `SSH_ASKPASS`, `GIT_EDITOR=:`, `GIT_SEQUENCE_EDITOR=:`,
-//!    `GIT_MERGE_AUTOEDIT=no`, `GIT_ALLOW_PROTOCOL=file:https`,
-//!    `GIT_LITERAL_PATHSPECS=1`, `GIT_NO_REPLACE_OBJECTS=1`, `LC_ALL=C`,
-//!    `TZ=UTC`, and the author/committer identity as `GIT_AUTHOR_*` /
-//!    `GIT_COMMITTER_*` (checked values, never `-c user.name=`). No `-c` ever
-//!    carries user text.
+//! 3. **No configuration from the user or the input.** The runner passes a
+//!    program none of its own environment and lets a plugin set only what its
+//!    grant allows; git gets `LC_ALL=C` and `TZ=UTC` and nothing else, so no
+//!    `HOME` (no user configuration, credentials or ssh keys), and it runs with no
+//!    controlling terminal (nothing can prompt). Every call adds the global
+//!    options `--no-pager --literal-pathspecs --no-replace-objects` and the
+//!    author/committer identity as `-c user.name=…` / `-c user.email=…` (checked
+//!    values under fixed keys). The machine's own `/etc/gitconfig` (the
+//!    administrator's) is read as by any git on it; the settings below win over it.
 //! 4. **A hostile repository cannot run programs.** The working copy's own
 //!    `.git/config` and hooks are the remaining way in. Every call adds
 //!    `-c core.hooksPath=/dev/null` (no hook runs, whatever `.git/hooks` or
 //!    `core.hooksPath` say), `core.fsmonitor=false`, `credential.helper=`,
 //!    signing and signature checks off, `gc.auto=0`, `maintenance.auto=false`,
 //!    submodule recursion off, `rerere.enabled=false`,
-//!    `safe.bareRepository=explicit`, `http.sslVerify=true`; command-line
+//!    `safe.bareRepository=explicit`, `http.sslVerify=true`,
+//!    `protocol.allow=never` with only `file` and `https` allowed, an empty
+//!    `core.askPass` and `core.editor=:` / `sequence.editor=:`; command-line
 //!    settings beat the repository's. `--no-pager` is always given, diffs use
 //!    `--no-ext-diff --no-textconv`, commits/merges/pushes `--no-verify`, clones
 //!    `--template=`. Settings a `-c` cannot neutralise because the repository
@@ -50,7 +50,7 @@
 //!    `merge.<driver>.driver`, `remote.<name>.uploadpack|receivepack|vcs`,
 //!    `core.worktree`, `core.alternateRefsCommand`, `core.gitProxy`,
 //!    `credential.<url>.helper`, `hook.*`, `trailer.*.command|cmd`, TLS
-//!    trust overrides) make the plugin refuse the repository before any other
+//!    trust overrides, `protocol.*`) make the plugin refuse the repository before any other
 //!    git command runs in it. Aliases never matter: the plugin only runs
 //!    built-in commands, which aliases cannot replace.
 //! 5. **Only the granted folders.** git runs on the host, outside the sandbox's
@@ -59,8 +59,8 @@
 //!    local remote must be inside a folder granted by its absolute path (or, for
 //!    a relative `repo`, inside the step's own working directory), writable
 //!    (`access: rw`) when the operation writes. Remotes must be https or such a
-//!    local path; `GIT_ALLOW_PROTOCOL` makes git itself refuse ssh, `git://`,
-//!    `ext::` and other transports. An absolute repository is passed as
+//!    local path; `protocol.allow=never` (file and https excepted) makes git itself
+//!    refuse ssh, `git://`, `ext::` and other transports. An absolute repository is passed as
 //!    `git -C <repo>` before every other argument, so a playbook can also have
 //!    the runner enforce it: `process: ["git -C /srv/checkouts/* **"]`.
 //!

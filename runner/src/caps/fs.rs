@@ -15,8 +15,22 @@
 //!   is deleted after the attempt), so plugins have scratch space;
 //! - each grant under the path written in the playbook (`workspace`, `artifacts`,
 //!   `/var/log/app`), resolved against the playbook's folder, `ro` unless `rw`.
+//!
+//! A granted folder is opened without following any symbolic link on its way: the
+//! playbook's folder is resolved to its real path once, when the plugin's grants
+//! are made, and from there every component of the granted path is opened with
+//! `O_NOFOLLOW`, the last one handed to WASI as that open directory (through
+//! `/proc/self/fd`, so nothing is looked up by name again). Why: a plugin with `rw`
+//! on `workspace` can replace `workspace/cache` with a link to `/home/me/.ssh`; a
+//! second plugin granted `workspace/cache` would then write there. Such a grant now
+//! fails the step before it starts, naming the link. The user's trust decision:
+//! what a folder holds is what the grant gives, including hard links and bind
+//! mounts placed there by someone with access to the host.
 
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -39,8 +53,12 @@ pub struct FsGrant {
 }
 
 impl FsGrant {
-    /// Parsed once from the playbook's `grants.fs`.
+    /// Parsed once from the playbook's `grants.fs`. The playbook's folder is
+    /// resolved to its real path here (the user chose it); the granted paths below
+    /// it are opened without following links when a step starts.
     pub fn from_playbook(playbook_dir: &Path, grants: &[PlaybookGrant]) -> FsGrant {
+        let real = playbook_dir.canonicalize();
+        let playbook_dir = real.as_deref().unwrap_or(playbook_dir);
         let paths = grants
             .iter()
             .map(|g| {
@@ -66,28 +84,94 @@ impl FsGrant {
     }
 
     /// Preopens the working directory and the granted folders. A granted folder
-    /// that does not exist is an error naming it (the step fails before it starts).
+    /// that does not exist, or whose path goes through a symbolic link, is an error
+    /// naming it (the step fails before it starts).
     pub fn apply(&self, wasi: &mut WasiCtxBuilder, workdir: &Path) -> Result<(), String> {
         wasi.preopened_dir(workdir, ".", FsPerms::ReadWrite)
             .map_err(|e| format!("cannot open the step's working directory: {e}"))?;
         for p in &self.paths {
-            if !p.host.is_dir() {
-                return Err(format!(
-                    "granted folder `{}` ({}) does not exist or is not a folder",
-                    p.guest,
-                    p.host.display()
-                ));
-            }
+            let dir = open_real_dir(&p.host)
+                .map_err(|e| format!("granted folder `{}` ({}) {e}", p.guest, p.host.display()))?;
             let perms = if p.rw {
                 FsPerms::ReadWrite
             } else {
                 FsPerms::ReadOnly
             };
-            wasi.preopened_dir(&p.host, &p.guest, perms)
+            wasi.preopened_dir(fd_path(&dir), &p.guest, perms)
                 .map_err(|e| format!("cannot open granted folder `{}`: {e}", p.guest))?;
         }
         Ok(())
     }
+}
+
+/// The path under which the kernel reopens exactly the directory `dir` refers to,
+/// whatever has been renamed or linked since it was opened.
+pub fn fd_path(dir: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+}
+
+/// Opens the directory at `path` (absolute) without following a symbolic link in
+/// any of its components. The error completes "granted folder `x` (path) …".
+pub fn open_real_dir(path: &Path) -> Result<OwnedFd, String> {
+    let root = rustix::fs::open("/", dir_flags(), Mode::empty())
+        .map_err(|e| format!("cannot be opened: /: {e}"))?;
+    if !path.is_absolute() {
+        return Err("is not an absolute path".into());
+    }
+    open_beneath(root, Path::new("/"), path, true)
+}
+
+/// Opens `rel` below the open directory `base` (whose path is `shown`), one
+/// component at a time, never following a symbolic link; `..` is allowed only when
+/// `dotdot` (it then goes to the real parent, as no link was followed).
+pub fn open_beneath(
+    base: OwnedFd,
+    shown: &Path,
+    rel: &Path,
+    dotdot: bool,
+) -> Result<OwnedFd, String> {
+    let mut dir = base;
+    let mut walked = shown.to_path_buf();
+    for component in rel.components() {
+        let name = match component {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+            Component::ParentDir if dotdot => std::ffi::OsStr::new(".."),
+            Component::ParentDir => {
+                return Err("goes up with `..`; give a path inside the folder".into());
+            }
+            Component::Normal(name) => name,
+        };
+        walked.push(name);
+        dir = match rustix::fs::openat(&dir, name, dir_flags(), Mode::empty()) {
+            Ok(next) => next,
+            Err(e) => {
+                let link =
+                    rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                        rustix::fs::FileType::from_raw_mode(st.st_mode)
+                            == rustix::fs::FileType::Symlink
+                    });
+                return Err(if link {
+                    format!(
+                        "goes through `{}`, a symbolic link; links are not followed in granted paths, grant the folder's real path",
+                        walked.display()
+                    )
+                } else if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::NOTDIR {
+                    format!(
+                        "does not exist or is not a folder (at `{}`)",
+                        walked.display()
+                    )
+                } else {
+                    format!("cannot be opened at `{}`: {e}", walked.display())
+                });
+            }
+        };
+    }
+    Ok(dir)
+}
+
+fn dir_flags() -> OFlags {
+    // O_PATH: only search permission is needed on the way, and nothing is read.
+    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
 #[cfg(test)]
@@ -107,6 +191,7 @@ mod tests {
             },
         ];
         let g = FsGrant::from_playbook(Path::new("/pb"), &grants);
+        // `/pb` does not exist, so it is kept as written.
         assert_eq!(
             g.paths[0],
             GrantedPath {
@@ -137,9 +222,34 @@ mod tests {
         let e = g
             .apply(&mut WasiCtxBuilder::new(), &std::env::temp_dir())
             .unwrap_err();
-        assert!(
-            e.starts_with("granted folder `data` (/no/such/dir) does not exist"),
-            "{e}"
+        assert_eq!(
+            e,
+            "granted folder `data` (/no/such/dir) does not exist or is not a folder (at `/no`)"
         );
+    }
+
+    #[test]
+    fn a_link_on_the_way_is_refused_and_a_real_path_opens() {
+        let base = std::env::temp_dir().join(format!("runner-fs-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("real/inner")).unwrap();
+        std::os::unix::fs::symlink("real", base.join("link")).unwrap();
+        let base = base.canonicalize().unwrap();
+        assert!(open_real_dir(&base.join("real/inner")).is_ok());
+        assert!(open_real_dir(&base.join("real/inner/../inner")).is_ok());
+        let e = open_real_dir(&base.join("link/inner")).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "goes through `{}`, a symbolic link; links are not followed in granted paths, grant the folder's real path",
+                base.join("link").display()
+            )
+        );
+        // The final component too.
+        assert!(open_real_dir(&base.join("link")).is_err());
+        let dir = open_real_dir(&base.join("real")).unwrap();
+        let e = open_beneath(dir, &base.join("real"), Path::new("../link"), false).unwrap_err();
+        assert!(e.starts_with("goes up with `..`"), "{e}");
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -3,29 +3,160 @@
 //! Threat model: the plugin is hostile and wants to run arbitrary code on the host,
 //! read the host's environment (tokens, cloud credentials), work in or write to
 //! folders it was not given, or hang or flood the runner. What must never happen:
-//! a program not listed in the grant runs; the child sees any environment variable
-//! the plugin did not set explicitly; the child starts in a folder outside the
-//! step's working directory; a child outlives its timeout; unbounded output is
-//! buffered.
 //!
-//! Grant: `process: [git, "npm test *", "/usr/local/bin/tool --check **"]`. The
-//! first word is the program: a name looked up on the runner's `PATH` (the lookup
-//! uses the runner's PATH, the child does not get it) or an absolute path that must
-//! match exactly. Without more words, any arguments are allowed. Otherwise each
-//! further word is a pattern for one argument, in order, where `*` matches any run
-//! of characters within that argument; a final `**` allows any further arguments.
-//! So `"npm test *"` allows `npm test foo` but not `npm install foo` or `npm test`.
+//! - a program not listed in the grant runs, or runs with arguments the grant's
+//!   patterns do not allow;
+//! - the child sees any of the runner's environment: it gets exactly the variables
+//!   the plugin set, and only those the grant allows ([`DEFAULT_ENV`], plus the
+//!   entry's `env:` names); a variable on the fixed [`DENIED_ENV`] list (the
+//!   dynamic loader's and glibc's, which make any program load code or read files
+//!   the plugin chose) is refused whatever the grant says;
+//! - the child starts in a folder outside the step's working directory and the
+//!   plugin's granted folders: the working directory is opened one component at a
+//!   time without following symbolic links (a plugin can plant links in its own
+//!   folders) and the child starts in exactly that opened folder;
+//! - the program or anything it started outlives the call: each program runs in a
+//!   session and process group of its own, with no controlling terminal (it cannot
+//!   read or write the engineer's terminal), and the whole group is killed when the
+//!   program exits, when its timeout passes, when the step is cancelled or timed
+//!   out, and when the runner exits; the program itself also gets SIGKILL if the
+//!   runner dies without exiting (parent-death signal);
+//! - unbounded output is buffered: at most [`MAX_OUTPUT`] bytes of each stream.
+//!
+//! The user's trust decisions, which no check can make for them: a granted program
+//! runs natively with the runner's own rights, so `ro` binds the plugin, not the
+//! programs it runs. Granting a shell or an interpreter with free arguments
+//! (`sh`, `"sh -c *"`, `python3`, `node`) grants running any code. So does
+//! granting any arguments to a program that takes commands from its options
+//! (`git -c core.fsmonitor=…`, `--upload-pack=`, `npm --script-shell=`), or a
+//! program that runs code from files the plugin can write (git hooks and
+//! configuration in a repository in a writable folder, npm scripts, Makefiles),
+//! or an environment variable that such a program reads code from (`NODE_OPTIONS`,
+//! `BASH_ENV`, `PYTHONSTARTUP`, `GIT_CONFIG_*`, `PERL5OPT`). A program that
+//! deliberately leaves its process group (`setsid`, a daemon that detaches) is not
+//! followed; grant such programs only the arguments that do not detach.
+//!
+//! Grant: `process: [git, "npm test *", "/usr/local/bin/tool --check **"]`, or an
+//! entry `{ run: "npm test *", env: [CI, NODE_ENV] }`. The first word is the
+//! program: a name looked up on the runner's `PATH` (the lookup uses the runner's
+//! PATH, the child does not get it) or an absolute path that must match exactly.
+//! Without more words, any arguments are allowed. Otherwise each further word is a
+//! pattern for one argument, in order, where `*` matches any run of characters
+//! within that argument; a final `**` allows any further arguments. So
+//! `"npm test *"` allows `npm test foo` but not `npm install foo` or `npm test`.
 
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use crate::playbook::model::ProcessEntry;
+
 /// Most bytes kept of each of stdout and stderr.
 pub const MAX_OUTPUT: usize = 1 << 20;
 /// Timeout of a program when the plugin gives none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Variables a plugin may set for any granted program: they choose a language,
+/// a time zone and colours, nothing a program runs or loads. `LC_*` is every name
+/// with that prefix.
+pub const DEFAULT_ENV: &[&str] = &["LANG", "LANGUAGE", "LC_*", "TZ", "NO_COLOR"];
+
+/// Variables no grant can allow: every `LD_*` and `DYLD_*` name (the dynamic
+/// loaders of Linux and macOS: `LD_PRELOAD` makes any program run a library the
+/// plugin wrote) and the variables glibc itself removes from the environment of
+/// privileged programs (its `UNSECURE_ENVVARS`: code loaded through iconv modules,
+/// files read for host names, locales, time zones and message catalogs).
+pub const DENIED_ENV: &[&str] = &[
+    "LD_*",
+    "DYLD_*",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_TRACE",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "TMPDIR",
+    "TZDIR",
+];
+
+/// An environment variable name or `PREFIX_*` pattern of a grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvName {
+    Exact(String),
+    Prefix(String),
+}
+
+impl EnvName {
+    /// A grant's `env:` entry: a name of letters, digits and `_` not starting with
+    /// a digit, optionally ending in `*` after a non-empty prefix; never a name on
+    /// [`DENIED_ENV`].
+    pub fn parse(text: &str) -> Result<EnvName, String> {
+        let (name, prefix) = match text.strip_suffix('*') {
+            Some(p) => (p, true),
+            None => (text, false),
+        };
+        if !valid_name(name) {
+            return Err(format!(
+                "`{text}` is not an environment variable name; use letters, digits and `_` (like `NODE_ENV`), optionally ending in `*` after a prefix (like `npm_config_*`)"
+            ));
+        }
+        let parsed = if prefix {
+            EnvName::Prefix(name.to_owned())
+        } else {
+            EnvName::Exact(name.to_owned())
+        };
+        // A pattern that covers a denied name is refused too (`L*` covers LD_PRELOAD).
+        if let Some(denied) = DENIED_ENV.iter().find(|d| parsed.overlaps(d)) {
+            return Err(format!(
+                "`{text}` cannot be granted: it covers `{denied}`, which makes programs load code or read files the plugin chooses; no grant can allow the runner's fixed list ({})",
+                DENIED_ENV.join(", ")
+            ));
+        }
+        Ok(parsed)
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            EnvName::Exact(n) => n == name,
+            EnvName::Prefix(p) => name.starts_with(p.as_str()),
+        }
+    }
+
+    /// Whether some name matches both this and `pattern` (a [`DENIED_ENV`] entry).
+    fn overlaps(&self, pattern: &str) -> bool {
+        let other = match pattern.strip_suffix('*') {
+            Some(p) => EnvName::Prefix(p.to_owned()),
+            None => EnvName::Exact(pattern.to_owned()),
+        };
+        match (self, &other) {
+            (EnvName::Exact(a), b) => b.matches(a),
+            (a, EnvName::Exact(b)) => a.matches(b),
+            (EnvName::Prefix(a), EnvName::Prefix(b)) => {
+                a.starts_with(b.as_str()) || b.starts_with(a.as_str())
+            }
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn listed(list: &[&str], name: &str) -> bool {
+    list.iter().any(|entry| match entry.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => *entry == name,
+    })
+}
 
 /// The programs a plugin may run, with their argument patterns.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +171,8 @@ struct Rule {
     program: String,
     /// `None`: any arguments.
     args: Option<Vec<String>>,
+    /// Environment variables granted beyond [`DEFAULT_ENV`].
+    env: Vec<EnvName>,
 }
 
 impl Rule {
@@ -56,8 +189,11 @@ impl Rule {
         }
         patterns.iter().zip(args).all(|(p, a)| glob(p, a))
     }
-}
 
+    fn allows_env(&self, name: &str) -> bool {
+        listed(DEFAULT_ENV, name) || self.env.iter().any(|e| e.matches(name))
+    }
+}
 /// `*` matches any run of characters (including none); everything else literally.
 fn glob(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
@@ -105,23 +241,47 @@ pub struct Completed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
     pub executable: PathBuf,
+    /// The folder the child starts in, as a path for messages; the child starts in
+    /// the folder opened from it without following links (see [`Allowed::open_cwd`]).
     pub cwd: PathBuf,
+    /// The folder the working directory is inside (the step's working directory or
+    /// a granted folder), and the rest of the path below it.
+    base: PathBuf,
+    rest: PathBuf,
+}
+
+impl Allowed {
+    /// Opens the working directory: the base folder and then each component below
+    /// it without following a symbolic link, so the child starts inside the base
+    /// folder whatever links the plugin planted.
+    pub fn open_cwd(&self) -> Result<OwnedFd, String> {
+        let base = crate::caps::fs::open_real_dir(&self.base)
+            .map_err(|e| format!("working directory `{}`: {e}", self.cwd.display()))?;
+        crate::caps::fs::open_beneath(base, &self.base, &self.rest, false)
+            .map_err(|e| format!("working directory `{}` {e}", self.cwd.display()))
+    }
 }
 
 impl ProcessGrant {
     /// Parsed once from the playbook's `grants.process` entries (already checked
-    /// by validation: a program word, then patterns).
-    pub fn new(entries: &[String]) -> ProcessGrant {
+    /// by validation: a program word, then patterns; valid `env` names). An `env`
+    /// name that does not parse grants nothing.
+    pub fn new(entries: &[ProcessEntry]) -> ProcessGrant {
         let rules = entries
             .iter()
             .filter_map(|e| {
-                let mut words = e.split_whitespace();
+                let mut words = e.run().split_whitespace();
                 let program = words.next()?.to_owned();
                 let args: Vec<String> = words.map(str::to_owned).collect();
                 Some(Rule {
-                    text: e.clone(),
+                    text: e.run().to_owned(),
                     program,
                     args: (!args.is_empty()).then_some(args),
+                    env: e
+                        .env()
+                        .iter()
+                        .filter_map(|n| EnvName::parse(n).ok())
+                        .collect(),
                 })
             })
             .collect();
@@ -148,7 +308,12 @@ impl ProcessGrant {
                 req.program
             ));
         }
-        if !rules.iter().any(|r| r.allows(&req.args)) {
+        let matching: Vec<&Rule> = rules
+            .iter()
+            .copied()
+            .filter(|r| r.allows(&req.args))
+            .collect();
+        if matching.is_empty() {
             let allowed: Vec<String> = rules.iter().map(|r| format!("`{}`", r.text)).collect();
             return Err(format!(
                 "arguments {:?} of `{}` are not granted to plugin `{plugin}` (granted: {}); widen `plugins.{plugin}.grants.process` in the playbook",
@@ -157,6 +322,7 @@ impl ProcessGrant {
                 allowed.join(", ")
             ));
         }
+        check_env(plugin, req, &matching)?;
         let executable = if req.program.contains('/') {
             PathBuf::from(&req.program)
         } else {
@@ -167,21 +333,31 @@ impl ProcessGrant {
                 )
             })?
         };
-        let cwd = match &req.cwd {
-            None => workdir.to_path_buf(),
+        let (base, rest) = match &req.cwd {
+            None => (workdir.to_path_buf(), PathBuf::new()),
             Some(c) => in_granted(folders, c)
-                .or_else(|| inside(workdir, c))
+                .or_else(|| inside(c).map(|rest| (workdir.to_path_buf(), rest)))
                 .ok_or_else(|| {
                     format!("working directory `{c}` is outside the step's working directory and its granted folders; give a path inside one of them, without `..`")
                 })?,
         };
-        Ok(Allowed { executable, cwd })
+        Ok(Allowed {
+            executable,
+            cwd: if rest.as_os_str().is_empty() {
+                base.clone()
+            } else {
+                base.join(&rest)
+            },
+            base,
+            rest,
+        })
     }
 }
 
 /// `path` as the plugin sees it (a granted folder's name as the playbook wrote
-/// it, then a relative rest) mapped to the host, the longest granted name first.
-fn in_granted(folders: &[crate::caps::fs::GrantedPath], path: &str) -> Option<PathBuf> {
+/// it, then a relative rest) mapped to the host folder and the rest below it, the
+/// longest granted name first.
+fn in_granted(folders: &[crate::caps::fs::GrantedPath], path: &str) -> Option<(PathBuf, PathBuf)> {
     let norm = |p: &str| p.trim_start_matches("./").trim_end_matches('/').to_owned();
     let path = norm(path);
     let mut best: Option<(&crate::caps::fs::GrantedPath, String)> = None;
@@ -202,15 +378,12 @@ fn in_granted(folders: &[crate::caps::fs::GrantedPath], path: &str) -> Option<Pa
         }
     }
     let (folder, rest) = best?;
-    if rest.is_empty() {
-        return Some(folder.host.clone());
-    }
-    inside(&folder.host, &rest)
+    Some((folder.host.clone(), inside(&rest)?))
 }
 
-/// `rel` resolved inside `base`, if it stays there lexically (relative, no `..`).
-/// Symlinks inside the workdir are the plugin's own files; the folder is fresh.
-fn inside(base: &Path, rel: &str) -> Option<PathBuf> {
+/// `rel` as a path below `base`, if it stays there lexically (relative, no `..`).
+/// Symbolic links on the way are refused when the folder is opened.
+fn inside(rel: &str) -> Option<PathBuf> {
     let p = Path::new(rel);
     if !p.is_relative()
         || !p
@@ -219,7 +392,51 @@ fn inside(base: &Path, rel: &str) -> Option<PathBuf> {
     {
         return None;
     }
-    Some(base.join(p))
+    Some(p.components().collect())
+}
+
+/// Every variable of the request must be a valid name, not on [`DENIED_ENV`], and
+/// allowed by one rule that also allows the arguments.
+fn check_env(plugin: &str, req: &Request, matching: &[&Rule]) -> Result<(), String> {
+    for (name, value) in &req.env {
+        if !valid_name(name) || value.contains('\0') {
+            return Err(format!(
+                "environment variable {name:?} of `{}` is not a valid name and value (letters, digits and `_`, no NUL); plugin `{plugin}` is at fault",
+                req.program
+            ));
+        }
+        if listed(DENIED_ENV, name) {
+            return Err(format!(
+                "environment variable `{name}` is never passed to a program: it makes the program load code or read files the plugin chooses (the runner's fixed list: {}); no grant can allow it",
+                DENIED_ENV.join(", ")
+            ));
+        }
+    }
+    let extra: Vec<&str> = req
+        .env
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !listed(DEFAULT_ENV, n))
+        .collect();
+    if matching
+        .iter()
+        .any(|r| extra.iter().all(|n| r.allows_env(n)))
+    {
+        return Ok(());
+    }
+    // Name the first variable that no matching rule allows.
+    let missing = extra
+        .iter()
+        .find(|n| !matching.iter().any(|r| r.allows_env(n)))
+        .or(extra.first())
+        .copied()
+        .unwrap_or_default();
+    Err(format!(
+        "environment variable `{missing}` of `{}` is not granted to plugin `{plugin}` (without a grant only {} may be set); if the program needs it, write the entry as {{ run: \"{}\", env: [{missing}] }} in `plugins.{plugin}.grants.process` in the playbook",
+        req.program,
+        DEFAULT_ENV.join(", "),
+        matching[0].text
+    ))
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
@@ -234,29 +451,53 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         })
 }
 
-/// Runs an allowed request with only the environment the plugin gave.
-pub async fn run(allowed: &Allowed, req: &Request) -> Result<Completed, String> {
+/// Runs an allowed request with only the environment the plugin gave, in its own
+/// session and process group, which is killed when the program ends, times out or
+/// is dropped (the step cancelled or timed out, the runner exiting).
+/// `cwd` is the working directory opened by [`Allowed::open_cwd`].
+pub async fn run(allowed: &Allowed, cwd: OwnedFd, req: &Request) -> Result<Completed, String> {
     let mut cmd = tokio::process::Command::new(&allowed.executable);
     cmd.args(&req.args)
-        .current_dir(&allowed.cwd)
+        .current_dir(crate::caps::fs::fd_path(&cwd))
         .env_clear()
         .envs(req.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // setsid(2) and prctl(2), both async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            // A session of its own: its own process group (killed as one) and no
+            // controlling terminal (it cannot read the engineer's keystrokes).
+            rustix::process::setsid()?;
+            // Killed if the thread that started it dies: the runner's async
+            // threads live as long as the runner.
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", req.program))?;
+    drop(cwd);
+    // Kills the group on every way out of this function, including being dropped.
+    let _group = child.id().and_then(|id| Group::new(id as i32));
+    let group = _group.as_ref().map(|g| g.0);
     let mut stdout = child.stdout.take().ok_or("no stdout pipe")?;
     let mut stderr = child.stderr.take().ok_or("no stderr pipe")?;
     let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let work = async {
-        let (out, err, status) = tokio::join!(
-            read_capped(&mut stdout),
-            read_capped(&mut stderr),
-            child.wait()
-        );
+        let (out, err, status) =
+            tokio::join!(read_capped(&mut stdout), read_capped(&mut stderr), async {
+                let status = child.wait().await;
+                // What the program left running would hold the pipes open.
+                if let Some(pid) = group {
+                    kill_group(pid);
+                }
+                status
+            });
         (out, err, status)
     };
     match tokio::time::timeout(timeout, work).await {
@@ -267,17 +508,36 @@ pub async fn run(allowed: &Allowed, req: &Request) -> Result<Completed, String> 
             timed_out: false,
             truncated: t1 || t2,
         }),
-        Err(_) => {
-            // `kill_on_drop` ends the child when `child` goes out of scope here.
-            Ok(Completed {
-                exit_code: None,
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                timed_out: true,
-                truncated: false,
-            })
-        }
+        Err(_) => Ok(Completed {
+            exit_code: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            timed_out: true,
+            truncated: false,
+        }),
     }
+}
+
+/// A process group of a running program, killed when dropped.
+struct Group(rustix::process::Pid);
+
+impl Group {
+    fn new(pid: i32) -> Option<Group> {
+        rustix::process::Pid::from_raw(pid).map(Group)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+/// SIGKILL to every process of the group. The group's id stays reserved while
+/// any member lives, so this cannot reach another program's group; once all have
+/// exited it finds none (ESRCH), which is the wanted state.
+fn kill_group(pid: rustix::process::Pid) {
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
 
 /// Reads a pipe to its end, keeping at most [`MAX_OUTPUT`] bytes.
@@ -312,6 +572,12 @@ mod tests {
             env: vec![],
             timeout: None,
         }
+    }
+
+    async fn run_checked(g: &ProcessGrant, r: &Request, work: &Path) -> Result<Completed, String> {
+        let allowed = g.check("p", r, work, &[])?;
+        let cwd = allowed.open_cwd()?;
+        run(&allowed, cwd, r).await
     }
 
     fn with_args(program: &str, args: &[&str]) -> Request {
@@ -469,13 +735,11 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn children_get_only_the_given_environment_and_are_stopped_in_time() {
         let work = std::env::temp_dir();
-        let g = ProcessGrant::new(&["sh".into()]);
+        let g = ProcessGrant::new(&[entry("sh", &["ONLY"])]);
         let mut r = req("sh", None);
         r.args = vec!["-c".into(), "echo \"[$HOME][$ONLY]\"".into()];
         r.env = vec![("ONLY".into(), "me".into())];
-        let done = run(&g.check("p", &r, &work, &[]).unwrap(), &r)
-            .await
-            .unwrap();
+        let done = run_checked(&g, &r, &work).await.unwrap();
         assert_eq!(String::from_utf8_lossy(&done.stdout), "[][me]\n");
         assert_eq!(done.exit_code, Some(0));
 
@@ -483,9 +747,7 @@ mod tests {
         slow.args = vec!["-c".into(), "sleep 5".into()];
         slow.timeout = Some(Duration::from_millis(200));
         let start = std::time::Instant::now();
-        let done = run(&g.check("p", &slow, &work, &[]).unwrap(), &slow)
-            .await
-            .unwrap();
+        let done = run_checked(&g, &slow, &work).await.unwrap();
         assert!(done.timed_out);
         assert!(
             start.elapsed() < Duration::from_secs(4),
@@ -499,10 +761,208 @@ mod tests {
         let g = ProcessGrant::new(&["sh".into()]);
         let mut r = req("sh", None);
         r.args = vec!["-c".into(), "head -c 3000000 /dev/zero".into()];
-        let done = run(&g.check("p", &r, &work, &[]).unwrap(), &r)
-            .await
-            .unwrap();
+        let done = run_checked(&g, &r, &work).await.unwrap();
         assert_eq!(done.stdout.len(), MAX_OUTPUT);
         assert!(done.truncated);
+    }
+
+    fn with_env(program: &str, env: &[(&str, &str)]) -> Request {
+        Request {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..req(program, None)
+        }
+    }
+
+    fn entry(run: &str, env: &[&str]) -> ProcessEntry {
+        ProcessEntry::Rule(crate::playbook::model::ProcessRule {
+            run: run.into(),
+            env: env.iter().map(|e| e.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn only_default_and_granted_variables_pass() {
+        let work = Path::new("/tmp/w");
+        let g = ProcessGrant::new(&[entry("sh", &["CI", "npm_config_*"]), "git".into()]);
+        for ok in [
+            with_env("sh", &[("LANG", "C.UTF-8"), ("LC_ALL", "C"), ("TZ", "UTC")]),
+            with_env("sh", &[("CI", "true"), ("npm_config_cache", "x")]),
+            with_env("git", &[("NO_COLOR", "1"), ("LANGUAGE", "en")]),
+        ] {
+            assert!(g.check("p", &ok, work, &[]).is_ok(), "{:?}", ok.env);
+        }
+        // Granted to `sh`, not to `git`.
+        let e = g
+            .check("p", &with_env("git", &[("CI", "1")]), work, &[])
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "environment variable `CI` of `git` is not granted to plugin `p` (without a grant only LANG, LANGUAGE, LC_*, TZ, NO_COLOR may be set); if the program needs it, write the entry as { run: \"git\", env: [CI] } in `plugins.p.grants.process` in the playbook"
+        );
+        for name in [
+            "GIT_CONFIG_COUNT",
+            "GIT_TRACE",
+            "BASH_ENV",
+            "ENV",
+            "PYTHONSTARTUP",
+            "NODE_OPTIONS",
+            "PERL5OPT",
+            "PATH",
+            "HOME",
+        ] {
+            let e = g
+                .check("p", &with_env("sh", &[(name, "x")]), work, &[])
+                .unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "environment variable `{name}` of `sh` is not granted"
+                )),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn loader_variables_are_refused_whatever_the_grant() {
+        let work = Path::new("/tmp/w");
+        // Such grants do not parse, so they grant nothing.
+        let g = ProcessGrant::new(&[entry("sh", &["LD_PRELOAD", "LD_*", "GCONV_PATH", "CI"])]);
+        for name in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "LD_AUDIT",
+            "DYLD_INSERT_LIBRARIES",
+            "GCONV_PATH",
+            "GLIBC_TUNABLES",
+            "TMPDIR",
+        ] {
+            let e = g
+                .check("p", &with_env("sh", &[(name, "/tmp/w/evil.so")]), work, &[])
+                .unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "environment variable `{name}` is never passed to a program"
+                )),
+                "{e}"
+            );
+        }
+        for bad in ["A=B", "", "1X", "X\u{0}"] {
+            let e = g
+                .check("p", &with_env("sh", &[(bad, "v")]), work, &[])
+                .unwrap_err();
+            assert!(e.contains("is not a valid name and value"), "{e}");
+        }
+        let e = g
+            .check("p", &with_env("sh", &[("CI", "a\u{0}b")]), work, &[])
+            .unwrap_err();
+        assert!(e.contains("is not a valid name and value"), "{e}");
+    }
+
+    #[test]
+    fn env_grant_entries_are_checked() {
+        assert_eq!(EnvName::parse("CI"), Ok(EnvName::Exact("CI".into())));
+        assert_eq!(
+            EnvName::parse("npm_config_*"),
+            Ok(EnvName::Prefix("npm_config_".into()))
+        );
+        for denied in [
+            "LD_PRELOAD",
+            "LD_*",
+            "L*",
+            "DYLD_X",
+            "TMPDIR",
+            "TMP*",
+            "GCONV_PATH",
+        ] {
+            let e = EnvName::parse(denied).unwrap_err();
+            assert!(e.contains("cannot be granted"), "{denied}: {e}");
+        }
+        for bad in ["*", "A-B", "1A", "A*B", ""] {
+            let e = EnvName::parse(bad).unwrap_err();
+            assert!(
+                e.contains("is not an environment variable name"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    /// Whether process `pid` still runs (a zombie does not).
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X"))
+        })
+    }
+
+    /// Waits (at most 10 s) until `pid` is gone.
+    fn gone(pid: u32) -> bool {
+        for _ in 0..200 {
+            if !alive(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn nothing_a_program_started_outlives_it() {
+        let work = std::env::temp_dir();
+        let g = ProcessGrant::new(&["sh".into()]);
+        // Exits at once, leaving a child behind that holds stdout.
+        let mut r = req("sh", None);
+        r.args = vec!["-c".into(), "sleep 60 & echo $!".into()];
+        let done = run_checked(&g, &r, &work).await.unwrap();
+        assert!(!done.timed_out, "the leftover held the pipe open");
+        let pid: u32 = String::from_utf8_lossy(&done.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            gone(pid),
+            "the background `sleep` ({pid}) outlived its program"
+        );
+
+        // Times out: the program and what it started are killed.
+        let mut r = req("sh", None);
+        r.args = vec![
+            "-c".into(),
+            "sleep 60 & echo $! > bg.pid; echo $$ > sh.pid; wait".into(),
+        ];
+        r.timeout = Some(Duration::from_millis(500));
+        let dir = std::env::temp_dir().join(format!("runner-tree-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let done = run_checked(&g, &r, &dir).await.unwrap();
+        assert!(done.timed_out);
+        for file in ["bg.pid", "sh.pid"] {
+            let pid: u32 = std::fs::read_to_string(dir.join(file))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(gone(pid), "{file} ({pid}) outlived the timeout");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_program_has_no_controlling_terminal() {
+        let work = std::env::temp_dir();
+        let g = ProcessGrant::new(&["sh".into()]);
+        let mut r = req("sh", None);
+        r.args = vec!["-c".into(), "if (exec </dev/tty) 2>/dev/null; then echo tty; else echo none; fi; cut -d' ' -f6 /proc/$$/stat; echo $$".into()];
+        let done = run_checked(&g, &r, &work).await.unwrap();
+        let out = String::from_utf8_lossy(&done.stdout).into_owned();
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        assert_eq!(lines.first(), Some(&"none"), "{out}");
+        // Its own session: the session id is its own pid.
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(lines[1], lines[2], "{out}");
     }
 }

@@ -185,9 +185,14 @@ pub const CAPABILITIES: &[&str] = &["http", "tcp", "fs", "process", "kube", "sec
 
 /// A fresh, empty working directory for one step attempt (mode 0700).
 ///
+/// Created under a random name with `mkdir`, which fails on any existing entry
+/// (a folder or a symbolic link another local user prepared in the shared
+/// temporary folder), owned by the runner's user and readable by no one else; its
+/// real path is what the plugin and its programs get.
+///
 /// Creating and deleting a directory per attempt was a fifth of a short step's
-/// cost, so a directory the attempt left empty, unchanged in mode, goes back to a
-/// small pool and serves a later attempt; anything else is deleted.
+/// cost, so a directory the attempt left empty, unchanged in mode and owner, goes
+/// back to a small pool and serves a later attempt; anything else is deleted.
 struct Workdir<'p> {
     path: PathBuf,
     pool: &'p Workdirs,
@@ -207,25 +212,29 @@ fn pristine(dir: &std::path::Path) -> bool {
     };
     meta.is_dir()
         && meta.mode() & 0o7777 == WORKDIR_MODE
+        && meta.uid() == rustix::process::geteuid().as_raw()
         && std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 impl Workdir<'_> {
     fn new(pool: &Workdirs) -> std::io::Result<Workdir<'_>> {
-        use std::os::unix::fs::DirBuilderExt;
-        use std::sync::atomic::AtomicU64;
         let reused = pool.0.lock().ok().and_then(|mut p| p.pop());
         if let Some(path) = reused.filter(|p| pristine(p)) {
             return Ok(Workdir { path, pool });
         }
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("runner-step-{}-{n}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(WORKDIR_MODE)
-            .create(&path)?;
-        Ok(Workdir { path, pool })
+        let dir = tempfile::Builder::new()
+            .prefix("runner-step-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(WORKDIR_MODE))
+            .tempdir()?;
+        let path = dir.keep();
+        // The real path: programs start in it, opened without following links.
+        match path.canonicalize() {
+            Ok(real) => Ok(Workdir { path: real, pool }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&path);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -165,7 +165,9 @@ impl process::Host for StepState {
                 &self.granted.fs.paths,
             )
             .map_err(|m| self.denials.record(m))?;
-        let done = cap::run(&allowed, &request).await?;
+        // A link planted on the way to the working directory is a refusal too.
+        let cwd = allowed.open_cwd().map_err(|m| self.denials.record(m))?;
+        let done = cap::run(&allowed, cwd, &request).await?;
         Ok(process::Completed {
             exit_code: done.exit_code,
             stdout: done.stdout,

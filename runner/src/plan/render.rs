@@ -282,7 +282,27 @@ fn grant_lines(g: &Grants) -> Vec<String> {
         lines.push(format!("{mode} {}", f.path));
     }
     if !g.process.is_empty() {
-        lines.push(format!("run {}", g.process.join(", ")));
+        let programs: Vec<String> = g
+            .process
+            .iter()
+            .map(|p| {
+                if p.env().is_empty() {
+                    p.run().to_owned()
+                } else {
+                    format!("{} (env: {})", p.run(), p.env().join(", "))
+                }
+            })
+            .collect();
+        lines.push(format!("run {}", programs.join(", ")));
+        lines.push(format!(
+            "programs get none of the runner's environment; the plugin may set {}{}",
+            crate::caps::process::DEFAULT_ENV.join(", "),
+            if g.process.iter().any(|p| !p.env().is_empty()) {
+                " and the names after env:"
+            } else {
+                ""
+            }
+        ));
     }
     for k in &g.kube {
         let verbs: Vec<String> = k

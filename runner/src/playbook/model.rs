@@ -178,9 +178,12 @@ pub struct Grants {
     /// Programs the plugin may run through the `process` capability: a name looked
     /// up on `PATH` or an absolute path, optionally followed by one pattern per
     /// argument (`*` within an argument; `**` last allows any further arguments), like
-    /// `npm test *`. The host's environment is never passed on.
+    /// `npm test *`; or `{ run: "npm test *", env: [CI, NODE_ENV] }` to let the plugin
+    /// also pass those environment variables. The host's environment is never passed
+    /// on; without `env`, a program may be given only LANG, LANGUAGE, LC_*, TZ and
+    /// NO_COLOR, and loader variables (LD_*, …) can never be granted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub process: Vec<String>,
+    pub process: Vec<ProcessEntry>,
     /// Kubernetes API access, checked by the host; credentials never enter the plugin.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kube: Vec<KubeGrant>,
@@ -198,6 +201,63 @@ impl Grants {
             && self.process.is_empty()
             && self.kube.is_empty()
             && self.secrets.is_empty()
+    }
+}
+
+/// One program a plugin may run: `git`, `"npm test *"`, or the same with the
+/// environment variables the plugin may set for it:
+/// `{ run: "npm test *", env: [CI, NODE_ENV] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ProcessEntry {
+    /// The program and its argument patterns.
+    Program(String),
+    /// The program and its argument patterns, with environment variables.
+    Rule(ProcessRule),
+}
+
+/// A program with the environment variables the plugin may give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessRule {
+    /// The program and its argument patterns, as in the short form.
+    pub run: String,
+    /// Names of environment variables the plugin may set for this program, beyond
+    /// LANG, LANGUAGE, LC_*, TZ and NO_COLOR; `NAME_*` allows every name with that
+    /// prefix. Granting a variable a program reads code or commands from
+    /// (`NODE_OPTIONS`, `BASH_ENV`, `GIT_CONFIG_*`, `PYTHONSTARTUP`) grants running
+    /// any code. Loader variables (`LD_*`, `DYLD_*`, `GCONV_PATH`, …) cannot be granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+}
+
+impl ProcessEntry {
+    /// The program and its argument patterns, as written.
+    pub fn run(&self) -> &str {
+        match self {
+            ProcessEntry::Program(run) => run,
+            ProcessEntry::Rule(rule) => &rule.run,
+        }
+    }
+
+    /// The environment variables granted with it.
+    pub fn env(&self) -> &[String] {
+        match self {
+            ProcessEntry::Program(_) => &[],
+            ProcessEntry::Rule(rule) => &rule.env,
+        }
+    }
+}
+
+impl From<&str> for ProcessEntry {
+    fn from(run: &str) -> ProcessEntry {
+        ProcessEntry::Program(run.to_owned())
+    }
+}
+
+impl From<String> for ProcessEntry {
+    fn from(run: String) -> ProcessEntry {
+        ProcessEntry::Program(run)
     }
 }
 

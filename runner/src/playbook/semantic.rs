@@ -286,12 +286,28 @@ impl<'a> Checker<'a> {
                 self.report(&path.key("tcp").index(i), Target::Value, e);
             }
         }
-        for (i, program) in g.process.iter().enumerate() {
+        for (i, entry) in g.process.iter().enumerate() {
+            let program = entry.run();
             let words: Vec<&str> = program.split_whitespace().collect();
             let bad_rest = words.iter().rev().skip(1).any(|w| *w == "**");
+            let at = match entry {
+                crate::playbook::model::ProcessEntry::Program(_) => path.key("process").index(i),
+                crate::playbook::model::ProcessEntry::Rule(_) => {
+                    path.key("process").index(i).key("run")
+                }
+            };
             if words.is_empty() || bad_rest {
-                self.report(&path.key("process").index(i), Target::Value, format!(
+                self.report(&at, Target::Value, format!(
                     "`{program}` is not a process grant; write a program, optionally followed by one pattern per argument (`*` within an argument, `**` last for any further arguments), like `npm test *`"));
+            }
+            for (j, name) in entry.env().iter().enumerate() {
+                if let Err(e) = crate::caps::process::EnvName::parse(name) {
+                    self.report(
+                        &path.key("process").index(i).key("env").index(j),
+                        Target::Value,
+                        e,
+                    );
+                }
             }
         }
         for (i, name) in g.secrets.iter().enumerate() {
