@@ -15,6 +15,8 @@ use runner::host::state::Granted;
 use serde_json::{Value, json};
 
 mod common;
+#[path = "hostile/kube.rs"]
+mod kube;
 #[path = "hostile/net.rs"]
 mod net;
 
