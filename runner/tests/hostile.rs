@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 mod common;
 #[path = "hostile/fs_grant.rs"]
 mod fs_grant;
+#[path = "hostile/kube.rs"]
+mod kube;
+#[path = "hostile/net.rs"]
+mod net;
 #[path = "hostile/process_grant.rs"]
 mod process_grant;
 

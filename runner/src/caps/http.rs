@@ -7,6 +7,13 @@
 //! rebinding), smuggle a `Host` or proxy header, or follow a redirect elsewhere.
 //! What must never happen: a request to a scheme, host or port no grant names; a
 //! connection to a non-public address unless that address is granted literally.
+//! An IPv6 address that carries an IPv4 address (IPv4-mapped, IPv4-compatible,
+//! SIIT, NAT64, 6to4, Teredo) is judged by that IPv4 address, so a DNS answer
+//! `64:ff9b::a9fe:a9fe` is the metadata service; the NAT64 local-use prefix
+//! `64:ff9b:1::/48` is non-public as a whole ([`address`] has the table).
+//! The user's trust decision: the granted names, whatever public addresses
+//! they resolve to, and each address granted literally (a granted name that
+//! resolves to it may then connect to it too, on the name's granted port).
 //!
 //! Grants, parsed once here: `scheme://host[:port]`, where the host is a name, an
 //! IP address, or `*.` followed by a name (any subdomain, not the name itself), and
@@ -30,7 +37,7 @@
 //! connection never outlives its attempt.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -41,6 +48,9 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::Denials;
+
+pub mod address;
+pub use address::is_non_public;
 
 /// Time to establish a connection when the plugin sets no connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -281,8 +291,8 @@ impl HttpGrant {
             return Err(Refusal::Unresolved(format!("`{url}` has no address")));
         };
         Err(Refusal::Denied(format!(
-            "`{url}` resolves to {ip}, a {kind} address, which plugin `{plugin}` may reach only if that address is granted itself; if this is intended, add `{literal}` to `plugins.{plugin}.grants.http` in the playbook",
-            kind = address_kind(*ip),
+            "`{url}` resolves to {ip}, {what}, which plugin `{plugin}` may reach only if that address is granted itself; if this is intended, add `{literal}` to `plugins.{plugin}.grants.http` in the playbook",
+            what = address::classify(*ip).describe(),
             literal = literal_grant(url, *ip),
         )))
     }
@@ -309,63 +319,6 @@ fn literal_grant(url: &str, ip: IpAddr) -> String {
         IpAddr::V4(v4) => format!("{scheme}://{v4}{port}"),
         IpAddr::V6(v6) => format!("{scheme}://[{v6}]{port}"),
     }
-}
-
-/// What kind of non-public address `ip` is, for messages.
-fn address_kind(ip: IpAddr) -> &'static str {
-    let v4 = match ip {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
-    };
-    match (v4, ip) {
-        (Some(v4), _) if v4.is_loopback() => "loopback",
-        (Some(v4), _) if v4.octets()[..2] == [169, 254] => {
-            "link-local (cloud metadata services live here)"
-        }
-        (Some(v4), _) if v4.is_private() => "private-network",
-        (None, IpAddr::V6(v6)) if v6.is_loopback() => "loopback",
-        (None, IpAddr::V6(v6)) if (v6.segments()[0] & 0xfe00) == 0xfc00 => {
-            "unique-local (private-network)"
-        }
-        (None, IpAddr::V6(v6)) if (v6.segments()[0] & 0xffc0) == 0xfe80 => "link-local",
-        _ => "non-public",
-    }
-}
-
-/// Loopback, private, link-local (which holds the cloud metadata services),
-/// shared, unspecified, multicast and broadcast addresses, and IPv6 unique-local
-/// and link-local ones; IPv4-mapped IPv6 addresses are judged as IPv4.
-pub fn is_non_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => non_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => non_public_v4(v4),
-            None => non_public_v6(v6),
-        },
-    }
-}
-
-fn non_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
-        || (a == 198 && (b == 18 || b == 19)) // benchmarking
-        || a >= 240 // reserved
-}
-
-fn non_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local, e.g. fd00:ec2::254 (a metadata service)
-        || (first & 0xffc0) == 0xfe80 // link local
 }
 
 /// The `wasi:http` hooks of one step attempt: every request a plugin makes goes
@@ -829,6 +782,30 @@ mod tests {
             g.screen("p", "https://api.example.com:443", &[]),
             Err(Refusal::Unresolved(_))
         ));
+    }
+
+    #[test]
+    fn a_refusal_names_the_ipv4_address_an_ipv6_answer_carries() {
+        let g = grant(&["https://api.example.com"]);
+        let nat64: Vec<IpAddr> = vec!["64:ff9b::a9fe:a9fe".parse().unwrap()];
+        assert_eq!(
+            g.screen("p", "https://api.example.com:443", &nat64),
+            Err(Refusal::Denied(
+                "`https://api.example.com:443` resolves to 64:ff9b::a9fe:a9fe, a NAT64 (64:ff9b::/96) address embedding the IPv4 address 169.254.169.254, a link-local (cloud metadata services live here) address, which plugin `p` may reach only if that address is granted itself; if this is intended, add `https://[64:ff9b::a9fe:a9fe]:443` to `plugins.p.grants.http` in the playbook".into()
+            ))
+        );
+        // The same form carrying a public address is public; granted
+        // literally, a non-public one is allowed.
+        let public: Vec<IpAddr> = vec!["64:ff9b::5db8:d822".parse().unwrap()];
+        assert_eq!(
+            g.screen("p", "https://api.example.com:443", &public),
+            Ok(public.clone())
+        );
+        let literal = grant(&["https://api.example.com", "https://[64:ff9b::a9fe:a9fe]"]);
+        assert_eq!(
+            literal.screen("p", "https://api.example.com:443", &nat64),
+            Ok(nat64.clone())
+        );
     }
 
     #[test]

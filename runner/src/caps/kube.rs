@@ -8,7 +8,9 @@
 //! happen: a request that no grant rule covers reaches the API server; a request
 //! reaches a path the host did not build from checked parts (no `..`, no query
 //! smuggled in a name); the kubeconfig, a token or a client key enters the
-//! plugin (the host holds the connection; the plugin sees API objects only).
+//! plugin (the host holds the connection; the plugin sees API objects only);
+//! a body makes the API server act on another object or namespace than the
+//! one checked.
 //!
 //! Grant, checked per request: a list of rules, each with `namespaces`,
 //! `resources` (plural, `.group` for non-core groups, `/subresource`:
@@ -17,8 +19,26 @@
 //! resource, verb and name. As in Kubernetes RBAC, a resource does not cover its
 //! subresources, and a rule limited to names does not cover `list`, `watch` or
 //! `create` without a name (a `list`/`watch` by name is sent with the field
-//! selector `metadata.name=NAME`; a `create` is named by its body's
-//! `metadata.name`). Only namespaced resources can be granted.
+//! selector `metadata.name=NAME`). Only namespaced resources can be granted.
+//!
+//! Bodies, checked before the grant (`body` has the parsing rules): the name a
+//! `create` is checked by is its body's `metadata.name`, the object the API
+//! server creates; a name beside the body must be the same, and a body that
+//! leaves the name to `metadata.generateName` is not covered by a rule limited
+//! to names. An `update`, a `patch` and a create of a subresource
+//! (`pods/eviction`, sent to `pods/NAME/eviction`) act on the request's name,
+//! and a `metadata.name` in their body must be that name. A `metadata.namespace`
+//! in any body must be the request's namespace. A JSON patch may not change
+//! (`add`, `replace`, `remove`, `move`, `copy`) the document root, `/metadata`,
+//! `/metadata/name` or `/metadata/namespace`. Bodies that are not JSON objects
+//! (JSON lists for JSON patches), whose `metadata`, `metadata.name` or
+//! `metadata.namespace` has another type, that repeat a key in one object, or
+//! whose keys at the top level or in `metadata` are not ASCII or spell
+//! `metadata`, `name`, `namespace` or `generateName` in another case, are
+//! refused. Each such refusal fails the step as denied and names what to
+//! change. The host does not interpret strategic-merge directives such as
+//! `$patch`; what a granted object's body contains (a pod's image, its service
+//! account) is the user's trust decision, made by granting that object.
 //!
 //! Connection: the cluster is chosen by the runner (`--kube-context`, else the
 //! kubeconfig's current context from `KUBECONFIG` or `~/.kube/config`, else the
@@ -34,6 +54,8 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 
 use crate::playbook::model::{KubeGrant as Rule, KubeVerb};
+
+mod body;
 
 /// Most bytes of a response body handed to a plugin.
 pub const MAX_RESPONSE: usize = 16 << 20;
@@ -159,6 +181,14 @@ impl KubeGrant {
         if !is_label(namespace) {
             return Err(Invalid(format!("`{namespace}` is not a namespace name")));
         }
+        let key = resource_key(&r.resource, group, r.subresource.as_deref());
+        // A refusal of what the body would make the API server do.
+        let refused = |why: &str| {
+            Denied(format!(
+                "Kubernetes `{} {key}` in namespace `{namespace}` is refused for plugin `{plugin}`: {why}",
+                verb_str(verb)
+            ))
+        };
         if let Some(name) = &r.name
             && !is_object_name(name)
         {
@@ -182,10 +212,12 @@ impl KubeGrant {
                         MAX_BODY >> 20
                     )));
                 }
-                Some(
-                    serde_json::from_str::<serde_json::Value>(b)
-                        .map_err(|e| Invalid(format!("the request body is not JSON: {e}")))?,
-                )
+                Some(body::parse(b).map_err(|e| match e {
+                    body::ParseError::NotJson(e) => {
+                        Invalid(format!("the request body is not JSON: {e}"))
+                    }
+                    body::ParseError::Repeated(why) => refused(&why),
+                })?)
             }
             (None, KubeVerb::Create | KubeVerb::Update | KubeVerb::Patch) => {
                 return Err(Invalid(format!("`{}` needs a body", r.verb)));
@@ -213,17 +245,26 @@ impl KubeGrant {
             (KubeVerb::Create | KubeVerb::Update, None) => Some("application/json"),
             _ => None,
         };
-        // The name the grant must cover: a create is named by its body.
-        let name = match (verb, &r.name) {
-            (KubeVerb::Create, None) => body
-                .as_ref()
-                .and_then(|b| b.pointer("/metadata/name"))
-                .and_then(|n| n.as_str())
-                .map(str::to_owned),
-            (_, n) => n.clone(),
+        let shape = if content_type == Some("application/json-patch+json") {
+            body::Shape::JsonPatch
+        } else {
+            body::Shape::Object
         };
-        let key = resource_key(&r.resource, group, r.subresource.as_deref());
-        self.allows(plugin, namespace, &key, verb, name.as_deref())
+        let identity = match &body {
+            Some(b) => body::identity(shape, b).map_err(|why| refused(&why))?,
+            None => body::Identity::default(),
+        };
+        if let Some(ns) = &identity.namespace
+            && ns != namespace
+        {
+            return Err(refused(&format!(
+                "the body's metadata.namespace is `{ns}`, not the request's namespace; set metadata.namespace to `{namespace}` or leave it out"
+            )));
+        }
+        // The object the grant must cover: the one the API server will act on.
+        let creates = verb == KubeVerb::Create && r.subresource.is_none();
+        let target = target(creates, r.name.as_deref(), &identity).map_err(|why| refused(&why))?;
+        self.allows(plugin, namespace, &key, verb, target)
             .map_err(Denied)?;
 
         let mut path = if group.is_empty() {
@@ -232,7 +273,9 @@ impl KubeGrant {
             format!("/apis/{group}/{version}")
         };
         path.push_str(&format!("/namespaces/{namespace}/{}", r.resource));
-        let collection = matches!(verb, KubeVerb::List | KubeVerb::Watch | KubeVerb::Create);
+        // A create posts to the collection, a create of a subresource
+        // (`pods/eviction`, `serviceaccounts/token`) to the object's subresource.
+        let collection = matches!(verb, KubeVerb::List | KubeVerb::Watch) || creates;
         if let Some(n) = &r.name
             && !collection
         {
@@ -319,8 +362,12 @@ impl KubeGrant {
         namespace: &str,
         resource: &str,
         verb: KubeVerb,
-        name: Option<&str>,
+        target: Target,
     ) -> Result<(), String> {
+        let name = match target {
+            Target::Named(n) => Some(n),
+            Target::Generated | Target::Unnamed => None,
+        };
         let verb_name = verb_str(verb);
         // The closest rule: fewest gaps, and among those one for this resource.
         let mut closest: Option<((usize, bool), usize, Vec<String>)> = None;
@@ -336,10 +383,13 @@ impl KubeGrant {
                 gaps.push(format!("verb `{verb_name}`"));
             }
             if !rule.names.is_empty() {
-                match name {
-                    Some(n) if rule.names.iter().any(|x| x == n) => {}
-                    Some(n) => gaps.push(format!("object `{n}`")),
-                    None => gaps.push(format!(
+                match target {
+                    Target::Named(n) if rule.names.iter().any(|x| x == n) => {}
+                    Target::Named(n) => gaps.push(format!("object `{n}`")),
+                    Target::Generated => gaps.push(format!(
+                        "`{verb_name}` with metadata.generateName (the rule is limited to names, and the API server would choose the name)"
+                    )),
+                    Target::Unnamed => gaps.push(format!(
                         "`{verb_name}` without a name (the rule is limited to names)"
                     )),
                 }
@@ -371,6 +421,56 @@ impl KubeGrant {
             ),
         })
     }
+}
+
+/// The object a request acts on, as the API server will see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target<'a> {
+    Named(&'a str),
+    /// A create whose body asks the API server to generate the name.
+    Generated,
+    /// A list, a watch, or a create whose body names nothing.
+    Unnamed,
+}
+
+/// The object the API server will act on, or why the body and the request
+/// disagree about it. A create (`creates`) makes the object its body names, so
+/// the request's name, if any, must be the body's; every other request acts on
+/// the request's name, and a name in its body must be that one.
+fn target<'a>(
+    creates: bool,
+    asked: Option<&'a str>,
+    identity: &'a body::Identity,
+) -> Result<Target<'a>, String> {
+    if creates {
+        let named = identity.name.as_deref().filter(|n| !n.is_empty());
+        return match (asked, named) {
+            (Some(asked), Some(n)) if asked != n => Err(format!(
+                "the body's metadata.name is `{n}`, not the request's name `{asked}`, and the API server creates the body's name; set metadata.name to `{asked}`"
+            )),
+            (Some(asked), None) => Err(format!(
+                "the request names `{asked}`, but the body has no metadata.name{}, and the API server names the object from its body; set metadata.name to `{asked}`",
+                if identity.generate_name {
+                    " (only metadata.generateName, so the API server would choose the name)"
+                } else {
+                    ""
+                }
+            )),
+            (_, Some(n)) => Ok(Target::Named(n)),
+            (None, None) if identity.generate_name => Ok(Target::Generated),
+            (None, None) => Ok(Target::Unnamed),
+        };
+    }
+    if let Some(n) = &identity.name
+        && Some(n.as_str()) != asked
+    {
+        return Err(format!(
+            "the body's metadata.name is `{n}`, not the request's name `{}`; set metadata.name to `{}` or leave it out",
+            asked.unwrap_or_default(),
+            asked.unwrap_or_default()
+        ));
+    }
+    Ok(asked.map_or(Target::Unnamed, Target::Named))
 }
 
 /// Files holding Kubernetes credentials on this machine: the kubeconfig files
@@ -880,6 +980,13 @@ mod tests {
             g.check("k", &r)
                 .unwrap_err()
                 .message()
+                .contains("`create` with metadata.generateName (the rule is limited to names")
+        );
+        r.body = Some(r#"{"metadata":{}}"#.into());
+        assert!(
+            g.check("k", &r)
+                .unwrap_err()
+                .message()
                 .contains("without a name")
         );
         r.body = Some(r#"{"metadata":{"name":"flags"}}"#.into());
@@ -890,6 +997,169 @@ mod tests {
                 http::Method::POST,
                 "/api/v1/namespaces/prod/configmaps?fieldManager=runner"
             )
+        );
+    }
+
+    /// A `create configmaps` in `prod` limited to `flags`, and a patch and an
+    /// update of deployment `web`.
+    fn named_grant() -> KubeGrant {
+        use KubeVerb::*;
+        KubeGrant::new(&[
+            rule(&["prod"], &["configmaps"], &[Create], &["flags"]),
+            rule(&["prod"], &["deployments.apps"], &[Update, Patch], &["web"]),
+            rule(&["prod"], &["pods/eviction"], &[Create], &["web-1"]),
+        ])
+    }
+
+    fn create(name: Option<&str>, body: &str) -> Request {
+        let mut r = req("create", "v1", "configmaps", "prod", name);
+        r.body = Some(body.into());
+        r
+    }
+
+    fn denied(g: &KubeGrant, r: &Request) -> String {
+        match g.check("k", r) {
+            Err(Refusal::Denied(m)) => m,
+            other => panic!("{r:?}: expected a denial, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_create_is_checked_against_the_name_the_api_server_creates() {
+        let g = named_grant();
+        // The control: a body naming the granted object, with or without the
+        // same name beside it.
+        for name in [None, Some("flags")] {
+            let c = g
+                .check("k", &create(name, r#"{"metadata":{"name":"flags"}}"#))
+                .unwrap();
+            assert_eq!(
+                c.uri,
+                "/api/v1/namespaces/prod/configmaps?fieldManager=runner"
+            );
+        }
+        assert_eq!(
+            denied(
+                &g,
+                &create(Some("flags"), r#"{"metadata":{"name":"other"}}"#)
+            ),
+            "Kubernetes `create configmaps` in namespace `prod` is refused for plugin `k`: the body's metadata.name is `other`, not the request's name `flags`, and the API server creates the body's name; set metadata.name to `flags`"
+        );
+        assert_eq!(
+            denied(
+                &g,
+                &create(Some("flags"), r#"{"metadata":{"generateName":"flags-"}}"#)
+            ),
+            "Kubernetes `create configmaps` in namespace `prod` is refused for plugin `k`: the request names `flags`, but the body has no metadata.name (only metadata.generateName, so the API server would choose the name), and the API server names the object from its body; set metadata.name to `flags`"
+        );
+        assert!(
+            denied(&g, &create(Some("flags"), r#"{"data":{}}"#))
+                .contains("the request names `flags`, but the body has no metadata.name, and")
+        );
+        assert_eq!(
+            denied(
+                &g,
+                &create(
+                    None,
+                    r#"{"metadata":{"name":"flags","namespace":"kube-system"}}"#
+                )
+            ),
+            "Kubernetes `create configmaps` in namespace `prod` is refused for plugin `k`: the body's metadata.namespace is `kube-system`, not the request's namespace; set metadata.namespace to `prod` or leave it out"
+        );
+        // The same namespace, written out, is fine.
+        assert!(
+            g.check(
+                "k",
+                &create(None, r#"{"metadata":{"name":"flags","namespace":"prod"}}"#)
+            )
+            .is_ok()
+        );
+        // With both, the API server uses the name.
+        assert!(
+            g.check(
+                "k",
+                &create(None, r#"{"metadata":{"name":"flags","generateName":"x-"}}"#)
+            )
+            .is_ok()
+        );
+        for (body, part) in [
+            ("[]", "the body is a list, not a JSON object"),
+            (
+                r#"{"metadata":"flags"}"#,
+                "metadata is a string, not an object",
+            ),
+            (
+                r#"{"metadata":{"name":"flags","name":"other"}}"#,
+                "the body repeats the key `name`",
+            ),
+            (
+                r#"{"metadata":{"name":"flags","Name":"other"}}"#,
+                "the key `Name` in metadata",
+            ),
+        ] {
+            let m = denied(&g, &create(None, body));
+            assert!(
+                m.starts_with(
+                    "Kubernetes `create configmaps` in namespace `prod` is refused for plugin `k`: "
+                ) && m.contains(part),
+                "{body}: {m}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_update_or_patch_body_names_the_requests_object_or_none() {
+        let g = named_grant();
+        let mut r = req("update", "apps/v1", "deployments", "prod", Some("web"));
+        r.body = Some(r#"{"metadata":{"name":"web","namespace":"prod"},"spec":{}}"#.into());
+        let c = g.check("k", &r).unwrap();
+        assert_eq!(
+            (c.method, c.uri.as_str()),
+            (
+                http::Method::PUT,
+                "/apis/apps/v1/namespaces/prod/deployments/web?fieldManager=runner"
+            )
+        );
+        r.body = Some(r#"{"metadata":{"name":"api"}}"#.into());
+        assert_eq!(
+            denied(&g, &r),
+            "Kubernetes `update deployments.apps` in namespace `prod` is refused for plugin `k`: the body's metadata.name is `api`, not the request's name `web`; set metadata.name to `web` or leave it out"
+        );
+        let mut r = req("patch", "apps/v1", "deployments", "prod", Some("web"));
+        r.body = Some(r#"{"spec":{"replicas":2}}"#.into());
+        assert!(g.check("k", &r).is_ok());
+        r.body = Some(r#"{"metadata":{"namespace":"kube-system"}}"#.into());
+        assert!(denied(&g, &r).contains("metadata.namespace is `kube-system`"));
+        r.body = Some(r#"{"metadata":{"name":null}}"#.into());
+        assert!(denied(&g, &r).contains("metadata.name is null, not a string"));
+        r.patch_type = Some("json".into());
+        r.body = Some(r#"[{"op":"replace","path":"/metadata/name","value":"api"}]"#.into());
+        assert!(denied(&g, &r).contains("would change the object's name or namespace"));
+        r.body = Some(r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#.into());
+        assert!(g.check("k", &r).is_ok());
+    }
+
+    #[test]
+    fn a_create_of_a_subresource_goes_to_the_named_objects_subresource() {
+        let g = named_grant();
+        let mut r = req("create", "v1", "pods", "prod", Some("web-1"));
+        r.subresource = Some("eviction".into());
+        r.body = Some(
+            r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"web-1"}}"#.into(),
+        );
+        let c = g.check("k", &r).unwrap();
+        assert_eq!(
+            (c.method, c.uri.as_str()),
+            (
+                http::Method::POST,
+                "/api/v1/namespaces/prod/pods/web-1/eviction?fieldManager=runner"
+            ),
+            "never the pods collection: that would create a pod"
+        );
+        r.body = Some(r#"{"metadata":{"name":"web-2"}}"#.into());
+        assert!(
+            denied(&g, &r)
+                .contains("the body's metadata.name is `web-2`, not the request's name `web-1`")
         );
     }
 
