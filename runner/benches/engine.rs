@@ -12,6 +12,10 @@
 //! `$ANSIBLE_PLAYBOOK` (path to the binary) or else on `PATH`; without it the
 //! runner figures are still printed.
 //!
+//! A second runner build (an older commit, say) can be measured in the same run,
+//! interleaved with this one, with `ENGINE_RUNNER_BASELINE=/path/to/runner`: a
+//! table then gives both medians and their ratio per size.
+//!
 //! Goals (engine issue): 1,000 steps in ≤ 1 s, growing linearly from 10 to 1,000,
 //! with ≤ 0.5 ms of engine overhead per step. Nothing here asserts a timing.
 
@@ -70,10 +74,23 @@ fn main() {
 
     // Untimed: the first run compiles `echo` into the cache; one run of each size
     // also brings the files and the binary into the page cache.
-    let runner = |file: &Path, n: usize, i: usize| -> Sample {
-        let run_state = state.join(format!("{n}-{i}"));
+    let baseline = std::env::var_os("ENGINE_RUNNER_BASELINE").map(PathBuf::from);
+    if let Some(b) = &baseline {
+        assert!(
+            b.is_file(),
+            "ENGINE_RUNNER_BASELINE: {} is missing",
+            b.display()
+        );
+        println!(
+            "also measured, interleaved: {} (ENGINE_RUNNER_BASELINE)",
+            b.display()
+        );
+    }
+    // Each run gets a state folder of its own: `tag` tells the two builds apart.
+    let run_with = |exe: &Path, tag: &str, file: &Path, n: usize, i: usize| -> Sample {
+        let run_state = state.join(format!("{tag}-{n}-{i}"));
         std::fs::create_dir_all(&run_state).unwrap();
-        let mut cmd = Command::new(&exe);
+        let mut cmd = Command::new(exe);
         cmd.arg("exec")
             .arg(file)
             .args(["--output", "json"])
@@ -87,8 +104,12 @@ fn main() {
             rss: out.rss,
         }
     };
+    let runner = |file: &Path, n: usize, i: usize| run_with(&exe, "this", file, n, i);
     for (file, n) in runner_files.iter().zip(SIZES) {
         runner(file, n, 0);
+        if let Some(b) = &baseline {
+            run_with(b, "base", file, n, 0);
+        }
     }
     let cached = dir_size(&cache);
     assert!(cached > 0, "the warm-up run left the compile cache empty");
@@ -124,10 +145,14 @@ fn main() {
     }
 
     let mut runner_samples: Vec<Vec<Sample>> = vec![Vec::new(); SIZES.len()];
+    let mut baseline_samples: Vec<Vec<Sample>> = vec![Vec::new(); SIZES.len()];
     let mut ansible_samples: Vec<Vec<Sample>> = vec![Vec::new(); SIZES.len()];
     for rep in 1..=RUNNER_RUNS {
         for (k, n) in SIZES.into_iter().enumerate() {
             runner_samples[k].push(runner(&runner_files[k], n, rep));
+            if let Some(b) = &baseline {
+                baseline_samples[k].push(run_with(b, "base", &runner_files[k], n, rep));
+            }
         }
         if rep > ANSIBLE_RUNS {
             continue;
@@ -188,6 +213,33 @@ fn main() {
         println!("{line}");
     }
     println!("  (per step = median / N; ratio = ansible-playbook median / runner median)");
+    if baseline.is_some() {
+        let b: Vec<Stats> = baseline_samples.iter().map(|s| Stats::of(s)).collect();
+        println!(
+            "\nthis build against ENGINE_RUNNER_BASELINE, {RUNNER_RUNS} interleaved runs per size"
+        );
+        println!(
+            "  {:>5} {:>12} {:>12} {:>10} {:>10} {:>8}",
+            "N", "this median", "base median", "this/step", "base/step", "ratio"
+        );
+        for (k, n) in SIZES.into_iter().enumerate() {
+            println!(
+                "  {n:>5} {:>9.1} ms {:>9.1} ms {:>7.3} ms {:>7.3} ms {:>7.2}x",
+                ms(r[k].median),
+                ms(b[k].median),
+                ms(r[k].median) / n as f64,
+                ms(b[k].median) / n as f64,
+                ratio(r[k].median, b[k].median)
+            );
+        }
+        let slope_of = |s: &[Stats]| (ms(s[2].median) - ms(s[0].median)) / 990.0;
+        println!(
+            "  per-step slope 10 → 1000: this {:.3} ms, baseline {:.3} ms (ratio this/baseline {:.2})",
+            slope_of(&r),
+            slope_of(&b),
+            slope_of(&r) / slope_of(&b)
+        );
+    }
 
     // Slopes from medians, and from minimums as a check against the noise.
     let (t10, t100, t1000) = (&r[0], &r[1], &r[2]);

@@ -146,7 +146,7 @@ fn the_exec_plugin_runs_granted_programs_only() {
         r#"version: 1
 name: exec-test
 plugins:
-  sh: { uses: exec, grants: { process: [sh] } }
+  sh: { uses: exec, grants: { process: [{ run: sh, env: [A] }] } }
   only_true: { uses: exec, grants: { process: ["true"] } }
 stages:
   - id: s
