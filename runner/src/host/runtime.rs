@@ -15,6 +15,11 @@
 //! - Stack: wasmtime's own stack limit turns runaway recursion into a trap.
 //! - Output: outputs must be a JSON object of at most [`MAX_OUTPUT_BYTES`]; log
 //!   lines are capped in `state`; every string is redacted of secret values.
+//! - Artifacts: at most [`MAX_ARTIFACTS`](super::artifacts::MAX_ARTIFACTS) per step, totalling at most
+//!   [`MAX_ARTIFACT_BYTES`] per step by logical size and what is left of the
+//!   run's budget ([`RunBudget`](super::artifacts::RunBudget)), checked before
+//!   anything is copied; the copy runs off the executor thread and within the
+//!   step's deadline. See `host::artifacts`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -543,11 +548,27 @@ impl Runtime {
         let mut data = store.into_data();
         let denials = data.state.denials.list();
         let outcome = with_denials(outcome, &denials);
-        let outcome = match (outcome, &data.state.granted.artifacts) {
+        let outcome = match (outcome, data.state.granted.artifacts.clone()) {
             (Ok(mut s), Some(dest)) => {
-                match super::artifacts::keep(&workdir.path, dest, &mut s.artifacts) {
+                // The copy counts against the step's deadline.
+                match super::artifacts::keep(
+                    &workdir.path,
+                    &dest,
+                    &mut s.artifacts,
+                    data.state.granted.artifact_budget.clone(),
+                    start.checked_add(limits.timeout),
+                    limits.timeout,
+                )
+                .await
+                {
                     Ok(()) => Ok(s),
-                    Err(f) => Err(f),
+                    Err(not_kept) => {
+                        if let Some(line) = not_kept.log {
+                            let line = data.state.redactor.redact(&format!("runner: {line}"));
+                            data.state.log.host_line("warn", line);
+                        }
+                        Err(not_kept.failure)
+                    }
                 }
             }
             (outcome, _) => outcome,
