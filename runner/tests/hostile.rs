@@ -15,6 +15,8 @@ use runner::host::state::Granted;
 use serde_json::{Value, json};
 
 mod common;
+#[path = "hostile/resources.rs"]
+mod resources;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
