@@ -793,6 +793,35 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_passed_before_the_copy_is_a_timeout_explained_in_the_log() {
+        let (work, dest, mut artifacts) = fixture("late", &[("a.txt", 5)]);
+        let budget = Arc::new(RunBudget::default());
+        let timeout = Duration::from_millis(300);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let not_kept = rt
+            .block_on(keep(
+                &work,
+                &dest,
+                &mut artifacts,
+                budget.clone(),
+                Some(Instant::now()),
+                timeout,
+            ))
+            .expect_err("the deadline has passed");
+        assert_eq!(not_kept.failure, StepFailure::TimedOut(timeout));
+        assert_eq!(
+            not_kept.log.as_deref(),
+            Some(
+                "keeping the artifacts ran past the step's timeout of 300ms (the plugin had returned; stopped at artifact `a.txt` after 0 bytes of 5 bytes, and removed what was copied): raise the step's `timeout`, or write fewer or smaller artifacts (compress them, or keep only what the post-mortem needs)"
+            )
+        );
+        assert!(!dest.exists());
+        assert_eq!(budget.kept(), Kept::default());
+    }
+
+    #[test]
     fn a_file_that_grows_during_the_copy_is_refused() {
         let chunk = CHUNK_BYTES as usize;
         let (work, dest, mut artifacts) = fixture("grows", &[("log", 2 * chunk)]);
