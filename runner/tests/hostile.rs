@@ -23,6 +23,8 @@ mod kube;
 mod net;
 #[path = "hostile/process_grant.rs"]
 mod process_grant;
+#[path = "hostile/resources.rs"]
+mod resources;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

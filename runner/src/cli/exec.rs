@@ -278,6 +278,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
         grants: &resolved.grants,
         memory: &resolved.memory,
         artifacts: Some(state.join("artifacts").join(&run_id)),
+        artifact_budget: Default::default(),
         state_dir: Some(state.clone()),
         interactive,
         interrupt: interrupt_rx,

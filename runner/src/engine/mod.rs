@@ -189,6 +189,9 @@ pub struct Executor<'a> {
     pub memory: &'a HashMap<String, usize>,
     /// Where artifacts are kept, one folder per step; `None`: not kept.
     pub artifacts: Option<PathBuf>,
+    /// What the run may still keep as artifacts: one budget for all its steps
+    /// (an `Executor` runs one run).
+    pub artifact_budget: std::sync::Arc<crate::host::artifacts::RunBudget>,
     /// The state directory, for the approval mailbox; `None`: approvals fail.
     pub state_dir: Option<PathBuf>,
     /// Prompt for approvals on the terminal (besides `runner approve`).
@@ -1195,6 +1198,7 @@ impl Executor<'_> {
     ) -> Result<crate::host::runtime::StepSuccess, StepFailure> {
         let mut granted = self.grants.get(&a.plugin).cloned().unwrap_or_default();
         granted.artifacts = self.artifacts.as_ref().map(|d| d.join(&record.step));
+        granted.artifact_budget = self.artifact_budget.clone();
         let result = self.runtime.run(plugin, &a.input, &a.limits, granted).await;
         record.log.extend(result.log.lines);
         result.outcome

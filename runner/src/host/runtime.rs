@@ -15,6 +15,15 @@
 //! - Stack: wasmtime's own stack limit turns runaway recursion into a trap.
 //! - Output: outputs must be a JSON object of at most [`MAX_OUTPUT_BYTES`]; log
 //!   lines are capped in `state`; every string is redacted of secret values.
+//! - Artifacts: at most [`MAX_ARTIFACTS`](super::artifacts::MAX_ARTIFACTS) per step, totalling at most
+//!   [`MAX_ARTIFACT_BYTES`] per step by logical size and what is left of the
+//!   run's budget ([`RunBudget`](super::artifacts::RunBudget)), checked before
+//!   anything is copied; the copy runs off the executor thread and within the
+//!   step's deadline. See `host::artifacts`.
+//! - `describe`: its name, version, description, input schema
+//!   ([`MAX_SCHEMA_BYTES`]) and capabilities are measured before anything is
+//!   parsed, so an oversized answer is refused at once ([`LoadError::TooLarge`]),
+//!   in `runner validate`, `plan` and `plugins check` as in a run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -178,7 +187,35 @@ pub enum LoadError {
     Schema(String),
     #[error("`describe` names the capability `{0}`, which does not exist (known: {known})", known = CAPABILITIES.join(", "))]
     UnknownCapability(String),
+    /// Checked before the answer is parsed, so that an oversized one costs
+    /// nothing (`runner validate`, `plan` and `plugins check` load plugins too).
+    #[error(
+        "`describe` returned {what} of {size} {unit}; the limit is {limit} {unit} ({hint}): the plugin is at fault; fix its `describe` or use another plugin"
+    )]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        unit: &'static str,
+        limit: usize,
+        hint: &'static str,
+    },
 }
+
+/// Longest input schema `describe` may return, as JSON text. A schema describes
+/// the `with:` fields, not data: the largest built-in one (`git`'s) is about
+/// 12 KiB.
+pub const MAX_SCHEMA_BYTES: usize = 256 << 10;
+/// Longest plugin name `describe` may return.
+pub const MAX_NAME_BYTES: usize = 128;
+/// Longest version `describe` may return.
+pub const MAX_VERSION_BYTES: usize = 64;
+/// Longest description `describe` may return.
+pub const MAX_DESCRIPTION_BYTES: usize = 4 << 10;
+/// Most capabilities `describe` may list (there are 7 kinds, each at most once
+/// plain and once optional).
+pub const MAX_CAPABILITIES: usize = 32;
+/// Longest capability name `describe` may list.
+pub const MAX_CAPABILITY_BYTES: usize = 32;
 
 /// The capability kinds a plugin may declare.
 pub const CAPABILITIES: &[&str] = &["http", "tcp", "fs", "process", "kube", "secrets", "log"];
@@ -447,7 +484,7 @@ impl Runtime {
             Ok(Err(e)) => return Err(LoadError::Describe(classify(e, &store, DESCRIBE_TIMEOUT))),
             Ok(Ok(info)) => info,
         };
-        let description = describe(info).map_err(LoadError::Schema)?;
+        let description = describe(info)?;
         if let Some(unknown) = description
             .capabilities
             .iter()
@@ -552,11 +589,27 @@ impl Runtime {
         let mut data = store.into_data();
         let denials = data.state.denials.list();
         let outcome = with_denials(outcome, &denials);
-        let outcome = match (outcome, &data.state.granted.artifacts) {
+        let outcome = match (outcome, data.state.granted.artifacts.clone()) {
             (Ok(mut s), Some(dest)) => {
-                match super::artifacts::keep(&workdir.path, dest, &mut s.artifacts) {
+                // The copy counts against the step's deadline.
+                match super::artifacts::keep(
+                    &workdir.path,
+                    &dest,
+                    &mut s.artifacts,
+                    data.state.granted.artifact_budget.clone(),
+                    start.checked_add(limits.timeout),
+                    limits.timeout,
+                )
+                .await
+                {
                     Ok(()) => Ok(s),
-                    Err(f) => Err(f),
+                    Err(not_kept) => {
+                        if let Some(line) = not_kept.log {
+                            let line = data.state.redactor.redact(&format!("runner: {line}"));
+                            data.state.log.host_line("warn", line);
+                        }
+                        Err(not_kept.failure)
+                    }
                 }
             }
             (outcome, _) => outcome,
@@ -728,11 +781,67 @@ fn redact_failure(r: &super::redact::Redactor, f: StepFailure) -> StepFailure {
     }
 }
 
-fn describe(info: PluginInfo) -> Result<Description, String> {
+/// `describe`'s answer, parsed; its sizes are checked first, before any parsing.
+fn describe(info: PluginInfo) -> Result<Description, LoadError> {
+    let too_large = |what, size, unit, limit, hint| LoadError::TooLarge {
+        what,
+        size,
+        unit,
+        limit,
+        hint,
+    };
+    for (what, text, limit) in [
+        ("a name", &info.name, MAX_NAME_BYTES),
+        ("a version", &info.version, MAX_VERSION_BYTES),
+        ("a description", &info.description, MAX_DESCRIPTION_BYTES),
+    ] {
+        if text.len() > limit {
+            return Err(too_large(
+                what,
+                text.len(),
+                "bytes",
+                limit,
+                "it is shown in plans and reports",
+            ));
+        }
+    }
+    if info.input_schema.len() > MAX_SCHEMA_BYTES {
+        return Err(too_large(
+            "an input schema",
+            info.input_schema.len(),
+            "bytes",
+            MAX_SCHEMA_BYTES,
+            "an input schema describes the `with:` fields in a few KiB",
+        ));
+    }
+    if info.capabilities.len() > MAX_CAPABILITIES {
+        return Err(too_large(
+            "a list",
+            info.capabilities.len(),
+            "capabilities",
+            MAX_CAPABILITIES,
+            "each kind needs naming once",
+        ));
+    }
+    if let Some(long) = info
+        .capabilities
+        .iter()
+        .find(|c| c.len() > MAX_CAPABILITY_BYTES)
+    {
+        return Err(too_large(
+            "a capability name",
+            long.len(),
+            "bytes",
+            MAX_CAPABILITY_BYTES,
+            "capabilities are short kinds such as `http`",
+        ));
+    }
     let input_schema: Value = serde_json::from_str(&info.input_schema)
-        .map_err(|e| format!("the input schema is not JSON: {e}"))?;
+        .map_err(|e| LoadError::Schema(format!("the input schema is not JSON: {e}")))?;
     if !jsonschema::meta::is_valid(&input_schema) {
-        return Err("the input schema does not satisfy the JSON Schema meta-schema".into());
+        return Err(LoadError::Schema(
+            "the input schema does not satisfy the JSON Schema meta-schema".into(),
+        ));
     }
     let (optional, capabilities): (Vec<String>, Vec<String>) = info
         .capabilities
@@ -749,4 +858,116 @@ fn describe(info: PluginInfo) -> Result<Description, String> {
             .map(|c| c.trim_end_matches('?').to_owned())
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            description: "d".into(),
+            input_schema: r#"{"type":"object"}"#.into(),
+            capabilities: vec!["http".into(), "secrets?".into()],
+        }
+    }
+
+    fn refused(info: PluginInfo) -> String {
+        match describe(info) {
+            Err(e @ LoadError::TooLarge { .. }) => e.to_string(),
+            other => panic!("expected a size refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_at_the_limits_are_accepted() {
+        let padded = format!(
+            r#"{{"type":"object","description":"{}"}}"#,
+            "x".repeat(MAX_SCHEMA_BYTES - 34)
+        );
+        assert_eq!(padded.len(), MAX_SCHEMA_BYTES);
+        let d = describe(PluginInfo {
+            name: "n".repeat(MAX_NAME_BYTES),
+            version: "v".repeat(MAX_VERSION_BYTES),
+            description: "d".repeat(MAX_DESCRIPTION_BYTES),
+            input_schema: padded,
+            capabilities: vec!["http".into(); MAX_CAPABILITIES],
+        })
+        .expect("at the limits");
+        assert_eq!(d.capabilities.len(), MAX_CAPABILITIES);
+        assert_eq!(describe(info()).expect("small").optional, vec!["secrets"]);
+    }
+
+    #[test]
+    fn each_oversized_part_is_refused_naming_its_limit() {
+        let m = refused(PluginInfo {
+            input_schema: " ".repeat(MAX_SCHEMA_BYTES + 1),
+            ..info()
+        });
+        assert!(
+            m.starts_with(
+                "`describe` returned an input schema of 262145 bytes; the limit is 262144 bytes"
+            ),
+            "{m}"
+        );
+        let m = refused(PluginInfo {
+            name: "n".repeat(MAX_NAME_BYTES + 1),
+            ..info()
+        });
+        assert!(
+            m.starts_with("`describe` returned a name of 129 bytes; the limit is 128 bytes"),
+            "{m}"
+        );
+        let m = refused(PluginInfo {
+            version: "v".repeat(MAX_VERSION_BYTES + 1),
+            ..info()
+        });
+        assert!(
+            m.starts_with("`describe` returned a version of 65 bytes; the limit is 64 bytes"),
+            "{m}"
+        );
+        let m = refused(PluginInfo {
+            description: "d".repeat(MAX_DESCRIPTION_BYTES + 1),
+            ..info()
+        });
+        assert!(
+            m.starts_with(
+                "`describe` returned a description of 4097 bytes; the limit is 4096 bytes"
+            ),
+            "{m}"
+        );
+        let m = refused(PluginInfo {
+            capabilities: vec!["http".into(); MAX_CAPABILITIES + 1],
+            ..info()
+        });
+        assert!(
+            m.starts_with(
+                "`describe` returned a list of 33 capabilities; the limit is 32 capabilities"
+            ),
+            "{m}"
+        );
+        let m = refused(PluginInfo {
+            capabilities: vec!["h".repeat(MAX_CAPABILITY_BYTES + 1)],
+            ..info()
+        });
+        assert!(
+            m.starts_with(
+                "`describe` returned a capability name of 33 bytes; the limit is 32 bytes"
+            ),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_schema_under_the_limit_is_still_parsed_and_checked() {
+        let r = describe(PluginInfo {
+            input_schema: "{ not json".into(),
+            ..info()
+        });
+        assert!(
+            matches!(r, Err(LoadError::Schema(m)) if m.starts_with("the input schema is not JSON"))
+        );
+    }
 }

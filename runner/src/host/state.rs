@@ -45,6 +45,9 @@ pub struct Granted {
     /// Where the step's artifacts are kept (set by the engine); `None`: they are
     /// checked but not kept.
     pub artifacts: Option<std::path::PathBuf>,
+    /// What the run may still keep as artifacts, shared by all its steps (set by
+    /// the engine); by default a fresh budget of its own.
+    pub artifact_budget: Arc<super::artifacts::RunBudget>,
 }
 
 pub struct StepState {
