@@ -5,7 +5,11 @@
 //! that leads out of its working directory, a symbolic link to a host file, or
 //! files so large or so many that copying them exhausts the runner's disk or time.
 //! What must never happen: a host file outside the working directory is copied;
-//! the host does unbounded work for a plugin.
+//! the host does unbounded work for a plugin; a granted secret reaches the
+//! record or the disk through an artifact (its name and media type go through
+//! `host::text::from_plugin`; a path that contains a secret value is refused,
+//! since the runner would keep the file under that name), nor a control
+//! character through its path (refused too).
 
 use super::bindings::runner::plugin::types::Artifact as Declared;
 use super::runtime::{StepFailure, printable};
@@ -26,9 +30,19 @@ pub struct Artifact {
 /// Largest artifact kept.
 pub const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
 
+/// Longest artifact name or media type kept.
+pub const MAX_LABEL_BYTES: usize = 1 << 10;
+
 /// Checks the artifacts a plugin declared: relative paths inside its working
-/// directory, names and media types made printable.
-pub(super) fn check(artifacts: Vec<Declared>) -> Result<Vec<Artifact>, StepFailure> {
+/// directory that contain no secret value and no [`hidden`](super::text::hidden)
+/// character; names and media types redacted,
+/// made printable and cut ([`from_plugin`](super::text::from_plugin)). A
+/// refusal quotes what the plugin sent as it is: the failure's message is
+/// cleaned like any other (`runtime::redact_failure`).
+pub(super) fn check(
+    redactor: &super::redact::Redactor,
+    artifacts: Vec<Declared>,
+) -> Result<Vec<Artifact>, StepFailure> {
     let mut checked = Vec::with_capacity(artifacts.len());
     for a in artifacts {
         let path = std::path::Path::new(&a.path);
@@ -42,14 +56,25 @@ pub(super) fn check(artifacts: Vec<Declared>) -> Result<Vec<Artifact>, StepFailu
         if !inside {
             return Err(StepFailure::BadOutput(format!(
                 "artifact `{}` points at `{}`; artifact paths must be relative to the step's working directory, without `..`",
-                printable(&a.name),
-                printable(&a.path)
+                a.name, a.path
+            )));
+        }
+        if redactor.finds(&a.path) {
+            return Err(StepFailure::BadOutput(format!(
+                "artifact `{}` has a path that contains the value of a granted secret (`{}`); the runner keeps artifacts under their path, so name the file otherwise",
+                a.name, a.path
+            )));
+        }
+        if a.path.chars().any(super::text::hidden) {
+            return Err(StepFailure::BadOutput(format!(
+                "artifact `{}` has a path with control characters (`{}`); the runner shows artifact paths as they are, so name the file otherwise",
+                a.name, a.path
             )));
         }
         checked.push(Artifact {
-            name: printable(&a.name),
+            name: super::text::from_plugin(redactor, &a.name, MAX_LABEL_BYTES),
             path: a.path,
-            media_type: printable(&a.media_type),
+            media_type: super::text::from_plugin(redactor, &a.media_type, MAX_LABEL_BYTES),
             stored: None,
         });
     }
