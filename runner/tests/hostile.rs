@@ -15,6 +15,10 @@ use runner::host::state::Granted;
 use serde_json::{Value, json};
 
 mod common;
+#[path = "hostile/display.rs"]
+mod display;
+#[path = "hostile/redaction.rs"]
+mod redaction;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
