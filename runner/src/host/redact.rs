@@ -85,9 +85,7 @@ impl Redactor {
     /// A JSON value that is not a string, array or object, or [`MASK`] when
     /// its JSON text contains a secret value or it equals a numeric one.
     pub fn scalar(&self, v: Value) -> Value {
-        let equal = v
-            .as_f64()
-            .is_some_and(|f| self.numbers.iter().any(|n| *n == f));
+        let equal = v.as_f64().is_some_and(|f| self.numbers.contains(&f));
         if equal || self.finds(&v.to_string()) {
             Value::String(MASK.to_owned())
         } else {

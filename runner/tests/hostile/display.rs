@@ -138,10 +138,10 @@ fn structure(md: &str) -> (Vec<String>, Vec<(String, usize)>) {
                 }
                 Some(h) => {
                     assert_eq!(cells(line), h, "a row that does not fit its table: {line}");
-                    if !line.starts_with("| ---") {
-                        if let Some(t) = tables.last_mut() {
-                            t.1 += 1;
-                        }
+                    if !line.starts_with("| ---")
+                        && let Some(t) = tables.last_mut()
+                    {
+                        t.1 += 1;
                     }
                 }
             }
