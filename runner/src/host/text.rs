@@ -192,8 +192,9 @@ mod tests {
             assert!(!out.contains(&secret[8..]), "{pad}: {out}");
         }
         // Cut before redaction (the old order), the first half was kept.
-        let text = format!("{}{secret}", "x".repeat(84));
-        assert!(r.redact(&cut(text, 100)).contains(&secret[..7]));
+        let text = format!("{}{secret} and more", "x".repeat(84));
+        assert!(r.redact(&cut(text.clone(), 100)).contains(&secret[..7]));
+        assert!(!from_plugin(&r, &text, 100).contains(&secret[..7]));
     }
 
     #[test]
