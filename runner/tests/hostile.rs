@@ -15,6 +15,8 @@ use runner::host::state::Granted;
 use serde_json::{Value, json};
 
 mod common;
+#[path = "hostile/display.rs"]
+mod display;
 #[path = "hostile/fs_grant.rs"]
 mod fs_grant;
 #[path = "hostile/kube.rs"]
@@ -23,6 +25,8 @@ mod kube;
 mod net;
 #[path = "hostile/process_grant.rs"]
 mod process_grant;
+#[path = "hostile/redaction.rs"]
+mod redaction;
 #[path = "hostile/resources.rs"]
 mod resources;
 

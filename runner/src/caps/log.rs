@@ -7,18 +7,27 @@
 //! where people and the journal can read it. What must never happen: more than
 //! [`MAX_LOG_LINES`] lines or [`MAX_LOG_BYTES`] kept per attempt; a line longer
 //! than [`MAX_LOG_LINE`]; more than [`LOG_BURST`] lines at once or [`LOG_RATE`] a
-//! second after that; a control character or a granted secret value in any kept
-//! or emitted line.
+//! second after that; a granted secret value, a control character (other than
+//! the tab), a bidi control or a line separator in any kept or emitted line,
+//! its fields, or the progress message.
 //!
-//! Grant: none (always on). Check: the caps above, applied in [`LogSink::line`];
-//! a line over a cap is counted in [`StepLog::dropped`], not kept. Host
+//! Grant: none (always on). Check: each message, each line's fields and each
+//! progress message goes through `host::text::from_plugin` (redacted, then
+//! made printable with visible escapes such as `\n` and `\u{1b}`, then cut to
+//! [`MAX_LOG_LINE`] with a mark), so a secret that spans a newline inside one
+//! line is still recognised and a secret at the cut is masked before it could
+//! be cut in half; then the caps above, applied in [`LogSink::line`]: a line
+//! over a cap is counted in [`StepLog::dropped`], not kept. The host's own
+//! lines ([`StepLog::host_line`]) are made printable and not capped; the
+//! runtime redacts them first. Out of reach: a secret the plugin splits across
+//! two lines, or encodes, is not recognised (see `host::redact`). Host
 //! implementation: kept lines go to the step's record and to `tracing` (target
 //! `plugin`, field `plugin`), which the CLI filters with `RUNNER_LOG`.
 
 use std::time::Instant;
 
 use crate::host::redact::Redactor;
-use crate::host::runtime::printable;
+use crate::host::text::{from_plugin, printable};
 
 /// Most log lines kept per step attempt; further lines are counted, not kept.
 pub const MAX_LOG_LINES: usize = 10_000;
@@ -116,8 +125,8 @@ impl LogSink {
 
     /// One line from the plugin; `level` is `trace` … `error`.
     pub fn line(&mut self, r: &Redactor, level: &'static str, message: String, fields: String) {
-        let message = r.redact(&printable(&cut(message, MAX_LOG_LINE)));
-        let fields = r.redact(&printable(&cut(fields, MAX_LOG_LINE)));
+        let message = from_plugin(r, &message, MAX_LOG_LINE);
+        let fields = from_plugin(r, &fields, MAX_LOG_LINE);
         let size = message.len() + fields.len();
         if self.log.lines.len() >= MAX_LOG_LINES
             || self.log.bytes + size > MAX_LOG_BYTES
@@ -145,7 +154,7 @@ impl LogSink {
 
     /// The step's progress: `done` of `total` units.
     pub fn progress(&mut self, r: &Redactor, done: u64, total: Option<u64>, message: String) {
-        let message = r.redact(&printable(&cut(message, MAX_LOG_LINE)));
+        let message = from_plugin(r, &message, MAX_LOG_LINE);
         self.log.progress = Some((done, total, message));
     }
 
@@ -157,19 +166,6 @@ impl LogSink {
     pub fn finish(self) -> StepLog {
         self.log
     }
-}
-
-/// `s` cut to at most `max` bytes (on a character boundary), marked as cut.
-fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str(" …[cut]");
-    }
-    s
 }
 
 #[cfg(test)]
@@ -206,10 +202,43 @@ mod tests {
         );
         sink.line(&r, "warn", "x".repeat(MAX_LOG_LINE * 2), String::new());
         let log = sink.finish();
-        assert_eq!(log.lines[0].message, "token=[redacted]  [2Jcleared");
+        assert_eq!(log.lines[0].message, "token=[redacted] \\u{1b}[2Jcleared");
         assert_eq!(log.lines[0].fields, r#"{"pw":"[redacted]"}"#);
-        assert_eq!(log.lines[1].message.len(), MAX_LOG_LINE + " …[cut]".len());
+        assert_eq!(log.lines[1].message.len(), MAX_LOG_LINE);
+        assert!(log.lines[1].message.ends_with(crate::host::text::CUT_MARK));
         assert_eq!(log.dropped, 0);
+    }
+
+    #[test]
+    fn multi_line_secrets_and_secrets_at_the_cut_are_masked() {
+        let secret = "first-half\nsecond-half";
+        let r = Redactor::new([secret.to_owned()]);
+        let mut sink = LogSink::new("p");
+        sink.line(&r, "info", format!("key:\n{secret}\n"), String::new());
+        // A JSON string spells the newline `\n`: still the secret.
+        let fields = serde_json::json!({ "k": secret }).to_string();
+        sink.line(&r, "info", "f".into(), fields);
+        let pad = "x".repeat(MAX_LOG_LINE - 11);
+        sink.line(&r, "info", format!("{pad}{secret}"), String::new());
+        sink.progress(&r, 1, None, format!("{pad}{secret}"));
+        let log = sink.finish();
+        let progress = log.progress.clone().map(|p| p.2).unwrap_or_default();
+        let texts = [
+            log.lines[0].message.as_str(),
+            log.lines[1].fields.as_str(),
+            log.lines[2].message.as_str(),
+            progress.as_str(),
+        ];
+        assert_eq!(texts[0], "key:\\n[redacted]\\n");
+        assert_eq!(texts[1], r#"{"k":"[redacted]"}"#);
+        for t in texts {
+            assert!(
+                !t.contains("first-half") && !t.contains("second-half"),
+                "{t}"
+            );
+            assert!(!t.chars().any(crate::host::text::hidden), "{t:?}");
+            assert!(t.len() <= MAX_LOG_LINE);
+        }
     }
 
     #[test]

@@ -406,7 +406,14 @@ fn watch_signals(tx: tokio::sync::watch::Sender<Option<engine::Interrupt>>) {
 }
 
 /// One line per event for people; `None` for events that only JSON shows.
+///
+/// Every text in it that a plugin or a playbook wrote (summaries, errors,
+/// prompts, names) goes through [`printable`](crate::host::text::printable): the host cleaned what it
+/// recorded, but the journal may hold text from an older runner, and a
+/// newline or an escape sequence here would forge or hide a line of the
+/// `runs show` timeline or of `--output text`.
 pub(crate) fn human(e: &engine::Event) -> Option<String> {
+    use crate::host::text::printable as p;
     use engine::Event as E;
     let secs = |s: f64| {
         crate::playbook::scalars::format_duration(std::time::Duration::from_secs_f64(s.max(0.0)))
@@ -417,7 +424,7 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
             budget_s,
             timeout_s,
         } => {
-            let mut l = format!("run {playbook}");
+            let mut l = format!("run {}", p(playbook));
             if let Some(b) = budget_s {
                 l.push_str(&format!(" (budget {})", secs(*b)));
             }
@@ -429,10 +436,10 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
         E::StageStarted {
             stage, budget_s, ..
         } => match budget_s {
-            Some(b) => format!("stage {stage} (budget {})", secs(*b)),
-            None => format!("stage {stage}"),
+            Some(b) => format!("stage {} (budget {})", p(stage), secs(*b)),
+            None => format!("stage {}", p(stage)),
         },
-        E::StageSkipped { stage } => format!("stage {stage}: skipped"),
+        E::StageSkipped { stage } => format!("stage {}: skipped", p(stage)),
         E::StepStarted { .. } | E::Gate { .. } => return None,
         E::Retry {
             step,
@@ -441,7 +448,11 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
             error,
             ..
         } => {
-            format!("  retry {step}: attempt {attempt} {error}; again in {delay_ms} ms")
+            format!(
+                "  retry {}: attempt {attempt} {}; again in {delay_ms} ms",
+                p(step),
+                p(error)
+            )
         }
         E::Measurement {
             step,
@@ -450,8 +461,8 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
             error,
             ..
         } => match error {
-            Some(err) => format!("  watch {step} #{n}: {verdict:?} ({err})"),
-            None => format!("  watch {step} #{n}: {verdict:?}"),
+            Some(err) => format!("  watch {} #{n}: {verdict:?} ({})", p(step), p(err)),
+            None => format!("  watch {} #{n}: {verdict:?}", p(step)),
         },
         E::ApprovalRequested {
             step,
@@ -463,11 +474,18 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
             let who = if approvers.is_empty() {
                 String::new()
             } else {
-                format!(" (approvers: {})", approvers.join(", "))
+                format!(" (approvers: {})", p(&approvers.join(", ")))
             };
-            format!("  APPROVAL {step}: {prompt}{who}\n    answer with: {answer_with}")
+            format!(
+                "  APPROVAL {}: {}{who}\n    answer with: {}",
+                p(step),
+                p(prompt),
+                p(answer_with)
+            )
         }
-        E::ApprovalDecided { step, outcome, .. } => format!("  approval {step}: {outcome}"),
+        E::ApprovalDecided { step, outcome, .. } => {
+            format!("  approval {}: {}", p(step), p(outcome))
+        }
         E::StepFinished(r) => step_line(r),
         E::BudgetExceeded {
             stage,
@@ -475,19 +493,19 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
             elapsed_s,
         } => format!(
             "BUDGET EXCEEDED {}: {} used of {}",
-            stage.as_deref().unwrap_or("run"),
+            p(stage.as_deref().unwrap_or("run")),
             secs(*elapsed_s),
             secs(*budget_s)
         ),
         E::TimedOut { stage, timeout_s } => format!(
             "TIMED OUT {} after {}",
-            stage.as_deref().unwrap_or("run"),
+            p(stage.as_deref().unwrap_or("run")),
             secs(*timeout_s)
         ),
-        E::Interrupted { signal } => format!("INTERRUPTED by {signal}"),
+        E::Interrupted { signal } => format!("INTERRUPTED by {}", p(signal)),
         E::Handlers { stage, kind } => match stage {
-            Some(s) => format!("  handlers {kind} of stage {s}"),
-            None => format!("handlers {kind} of the run"),
+            Some(s) => format!("  handlers {} of stage {}", p(kind), p(s)),
+            None => format!("handlers {} of the run", p(kind)),
         },
         E::StageFinished {
             stage,
@@ -496,11 +514,13 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
             budget_s,
         } => match budget_s {
             Some(b) => format!(
-                "stage {stage} {status} in {} (budget {})",
+                "stage {} {} in {} (budget {})",
+                p(stage),
+                p(status),
                 secs(*duration_s),
                 secs(*b)
             ),
-            None => format!("stage {stage} {status} in {}", secs(*duration_s)),
+            None => format!("stage {} {} in {}", p(stage), p(status), secs(*duration_s)),
         },
         E::RunFinished { .. } => return None,
         E::RunResumed {
@@ -512,15 +532,17 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
             } else {
                 format!(
                     "resumed: {restored} finished steps restored; in flight when the runner died: {}",
-                    in_flight.join(", ")
+                    p(&in_flight.join(", "))
                 )
             }
         }
-        E::StepRestored(r) => format!("  (restored) {}: {}", r.step, r.status),
+        E::StepRestored(r) => format!("  (restored) {}: {}", p(&r.step), p(r.status)),
     })
 }
 
+/// A finished step for people; its texts through [`printable`](crate::host::text::printable) (see [`human`]).
 fn step_line(r: &StepRecord) -> String {
+    use crate::host::text::printable as p;
     let mark = match r.status {
         "succeeded" => "ok  ",
         "skipped" => "skip",
@@ -530,17 +552,21 @@ fn step_line(r: &StepRecord) -> String {
     let place = r
         .stage
         .as_deref()
-        .map_or_else(|| r.step.clone(), |s| format!("{s}/{}", r.step));
+        .map_or_else(|| p(&r.step), |s| format!("{}/{}", p(s), p(&r.step)));
     let mut line = format!("  {mark} {place} ({} ms)", r.duration_ms);
     if !r.summary.is_empty() {
-        line.push_str(&format!(": {}", r.summary));
+        line.push_str(&format!(": {}", p(&r.summary)));
     }
     if let Some(e) = &r.error {
-        line.push_str(&format!(": {e}"));
+        line.push_str(&format!(": {}", p(e)));
     }
     for a in &r.artifacts {
         if let Some(stored) = &a.stored {
-            line.push_str(&format!("\n     artifact {}: {}", a.name, stored.display()));
+            line.push_str(&format!(
+                "\n     artifact {}: {}",
+                p(&a.name),
+                p(&stored.display().to_string())
+            ));
         }
     }
     line

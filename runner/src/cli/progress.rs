@@ -46,9 +46,11 @@
 //! terminal part ([`Progress`]) only maps those lines onto `indicatif` bars.
 //! Colour (`color`) is only ever a second cue: every state is also in the
 //! words or the mark, so `NO_COLOR` loses nothing. Text that comes from
-//! plugins or playbooks (summaries, errors, prompts) is put on one line with
-//! control characters removed, so that it cannot move the cursor or break the
-//! tree; on the live part it is cut at the right edge of the terminal.
+//! plugins or playbooks (summaries, errors, prompts) is put on one line, its
+//! white space folded and its other control characters and bidi controls shown
+//! as visible escapes (`host::text`), so that it cannot move the cursor,
+//! reorder the line or break the tree; on the live part it is cut at the right
+//! edge of the terminal.
 //!
 //! Approvals: when standard input is a terminal, the engine also asks the
 //! question on the terminal (on stderr) and reads the answer; a tree redrawn
@@ -546,20 +548,26 @@ fn seconds(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
 }
 
-/// One line of text: control characters (newlines, tabs, escape sequences'
-/// ESC) and runs of white space become one space.
+/// One line of text: runs of white space (newlines, tabs, line separators
+/// included) become one space; every other character `host::text::hidden`
+/// names (an escape sequence's ESC, NUL, a bidi override) is shown as its
+/// visible escape (`\u{1b}`), as everywhere else a person reads plugin text.
 fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = false;
     for c in text.chars() {
-        if c.is_control() || c.is_whitespace() {
+        if c.is_whitespace() {
             space = true;
         } else {
             if space && !out.is_empty() {
                 out.push(' ');
             }
             space = false;
-            out.push(c);
+            if crate::host::text::hidden(c) {
+                crate::host::text::escape(&mut out, c);
+            } else {
+                out.push(c);
+            }
         }
     }
     out
@@ -2120,8 +2128,9 @@ mod tests {
     fn plugin_text_stays_on_one_line_and_is_capped() {
         assert_eq!(
             one_line("\x1b[31mred\x1b[0m\r\nnext\tline  "),
-            "[31mred [0m next line"
+            "\\u{1b}[31mred\\u{1b}[0m next line"
         );
+        assert_eq!(one_line("a\0b\u{202e}c\u{2028}d"), "a\\0b\\u{202e}c d");
         let long = capped(&"x".repeat(300), DETAIL_MAX);
         assert_eq!(long.width(), DETAIL_MAX);
         assert!(long.ends_with("x…"));

@@ -585,7 +585,8 @@ fn converse(
         "\napproval needed for step `{}` of run `{}`: {}\n{}answer here, or from another shell: {how} (until {})",
         request.step,
         request.run_id,
-        request.prompt,
+        // The prompt may quote a plugin's outputs through `${{ }}`.
+        crate::host::text::printable(&request.prompt),
         if request.approvers.is_empty() {
             String::new()
         } else {

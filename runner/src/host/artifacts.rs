@@ -6,14 +6,19 @@
 //! files so large or so many that copying them exhausts the runner's disk or time;
 //! a program it started may still be writing a file while the runner copies it.
 //! What must never happen: a host file outside the working directory is copied;
-//! the host does unbounded work for a plugin.
+//! the host does unbounded work for a plugin; a granted secret reaches the
+//! record or the disk through an artifact (its name and media type go through
+//! `host::text::from_plugin`; a path that contains a secret value is refused,
+//! since the runner would keep the file under that name), nor a control
+//! character through its path (refused too).
 //!
 //! What is enforced, in this order:
 //!
 //! - When the plugin returns ([`check`]): at most [`MAX_ARTIFACTS`] artifacts;
 //!   each name, path and media type at most [`MAX_ARTIFACT_TEXT`] bytes; each
-//!   path relative to the working directory, without `..`. Names and media types
-//!   are made printable.
+//!   path relative to the working directory, without `..`, with no secret value
+//!   and no control character. Names and media types are redacted and made
+//!   printable.
 //! - Before anything is copied ([`keep`]): each artifact is a regular file, not a
 //!   symbolic link, reached without leaving the working directory through one; it
 //!   is opened without blocking and must be the file that was checked. The files'
@@ -222,9 +227,16 @@ const SMALLER: &str =
     "write fewer or smaller artifacts (compress them, or keep only what the post-mortem needs)";
 
 /// Checks the artifacts a plugin declared: at most [`MAX_ARTIFACTS`], short
-/// texts, relative paths inside its working directory, names and media types
-/// made printable.
-pub(super) fn check(artifacts: Vec<Declared>) -> Result<Vec<Artifact>, StepFailure> {
+/// texts, relative paths inside its working directory that contain no secret
+/// value and no [`hidden`](super::text::hidden) character; names and media
+/// types redacted and made printable
+/// ([`from_plugin`](super::text::from_plugin)). A refusal quotes what the plugin
+/// sent as it is: the failure's message is cleaned like any other
+/// (`runtime::redact_failure`).
+pub(super) fn check(
+    redactor: &super::redact::Redactor,
+    artifacts: Vec<Declared>,
+) -> Result<Vec<Artifact>, StepFailure> {
     if artifacts.len() > MAX_ARTIFACTS {
         return Err(StepFailure::BadOutput(format!(
             "the step returned {} artifacts; the limit is {MAX_ARTIFACTS} artifacts per step: {SMALLER}, e.g. one archive of them",
@@ -257,14 +269,25 @@ pub(super) fn check(artifacts: Vec<Declared>) -> Result<Vec<Artifact>, StepFailu
         if !inside {
             return Err(StepFailure::BadOutput(format!(
                 "artifact `{}` points at `{}`; artifact paths must be relative to the step's working directory, without `..`",
-                printable(&a.name),
-                printable(&a.path)
+                a.name, a.path
+            )));
+        }
+        if redactor.finds(&a.path) {
+            return Err(StepFailure::BadOutput(format!(
+                "artifact `{}` has a path that contains the value of a granted secret (`{}`); the runner keeps artifacts under their path, so name the file otherwise",
+                a.name, a.path
+            )));
+        }
+        if a.path.chars().any(super::text::hidden) {
+            return Err(StepFailure::BadOutput(format!(
+                "artifact `{}` has a path with control characters (`{}`); the runner shows artifact paths as they are, so name the file otherwise",
+                a.name, a.path
             )));
         }
         checked.push(Artifact {
-            name: printable(&a.name),
+            name: super::text::from_plugin(redactor, &a.name, MAX_ARTIFACT_TEXT),
             path: a.path,
-            media_type: printable(&a.media_type),
+            media_type: super::text::from_plugin(redactor, &a.media_type, MAX_ARTIFACT_TEXT),
             stored: None,
         });
     }
@@ -470,7 +493,9 @@ fn open_all(workdir: &Path, dest: &Path, artifacts: &[Artifact]) -> Result<Vec<S
         // checked above, or a program the step started is swapping files.
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
             .open(&real)
             .map_err(|e| refuse(a, &format!("cannot be read: {e}")))?;
         let opened = file
@@ -712,12 +737,15 @@ mod tests {
         let ok: Vec<Declared> = (0..MAX_ARTIFACTS)
             .map(|i| declared("a", &format!("f{i}")))
             .collect();
-        assert_eq!(check(ok).map(|v| v.len()), Ok(MAX_ARTIFACTS));
+        assert_eq!(
+            check(&Default::default(), ok).map(|v| v.len()),
+            Ok(MAX_ARTIFACTS)
+        );
         let many: Vec<Declared> = (0..=MAX_ARTIFACTS)
             .map(|i| declared("a", &format!("f{i}")))
             .collect();
         assert_eq!(
-            check(many),
+            check(&Default::default(), many),
             Err(StepFailure::BadOutput(format!(
                 "the step returned 65 artifacts; the limit is 64 artifacts per step: {SMALLER}, e.g. one archive of them"
             )))
@@ -727,18 +755,18 @@ mod tests {
     #[test]
     fn long_artifact_texts_are_refused() {
         let long = "n".repeat(MAX_ARTIFACT_TEXT + 1);
-        let f = check(vec![declared(&long, "f")]).expect_err("a long name");
+        let f = check(&Default::default(), vec![declared(&long, "f")]).expect_err("a long name");
         assert!(
             matches!(&f, StepFailure::BadOutput(m) if m.starts_with("an artifact's name (`nnn") && m.ends_with("is 1025 bytes; the limit is 1024 bytes")),
             "{f:?}"
         );
-        let f = check(vec![declared("a", &long)]).expect_err("a long path");
+        let f = check(&Default::default(), vec![declared("a", &long)]).expect_err("a long path");
         assert!(
             matches!(&f, StepFailure::BadOutput(m) if m.starts_with("an artifact's path")),
             "{f:?}"
         );
         assert!(
-            check(vec![declared(&long[1..], "f")]).is_ok(),
+            check(&Default::default(), vec![declared(&long[1..], "f")]).is_ok(),
             "at the limit"
         );
     }

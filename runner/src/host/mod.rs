@@ -8,6 +8,7 @@
 //! - `runtime`: engine, limits, loading, one fresh store per step attempt.
 //! - `state`: per-attempt state and the host side of each capability.
 //! - `redact`: secret values removed from everything a plugin returns.
+//! - `text`: text from a plugin redacted, escaped and cut, before anyone sees it.
 //! - `resolve`: `uses:` to a loaded plugin (built-in or pinned file) and its grants.
 //!
 //! The capabilities themselves (what each grant allows, how it is checked) are
@@ -21,6 +22,7 @@ pub mod redact;
 pub mod resolve;
 pub mod runtime;
 pub mod state;
+pub mod text;
 
 /// A plugin that ships inside the runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

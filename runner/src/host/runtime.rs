@@ -14,7 +14,13 @@
 //!   default) and records that it did, so the error says "memory", not "trap".
 //! - Stack: wasmtime's own stack limit turns runaway recursion into a trap.
 //! - Output: outputs must be a JSON object of at most [`MAX_OUTPUT_BYTES`]; log
-//!   lines are capped in `state`; every string is redacted of secret values.
+//!   lines are capped in `caps::log`. Every text that leaves the plugin (summary,
+//!   error message of any kind, artifact name and media type, log and progress
+//!   line) goes through `host::text::from_plugin`: redacted of secret values,
+//!   made printable, cut ([`MAX_SUMMARY_BYTES`], [`MAX_ERROR_BYTES`]). Outputs
+//!   are redacted (keys, strings, numbers) and keep their characters: they are
+//!   data, escaped where they are shown. An artifact whose path contains a
+//!   secret value is refused: the path names a file the runner keeps.
 //! - Artifacts: at most [`MAX_ARTIFACTS`](super::artifacts::MAX_ARTIFACTS) per step, totalling at most
 //!   [`MAX_ARTIFACT_BYTES`] per step by logical size and what is left of the
 //!   run's budget ([`RunBudget`](super::artifacts::RunBudget)), checked before
@@ -49,6 +55,8 @@ pub const DEFAULT_MEMORY: usize = 256 << 20;
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// Longest summary kept.
 pub const MAX_SUMMARY_BYTES: usize = 1 << 10;
+/// Longest error message kept.
+pub const MAX_ERROR_BYTES: usize = 16 << 10;
 /// Time `describe` may take: it must not do any work.
 pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -584,7 +592,12 @@ impl Runtime {
             Err(_) => Err(StepFailure::TimedOut(limits.timeout)),
             Ok(Err(e)) => Err(classify(e, &store, limits.timeout)),
             Ok(Ok(Err(step_error))) => Err(from_step_error(step_error)),
-            Ok(Ok(Ok(out))) => success(out.outputs, out.summary, out.artifacts),
+            Ok(Ok(Ok(out))) => success(
+                &store.data().state.redactor,
+                out.outputs,
+                out.summary,
+                out.artifacts,
+            ),
         };
         let mut data = store.into_data();
         let denials = data.state.denials.list();
@@ -625,7 +638,6 @@ impl Runtime {
         let redactor = &data.state.redactor;
         let outcome = match outcome {
             Ok(mut s) => {
-                s.summary = redactor.redact(&s.summary);
                 s.outputs = redact_map(redactor, s.outputs);
                 Ok(s)
             }
@@ -706,7 +718,11 @@ fn from_step_error(e: StepError) -> StepFailure {
     }
 }
 
+/// A successful return checked and cleaned: outputs parsed (redacted later,
+/// with the rest), the summary and the artifacts' names and media types through
+/// [`from_plugin`](super::text::from_plugin).
 fn success(
+    redactor: &super::redact::Redactor,
     outputs: String,
     summary: String,
     artifacts: Vec<super::bindings::runner::plugin::types::Artifact>,
@@ -727,15 +743,8 @@ fn success(
         }
         Err(e) => return Err(StepFailure::BadOutput(format!("outputs are not JSON: {e}"))),
     };
-    let mut summary = printable(&summary);
-    if summary.len() > MAX_SUMMARY_BYTES {
-        let mut end = MAX_SUMMARY_BYTES;
-        while !summary.is_char_boundary(end) {
-            end -= 1;
-        }
-        summary.truncate(end);
-    }
-    let checked = super::artifacts::check(artifacts)?;
+    let summary = super::text::from_plugin(redactor, &summary, MAX_SUMMARY_BYTES);
+    let checked = super::artifacts::check(redactor, artifacts)?;
     Ok(StepSuccess {
         outputs,
         summary,
@@ -743,14 +752,13 @@ fn success(
     })
 }
 
-/// `text` without control characters (terminal escapes, carriage returns), which
-/// would let a plugin rewrite what the on-call engineer sees.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
-        .collect()
-}
+/// Text without the characters that would let a plugin rewrite what the
+/// on-call engineer sees: the one function of `host::text`.
+pub use super::text::printable;
 
+/// Outputs with every secret value masked: in keys and strings (at any depth)
+/// and in numbers, booleans and nulls ([`Redactor::scalar`](super::redact::Redactor::scalar)).
+/// Characters are kept: outputs are data for later steps.
 fn redact_map(r: &super::redact::Redactor, map: Map<String, Value>) -> Map<String, Value> {
     fn walk(r: &super::redact::Redactor, v: Value) -> Value {
         match v {
@@ -761,7 +769,7 @@ fn redact_map(r: &super::redact::Redactor, map: Map<String, Value>) -> Map<Strin
                     .map(|(k, v)| (r.redact(&k), walk(r, v)))
                     .collect(),
             ),
-            other => other,
+            other => r.scalar(other),
         }
     }
     map.into_iter()
@@ -769,15 +777,20 @@ fn redact_map(r: &super::redact::Redactor, map: Map<String, Value>) -> Map<Strin
         .collect()
 }
 
+/// A failure's message, whatever its kind, through
+/// [`from_plugin`](super::text::from_plugin): redacted, printable, at most
+/// [`MAX_ERROR_BYTES`].
 fn redact_failure(r: &super::redact::Redactor, f: StepFailure) -> StepFailure {
+    let clean = |m: String| super::text::from_plugin(r, &m, MAX_ERROR_BYTES);
     match f {
-        StepFailure::InvalidInput(m) => StepFailure::InvalidInput(r.redact(&m)),
-        StepFailure::Denied(m) => StepFailure::Denied(r.redact(&m)),
-        StepFailure::Failed(m) => StepFailure::Failed(r.redact(&m)),
-        StepFailure::Retryable(m) => StepFailure::Retryable(r.redact(&m)),
-        StepFailure::Crashed(m) => StepFailure::Crashed(r.redact(&m)),
-        StepFailure::BadOutput(m) => StepFailure::BadOutput(r.redact(&m)),
-        other => other,
+        StepFailure::InvalidInput(m) => StepFailure::InvalidInput(clean(m)),
+        StepFailure::Denied(m) => StepFailure::Denied(clean(m)),
+        StepFailure::Failed(m) => StepFailure::Failed(clean(m)),
+        StepFailure::Retryable(m) => StepFailure::Retryable(clean(m)),
+        StepFailure::Crashed(m) => StepFailure::Crashed(clean(m)),
+        StepFailure::BadOutput(m) => StepFailure::BadOutput(clean(m)),
+        StepFailure::TimedOut(d) => StepFailure::TimedOut(d),
+        StepFailure::OutOfMemory(n) => StepFailure::OutOfMemory(n),
     }
 }
 

@@ -1071,7 +1071,11 @@ fn offset(ms: u64) -> String {
 }
 
 /// Text for prose: markdown's active characters escaped with a backslash, so
-/// the text shows as it is; line breaks become `<br>`.
+/// the text shows as it is (`|`, `#`, backticks, `<` of HTML and comments
+/// included, so no table row, heading, code or markup can be forged); line
+/// breaks become `<br>`; every other character that `host::text::hidden`
+/// names (escape sequences' ESC, NUL, bidi overrides, U+2028) is written as its
+/// visible escape (`\u{1b}`), since the report is also read on a terminal.
 pub(super) fn text(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
@@ -1092,6 +1096,7 @@ pub(super) fn text(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
+            c if crate::host::text::hidden(c) => crate::host::text::escape(&mut out, c),
             _ => out.push(c),
         }
         i += 1;
@@ -1105,12 +1110,13 @@ pub(super) fn cell_text(s: &str) -> String {
 }
 
 /// A code span that shows `s` exactly: a fence longer than any run of
-/// backticks inside; line breaks become spaces (a span cannot hold them).
+/// backticks inside; line breaks become spaces (a span cannot hold them); the
+/// other characters `host::text::hidden` names become visible escapes.
 pub(super) fn code(s: &str) -> String {
     if s.is_empty() {
         return "*(empty)*".to_owned();
     }
-    let s = s.replace("\r\n", " ").replace(['\n', '\r'], " ");
+    let s = crate::host::text::printable(&s.replace("\r\n", " ").replace(['\n', '\r'], " "));
     let mut longest = 0;
     let mut run = 0;
     for c in s.chars() {
