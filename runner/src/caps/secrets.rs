@@ -5,6 +5,13 @@
 //! the concern is the source: a secrets file readable by other users of the
 //! machine leaks by itself, so it is refused unless only its owner can read it.
 //!
+//! The user's trust decision: a secret granted to a plugin is handed to it in
+//! clear. Redaction guards against a plugin that prints or returns it by mistake
+//! (and against the forms `host::redact` lists), not against a hostile plugin
+//! holding it: such a plugin can encode or split it before returning it, or send
+//! it wherever its other grants reach. Grant a secret only to a plugin trusted
+//! with it, and with no more `http`/`tcp` reach than the secret is meant for.
+//!
 //! Sources, first match wins: the file named by `--secrets FILE` or
 //! `RUNNER_SECRETS_FILE` (lines `NAME=value`, `#` comments, blank lines), then an
 //! environment variable of the same name.

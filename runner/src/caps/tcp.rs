@@ -18,6 +18,12 @@
 //! connect; only connects to granted addresses and the implicit bind to the
 //! wildcard address that precedes them pass. Every refusal is recorded in the
 //! attempt's [`super::Denials`] with the grant to add.
+//!
+//! The user's trust decision: a granted name is trusted to lead to the service
+//! meant. Unlike `http`, there is no screen of the resolved addresses: whatever
+//! the name resolves to when the attempt starts (a private, loopback or metadata
+//! address too) is granted, so a name whose DNS someone else controls grants
+//! what they point it at. Grant an address (`10.0.3.7:25`) where that matters.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

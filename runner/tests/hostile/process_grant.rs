@@ -306,3 +306,51 @@ fn the_working_directory_is_fresh_and_private() {
     assert_eq!(lines[1], format!("700 {uid}"), "{text}");
     assert_eq!(lines[2].trim(), "0", "the folder was not empty: {text}");
 }
+
+/// When the runner itself is stopped (SIGTERM, as a CI job's cancel sends), the
+/// programs its steps started and what they started end with it.
+#[test]
+fn the_process_tree_ends_when_the_runner_is_stopped() {
+    let dir = scratch("sigterm");
+    let d = dir.display();
+    let playbook = dir.join("p.yaml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "version: 1\nname: tree\nplugins:\n  sh: {{ uses: exec, grants: {{ process: [sh] }} }}\nstages:\n  - id: s\n    steps:\n      - id: long\n        uses: sh\n        with: {{ program: sh, args: [\"-c\", \"sleep 60 & echo $! > {d}/bg.pid; echo $$ > {d}/sh.pid; wait\"] }}\n"
+        ),
+    )
+    .unwrap();
+    let mut runner = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["exec", playbook.to_str().unwrap(), "--output", "json"])
+        .env("RUNNER_STATE_DIR", dir.join("state"))
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start runner");
+    // Wait (at most 60 s: the first run compiles the plugin) for both programs.
+    let started = (0..1200).any(|_| {
+        let both = dir.join("bg.pid").exists() && dir.join("sh.pid").exists();
+        if !both {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        both
+    });
+    if !started {
+        let _ = runner.kill();
+        panic!("the step's programs did not start");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: plain FFI call sending a signal to our own child.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGTERM) };
+    let status = runner.wait().expect("runner ends");
+    assert!(!status.success(), "{status:?}");
+    for (f, pid) in pids(&dir, &["bg.pid", "sh.pid"]) {
+        assert!(gone(pid), "{f} ({pid}) outlived the runner");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
