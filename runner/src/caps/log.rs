@@ -125,12 +125,24 @@ impl LogSink {
 
     /// One line from the plugin; `level` is `trace` … `error`.
     pub fn line(&mut self, r: &Redactor, level: &'static str, message: String, fields: String) {
+        self.line_at(Instant::now(), r, level, message, fields);
+    }
+
+    /// [`LogSink::line`] at `now` (the rate cap's clock; tests hold it still).
+    fn line_at(
+        &mut self,
+        now: Instant,
+        r: &Redactor,
+        level: &'static str,
+        message: String,
+        fields: String,
+    ) {
         let message = from_plugin(r, &message, MAX_LOG_LINE);
         let fields = from_plugin(r, &fields, MAX_LOG_LINE);
         let size = message.len() + fields.len();
         if self.log.lines.len() >= MAX_LOG_LINES
             || self.log.bytes + size > MAX_LOG_BYTES
-            || !self.rate.take(Instant::now())
+            || !self.rate.take(now)
         {
             self.log.dropped += 1;
             return;
@@ -245,8 +257,10 @@ mod tests {
     fn lines_past_the_count_cap_are_dropped_and_counted() {
         let r = Redactor::new([]);
         let mut sink = LogSink::new("p");
+        // One instant for all: on a slow machine the loop itself would earn credit.
+        let now = Instant::now();
         for _ in 0..(LOG_BURST + 5) {
-            sink.line(&r, "info", "x".into(), String::new());
+            sink.line_at(now, &r, "info", "x".into(), String::new());
         }
         let log = sink.finish();
         assert_eq!(log.lines.len(), LOG_BURST as usize);
