@@ -499,7 +499,9 @@ impl Runtime {
             .chain(&description.optional)
             .find(|c| !CAPABILITIES.contains(&c.as_str()))
         {
-            return Err(LoadError::UnknownCapability(unknown.clone()));
+            return Err(LoadError::UnknownCapability(super::text::printable(
+                unknown,
+            )));
         }
         let input_validator = jsonschema::draft202012::options()
             .should_validate_formats(false)
@@ -860,10 +862,12 @@ fn describe(info: PluginInfo) -> Result<Description, LoadError> {
         .capabilities
         .into_iter()
         .partition(|c| c.ends_with('?'));
+    // Shown by `plugins list|describe|check`, plans and reports: no character
+    // that moves the cursor or reorders the line reaches a person.
     Ok(Description {
-        name: info.name,
-        version: info.version,
-        description: info.description,
+        name: super::text::printable(&info.name),
+        version: super::text::printable(&info.version),
+        description: super::text::printable(&info.description),
         input_schema,
         capabilities,
         optional: optional
@@ -982,5 +986,19 @@ mod describe_tests {
         assert!(
             matches!(r, Err(LoadError::Schema(m)) if m.starts_with("the input schema is not JSON"))
         );
+    }
+
+    #[test]
+    fn names_and_descriptions_reach_people_escaped() {
+        let d = describe(PluginInfo {
+            name: "p\u{1b}[2J".into(),
+            version: "1\r2".into(),
+            description: "ok\nALL GREEN\u{202e}".into(),
+            ..info()
+        })
+        .unwrap();
+        assert_eq!(d.name, "p\\u{1b}[2J");
+        assert_eq!(d.version, "1\\r2");
+        assert_eq!(d.description, "ok\\nALL GREEN\\u{202e}");
     }
 }
