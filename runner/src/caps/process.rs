@@ -889,68 +889,6 @@ mod tests {
         }
     }
 
-    /// Whether process `pid` still runs (a zombie does not).
-    fn alive(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X"))
-        })
-    }
-
-    /// Waits (at most 10 s) until `pid` is gone.
-    fn gone(pid: u32) -> bool {
-        for _ in 0..200 {
-            if !alive(pid) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn nothing_a_program_started_outlives_it() {
-        let work = std::env::temp_dir();
-        let g = ProcessGrant::new(&["sh".into()]);
-        // Exits at once, leaving a child behind that holds stdout.
-        let mut r = req("sh", None);
-        r.args = vec!["-c".into(), "sleep 60 & echo $!".into()];
-        let done = run_checked(&g, &r, &work).await.unwrap();
-        assert!(!done.timed_out, "the leftover held the pipe open");
-        let pid: u32 = String::from_utf8_lossy(&done.stdout)
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(
-            gone(pid),
-            "the background `sleep` ({pid}) outlived its program"
-        );
-
-        // Times out: the program and what it started are killed.
-        let mut r = req("sh", None);
-        r.args = vec![
-            "-c".into(),
-            "sleep 60 & echo $! > bg.pid; echo $$ > sh.pid; wait".into(),
-        ];
-        r.timeout = Some(Duration::from_millis(500));
-        let dir = std::env::temp_dir().join(format!("runner-tree-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let done = run_checked(&g, &r, &dir).await.unwrap();
-        assert!(done.timed_out);
-        for file in ["bg.pid", "sh.pid"] {
-            let pid: u32 = std::fs::read_to_string(dir.join(file))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            assert!(gone(pid), "{file} ({pid}) outlived the timeout");
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
     #[tokio::test(flavor = "current_thread")]
     async fn a_program_has_no_controlling_terminal() {
         let work = std::env::temp_dir();
