@@ -32,9 +32,12 @@
 //!   returned) and is checked against it before each chunk of [`CHUNK_BYTES`]; a
 //!   file whose size or modification time changes while it is copied is refused,
 //!   and no more than its checked size plus one byte is read from it.
-//! - On any failure, every file this attempt copied is removed (and the folders
-//!   it left empty), and its share of the run's budget is given back; the step
-//!   fails, as `timeout` when the deadline passed, else as `bad-output`.
+//! - Each file is copied to a hidden temporary name beside its target and renamed
+//!   into place only when every copy of the attempt succeeded. On any failure the
+//!   temporary files are removed (and the folders this left empty), what an
+//!   earlier attempt or measurement kept at the same paths stays as it was, and
+//!   the attempt's share of the run's budget is given back; the step fails, as
+//!   `timeout` when the deadline passed, else as `bad-output`.
 //!
 //! The budget counts what was copied, not what is on disk at the end: a watch
 //! step whose measurements keep the same file again counts it each time.
@@ -431,6 +434,9 @@ fn keep_blocking(
             "the step's artifacts were not kept: {over}: {SMALLER}"
         ))
     })?;
+    // Each file is copied to a temporary name beside its target and renamed into
+    // place only once every copy succeeded: a failed attempt leaves what an
+    // earlier attempt or measurement kept at the same path as it was.
     let mut written: Vec<PathBuf> = Vec::with_capacity(sources.len());
     let mut done = 0u64;
     for (s, a) in sources.iter().zip(artifacts.iter()) {
@@ -449,11 +455,35 @@ fn keep_blocking(
             }
         }
     }
+    for (i, (s, a)) in sources.iter().zip(artifacts.iter()).enumerate() {
+        if let Err(e) = std::fs::rename(&written[i], &s.target) {
+            remove(&written[i..], dest);
+            return Err(StepFailure::Failed(format!(
+                "cannot keep artifact `{}` in `{}`: {e}",
+                a.name,
+                s.target.display()
+            ))
+            .into());
+        }
+    }
     reservation.commit();
     for (s, a) in sources.into_iter().zip(artifacts.iter_mut()) {
         a.stored = Some(s.target);
     }
     Ok(())
+}
+
+/// The temporary name a file is copied to before it is renamed to `target`: a
+/// hidden sibling unique to this process and attempt.
+fn partial(target: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.partial-{}-{n}", std::process::id()))
 }
 
 /// Opens every artifact and checks what it is, before anything is copied.
@@ -518,8 +548,9 @@ fn open_all(workdir: &Path, dest: &Path, artifacts: &[Artifact]) -> Result<Vec<S
     Ok(sources)
 }
 
-/// Copies one checked file to its target, in chunks, checking the deadline
-/// before each; records the target in `written` as soon as it exists.
+/// Copies one checked file to a [`partial`] name beside its target, in chunks,
+/// checking the deadline before each; records that name in `written` as soon
+/// as it exists.
 fn copy_one(
     s: &Source,
     a: &Artifact,
@@ -540,14 +571,14 @@ fn copy_one(
             StepFailure::Failed(format!("cannot create `{}`: {e}", parent.display()))
         })?;
     }
+    let temporary = partial(&s.target);
     // Recorded first, so that a failed open still has its folders removed.
-    written.push(s.target.clone());
+    written.push(temporary.clone());
     let mut out = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&s.target)
+        .open(&temporary)
         .map_err(cannot_keep)?;
     let changed = || {
         refuse(
@@ -818,6 +849,43 @@ mod tests {
         assert!(!dest.exists(), "the copied files and folder stay");
         assert_eq!(budget.kept(), Kept::default(), "the budget is given back");
         assert!(artifacts.iter().all(|a| a.stored.is_none()));
+    }
+
+    #[test]
+    fn a_failed_copy_leaves_what_an_earlier_attempt_kept_at_the_same_path() {
+        let chunk = CHUNK_BYTES as usize;
+        let (work, dest, mut artifacts) = fixture("earlier", &[("evidence", 2 * chunk)]);
+        let budget = RunBudget::default();
+        // The first measurement keeps its file.
+        keep_blocking(&work, &dest, &mut artifacts, &budget, &mut || false).unwrap();
+        let kept = std::fs::read(dest.join("evidence")).unwrap();
+        assert_eq!(kept.len(), 2 * chunk);
+        // The next one writes a new version at the same path, and its copy stops
+        // half-way at the deadline.
+        std::fs::write(work.join("evidence"), vec![b'y'; 3 * chunk]).unwrap();
+        let mut checks = 0;
+        let mut expired = || {
+            checks += 1;
+            checks > 1
+        };
+        keep_blocking(&work, &dest, &mut artifacts, &budget, &mut expired)
+            .expect_err("the deadline passed");
+        assert_eq!(
+            std::fs::read(dest.join("evidence")).unwrap(),
+            kept,
+            "the earlier measurement's file was lost or changed"
+        );
+        let names: Vec<_> = std::fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["evidence"], "a partial copy was left behind");
+        // A successful copy replaces it whole.
+        keep_blocking(&work, &dest, &mut artifacts, &budget, &mut || false).unwrap();
+        assert_eq!(
+            std::fs::read(dest.join("evidence")).unwrap(),
+            vec![b'y'; 3 * chunk]
+        );
     }
 
     #[test]
