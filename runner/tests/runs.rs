@@ -175,3 +175,48 @@ fn resume_refuses_what_it_cannot_continue() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Exit 2 means nothing ran: a `with:` that the plugin's input schema refuses, in
+/// the last stage, stops `runner exec` before the first step, with the same located
+/// message as `runner validate`, and the journal holds no run.
+#[test]
+fn a_bad_input_in_the_last_stage_stops_exec_before_anything_runs() {
+    let base = std::env::temp_dir().join(format!("runner-runs-late-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let (state, marker, file) = (base.join("state"), base.join("ran"), base.join("late.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nname: late\nplugins:\n  sh: {{ uses: exec, grants: {{ process: [sh] }} }}\nstages:\n  - id: change_production\n    steps:\n      - {{ id: change, uses: sh, with: {{ program: sh, args: [\"-c\", \"touch {}\"] }} }}\n  - id: verify\n    steps:\n      - {{ id: check, uses: sh, with: {{ program: sh, timeout: soon }} }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let validate = runner(&state, &["validate", path]);
+    assert_eq!(validate.status.code(), Some(2));
+    let exec = runner(&state, &["exec", path, "--output", "json"]);
+    assert_eq!(
+        exec.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    assert!(!marker.exists(), "the first stage ran");
+    assert!(
+        exec.stdout.is_empty(),
+        "events were emitted: {}",
+        String::from_utf8_lossy(&exec.stdout)
+    );
+    let (v, e) = (
+        String::from_utf8_lossy(&validate.stderr),
+        String::from_utf8_lossy(&exec.stderr),
+    );
+    assert!(e.contains("late.yaml:11:"), "{e}");
+    assert!(e.contains("(input schema of plugin `exec`)"), "{e}");
+    assert_eq!(e, v, "exec and validate report the same problem");
+    let list = json(&runner(&state, &["runs", "list", "--output", "json"]));
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -124,6 +124,16 @@ pub(crate) fn launch(l: Launch) -> u8 {
         Ok(r) => r,
         Err(problems) => return invalid(file, &problems),
     };
+    // Every check `runner validate` makes, before the first step: a bad `with:`
+    // in a late stage must not be found after earlier stages changed production.
+    let problems = resolve::with_problems(&validated, &resolved.plugins);
+    if !problems.is_empty() {
+        super::report(&playbook::LoadError::Invalid {
+            file: Box::new(validated.source.clone()),
+            problems,
+        });
+        return EXIT_INVALID;
+    }
     // A wrong kube context must stop the run before its first step, not in
     // the middle of a rollout.
     let uses_kube = validated

@@ -205,6 +205,24 @@ pub async fn check(runtime: &Runtime, validated: &Validated) -> Vec<crate::playb
             }
         }
     }
+    problems.extend(with_problems(validated, &loaded));
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+/// Each step's `with:` (handlers' too) against the input schema of its plugin,
+/// among `loaded`; a value that is still a `${{ }}` template is checked when the
+/// step runs. Used by `runner validate` (through [`check`]) and by `runner exec`
+/// before the first step, so exit 2 means that nothing ran.
+pub fn with_problems(
+    validated: &Validated,
+    loaded: &HashMap<String, LoadedPlugin>,
+) -> Vec<crate::playbook::Problem> {
+    use crate::playbook::Problem;
+    use crate::playbook::yaml::Path;
+    let tree = &validated.tree;
+    let mut problems = Vec::new();
     let mut each = |step: &crate::playbook::model::Step, path: Path| {
         let Some(plugin) = step.uses.as_ref().and_then(|u| loaded.get(u.as_str())) else {
             return;
