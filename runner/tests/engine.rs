@@ -409,6 +409,65 @@ fn a_watch_stops_at_the_first_failed_measurement_and_rolls_back() {
     );
 }
 
+/// A canary watch whose Prometheus does not answer: the errors do not make up
+/// the measurements `count` asks for; the watch fails at the error limit and the
+/// rollback runs (before, "3 measurements: 0 ok, 3 errors" passed).
+#[test]
+fn a_watch_whose_metrics_source_is_down_fails_and_rolls_back() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("prometheus=http://127.0.0.1:{port}");
+    let (code, ev) = run("watch-source-down", &["-i", &url]);
+    assert_eq!(code, 1);
+    let measurements: Vec<String> = seq(&ev)
+        .into_iter()
+        .filter(|s| s.starts_with("measurement monitor"))
+        .collect();
+    assert_eq!(
+        measurements,
+        (1..=5)
+            .map(|n| format!("measurement monitor {n} error"))
+            .collect::<Vec<_>>()
+    );
+    let monitor = find(&ev, "step_finished", "monitor");
+    assert_eq!(monitor["status"], "failed");
+    assert_eq!(monitor["error_kind"], "watch");
+    let error = monitor["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "the watch failed: 5 plugin errors in a row (consecutive_error_limit: 4); last error:"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        find(&ev, "step_finished", "rollback")["status"],
+        "succeeded",
+        "the rollback did not run"
+    );
+}
+
+/// A watch whose measurements all failed or were inconclusive, within limits
+/// that tolerate them, still does not pass: nothing showed the canary healthy.
+#[test]
+fn a_watch_without_a_successful_measurement_does_not_pass() {
+    let (code, ev) = run("watch-never-healthy", &[]);
+    assert_eq!(code, 1);
+    let monitor = find(&ev, "step_finished", "monitor");
+    assert_eq!(monitor["error_kind"], "watch");
+    assert_eq!(
+        monitor["error"],
+        "the watch failed: the watch ended without a successful measurement (3 measurements: 0 failed, 3 inconclusive, 0 errors); a watch passes only when at least one measurement succeeds"
+    );
+    assert_eq!(
+        find(&ev, "step_finished", "rollback")["status"],
+        "succeeded"
+    );
+}
+
 #[test]
 fn a_healthy_watch_measures_count_times() {
     let (code, ev) = run("watch-pass", &[]);

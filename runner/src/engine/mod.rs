@@ -1232,7 +1232,10 @@ impl Executor<'_> {
         let mut inconclusive_waived = w.on_inconclusive == OnInconclusive::Continue;
         loop {
             let n = tally.measurements + 1;
-            if w.count.is_some_and(|c| n > c) || end.is_some_and(|e| Instant::now() >= e) {
+            // Errors are not measurements toward `count` (see `watch`).
+            if w.count.is_some_and(|c| tally.counted() >= c)
+                || end.is_some_and(|e| Instant::now() >= e)
+            {
                 break;
             }
             let t0 = Instant::now();
@@ -1290,7 +1293,7 @@ impl Executor<'_> {
             }
             let next = t0 + interval;
             let next = end.map_or(next, |e| next.min(e));
-            if w.count.is_some_and(|c| tally.measurements >= c) {
+            if w.count.is_some_and(|c| tally.counted() >= c) {
                 break;
             }
             tokio::time::sleep_until(next.into()).await;
@@ -1300,6 +1303,9 @@ impl Executor<'_> {
             tally.measurements, tally.successes, tally.failures, tally.inconclusive, tally.errors
         );
         record.outputs = watch_outputs(last, &tally);
+        if let Some(why) = tally.unproven() {
+            return record.fail("watch", format!("the watch failed: {why}"));
+        }
         record.succeed(summary);
     }
 }

@@ -16,6 +16,13 @@
 //! stops on the first measurement that takes a count above its limit. So
 //! `consecutive_failure_limit: 1` stops on the second failure in a row, and the
 //! default `failure_limit` of 0 stops on the first failure.
+//!
+//! As in Argo Rollouts, an error is not a measurement: it does not count toward
+//! `count` (the watch measures again), only toward `consecutive_error_limit`
+//! (default 4), past which the watch fails. And a watch that ends without a
+//! single successful measurement fails, whatever its limits allowed: a canary
+//! whose metrics source is down, or whose every measurement was inconclusive,
+//! was never shown healthy.
 
 use serde_json::{Map, Value};
 
@@ -151,6 +158,22 @@ impl Tally {
             }
         }
         Next::Go
+    }
+
+    /// Measurements that count toward `count`: every one but the errors.
+    pub fn counted(&self) -> u32 {
+        self.measurements - self.errors
+    }
+
+    /// Why a watch that reached its end has not passed: it never saw a
+    /// successful measurement. `None` when it may pass.
+    pub fn unproven(&self) -> Option<String> {
+        (self.successes == 0).then(|| {
+            format!(
+                "the watch ended without a successful measurement ({} measurements: {} failed, {} inconclusive, {} errors); a watch passes only when at least one measurement succeeds",
+                self.measurements, self.failures, self.inconclusive, self.errors
+            )
+        })
     }
 
     /// Inconclusive measurements so far no longer count against the limit.
@@ -291,5 +314,39 @@ mod tests {
             ..watch()
         };
         assert!(judge(&wrong, &out(0.5), &vars).is_err());
+    }
+
+    #[test]
+    fn errors_do_not_count_toward_count_and_no_success_is_no_pass() {
+        let w = Watch {
+            failure_limit: Some(5),
+            inconclusive_limit: Some(5),
+            ..watch()
+        };
+        let mut t = Tally::default();
+        for v in [E, S, E, E, F] {
+            assert_eq!(t.add(&w, v), Next::Go);
+        }
+        assert_eq!((t.measurements, t.counted()), (5, 2));
+        assert_eq!(t.unproven(), None, "one success is enough");
+        // A metrics source that is down: only errors, then the error limit.
+        let mut down = Tally::default();
+        assert_eq!(run(&w, &[E, E, E, E]).1, Next::Go);
+        for _ in 0..4 {
+            down.add(&w, E);
+        }
+        assert_eq!(down.counted(), 0);
+        assert!(down.unproven().is_some());
+        // Failures and inconclusive ones under their limits still do not pass.
+        let mut none = Tally::default();
+        for v in [F, I, F] {
+            assert_eq!(none.add(&w, v), Next::Go);
+        }
+        assert_eq!(
+            none.unproven().as_deref(),
+            Some(
+                "the watch ended without a successful measurement (3 measurements: 2 failed, 1 inconclusive, 0 errors); a watch passes only when at least one measurement succeeds"
+            )
+        );
     }
 }
