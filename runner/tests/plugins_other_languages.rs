@@ -341,15 +341,38 @@ fn python_url_outside_the_grant_is_denied() {
 
 #[test]
 fn input_outside_the_plugins_schema_is_refused_before_it_runs() {
-    let (code, step) = run(
-        &built().python,
-        "{ http: [\"http://127.0.0.1:1\"] }",
-        "{ url: \"ftp://127.0.0.1/\" }",
-        &[],
+    // Refused by `runner exec` before the first step, as `runner validate`
+    // refuses it: exit 2, located, and nothing ran.
+    let wasm = &built().python;
+    let dir = folder_with(wasm);
+    let file = dir.join("bad-input.yaml");
+    std::fs::write(
+        &file,
+        playbook(
+            wasm,
+            "{ http: [\"http://127.0.0.1:1\"] }",
+            "{ url: \"ftp://127.0.0.1/\" }",
+            "",
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", dir.join("state"))
+        .args(["exec", file.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "a step ran");
+    assert!(
+        stderr.contains("\"ftp://127.0.0.1/\" does not match \"^https?://\" (input schema of plugin `py-health-check`)"),
+        "{stderr}"
     );
-    assert_eq!(code, 1);
-    assert_eq!(step["error_kind"], "invalid-input", "{step}");
-    assert!(error(&step).contains("^https?://"), "{step}");
 }
 
 // --- JavaScript: the webhook ---------------------------------------------------
