@@ -278,3 +278,87 @@ fn a_prometheus_that_never_answers_times_out() {
     assert_eq!(hung.connections(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server on loopback that answers every request with `status` and `body`, as
+/// a proxy in front of Prometheus, or Prometheus itself, does when it is
+/// restarting, overloaded or out of time for a query.
+fn answering(status: u16, body: &'static str) -> (u16, std::thread::JoinHandle<()>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        // One request per measurement in these tests; stop after a few.
+        for _ in 0..3 {
+            let Ok(Some(request)) = server.recv_timeout(Duration::from_secs(30)) else {
+                return;
+            };
+            let header =
+                tiny_http::Header::from_bytes(&b"content-type"[..], &b"application/json"[..])
+                    .unwrap();
+            let _ = request.respond(
+                tiny_http::Response::from_string(body)
+                    .with_status_code(status)
+                    .with_header(header),
+            );
+        }
+    });
+    (port, thread)
+}
+
+/// Gateway errors and a query that timed out in Prometheus may pass in a moment:
+/// `retryable`, so `retry:` applies; a refused query is `failed`; warnings reach
+/// the step's log.
+#[test]
+fn transient_answers_are_retryable_and_warnings_are_logged() {
+    let dir = common::scratch("prom-transient");
+    let cases: [(u16, &'static str, &str, &str); 4] = [
+        (503, "upstream connect error", "retryable", "answered 503"),
+        (502, "<html>bad gateway</html>", "retryable", "answered 502"),
+        (
+            503,
+            r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#,
+            "retryable",
+            "query timed out in expression evaluation (timeout, HTTP 503)",
+        ),
+        (
+            400,
+            r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+            "failed",
+            "parse error (bad_data, HTTP 400)",
+        ),
+    ];
+    for (status, body, kind, says) in cases {
+        let (port, server) = answering(status, body);
+        let (code, ev) = run(
+            &dir,
+            port,
+            &format!(
+                "      - {{ id: q, uses: prom, with: {{ url: \"http://127.0.0.1:{port}\", query: up }} }}\n"
+            ),
+        );
+        assert_eq!(code, 1);
+        let s = step(&ev, "q");
+        assert_eq!(s["error_kind"], kind, "{status} {body}: {s}");
+        assert!(s["error"].as_str().unwrap().contains(says), "{s}");
+        drop(server);
+    }
+    let (port, _server) = answering(
+        200,
+        r#"{"status":"success","data":{"resultType":"scalar","result":[1.0,"0.5"]},"warnings":["results truncated due to limit"]}"#,
+    );
+    let (code, ev) = run(
+        &dir,
+        port,
+        &format!(
+            "      - {{ id: q, uses: prom, with: {{ url: \"http://127.0.0.1:{port}\", query: up }} }}\n"
+        ),
+    );
+    assert_eq!(code, 0);
+    let s = step(&ev, "q");
+    assert_eq!(s["outputs"]["value"], 0.5, "{s}");
+    let log = s["log"].to_string();
+    assert!(
+        log.contains("Prometheus warns: results truncated due to limit"),
+        "{s}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -111,20 +111,49 @@ impl Plugin for Prometheus {
             request = request.header(header, runner_sdk::secrets::get(secret)?);
         }
         let response = request.send()?;
-        let answer: Value = response.json().map_err(|_| {
-            StepError::failed(format!(
-                "{base}{path} answered {} with a body that is not Prometheus's JSON: {}",
-                response.status,
-                runner_sdk::tail_lossy(&response.body, 300)
-            ))
-        })?;
+        // A proxy or a Prometheus that is restarting or overloaded answers 502,
+        // 503 or 504 (Prometheus itself answers 503 to a query that timed out):
+        // the same query may well pass in a moment, so `retry:` applies.
+        let transient = matches!(response.status, 429 | 502 | 503 | 504);
+        let answer: Value = match response.json() {
+            Ok(a) => a,
+            Err(_) => {
+                let message = format!(
+                    "{base}{path} answered {} with a body that is not Prometheus's JSON: {}",
+                    response.status,
+                    runner_sdk::tail_lossy(&response.body, 300)
+                );
+                return Err(if transient {
+                    StepError::retryable(message)
+                } else {
+                    StepError::failed(message)
+                });
+            }
+        };
         if answer["status"] != "success" {
-            return Err(StepError::failed(format!(
-                "Prometheus refused the query `{}`: {} ({})",
+            let kind = answer["errorType"].as_str().unwrap_or("error");
+            let message = format!(
+                "Prometheus refused the query `{}`: {} ({kind}, HTTP {})",
                 input.query,
                 answer["error"].as_str().unwrap_or("no error message"),
-                answer["errorType"].as_str().unwrap_or("error")
-            )));
+                response.status
+            );
+            // `timeout` and `unavailable` describe the server, not the query.
+            return Err(if transient || matches!(kind, "timeout" | "unavailable") {
+                StepError::retryable(message)
+            } else {
+                StepError::failed(message)
+            });
+        }
+        // Warnings (a partial answer, a limit hit) qualify the numbers: the
+        // step's log shows them.
+        if let Some(warnings) = answer["warnings"].as_array() {
+            for w in warnings {
+                runner_sdk::log::warn(format!(
+                    "Prometheus warns: {}",
+                    w.as_str().map_or_else(|| w.to_string(), str::to_owned)
+                ));
+            }
         }
         let data = &answer["data"];
         let mut out = Output::new().set("result_type", &data["resultType"]);
