@@ -16,8 +16,10 @@
 //!   time without following symbolic links (a plugin can plant links in its own
 //!   folders) and the child starts in exactly that opened folder;
 //! - the program or anything it started outlives the call: each program runs in a
-//!   session and process group of its own, with no controlling terminal (it cannot
-//!   read or write the engineer's terminal), and the whole group is killed when the
+//!   session and process group of its own, with no controlling terminal (`/dev/tty` cannot be opened, so nothing
+//!   prompts the engineer; a program running as the same user could still open
+//!   a terminal device by its path, which is the user's trust decision below),
+//!   and the whole group is killed when the
 //!   program exits, when its timeout passes, when the step is cancelled or timed
 //!   out, and when the runner exits; the program itself also gets SIGKILL if the
 //!   runner dies without exiting (parent-death signal);
@@ -470,7 +472,7 @@ pub async fn run(allowed: &Allowed, cwd: OwnedFd, req: &Request) -> Result<Compl
     unsafe {
         cmd.pre_exec(|| {
             // A session of its own: its own process group (killed as one) and no
-            // controlling terminal (it cannot read the engineer's keystrokes).
+            // controlling terminal (`/dev/tty` fails, so nothing prompts).
             rustix::process::setsid()?;
             // Killed if the thread that started it dies: the runner's async
             // threads live as long as the runner.
