@@ -570,27 +570,14 @@ fn http_to_a_host_or_port_not_granted_is_denied() {
 /// A granted *name* that points at a non-public address: refused, and the refusal
 /// says which address and which grant would allow it.
 fn granted_name_resolving_to(ip: &str, kind: &str) {
-    let server = Server::start();
-    let port = server.addr.port();
-    let name = "service.example.test";
-    let grant = Granted {
-        http: HttpGrant::new(&[format!("http://{name}:{port}")])
-            .with_host(name, &[ip.parse().unwrap()]),
-        ..granted(&[])
-    };
-    let f = failure(run_with(
-        "http-get",
-        json!({ "url": format!("http://{name}:{port}/latest/meta-data/") }),
-        limits(5_000, 64),
-        grant,
-    ));
+    let (f, url, port, sent) = net::fetch_through_name(ip);
     assert_eq!(
         f,
         StepFailure::Denied(format!(
-            "`http://{name}:{port}` resolves to {ip}, a {kind} address, which plugin `hostile` may reach only if that address is granted itself; if this is intended, add `http://{ip}:{port}` to `plugins.hostile.grants.http` in the playbook"
+            "`{url}` resolves to {ip}, a {kind} address, which plugin `hostile` may reach only if that address is granted itself; if this is intended, add `http://{ip}:{port}` to `plugins.hostile.grants.http` in the playbook"
         ))
     );
-    assert_eq!(server.requests().len(), 0);
+    assert_eq!(sent, 0);
 }
 
 #[test]

@@ -14,7 +14,7 @@ const PRIVATE: (&str, &str) = ("10.0.0.1", "private-network");
 
 /// Runs `http-get` against a granted name that resolves to `ip` only; returns
 /// the failure and the name's URL as the messages show it.
-fn fetch_through_name(ip: &str) -> (StepFailure, String, u16, usize) {
+pub(super) fn fetch_through_name(ip: &str) -> (StepFailure, String, u16, usize) {
     let server = Server::start();
     let port = server.addr.port();
     let name = "service.example.test";
