@@ -14,9 +14,12 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A private state directory per test (approvals, locks, artifacts).
+/// A private state directory per call (approvals, locks, artifacts): two tests
+/// running the same playbook at once must not share one.
 fn state(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("runner-engine-{name}-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("runner-engine-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -727,5 +730,92 @@ fn a_second_run_in_a_busy_group_fails_fast_or_waits() {
             .last()
             .unwrap()["status"],
         "succeeded"
+    );
+}
+
+/// Input values that would be code if a template were rendered twice: an error,
+/// another run's report, a step's outputs, a literal that renders to a real name,
+/// and unbalanced braces.
+const CODE_LOOKING_INPUTS: [&str; 6] = [
+    "${{ 1/0 }}",
+    "${{ run_report('00000000') }}",
+    "${{ steps.whole.outputs }}",
+    "${{ \"shop\" }}",
+    "}} ${{",
+    "${{",
+];
+
+#[test]
+fn an_input_that_looks_like_an_expression_reaches_every_step_as_text() {
+    for value in CODE_LOOKING_INPUTS {
+        let (code, events) = run("inputs-are-data", &["--input", &format!("service={value}")]);
+        assert_eq!(code, 1, "{value}: {events:#?}");
+        assert_eq!(
+            find(&events, "approval_requested", "ask")["prompt"],
+            format!("Deploy {value}?"),
+            "{value}"
+        );
+        let outputs = |step: &str| find(&events, "step_finished", step)["outputs"].clone();
+        assert_eq!(outputs("whole")["service"], value);
+        assert_eq!(outputs("mixed")["service"], format!("svc={value}!"));
+        assert_eq!(outputs("mixed")["list"][0], value);
+        assert_eq!(
+            outputs("alert")["reason"],
+            format!("rollback of {value} after failed"),
+            "the rollback alert must not be suppressed or altered by {value}"
+        );
+    }
+}
+
+#[test]
+fn the_concurrency_group_uses_the_same_text_as_the_steps() {
+    let lookalike = "service=${{ \"shop\" }}";
+    let mut holder = Live::start(
+        "inputs-are-data",
+        &["--input", lookalike, "--input", "hold_ms=3000"],
+    );
+    holder.wait_for(|e| e["event"] == "step_started" && e["step"] == "whole");
+    let state = holder.state.clone();
+    let again = command(
+        &state,
+        &[
+            "exec",
+            "tests/engine/inputs-are-data.yaml",
+            "--output",
+            "json",
+            "--input",
+            lookalike,
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(3), "{err}");
+    assert!(err.contains("deploy-${{ \"shop\" }}"), "{err}");
+    // `shop` itself is another group, and the held one's steps never saw `shop`.
+    let other = command(
+        &state,
+        &[
+            "exec",
+            "tests/engine/inputs-are-data.yaml",
+            "--output",
+            "json",
+            "--input",
+            "service=shop",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        other.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    let (code, events, _) = holder.finish();
+    assert_eq!(code, 1);
+    assert_eq!(
+        find(&events, "step_finished", "whole")["outputs"]["service"],
+        "${{ \"shop\" }}"
     );
 }

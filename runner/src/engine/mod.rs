@@ -851,7 +851,7 @@ impl Executor<'_> {
             return Work::Gate(outcome, Box::new(event));
         }
         if let Some(a) = &step.approval {
-            let prompt = match expr::render(a.prompt.as_str(), vars) {
+            let prompt = match expr::render(&p.written.prompt, vars) {
                 Ok(Value::String(s)) => s,
                 Ok(other) => other.to_string(),
                 Err(e) => {
@@ -873,7 +873,8 @@ impl Executor<'_> {
             );
         };
         let with = Value::Object(
-            step.with
+            p.written
+                .with
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),

@@ -88,14 +88,30 @@ pub enum Runs {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanStep {
-    /// The step as it will run: durations and inputs-only values resolved.
+    /// The step as people see it: durations and inputs-only values resolved.
+    /// Its `with:` and prompt are for showing only; the engine renders
+    /// [`PlanStep::written`], so a value is never parsed as a template twice.
     #[serde(flatten)]
     pub step: Step,
+    /// The step's templates as the playbook wrote them, rendered exactly once, by
+    /// the engine, over the real values: an input whose text looks like `${{ }}`
+    /// stays that text.
+    #[serde(skip)]
+    pub written: Written,
     /// `plugin`, `gate` or `approval`.
     pub kind: &'static str,
     pub runs: Runs,
     /// Steps of the same stage it waits for.
     pub after: Vec<String>,
+}
+
+/// The templates of a step as written in the playbook.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// `with:` before any rendering.
+    pub with: indexmap::IndexMap<String, Value>,
+    /// An approval's prompt before any rendering (empty for other steps).
+    pub prompt: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -360,6 +376,14 @@ impl Statics {
         let runs = self.runs(step.condition.as_ref().map(|c| c.as_str()))?;
         Ok(PlanStep {
             step: s,
+            written: Written {
+                with: step.with.clone(),
+                prompt: step
+                    .approval
+                    .as_ref()
+                    .map(|a| a.prompt.as_str().to_owned())
+                    .unwrap_or_default(),
+            },
             kind,
             runs,
             after: Vec::new(),
