@@ -297,3 +297,237 @@ fn the_plan_shows_the_environment_a_program_may_get() {
         "{err}"
     );
 }
+
+/// The values that broke the shipped playbooks without any CEL (a forged PromQL
+/// label, a health check sent to another host, an image from another registry, a
+/// gate switched off, a header injected into a mail) are refused before the run,
+/// each naming its input.
+#[test]
+fn hostile_input_values_are_refused_before_anything_runs() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "playbooks/postmortem.yaml",
+            &["namespace=production\",track!=\"canary\",code!~\"5..\""],
+            "input `namespace`: `production\",track!=\"canary\",code!~\"5..\"` is not a dns-label",
+        ),
+        (
+            "playbooks/postmortem.yaml",
+            &["health_path=@127.0.0.1:9/health"],
+            "input `health_path`: `@127.0.0.1:9/health` is not a url-path",
+        ),
+        (
+            "playbooks/hotfix.yaml",
+            &["fixed_image=evil.example/miner:v1.4.3"],
+            "input `fixed_image`: `evil.example/miner:v1.4.3` is not allowed by the environment file's `allow`: demo/shop",
+        ),
+        (
+            "playbooks/postmortem.yaml",
+            &["max_error_rate=1e9"],
+            "input `max_error_rate`: 1000000000 is above the maximum 1",
+        ),
+        (
+            "playbooks/postmortem.yaml",
+            &["incident_title=fix\nBcc: everyone@example.com"],
+            "input `incident_title`: it has a line break",
+        ),
+        (
+            "playbooks/canary.yaml",
+            &["production_url=http://127.0.0.1:8080@127.0.0.1:9"],
+            "input `production_url`: `http://127.0.0.1:8080@127.0.0.1:9` is not a url: user information",
+        ),
+        (
+            "playbooks/canary.yaml",
+            &["production_url=http://127.0.0.1:9"],
+            "input `production_url`: `http://127.0.0.1:9` is not allowed by the environment file's `allow`",
+        ),
+    ];
+    let base: &[&str] = &[
+        "incident_id=INC-1",
+        "incident_title=checkout down",
+        "issue_id=HOTFIX-1",
+        "issue_description=login fails",
+        "priority=P2",
+        "base_tag=v1.4.2",
+        "image=demo/shop:1.4.3",
+    ];
+    for (file, bad, expected) in cases {
+        let declared = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(file),
+        )
+        .unwrap();
+        let mut args = vec![
+            "exec",
+            file,
+            "--env",
+            "environments/sandbox.yaml",
+            "--output",
+            "json",
+        ];
+        let name = |a: &str| a.split('=').next().unwrap_or("").to_owned();
+        let overridden: Vec<String> = bad.iter().map(|b| name(b)).collect();
+        for b in base {
+            if declared.contains(&format!("\n  {}:", name(b))) && !overridden.contains(&name(b)) {
+                args.extend(["-i", b]);
+            }
+        }
+        for b in bad.iter() {
+            args.extend(["-i", b]);
+        }
+        let out = runner(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file} {bad:?}: {err}");
+        assert!(err.contains(expected), "{file} {bad:?}: {err}");
+        assert!(
+            out.stdout.is_empty(),
+            "something ran: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// An environment file's values obey the same rules as `-i`.
+#[test]
+fn environment_file_values_obey_the_input_rules() {
+    let dir = std::env::temp_dir().join(format!("runner-plan-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = dir.join("env.yaml");
+    std::fs::write(
+        &env,
+        "inputs:\n  namespace: 'production\",track!=\"canary'\n  production_url: http://127.0.0.1:8080\n  prometheus_url: http://127.0.0.1:9090\n",
+    )
+    .unwrap();
+    let out = runner(&[
+        "plan",
+        "playbooks/postmortem.yaml",
+        "--env",
+        env.to_str().unwrap(),
+        "-i",
+        "incident_id=INC-1",
+        "-i",
+        "incident_title=down",
+        "-i",
+        "service=shop",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("input `namespace`"), "{err}");
+    assert!(err.contains("is not a dns-label"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The rules themselves are checked by `validate`, at file:line:col.
+#[test]
+fn input_rules_that_cannot_work_are_located() {
+    let dir = std::env::temp_dir().join(format!("runner-plan-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rules.yaml");
+    std::fs::write(
+        &file,
+        "version: 1
+name: rules
+inputs:
+  ticket: { type: string, pattern: 'INC-[0-9]+', default: 'x' }
+  rate: { type: number, maximum: 1, minimum: 2 }
+  name: { type: number, format: dns-label }
+  broken: { type: string, pattern: '(' }
+  site: { type: string, allow: ['https://x.example'] }
+  where: { type: string, format: url, allow: ['https://x.example/path'] }
+plugins:
+  echo: { uses: echo }
+stages:
+  - id: s
+    steps:
+      - { id: a, uses: echo }
+",
+    )
+    .unwrap();
+    let out = runner(&["validate", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for expected in [
+        "rules.yaml:4:59: the default breaks the input's own rules: `x` does not match the pattern `INC-[0-9]+`",
+        "rules.yaml:5:46: `minimum` 2 is above `maximum` 1",
+        "rules.yaml:6:25: `format` applies to string inputs only",
+        "rules.yaml:7:36: the pattern does not compile: unclosed group",
+        "rules.yaml:8:33: `allow` needs `format: url` or `format: image-ref`",
+        "rules.yaml:9:47: `https://x.example/path` is not an origin",
+    ] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A shipped playbook is copied to production: it names no loopback or private
+/// host; those belong to environments/sandbox.yaml.
+#[test]
+fn shipped_playbooks_grant_no_local_host() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut checked = 0;
+    for dir in ["playbooks", "examples"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split('#').next().unwrap_or("");
+                for local in ["127.0.0.1", "localhost", "[::1]", "0.0.0.0"] {
+                    assert!(
+                        !code.contains(local),
+                        "{}:{}: names {local}: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} playbooks found");
+}
+
+/// Hosts left to the environment file: `validate` says so and passes, and
+/// `exec` without an environment file refuses to start, naming what to add.
+#[test]
+fn hosts_left_to_the_environment_are_noted_and_required() {
+    let out = runner(&["validate", "playbooks/rollback.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("playbooks/rollback.yaml:101:3: note: plugin `http_check` (http-check) needs `http` and the playbook grants no host"),
+        "{err}"
+    );
+    let state = std::env::temp_dir().join(format!("runner-plan-hosts-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("RUNNER_STATE_DIR", &state)
+        .args([
+            "exec",
+            "playbooks/rollback.yaml",
+            "--output",
+            "json",
+            "-i",
+            "service=shop",
+            "-i",
+            "reason=test",
+            "-i",
+            "production_url=http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("plugin `http_check` (http-check) needs the `http` capability and nothing grants it; grant it in the environment file"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "it ran: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&state);
+}

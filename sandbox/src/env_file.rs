@@ -94,7 +94,28 @@ impl Environment<'_> {
             "  git:        {{ fs: [{{ path: {}, access: rw }}] }}",
             quoted(&self.git_dir.display().to_string())
         );
+        // Where URL and image inputs may point: a `-i` value naming another
+        // origin or registry is refused before the run.
+        y.push_str("allow:             # where url and image-ref inputs may point here\n");
+        let _ = writeln!(y, "  production_url: [{}]", quoted(self.production_url));
+        let _ = writeln!(y, "  staging_url:    [{}]", quoted(self.staging_url));
+        if let Some(url) = self.prometheus_url {
+            let _ = writeln!(y, "  prometheus_url: [{}]", quoted(url));
+        }
+        let repository = repository(self.fixed_image);
+        let _ = writeln!(y, "  fixed_image:    [{}]", quoted(repository));
+        let _ = writeln!(y, "  image:          [{}]", quoted(repository));
         y
+    }
+}
+
+/// `demo/shop` of `demo/shop:1.4.3`: the image without its tag or digest.
+fn repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    let last = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last..].find(':') {
+        Some(colon) => &image[..last + colon],
+        None => image,
     }
 }
 
@@ -206,6 +227,9 @@ mod tests {
             "  prom:       { http: [\"http://127.0.0.1:3\"] }",
             "  notify:     { http: [\"http://127.0.0.1:5\"], tcp: [\"127.0.0.1:4\"] }",
             "  git:        { fs: [{ path: \"/s/git\", access: rw }] }",
+            "allow:             # where url and image-ref inputs may point here",
+            "  production_url: [\"http://127.0.0.1:1\"]",
+            "  fixed_image:    [\"demo/shop\"]",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -217,5 +241,16 @@ mod tests {
             ..env
         };
         assert!(!without.yaml().contains("prom"));
+    }
+
+    #[test]
+    fn the_repository_of_an_image_drops_tag_and_digest() {
+        assert_eq!(repository("demo/shop:1.4.3"), "demo/shop");
+        assert_eq!(
+            repository("registry:5000/team/shop:v1"),
+            "registry:5000/team/shop"
+        );
+        assert_eq!(repository("shop@sha256:abc"), "shop");
+        assert_eq!(repository("registry:5000/shop"), "registry:5000/shop");
     }
 }

@@ -592,7 +592,9 @@ pub(crate) fn new_run_id() -> String {
 
 /// The plugin checks of `runner validate`: load each plugin, check `with:`
 /// against its input schema and its capabilities against its grants.
-pub fn check_plugins(v: playbook::Validated) -> Result<playbook::Validated, playbook::LoadError> {
+pub fn check_plugins(
+    mut v: playbook::Validated,
+) -> Result<playbook::Validated, playbook::LoadError> {
     let runtime = match Runtime::new(ComponentCache::default_dir()) {
         Ok(r) => r,
         Err(e) => {
@@ -606,7 +608,7 @@ pub fn check_plugins(v: playbook::Validated) -> Result<playbook::Validated, play
             });
         }
     };
-    let problems = tokio().block_on(resolve::check(&runtime, &v));
+    let problems = tokio().block_on(resolve::check(&runtime, &mut v));
     if problems.is_empty() {
         Ok(v)
     } else {

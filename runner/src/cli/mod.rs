@@ -285,6 +285,17 @@ fn validate(files: &[PathBuf]) -> u8 {
                     file.display(),
                     v.playbook.stages.len()
                 ));
+                let notes: Vec<playbook::Problem> = v
+                    .notes
+                    .iter()
+                    .map(|n| playbook::Problem {
+                        pos: n.pos,
+                        message: format!("note: {}", n.message),
+                    })
+                    .collect();
+                let _ = std::io::stderr()
+                    .lock()
+                    .write_all(diagnostic::render_all(&v.source, &notes).as_bytes());
             }
             Err(e) => {
                 report(&e);
@@ -337,6 +348,12 @@ pub(crate) fn load_and_plan(args: &RunArgs) -> Result<Loaded, u8> {
     if let Some(env) = &env {
         given = env.inputs_for(&validated, &given);
         env.add_grants(&mut validated);
+        env.add_allow(&mut validated).map_err(|lines| {
+            for l in &lines {
+                eprintln!("error: {l}");
+            }
+            EXIT_INVALID
+        })?;
     }
     let plan = plan::build(&validated, &given)
         .map_err(|e| problem(e.to_string().lines().map(str::to_owned).collect()))?;

@@ -107,8 +107,15 @@ pub async fn resolve(
         let kinds = granted_kinds(&decl.grants);
         for needed in &loaded.description.capabilities {
             if needed != "log" && !kinds.contains(&needed.as_str()) {
+                let where_ = if NETWORK.contains(&needed.as_str()) {
+                    format!(
+                        "the environment file (`grants: {{ {name}: {{ {needed}: [...] }} }}`) or the playbook"
+                    )
+                } else {
+                    "the playbook".to_owned()
+                };
                 problems.push(format!(
-                    "plugin `{name}` ({}) needs the `{needed}` capability; grant it under `plugins.{name}.grants.{needed}`",
+                    "plugin `{name}` ({}) needs the `{needed}` capability and nothing grants it; grant it in {where_} under `plugins.{name}.grants.{needed}`",
                     decl.uses
                 ));
             }
@@ -161,11 +168,18 @@ pub async fn resolve(
 ///
 /// A `with:` value that is still a `${{ }}` template is only known at run time, so
 /// schema errors at or below such a value are not reported here.
-pub async fn check(runtime: &Runtime, validated: &Validated) -> Vec<crate::playbook::Problem> {
+/// Capabilities whose grants name hosts. Hosts differ between the sandbox,
+/// staging and production, so a playbook may leave them to the environment
+/// file: `runner validate` notes it, and `runner exec` refuses to start when
+/// neither grants them.
+const NETWORK: &[&str] = &["http", "tcp"];
+
+pub async fn check(runtime: &Runtime, validated: &mut Validated) -> Vec<crate::playbook::Problem> {
     use crate::playbook::Problem;
     use crate::playbook::yaml::{Path, Target};
     let tree = &validated.tree;
     let mut problems = Vec::new();
+    let mut notes = Vec::new();
     let mut loaded = HashMap::new();
     for (name, decl) in &validated.playbook.plugins {
         let at = Path::root().key("plugins").key(name.as_str());
@@ -189,7 +203,17 @@ pub async fn check(runtime: &Runtime, validated: &Validated) -> Vec<crate::playb
             Ok(p) => {
                 let kinds = granted_kinds(&decl.grants);
                 for needed in &p.description.capabilities {
-                    if needed != "log" && !kinds.contains(&needed.as_str()) {
+                    if NETWORK.contains(&needed.as_str()) && !kinds.contains(&needed.as_str()) {
+                        notes.push(Problem::at(
+                            tree,
+                            &at,
+                            Target::Key,
+                            format!(
+                                "plugin `{name}` ({}) needs `{needed}` and the playbook grants no host: the environment file must (`grants: {{ {name}: {{ {needed}: [...] }} }}`), or `runner exec` refuses to start",
+                                decl.uses
+                            ),
+                        ));
+                    } else if needed != "log" && !kinds.contains(&needed.as_str()) {
                         problems.push(Problem::at(
                             tree,
                             &at,
@@ -208,6 +232,8 @@ pub async fn check(runtime: &Runtime, validated: &Validated) -> Vec<crate::playb
     problems.extend(with_problems(validated, &loaded));
     problems.sort();
     problems.dedup();
+    notes.sort();
+    validated.notes.extend(notes);
     problems
 }
 

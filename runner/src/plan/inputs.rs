@@ -71,6 +71,15 @@ pub fn parse_value(kind: InputType, text: &str) -> Result<Value, String> {
     }
 }
 
+/// What the input is, after a refusal, so the person knows what to give.
+fn about(input: &Input) -> String {
+    input
+        .description
+        .as_deref()
+        .map(|d| format!(" ({})", d.trim()))
+        .unwrap_or_default()
+}
+
 /// Resolves every declared input from the given assignments and the defaults.
 /// Reports all problems at once.
 pub fn resolve(
@@ -79,6 +88,8 @@ pub fn resolve(
 ) -> Result<Vec<Resolved>, Vec<InputError>> {
     let mut errors = Vec::new();
     let mut values: IndexMap<&str, Value> = IndexMap::new();
+    // Given but refused: already reported, so not "missing" as well.
+    let mut refused: Vec<&str> = Vec::new();
     for (name, text) in given {
         let Some(input) = declared.get(name.as_str()) else {
             let hint = did_you_mean(name, declared.keys().map(|k| k.as_str()))
@@ -105,15 +116,22 @@ pub fn resolve(
             continue;
         }
         match parse_value(input.kind, text) {
-            Err(e) => errors.push(InputError(format!("input `{name}`: {e}"))),
+            Err(e) => {
+                refused.push(name);
+                errors.push(InputError(format!("input `{name}`: {e}")));
+            }
             Ok(v) => {
-                if let Some(allowed) = &input.allowed
+                if let Err(e) = crate::playbook::constraints::check(input, &v) {
+                    refused.push(name);
+                    errors.push(InputError(format!("input `{name}`: {e}{}", about(input))));
+                } else if let Some(allowed) = &input.allowed
                     && !allowed.contains(&v)
                 {
                     let list: Vec<String> = allowed
                         .iter()
                         .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned))
                         .collect();
+                    refused.push(name);
                     errors.push(InputError(format!(
                         "input `{name}`: `{text}` is not allowed; choose one of: {}",
                         list.join(", ")
@@ -129,6 +147,7 @@ pub fn resolve(
         let (value, origin) = match (values.get(name.as_str()), &input.default) {
             (Some(v), _) => (v.clone(), Origin::Given),
             (None, Some(d)) => (d.clone(), Origin::Default),
+            (None, _) if refused.contains(&name.as_str()) => continue,
             (None, None) if input.required => {
                 let about = input
                     .description

@@ -15,11 +15,15 @@
 //!   namespace: production
 //! grants:                              # by the playbook's plugin names
 //!   http_check: { http: ["https://shop.example.com"] }
+//! allow:                               # where url / image-ref inputs may point here
+//!   production_url: ["https://shop.example.com"]
+//!   fixed_image: ["registry.example.com/shop"]
 //! ```
 //!
 //! Rules: `-i KEY=VALUE` beats the file's `inputs`, and `--kube-context` /
-//! `--secrets` beat its settings. Inputs the playbook does not declare and
-//! grants for plugins it does not have are ignored (one file serves several
+//! `--secrets` beat its settings. `allow` narrows an input's own `allow`
+//! (a value must satisfy both); it applies to `-i` values too. Inputs the
+//! playbook does not declare and grants for plugins it does not have are ignored (one file serves several
 //! playbooks); grants are checked as the playbook's own are, and `runner plan`
 //! shows them merged. Relative paths are relative to the file's folder; `~/`
 //! is the home folder.
@@ -44,6 +48,8 @@ pub struct Environment {
     /// Input values, as the text `-i` would give.
     pub inputs: BTreeMap<String, String>,
     pub grants: BTreeMap<String, Grants>,
+    /// Per input: the origins (`url`) or repositories (`image-ref`) allowed here.
+    pub allow: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +65,8 @@ struct File {
     inputs: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     grants: BTreeMap<String, Grants>,
+    #[serde(default)]
+    allow: BTreeMap<String, Vec<String>>,
 }
 
 const KEYS: &[&str] = &[
@@ -67,6 +75,7 @@ const KEYS: &[&str] = &[
     "secrets_file",
     "inputs",
     "grants",
+    "allow",
 ];
 
 impl Environment {
@@ -192,6 +201,7 @@ impl Environment {
                 })
                 .collect(),
             grants,
+            allow: file.allow,
         })
     }
 
@@ -212,6 +222,30 @@ impl Environment {
             .collect();
         out.extend(given.iter().cloned());
         out
+    }
+
+    /// Hands this file's `allow:` lists to the inputs of the same names; an entry
+    /// for an input whose format has no allowlist, or that is not an origin or a
+    /// repository, is refused (an allowlist that silently does nothing would be
+    /// worse than none).
+    pub fn add_allow(&self, validated: &mut Validated) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        for (name, input) in validated.playbook.inputs.iter_mut() {
+            let Some(list) = self.allow.get(name.as_str()) else {
+                continue;
+            };
+            for entry in list {
+                if let Some(e) = super::constraints::allow_entry_problem(input.format, entry) {
+                    errors.push(format!("{}: allow.{name}: {e}", self.path.display()));
+                }
+            }
+            input.allow_here = Some(list.clone());
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     /// Adds this file's grants to the playbook's plugins of the same names.

@@ -6,6 +6,7 @@
 //! nothing: semantic checks on a document that failed the schema would mostly repeat
 //! what the schema already said.
 
+pub mod constraints;
 pub mod environment;
 pub mod model;
 pub mod scalars;
@@ -44,6 +45,9 @@ pub struct Validated {
     pub source: Source,
     pub tree: Node,
     pub playbook: Playbook,
+    /// What `runner validate` says without refusing the playbook: things it
+    /// leaves to the environment file or to the run, each at its position.
+    pub notes: Vec<Problem>,
 }
 
 /// Why a playbook cannot be used.
@@ -112,5 +116,6 @@ pub fn validate(source: Source) -> Result<Validated, LoadError> {
         source,
         tree,
         playbook,
+        notes: Vec::new(),
     })
 }

@@ -125,6 +125,72 @@ pub struct Input {
     #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub allowed: Option<Vec<Value>>,
+    /// A regular expression the whole value must match (`^(?:…)$` is implied), e.g.
+    /// `INC-[0-9]+`. Strings only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// What the value is, checked before the run: `dns-label`, `dns-subdomain`,
+    /// `image-ref`, `url`, `url-path`, `git-ref` or `email`. Strings only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<InputFormat>,
+    /// Where a `url` may point (origins, `https://shop.example.com`) or where an
+    /// `image-ref` may come from (repositories, `registry.example.com/shop`). An
+    /// environment file's `allow:` narrows it further.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub allow: Option<Vec<String>>,
+    /// The longest value, in characters. Strings only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
+    /// Refuse line breaks (the default: text reaches titles, subjects and commit
+    /// subjects). `false` allows several lines. Strings only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_line: Option<bool>,
+    /// The smallest number allowed. Numbers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<f64>,
+    /// The largest number allowed. Numbers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<f64>,
+    /// The environment file's `allow:` for this input (not part of the playbook).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub allow_here: Option<Vec<String>>,
+}
+
+/// A named format of a string input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    /// A Kubernetes-style name: `shop`, `payments-api` (RFC 1123 label).
+    DnsLabel,
+    /// Dot-separated labels: `shop.v2`, `api.example.com`.
+    DnsSubdomain,
+    /// An OCI image reference: `registry.example.com/shop:1.4.3`.
+    ImageRef,
+    /// An absolute http(s) URL without user information.
+    Url,
+    /// The path of a URL, joined to a base URL: `/health`; never a host.
+    UrlPath,
+    /// A git branch or tag name: `v1.4.2`, `hotfix/INC-1`.
+    GitRef,
+    /// A plain e-mail address.
+    Email,
+}
+
+impl InputFormat {
+    /// "a dns-label", for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            InputFormat::DnsLabel => "a dns-label",
+            InputFormat::DnsSubdomain => "a dns-subdomain",
+            InputFormat::ImageRef => "an image-ref",
+            InputFormat::Url => "a url",
+            InputFormat::UrlPath => "a url-path",
+            InputFormat::GitRef => "a git-ref",
+            InputFormat::Email => "an email",
+        }
+    }
 }
 
 /// The type of an input value.

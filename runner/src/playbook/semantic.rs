@@ -166,10 +166,16 @@ impl<'a> Checker<'a> {
                     }
                 }
             }
+            self.input_rules(input, &path);
             if let Some(default) = &input.default {
                 let at = path.key("default");
-                match check_value(input.kind, default) {
-                    Err(e) => self.report(&at, Target::Value, format!("default {e}")),
+                match check_value(input.kind, default)
+                    .map_err(|e| format!("default {e}"))
+                    .and_then(|()| {
+                        super::constraints::check(input, default)
+                            .map_err(|e| format!("the default breaks the input's own rules: {e}"))
+                    }) {
+                    Err(e) => self.report(&at, Target::Value, e),
                     Ok(()) => {
                         if let Some(allowed) = &input.allowed
                             && !allowed.contains(default)
@@ -188,6 +194,73 @@ impl<'a> Checker<'a> {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// The rules of an input (`pattern`, `format`, ranges …) fit its type and
+    /// each other.
+    fn input_rules(&mut self, input: &super::model::Input, path: &Path) {
+        let string_only = [
+            ("pattern", input.pattern.is_some()),
+            ("format", input.format.is_some()),
+            ("allow", input.allow.is_some()),
+            ("max_length", input.max_length.is_some()),
+            ("single_line", input.single_line.is_some()),
+        ];
+        let number_only = [
+            ("minimum", input.minimum.is_some()),
+            ("maximum", input.maximum.is_some()),
+        ];
+        for (key, set) in string_only {
+            if set && input.kind != InputType::String {
+                self.report(
+                    &path.key(key),
+                    Target::Key,
+                    format!("`{key}` applies to string inputs only"),
+                );
+            }
+        }
+        for (key, set) in number_only {
+            if set && input.kind != InputType::Number {
+                self.report(
+                    &path.key(key),
+                    Target::Key,
+                    format!("`{key}` applies to number inputs only"),
+                );
+            }
+        }
+        if let (Some(min), Some(max)) = (input.minimum, input.maximum)
+            && min > max
+        {
+            self.report(
+                &path.key("minimum"),
+                Target::Value,
+                format!("`minimum` {min} is above `maximum` {max}"),
+            );
+        }
+        if let Some(p) = &input.pattern
+            && let Err(e) = super::constraints::anchored(p)
+        {
+            self.report(
+                &path.key("pattern"),
+                Target::Value,
+                format!(
+                    "the pattern does not compile: {}",
+                    e.to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_start_matches("error: ")
+                ),
+            );
+        }
+        if let Some(list) = &input.allow {
+            for (i, entry) in list.iter().enumerate() {
+                if let Some(e) = super::constraints::allow_entry_problem(input.format, entry) {
+                    self.report(&path.key("allow").index(i), Target::Value, e);
                 }
             }
         }
