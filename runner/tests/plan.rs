@@ -531,3 +531,50 @@ fn hosts_left_to_the_environment_are_noted_and_required() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// The shipped performance gate (hotfix.yaml) with its own defaults: machine
+/// noise on a fast service passes, a real regression fails, a small one asks.
+#[test]
+fn the_shipped_performance_gate_ignores_noise_and_fails_real_regressions() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let pb = runner::playbook::load(&root.join("playbooks/hotfix.yaml"))
+        .unwrap()
+        .playbook;
+    let gate = pb
+        .stages
+        .iter()
+        .flat_map(|s| &s.steps)
+        .find(|s| s.id.as_str() == "performance_gate")
+        .and_then(|s| s.gate.clone())
+        .expect("hotfix.yaml has a performance_gate");
+    let default = |name: &str| pb.inputs[name].default.clone().unwrap();
+    let verdict = |base_p95: f64, p95: f64, base_err: f64, err: f64| {
+        let vars: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+            "inputs": {
+                "latency_slack_ms": default("latency_slack_ms"),
+                "error_rate_slack": default("error_rate_slack"),
+            },
+            "steps": {
+                "load_test": { "outputs": { "passed": true, "p95_ms": p95, "error_rate": err } },
+                "baseline_load": { "outputs": { "passed": true, "p95_ms": base_p95, "error_rate": base_err } },
+            },
+        }))
+        .unwrap();
+        let eval =
+            |c: &str| runner::expr::evaluate(runner::expr::unwrap_condition(c), &vars).unwrap();
+        let fail = eval(gate.fail.as_ref().unwrap().as_str());
+        let pass = eval(gate.pass.as_str());
+        match (fail.as_bool().unwrap(), pass.as_bool().unwrap()) {
+            (true, _) => "fail",
+            (false, true) => "pass",
+            (false, false) => "inconclusive",
+        }
+    };
+    // The CI run that rolled back a good fix: +33 % but 3.6 ms.
+    assert_eq!(verdict(10.9, 14.5, 0.0, 0.0), "pass");
+    assert_eq!(verdict(10.9, 60.0, 0.0, 0.0), "fail");
+    assert_eq!(verdict(100.0, 125.0, 0.0, 0.0), "inconclusive");
+    assert_eq!(verdict(100.0, 200.0, 0.0, 0.0), "fail");
+    assert_eq!(verdict(100.0, 105.0, 0.0, 0.0005), "pass");
+    assert_eq!(verdict(100.0, 105.0, 0.0, 0.01), "fail");
+}
