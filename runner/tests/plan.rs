@@ -578,3 +578,119 @@ fn the_shipped_performance_gate_ignores_noise_and_fails_real_regressions() {
     assert_eq!(verdict(100.0, 105.0, 0.0, 0.0005), "pass");
     assert_eq!(verdict(100.0, 105.0, 0.0, 0.01), "fail");
 }
+
+/// `runner validate` notes a string input that may be any text when it reaches
+/// a field its plugin reads as a query, a URL, a name, an image, a command or
+/// chat text, at that field; a narrowed input (pattern, format, enum; for chat,
+/// max_length) and a value that only reads step outputs are not noted.
+#[test]
+fn unconstrained_inputs_reaching_a_query_a_url_a_name_or_chat_are_noted() {
+    let dir = std::env::temp_dir().join(format!("runner-plan-sinks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sinks.yaml");
+    std::fs::write(
+        &file,
+        r#"version: 1
+name: sinks
+inputs:
+  free: { type: string, default: "x" }
+  bounded: { type: string, max_length: 80, default: "x" }
+  service: { type: string, format: dns-label, default: "shop" }
+  level: { type: string, enum: [a, b], default: a }
+plugins:
+  prom: { uses: prometheus, grants: { http: ["http://prom.example:9090"] } }
+  check: { uses: http-check, grants: { http: ["https://shop.example"] } }
+  kube: { uses: kubectl, grants: { kube: [{ namespaces: [shop], resources: [deployments.apps], verbs: [get] }] } }
+  say: { uses: notify, grants: { secrets: [SLACK], http: ["https://hooks.example"] } }
+  run: { uses: exec, grants: { process: [echo] } }
+  git: { uses: git, grants: { process: [git], fs: [{ path: w, access: rw }] } }
+stages:
+  - id: all
+    steps:
+      - id: query
+        uses: prom
+        with:
+          url: http://prom.example:9090
+          query: 'up{job="${{ inputs.free }}", ns="${{ inputs.service }}", l="${{ inputs.level }}"}'
+      - id: fetch
+        uses: check
+        with: { url: "https://shop.example/${{ inputs.free }}" }
+      - id: get
+        uses: kube
+        with: { op: get, namespace: "${{ inputs.free }}", resource: deployments, name: "${{ steps.query.outputs.value }}" }
+      - id: tell
+        uses: say
+        with:
+          channel: slack
+          webhook_secret: SLACK
+          title: "${{ inputs.bounded }}"
+          text: "${{ inputs.free }} and ${{ inputs.bounded }}"
+          fields: { who: "${{ inputs.free }}" }
+      - id: echo
+        uses: run
+        with: { program: echo, args: ["${{ inputs.free }}", "${{ inputs.service }}"] }
+      - id: clone
+        uses: git
+        with: { op: clone, repo: w/c, url: "${{ inputs.free }}" }
+"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = runner(&["validate", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let noted: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("may be any text"))
+        .collect();
+    for (line, what) in [
+        (
+            ":22:18:",
+            "input `free` reaches a query (plugin `prometheus`)",
+        ),
+        (
+            ":25:22:",
+            "input `free` reaches a URL (plugin `http-check`)",
+        ),
+        (
+            ":28:37:",
+            "input `free` reaches an object's name (plugin `kubectl`)",
+        ),
+        (
+            ":35:17:",
+            "input `free` reaches chat text (plugin `notify`)",
+        ),
+        (
+            ":36:26:",
+            "input `free` reaches chat text (plugin `notify`)",
+        ),
+        (
+            ":39:39:",
+            "input `free` reaches a command line (plugin `exec`)",
+        ),
+        (":42:44:", "input `free` reaches a URL (plugin `git`)"),
+    ] {
+        assert!(
+            noted.iter().any(|l| l.contains(line) && l.contains(what)),
+            "no note {line} {what} in:\n{err}"
+        );
+    }
+    assert_eq!(noted.len(), 7, "only `free`, once per field:\n{err}");
+    assert!(
+        noted.iter().all(|l| l.contains("give `inputs.free` a")),
+        "{err}"
+    );
+
+    for shipped in [
+        "playbooks/canary.yaml",
+        "playbooks/hotfix.yaml",
+        "playbooks/rollback.yaml",
+        "playbooks/postmortem.yaml",
+    ] {
+        let out = runner(&["validate", shipped]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{shipped}: {err}");
+        assert!(!err.contains("may be any text"), "{shipped}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -87,6 +87,7 @@ impl Plugin for Exec {
             "required": ["program"],
             "additionalProperties": false
         }))
+        .sinks(&[("program", "command"), ("args", "command"), ("env", "command")])
         .capabilities(&[capability::PROCESS, "secrets?"])
     }
 

@@ -340,12 +340,13 @@ fn ops() -> Vec<OpSchema> {
             "Clone `url` into `repo` (missing or empty).",
             vec![
                 ("repo", repo()),
-                (
-                    "url",
-                    text(
+                ("url", {
+                    let mut url = text(
                         "https://… (no credentials), file:///… or an absolute path inside a granted folder.",
-                    ),
-                ),
+                    );
+                    url["x-runner-sink"] = "url".into();
+                    url
+                }),
                 (
                     "branch",
                     text("Branch or tag to check out instead of the remote's HEAD."),

@@ -143,6 +143,7 @@ impl Plugin for HttpCheck {
             "health and smoke checks with assertions",
         )
         .input_schema(schema())
+        .sinks(&[("url", "url")])
         .capabilities(&[capability::HTTP, "secrets?"])
     }
 

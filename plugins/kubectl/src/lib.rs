@@ -95,6 +95,18 @@ impl Plugin for Kubectl {
             "set image, rollout status / undo / history, scale, canary weights, logs, get, patch, annotate",
         )
         .input_schema(schema())
+        .sinks(&[
+            ("namespace", "object-name"),
+            ("deployment", "object-name"),
+            ("container", "object-name"),
+            ("name", "object-name"),
+            ("resource", "object-name"),
+            ("service", "object-name"),
+            ("canary", "object-name"),
+            ("image", "image"),
+            ("label_selector", "query"),
+            ("pattern", "query"),
+        ])
         .capabilities(&[capability::KUBE])
     }
 

@@ -173,6 +173,7 @@ impl Plugin for LoadTest {
             "HTTP load with latency percentiles and thresholds",
         )
         .input_schema(schema())
+        .sinks(&[("url", "url")])
         .capabilities(&[capability::HTTP])
     }
 

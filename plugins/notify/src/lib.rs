@@ -115,6 +115,13 @@ impl Plugin for Notify {
             "Slack, webhook and e-mail notifications",
         )
         .input_schema(schema())
+        .sinks(&[
+            ("title", "chat"),
+            ("text", "chat"),
+            ("fields", "chat"),
+            ("link", "url"),
+            ("to", "chat"),
+        ])
         .capabilities(&[capability::SECRETS, "http?", "tcp?", "fs?"])
     }
 

@@ -62,6 +62,7 @@ impl Plugin for Prometheus {
             "PromQL queries for metric gates",
         )
         .input_schema(schema())
+        .sinks(&[("url", "url"), ("query", "query")])
         .capabilities(&[capability::HTTP, "secrets?"])
     }
 

@@ -21,6 +21,7 @@ pub mod check;
 pub mod redact;
 pub mod resolve;
 pub mod runtime;
+pub mod sinks;
 pub mod state;
 pub mod text;
 

@@ -232,6 +232,7 @@ pub async fn check(runtime: &Runtime, validated: &mut Validated) -> Vec<crate::p
     problems.extend(with_problems(validated, &loaded));
     problems.sort();
     problems.dedup();
+    notes.extend(super::sinks::notes(validated, &loaded));
     notes.sort();
     validated.notes.extend(notes);
     problems
@@ -281,6 +282,18 @@ pub fn with_problems(
             ));
         }
     };
+    each_step(validated, &mut each);
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+/// Calls `each` with every step of the playbook, handlers' too, and its path.
+pub fn each_step(
+    validated: &Validated,
+    mut each: impl FnMut(&crate::playbook::model::Step, crate::playbook::yaml::Path),
+) {
+    use crate::playbook::yaml::Path;
     for (i, stage) in validated.playbook.stages.iter().enumerate() {
         let sp = Path::root().key("stages").index(i);
         for (j, step) in stage.steps.iter().enumerate() {
@@ -297,9 +310,6 @@ pub fn with_problems(
             each(step, Path::root().key("handlers").key(key).index(j));
         }
     }
-    problems.sort();
-    problems.dedup();
-    problems
 }
 
 /// Whether the value at JSON `pointer` in `v`, or one of its ancestors, is a string

@@ -169,6 +169,27 @@ impl Info {
         self
     }
 
+    /// Marks fields of the input schema whose text the plugin reads as more
+    /// than text, so that `runner validate` can warn when a playbook passes an
+    /// input that may be any text into one. Each pair is a top-level property
+    /// and its kind: `query` (a query language), `url`, `object-name` (a
+    /// Kubernetes or git name), `image` (an image reference), `command` (a
+    /// program or its arguments) or `chat` (text shown to people with markup).
+    /// Call it after [`Info::input_schema`]; it sets `x-runner-sink` on each
+    /// property that exists.
+    pub fn sinks(mut self, fields: &[(&str, &str)]) -> Self {
+        for (field, kind) in fields {
+            if let Some(Value::Object(property)) = self
+                .input_schema
+                .get_mut("properties")
+                .and_then(|p| p.get_mut(*field))
+            {
+                property.insert("x-runner-sink".into(), Value::from(*kind));
+            }
+        }
+        self
+    }
+
     /// The capabilities `run` uses (see [`capability`]). A call to an undeclared
     /// capability is denied even when the playbook grants it.
     pub fn capabilities(mut self, capabilities: &[&str]) -> Self {
