@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+pub mod check;
 pub mod nonfinite;
 
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
@@ -177,6 +178,54 @@ impl Compiled {
     }
 }
 
+impl Compiled {
+    /// Type-checks the expression (see [`check`]); with `condition`, it must be
+    /// able to give a `bool`. The error has its byte offset in the source.
+    pub fn type_check(&self, condition: bool) -> Result<(), (usize, String)> {
+        let Err(e) = check::check(&self.expr, condition) else {
+            return Ok(());
+        };
+        // Only now is the position worth a parse with the parser that records
+        // positions; both parsers build the same tree, so the same node fails.
+        let at = Program::compile(&self.source)
+            .ok()
+            .and_then(|program| {
+                let again = check::check(program.expression(), condition).err()?;
+                program
+                    .source_info()
+                    .offset_for(again.id)
+                    .map(|(start, _)| start as usize)
+            })
+            .unwrap_or(0);
+        Err((at, e.message))
+    }
+}
+
+/// Whether the evaluator knows a function `name` called as a method
+/// (`x.name()`) or not (`name()`): a call with no arguments fails as an
+/// undeclared reference only when it does not.
+pub(crate) fn runtime_knows(name: &str, method: bool) -> bool {
+    use cel::common::ast::CallExpr;
+    let call = IdedExpr {
+        id: 1,
+        expr: Expr::Call(CallExpr {
+            func_name: name.to_owned(),
+            target: method.then(|| {
+                Box::new(IdedExpr {
+                    id: 2,
+                    expr: Expr::Literal(LiteralValue::String(String::new().into())),
+                })
+            }),
+            args: Vec::new(),
+        }),
+    };
+    let ctx = cel::Context::with_env(environment());
+    !matches!(
+        cel::Value::resolve(&call, &ctx),
+        Err(cel::ExecutionError::UndeclaredReference(ref n)) if n.as_str() == name
+    )
+}
+
 /// The references of a parsed expression, whichever parser produced it.
 pub fn references_of(expr: &IdedExpr) -> Vec<Reference> {
     let mut out = Vec::new();
@@ -312,11 +361,18 @@ pub fn provide_run_reports(reports: RunReports) {
     let _ = RUN_REPORTS.set(reports);
 }
 
-/// The environment every expression is evaluated in: CEL's standard library.
-/// Built once: it is a few hundred overloads.
+/// The environment every expression is evaluated in: CEL's standard library
+/// and the strings extension Kubernetes ships (`"a,b".split(",")`,
+/// `lowerAscii()`, `format()`, ...). Built once: it is a few hundred overloads.
 fn environment() -> std::sync::Arc<cel::Env> {
-    static ENV: std::sync::LazyLock<std::sync::Arc<cel::Env>> =
-        std::sync::LazyLock::new(|| std::sync::Arc::new(cel::Env::stdlib()));
+    static ENV: std::sync::LazyLock<std::sync::Arc<cel::Env>> = std::sync::LazyLock::new(|| {
+        let mut env = cel::Env::stdlib();
+        // Fails only if an overload were declared twice, which the standard
+        // library and this extension never do (a unit test evaluates both).
+        env.add_extension(cel::extensions::strings)
+            .expect("the strings extension fits the standard library");
+        std::sync::Arc::new(env)
+    });
     ENV.clone()
 }
 
@@ -858,6 +914,58 @@ mod tests {
             evaluate("[0.0 / 0.0]", &inf),
             Ok(serde_json::json!([{ "$nonfinite": "NaN" }]))
         );
+    }
+
+    #[test]
+    fn the_strings_extension_works_as_in_kubernetes() {
+        let vars = serde_json::Map::new();
+        let eval = |src: &str| evaluate(src, &vars);
+        let json = |v| Ok(serde_json::json!(v));
+        assert_eq!(eval("'a,b'.split(',')"), Ok(serde_json::json!(["a", "b"])));
+        assert_eq!(
+            eval("'a,b,c'.split(',', 2)"),
+            Ok(serde_json::json!(["a", "b,c"]))
+        );
+        assert_eq!(eval("['a', 'b'].join('-')"), json("a-b"));
+        assert_eq!(eval("['a', 'b'].join()"), json("ab"));
+        assert_eq!(eval("'x'.indexOf('y')"), Ok(serde_json::json!(-1)));
+        assert_eq!(eval("'héllo'.indexOf('l')"), Ok(serde_json::json!(2)));
+        assert_eq!(eval("'hello'.lastIndexOf('l')"), Ok(serde_json::json!(3)));
+        assert_eq!(eval("'TacoCat'.lowerAscii()"), json("tacocat"));
+        assert_eq!(eval("'TacoCat'.upperAscii()"), json("TACOCAT"));
+        assert_eq!(eval("'  v1.2 \\n'.trim()"), json("v1.2"));
+        assert_eq!(eval("'a-b-c'.replace('-', '.')"), json("a.b.c"));
+        assert_eq!(eval("'a-b-c'.replace('-', '.', 1)"), json("a.b-c"));
+        // Code points, not bytes.
+        assert_eq!(eval("'héllo'.substring(1, 3)"), json("él"));
+        assert_eq!(eval("'héllo'.substring(2)"), json("llo"));
+        assert_eq!(
+            eval("'%s took %d ms (%.1f%%)'.format(['p95', 250, 12.345])"),
+            json("p95 took 250 ms (12.3%)")
+        );
+        // Out of range is an error, not a shorter string.
+        let err = eval("'abc'.substring(1, 5)").unwrap_err();
+        assert!(err.contains("index out of range: 5"), "{err}");
+        assert!(eval("'abc'.substring(2, 1)").is_err());
+        assert!(eval("'abc'.substring(-1)").is_err());
+        assert!(eval("'abc'.indexOf('a', 9)").is_err());
+    }
+
+    #[test]
+    fn the_checker_asks_the_evaluator_about_functions_it_does_not_list() {
+        assert!(runtime_knows("size", false));
+        assert!(runtime_knows("lowerAscii", true));
+        assert!(!runtime_knows("lowerAscii", false));
+        assert!(!runtime_knows("frobnicate", false));
+        assert!(!runtime_knows("frobnicate", true));
+    }
+
+    #[test]
+    fn type_errors_point_into_the_expression() {
+        let c = compile("inputs.a > 1 && 2 + 1.5 > 0").unwrap();
+        let (at, message) = c.type_check(true).unwrap_err();
+        assert_eq!(&c.source[at..at + 1], "+", "{message}");
+        assert!(compile("inputs.a > 1").unwrap().type_check(true).is_ok());
     }
 
     #[test]
