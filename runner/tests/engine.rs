@@ -819,3 +819,60 @@ fn the_concurrency_group_uses_the_same_text_as_the_steps() {
         "${{ \"shop\" }}"
     );
 }
+
+/// NaN and +Inf in outputs (Prometheus's `0/0` and `1/0`), through gates and
+/// watches: the table in docs/playbook.md, one step per row.
+#[test]
+fn nan_and_infinities_follow_the_documented_table() {
+    let (code, ev) = run("nonfinite", &[]);
+    assert_eq!(code, 0, "every failure below is continue_on_error");
+    let status = |step: &str| find(&ev, "step_finished", step)["status"].clone();
+    let error = |step: &str| {
+        find(&ev, "step_finished", step)["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    // The marker reaches the outputs as it was written.
+    assert_eq!(
+        find(&ev, "step_finished", "nan")["outputs"]["value"],
+        serde_json::json!({ "$nonfinite": "NaN" })
+    );
+    // A gate with only `pass` fails on NaN, naming it.
+    assert_eq!(status("gate_nan"), "failed");
+    assert_eq!(
+        error("gate_nan"),
+        "gate `gate_nan` failed: `steps.nan.outputs.value <= 0.005` compares NaN, which is neither more nor less than any number (`steps.nan.outputs.value` is NaN)"
+    );
+    // +Inf is above every number.
+    assert_eq!(status("gate_inf"), "succeeded");
+    // With both conditions, NaN is inconclusive (`on_inconclusive: fail` here).
+    assert_eq!(find(&ev, "gate", "gate_both")["outcome"], "inconclusive");
+    assert_eq!(status("gate_both"), "failed");
+    // Watches: success only → failed; both, or failure only → inconclusive.
+    let measured = |step: &str| find(&ev, "measurement", step).clone();
+    assert_eq!(measured("success_only")["verdict"], "failure");
+    assert_eq!(
+        measured("success_only")["nan"],
+        "`result.error_rate` is NaN"
+    );
+    assert_eq!(
+        error("success_only"),
+        "the watch failed: 1 failed measurement (failure_limit: 0); the last measurement compared NaN: `result.error_rate` is NaN"
+    );
+    assert_eq!(measured("both")["verdict"], "inconclusive");
+    assert_eq!(status("both"), "failed");
+    assert_eq!(measured("failure_only")["verdict"], "inconclusive");
+    assert_eq!(status("failure_only"), "failed");
+    // A condition that tests for NaN first decides for itself.
+    assert_eq!(measured("nan_accepted")["verdict"], "success");
+    assert_eq!(status("nan_accepted"), "succeeded");
+    // +Inf ms is above 500 ms.
+    assert_eq!(measured("infinite_latency")["verdict"], "failure");
+    assert_eq!(measured("infinite_latency").get("nan"), None);
+    // In text, the words.
+    assert_eq!(
+        find(&ev, "step_finished", "text")["summary"],
+        "rate NaN, p95 +Inf"
+    );
+}

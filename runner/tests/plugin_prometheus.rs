@@ -182,6 +182,43 @@ fn queries_against_a_real_prometheus() {
     assert_eq!(s["outputs"]["result_type"], "scalar");
     assert_eq!(s["outputs"]["value"], 250.0);
 
+    // NaN and infinities (PromQL's 0/0 and 1/0) stay numbers: a gate compares
+    // +Inf as above everything and fails on NaN, naming it, instead of
+    // meeting a `null` it cannot compare.
+    let (code, ev) = run(
+        &stack.dir,
+        stack.port,
+        &format!(
+            "      - {{ id: inf, uses: prom, with: {{ url: \"{url}\", query: '1/0' }} }}\n      - {{ id: above, gate: {{ pass: 'steps.inf.outputs.value > 1000' }} }}\n      - {{ id: nan, uses: prom, with: {{ url: \"{url}\", query: '0/0' }} }}\n      - {{ id: low, gate: {{ pass: 'steps.nan.outputs.value <= 0.005' }} }}\n"
+        ),
+    );
+    assert_eq!(code, 1);
+    let inf = step(&ev, "inf");
+    assert_eq!(
+        inf["outputs"]["value"],
+        serde_json::json!({ "$nonfinite": "+Inf" }),
+        "{inf}"
+    );
+    assert_eq!(inf["outputs"]["not_numbers"], 1);
+    assert_eq!(inf["summary"], "1/0 = +Inf");
+    let above = step(&ev, "above");
+    assert_eq!(above["status"], "succeeded", "{above}");
+    let nan = step(&ev, "nan");
+    assert_eq!(
+        nan["outputs"]["value"],
+        serde_json::json!({ "$nonfinite": "NaN" }),
+        "{nan}"
+    );
+    let low = step(&ev, "low");
+    assert_eq!(low["status"], "failed");
+    assert!(
+        low["error"]
+            .as_str()
+            .unwrap()
+            .contains("compares NaN, which is neither more nor less than any number (`steps.nan.outputs.value` is NaN)"),
+        "{low}"
+    );
+
     // A range: every point of the gauge is 0.25.
     let (code, s) = one(
         &stack,

@@ -443,6 +443,12 @@ impl Threshold {
     }
 }
 
+/// The grammar `Threshold::parse` reads, as the input schema's `pattern`, so
+/// that `runner validate` refuses `p(101)<5` before a run starts: a metric
+/// (`p(N)` with 0 ≤ N ≤ 100, `avg`, `min`, `max`, `med`, `rate`, `rps`), a
+/// comparison and a number, blanks allowed between them.
+const THRESHOLD: &str = r"^\s*(p\(\s*(100(\.0*)?|[0-9]{1,2}(\.[0-9]*)?)\s*\)|avg|min|max|med|rate|rps)\s*(<=|>=|==|<|>)\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$";
+
 fn schema() -> Value {
     let duration = |what: &str| json!({ "type": "string", "pattern": "^([0-9]+(ms|s|m|h))+$", "description": what });
     json!({
@@ -458,7 +464,7 @@ fn schema() -> Value {
             "ramp_up": duration("Raise the rate linearly (open) or start workers one by one (closed) over this long."),
             "timeout": duration("Per request (default 5s); a timeout is an error."),
             "max_in_flight": { "type": "integer", "minimum": 1, "description": "Open model: most requests in flight at once (default 256); a request due past it is not sent and counts as an error (`overloaded`)." },
-            "thresholds": { "type": "array", "items": { "type": "string" }, "description": "k6-style: `p(95)<500`, `avg<200`, `max<=2000` (ms), `rate<0.01` (error rate), `rps>100`." },
+            "thresholds": { "type": "array", "items": { "type": "string", "pattern": THRESHOLD }, "description": "k6-style: `p(95)<500`, `avg<200`, `max<=2000` (ms), `rate<0.01` (error rate), `rps>100`; p(N) with 0 ≤ N ≤ 100." },
             "fail_on_thresholds": { "type": "boolean", "description": "Fail the step when a threshold fails (default: report `passed` for a gate)." }
         },
         "required": ["url", "duration"],
@@ -471,6 +477,17 @@ runner_sdk::export_plugin!(LoadTest);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parser_reads_what_the_schema_pattern_describes() {
+        // runner/src/playbook/schema.rs tests the same lists against THRESHOLD.
+        for ok in ["p(95)<500", "p(99.9) <= 2000", "p(100)<1", "p(0)>=0", "avg<200", "rate <= 0.01", "rps>100", "max==1e3", "med<.5"] {
+            assert!(Threshold::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["p(101)<5", "p(95)<abc", "avg", "p95<500", "p(95)=<5", "mean<3", "rate<0.01ms"] {
+            assert!(Threshold::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn thresholds_parse_like_k6() {

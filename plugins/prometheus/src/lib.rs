@@ -5,8 +5,9 @@
 //! (`/api/v1/query`, `/api/v1/query_range`) and returns numbers a gate or a
 //! watch can compare: `value` when the answer is one number, `values` for a
 //! vector, `series` for a range. Prometheus sends sample values as strings;
-//! they become JSON numbers here (`NaN` and infinities, which JSON cannot hold,
-//! become `null` and are counted in `not_numbers`).
+//! they become JSON numbers here, and `NaN` and infinities, which JSON cannot
+//! hold, become `runner_sdk::number`'s marker, which gates and watches read as
+//! the number it is (they are also counted in `not_numbers`).
 //!
 //! An empty answer (no series: no traffic yet, a typo in a label) is an error by
 //! default, because a gate comparing nothing would pass or fail for the wrong
@@ -159,11 +160,16 @@ impl Plugin for Prometheus {
         let data = &answer["data"];
         let mut out = Output::new().set("result_type", &data["resultType"]);
         let mut not_numbers = 0usize;
+        // Prometheus writes `NaN`, `+Inf`, `-Inf`, which Rust's parser reads.
         let mut number = |v: &Value| -> Value {
             let parsed = v.as_str().and_then(|s| s.parse::<f64>().ok());
             match parsed {
                 Some(n) if n.is_finite() => json!(n),
-                _ => {
+                Some(n) => {
+                    not_numbers += 1;
+                    runner_sdk::number(n)
+                }
+                None => {
                     not_numbers += 1;
                     Value::Null
                 }
@@ -246,9 +252,10 @@ impl Plugin for Prometheus {
         } else {
             value
         };
-        let summary = match value.as_f64() {
-            Some(v) => format!("{} = {v}", input.query),
-            None => format!("{}: {count} series", input.query),
+        let summary = match (value.as_f64(), value.get("$nonfinite")) {
+            (Some(v), _) => format!("{} = {v}", input.query),
+            (None, Some(word)) => format!("{} = {}", input.query, word.as_str().unwrap_or("?")),
+            (None, None) => format!("{}: {count} series", input.query),
         };
         Ok(out
             .set("value", value)

@@ -469,10 +469,12 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
             n,
             verdict,
             error,
+            nan,
             ..
-        } => match error {
-            Some(err) => format!("  watch {} #{n}: {verdict:?} ({})", p(step), p(err)),
-            None => format!("  watch {} #{n}: {verdict:?}", p(step)),
+        } => match (error, nan) {
+            (Some(err), _) => format!("  watch {} #{n}: {verdict:?} ({})", p(step), p(err)),
+            (None, Some(why)) => format!("  watch {} #{n}: {verdict:?} ({})", p(step), p(why)),
+            (None, None) => format!("  watch {} #{n}: {verdict:?}", p(step)),
         },
         E::ApprovalRequested {
             step,

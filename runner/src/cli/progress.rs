@@ -1773,6 +1773,7 @@ mod tests {
                 verdict: Verdict::Success,
                 outputs: Map::new(),
                 error: None,
+                nan: None,
             },
             t.at(10.0),
         );
@@ -2296,6 +2297,7 @@ mod tests {
                 verdict: Verdict::Error,
                 outputs: Map::new(),
                 error: Some("down".into()),
+                nan: None,
             },
             Event::Gate {
                 stage: None,

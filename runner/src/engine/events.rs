@@ -76,6 +76,10 @@ pub enum Event {
         outputs: serde_json::Map<String, serde_json::Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Set when a condition compared a NaN, which decided the verdict:
+        /// which values were NaN.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nan: Option<String>,
     },
     /// A gate's outcome, with the value of each condition.
     Gate {

@@ -924,29 +924,67 @@ impl Executor<'_> {
         gate: &crate::playbook::model::Gate,
         vars: &Map<String, Value>,
     ) -> (GateOutcome, Event) {
-        let eval = |c: &str| expr::evaluate(expr::unwrap_condition(c), vars);
+        let eval = |c: &str| expr::evaluate_traced(expr::unwrap_condition(c), vars);
         let fail_value = gate.fail.as_ref().map(|f| eval(f.as_str()));
         let pass_value = eval(gate.pass.as_str());
-        let show = |v: &Result<Value, String>| match v {
-            Ok(v) => v.clone(),
+        let show = |v: &Result<expr::Evaluated, String>| match v {
+            Ok(v) => v.value.clone(),
             Err(e) => Value::String(format!("error: {e}")),
         };
-        let as_bool = |v: &Result<Value, String>| match v {
-            Ok(Value::Bool(b)) => Ok(*b),
-            Ok(other) => Err(format!("a condition gives {other}, not true or false")),
+        // (holds, compared a NaN)
+        let as_bool = |v: &Result<expr::Evaluated, String>| match v {
+            Ok(expr::Evaluated {
+                value: Value::Bool(b),
+                compared_nan,
+            }) => Ok((*b, *compared_nan)),
+            Ok(other) => Err(format!(
+                "a condition gives {}, not true or false",
+                expr::nonfinite::readable(&other.value)
+            )),
             Err(e) => Err(e.clone()),
+        };
+        // Which values were NaN, for a message: `steps.q.outputs.value` is NaN.
+        let nan_names = || {
+            let mut names: Vec<String> = Vec::new();
+            let conds =
+                std::iter::once(gate.pass.as_str()).chain(gate.fail.as_ref().map(|f| f.as_str()));
+            for c in conds {
+                for n in expr::nan_readings(expr::unwrap_condition(c), vars) {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+            match names.as_slice() {
+                [] => "a value it compares is NaN".to_owned(),
+                [one] => format!("`{one}` is NaN"),
+                _ => format!("`{}` are NaN", names.join("`, `")),
+            }
         };
         let judged = (|| -> Result<GateOutcome, String> {
             let failed = fail_value.as_ref().map(as_bool).transpose()?;
-            let passed = as_bool(&pass_value)?;
+            let (passed, pass_nan) = as_bool(&pass_value)?;
+            // A comparison with NaN is false and proves nothing (see
+            // `watch::judge`): a gate with only `pass` fails, saying so; a
+            // gate with both conditions is inconclusive, unless `fail` holds
+            // without a NaN.
             Ok(match (failed, passed) {
-                (Some(true), _) => GateOutcome::Fail(format!(
+                (Some((true, false)), _) => GateOutcome::Fail(format!(
                     "gate `{}` failed: `{}` holds",
                     p.step.id,
                     gate.fail.as_ref().map_or("", |f| f.as_str())
                 )),
+                (None, _) if pass_nan => GateOutcome::Fail(format!(
+                    "gate `{}` failed: `{}` compares NaN, which is neither more nor less than any number ({})",
+                    p.step.id,
+                    gate.pass.as_str(),
+                    nan_names()
+                )),
+                (Some((_, fail_nan)), _) if fail_nan || pass_nan => {
+                    GateOutcome::Inconclusive(gate.on_inconclusive)
+                }
                 (_, true) => GateOutcome::Pass,
-                (Some(false), false) => GateOutcome::Inconclusive(gate.on_inconclusive),
+                (Some(_), false) => GateOutcome::Inconclusive(gate.on_inconclusive),
                 (None, false) => GateOutcome::Fail(format!(
                     "gate `{}` failed: `{}` does not hold",
                     p.step.id,
@@ -1241,11 +1279,11 @@ impl Executor<'_> {
             }
             let t0 = Instant::now();
             record.attempts += 1;
-            let (verdict, outputs, error) = match self.attempt(plugin, a, record).await {
-                Err(f) => (watch::Verdict::Error, Map::new(), Some(f.to_string())),
+            let (verdict, outputs, error, nan) = match self.attempt(plugin, a, record).await {
+                Err(f) => (watch::Verdict::Error, Map::new(), Some(f.to_string()), None),
                 Ok(s) => match watch::judge(w, &s.outputs, vars) {
-                    Ok(v) => (v, s.outputs, None),
-                    Err(e) => (watch::Verdict::Error, s.outputs, Some(e)),
+                    Ok(j) => (j.verdict, s.outputs, None, j.nan),
+                    Err(e) => (watch::Verdict::Error, s.outputs, Some(e), None),
                 },
             };
             self.emit(Event::Measurement {
@@ -1255,6 +1293,7 @@ impl Executor<'_> {
                 verdict,
                 outputs: outputs.clone(),
                 error: error.clone(),
+                nan: nan.clone(),
             });
             if verdict != watch::Verdict::Error {
                 last = outputs;
@@ -1263,12 +1302,18 @@ impl Executor<'_> {
                 watch::Next::Go => {}
                 watch::Next::Fail(why) => {
                     record.outputs = watch_outputs(last, &tally);
-                    let detail = error
-                        .map(|e| format!("; last error: {e}"))
-                        .unwrap_or_default();
+                    let detail = match (error, &nan) {
+                        (Some(e), _) => format!("; last error: {e}"),
+                        (None, Some(n)) => format!("; the last measurement compared NaN: {n}"),
+                        (None, None) => String::new(),
+                    };
                     return record.fail("watch", format!("the watch failed: {why}{detail}"));
                 }
                 watch::Next::Inconclusive(why) => {
+                    let why = match &nan {
+                        Some(n) => format!("{why}; the last compared NaN: {n}"),
+                        None => why,
+                    };
                     if inconclusive_waived {
                         tally.waive_inconclusive();
                     } else {

@@ -41,34 +41,85 @@ pub enum Verdict {
     Error,
 }
 
+/// A measurement's verdict, and why a NaN decided it when one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    pub verdict: Verdict,
+    /// Set when a condition ordered a NaN (`result.value > 0.01` with NaN):
+    /// which values were NaN.
+    pub nan: Option<String>,
+}
+
 /// Judges one measurement's outputs; `vars` is the run's context, to which
 /// `result` is added for the conditions.
+///
+/// A comparison with NaN is false (IEEE 754), and a condition that made one
+/// proves nothing, as in Argo Rollouts: with only `success`, the measurement
+/// failed; with only `failure`, or with both, it is inconclusive (a `failure`
+/// that holds without touching a NaN still fails it). A condition that tests
+/// for NaN first (`result.value != result.value || …`) never compares one.
 pub fn judge(
     watch: &Watch,
     outputs: &Map<String, Value>,
     vars: &Map<String, Value>,
-) -> Result<Verdict, String> {
+) -> Result<Judged, String> {
     let mut scope = vars.clone();
     scope.insert("result".into(), Value::Object(outputs.clone()));
-    let holds = |cond: &str| -> Result<bool, String> {
-        match crate::expr::evaluate(crate::expr::unwrap_condition(cond), &scope)? {
-            Value::Bool(b) => Ok(b),
+    let holds = |cond: &str| -> Result<(bool, bool), String> {
+        let e = crate::expr::evaluate_traced(crate::expr::unwrap_condition(cond), &scope)?;
+        match e.value {
+            Value::Bool(b) => Ok((b, e.compared_nan)),
             other => Err(format!(
                 "the condition `{cond}` gives {other}, not true or false"
             )),
         }
     };
-    if let Some(f) = &watch.failure
-        && holds(f.as_str())?
-    {
-        return Ok(Verdict::Failure);
-    }
-    match &watch.success {
-        None => Ok(Verdict::Success),
-        Some(s) if holds(s.as_str())? => Ok(Verdict::Success),
-        Some(_) if watch.failure.is_some() => Ok(Verdict::Inconclusive),
-        Some(_) => Ok(Verdict::Failure),
-    }
+    let nan_in = |conds: &[&str]| -> String {
+        let mut names: Vec<String> = Vec::new();
+        for c in conds {
+            for n in crate::expr::nan_readings(crate::expr::unwrap_condition(c), &scope) {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        if names.is_empty() {
+            "a condition compared NaN".to_owned()
+        } else {
+            format!(
+                "`{}` {} NaN",
+                names.join("`, `"),
+                if names.len() == 1 { "is" } else { "are" }
+            )
+        }
+    };
+    let plain = |verdict| Judged { verdict, nan: None };
+    let by_nan = |verdict, conds: &[&str]| Judged {
+        verdict,
+        nan: Some(nan_in(conds)),
+    };
+    Ok(match (&watch.failure, &watch.success) {
+        (None, None) => plain(Verdict::Success),
+        (None, Some(s)) => match holds(s.as_str())? {
+            (_, true) => by_nan(Verdict::Failure, &[s.as_str()]),
+            (true, false) => plain(Verdict::Success),
+            (false, false) => plain(Verdict::Failure),
+        },
+        (Some(f), None) => match holds(f.as_str())? {
+            (_, true) => by_nan(Verdict::Inconclusive, &[f.as_str()]),
+            (true, false) => plain(Verdict::Failure),
+            (false, false) => plain(Verdict::Success),
+        },
+        (Some(f), Some(s)) => match holds(f.as_str())? {
+            (true, false) => plain(Verdict::Failure),
+            (_, f_nan) => match holds(s.as_str())? {
+                _ if f_nan => by_nan(Verdict::Inconclusive, &[f.as_str(), s.as_str()]),
+                (_, true) => by_nan(Verdict::Inconclusive, &[f.as_str(), s.as_str()]),
+                (true, false) => plain(Verdict::Success),
+                (false, false) => plain(Verdict::Inconclusive),
+            },
+        },
+    })
 }
 
 /// What the watch does after a measurement.
@@ -300,20 +351,103 @@ mod tests {
             failure: Some(Cel("result.error_rate > 0.01".into())),
             ..watch()
         };
-        assert_eq!(judge(&both, &out(0.001), &vars), Ok(S));
-        assert_eq!(judge(&both, &out(0.02), &vars), Ok(F));
-        assert_eq!(judge(&both, &out(0.008), &vars), Ok(I));
+        let verdict = |w: &Watch, o: &Map<String, Value>| judge(w, o, &vars).map(|j| j.verdict);
+        assert_eq!(verdict(&both, &out(0.001)), Ok(S));
+        assert_eq!(verdict(&both, &out(0.02)), Ok(F));
+        assert_eq!(verdict(&both, &out(0.008)), Ok(I));
         let success_only = Watch {
             failure: None,
             ..both.clone()
         };
-        assert_eq!(judge(&success_only, &out(0.008), &vars), Ok(F));
-        assert_eq!(judge(&watch(), &out(0.5), &vars), Ok(S));
+        assert_eq!(verdict(&success_only, &out(0.008)), Ok(F));
+        assert_eq!(verdict(&watch(), &out(0.5)), Ok(S));
         let wrong = Watch {
             success: Some(Cel("result.error_rate".into())),
             ..watch()
         };
         assert!(judge(&wrong, &out(0.5), &vars).is_err());
+    }
+
+    #[test]
+    fn a_nan_measurement_follows_argo_rollouts_table() {
+        let vars = Map::new();
+        let nan = json!({ "error_rate": { "$nonfinite": "NaN" }, "errors": 20 })
+            .as_object()
+            .unwrap()
+            .clone();
+        let inf = json!({ "error_rate": { "$nonfinite": "+Inf" } })
+            .as_object()
+            .unwrap()
+            .clone();
+        let w = |success: Option<&str>, failure: Option<&str>| Watch {
+            success: success.map(|c| Cel(c.into())),
+            failure: failure.map(|c| Cel(c.into())),
+            ..watch()
+        };
+        let judged = |w: &Watch, o: &Map<String, Value>| judge(w, o, &vars).unwrap();
+        let why = Some("`result.error_rate` is NaN".to_owned());
+        // Only `success`: a NaN fails the measurement, even through a negation
+        // that IEEE makes true.
+        for s in ["result.error_rate < 0.01", "!(result.error_rate >= 0.01)"] {
+            assert_eq!(
+                judged(&w(Some(s), None), &nan),
+                Judged {
+                    verdict: F,
+                    nan: why.clone()
+                },
+                "{s}"
+            );
+        }
+        // Both, or only `failure`: inconclusive.
+        let both = w(
+            Some("result.error_rate < 0.005"),
+            Some("result.error_rate > 0.01"),
+        );
+        assert_eq!(
+            judged(&both, &nan),
+            Judged {
+                verdict: I,
+                nan: why.clone()
+            }
+        );
+        let failure_only = w(None, Some("result.error_rate > 0.01"));
+        assert_eq!(
+            judged(&failure_only, &nan),
+            Judged {
+                verdict: I,
+                nan: why.clone()
+            }
+        );
+        // A failure that holds without a NaN still fails.
+        let other = w(
+            Some("result.error_rate < 0.005"),
+            Some("result.errors > 10"),
+        );
+        assert_eq!(judged(&other, &nan).verdict, F);
+        // A condition that tests for NaN first decides.
+        let accepts = w(
+            Some("result.error_rate != result.error_rate || result.error_rate < 0.005"),
+            None,
+        );
+        assert_eq!(
+            judged(&accepts, &nan),
+            Judged {
+                verdict: S,
+                nan: None
+            }
+        );
+        // Infinities order as numbers.
+        assert_eq!(
+            judged(&both, &inf),
+            Judged {
+                verdict: F,
+                nan: None
+            }
+        );
+        assert_eq!(
+            judged(&w(Some("result.error_rate < 0.01"), None), &inf).verdict,
+            F
+        );
     }
 
     #[test]

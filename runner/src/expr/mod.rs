@@ -8,6 +8,9 @@
 
 use std::fmt;
 
+pub mod check;
+pub mod nonfinite;
+
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
 use cel::parser::PrattParser;
 use cel::{IdedExpr, Program};
@@ -175,6 +178,54 @@ impl Compiled {
     }
 }
 
+impl Compiled {
+    /// Type-checks the expression (see [`check`]); with `condition`, it must be
+    /// able to give a `bool`. The error has its byte offset in the source.
+    pub fn type_check(&self, condition: bool) -> Result<(), (usize, String)> {
+        let Err(e) = check::check(&self.expr, condition) else {
+            return Ok(());
+        };
+        // Only now is the position worth a parse with the parser that records
+        // positions; both parsers build the same tree, so the same node fails.
+        let at = Program::compile(&self.source)
+            .ok()
+            .and_then(|program| {
+                let again = check::check(program.expression(), condition).err()?;
+                program
+                    .source_info()
+                    .offset_for(again.id)
+                    .map(|(start, _)| start as usize)
+            })
+            .unwrap_or(0);
+        Err((at, e.message))
+    }
+}
+
+/// Whether the evaluator knows a function `name` called as a method
+/// (`x.name()`) or not (`name()`): a call with no arguments fails as an
+/// undeclared reference only when it does not.
+pub(crate) fn runtime_knows(name: &str, method: bool) -> bool {
+    use cel::common::ast::CallExpr;
+    let call = IdedExpr {
+        id: 1,
+        expr: Expr::Call(CallExpr {
+            func_name: name.to_owned(),
+            target: method.then(|| {
+                Box::new(IdedExpr {
+                    id: 2,
+                    expr: Expr::Literal(LiteralValue::String(String::new().into())),
+                })
+            }),
+            args: Vec::new(),
+        }),
+    };
+    let ctx = cel::Context::with_env(environment());
+    !matches!(
+        cel::Value::resolve(&call, &ctx),
+        Err(cel::ExecutionError::UndeclaredReference(ref n)) if n.as_str() == name
+    )
+}
+
 /// The references of a parsed expression, whichever parser produced it.
 pub fn references_of(expr: &IdedExpr) -> Vec<Reference> {
     let mut out = Vec::new();
@@ -310,14 +361,49 @@ pub fn provide_run_reports(reports: RunReports) {
     let _ = RUN_REPORTS.set(reports);
 }
 
+/// The environment every expression is evaluated in: CEL's standard library
+/// and the strings extension Kubernetes ships (`"a,b".split(",")`,
+/// `lowerAscii()`, `format()`, ...). Built once: it is a few hundred overloads.
+fn environment() -> std::sync::Arc<cel::Env> {
+    static ENV: std::sync::LazyLock<std::sync::Arc<cel::Env>> = std::sync::LazyLock::new(|| {
+        let mut env = cel::Env::stdlib();
+        // Fails only if an overload were declared twice, which the standard
+        // library and this extension never do (a unit test evaluates both).
+        env.add_extension(cel::extensions::strings)
+            .expect("the strings extension fits the standard library");
+        std::sync::Arc::new(env)
+    });
+    ENV.clone()
+}
+
+/// A value, and whether computing it ordered a NaN (`NaN < 1.0`): gates and
+/// watches give such a condition a meaning of its own (see `engine::watch`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    pub value: serde_json::Value,
+    pub compared_nan: bool,
+}
+
 /// Evaluates `source` with `vars` as its variables (each key a root name:
 /// `inputs`, `steps`, …). The error says what went wrong, for a step error.
 pub fn evaluate(
     source: &str,
     vars: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<serde_json::Value, String> {
-    let compiled = compile(source).map_err(|e| e.to_string())?;
-    let mut ctx = cel::Context::default();
+    evaluate_traced(source, vars).map(|e| e.value)
+}
+
+/// [`evaluate`], also telling whether a comparison met a NaN.
+pub fn evaluate_traced(
+    source: &str,
+    vars: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Evaluated, String> {
+    let mut compiled = compile(source).map_err(|e| e.to_string())?;
+    let mut ctx = cel::Context::with_env(environment());
+    let compared_nan = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if ieee::rewrite(&mut compiled.expr) {
+        ieee::register(&mut ctx, &compared_nan).map_err(|e| e.to_string())?;
+    }
     if source.contains("run_report") {
         ctx.add_function(
             "run_report",
@@ -357,19 +443,204 @@ pub fn evaluate(
     }
     let value = cel::Value::resolve(&compiled.expr, &ctx)
         .map_err(|e| format!("cannot evaluate `{}`: {e}", source.trim()))?;
-    value
-        .json()
-        .map_err(|e| format!("`{}` gives a value that is not JSON: {e}", source.trim()))
+    Ok(Evaluated {
+        value: to_json(&value)
+            .map_err(|e| format!("`{}` gives a value that is not JSON: {e}", source.trim()))?,
+        compared_nan: compared_nan.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// The names `source` reads whose value in `vars` is NaN (`steps.q.outputs.value`),
+/// to say why a condition that compared a NaN did not decide.
+pub fn nan_readings(
+    source: &str,
+    vars: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let Ok(compiled) = compile(source) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for r in compiled.references() {
+        let mut value = vars.get(&r.root);
+        for f in &r.fields {
+            value = value.and_then(|v| v.get(f));
+        }
+        let name = r.dotted(usize::MAX);
+        if value.and_then(nonfinite::decode).is_some_and(f64::is_nan) && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// A CEL value as JSON; a NaN or infinite double becomes its marker object.
+fn to_json(v: &cel::Value) -> Result<serde_json::Value, String> {
+    Ok(match v {
+        cel::Value::Float(f) if !f.is_finite() => {
+            nonfinite::encode(*f).unwrap_or(serde_json::Value::Null)
+        }
+        cel::Value::List(items) => {
+            serde_json::Value::Array(items.iter().map(to_json).collect::<Result<Vec<_>, _>>()?)
+        }
+        cel::Value::Map(map) => serde_json::Value::Object(
+            map.map
+                .iter()
+                .map(|(k, v)| Ok((k.to_string(), to_json(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.json().map_err(|e| e.to_string())?,
+    })
+}
+
+/// Ordering comparisons that follow IEEE 754, as CEL's specification asks:
+/// `NaN < 1.0`, `NaN >= 1.0` are false (the `cel` crate makes them errors),
+/// `+Inf > 1000` is true. The parsed expression's `<`, `<=`, `>`, `>=` are
+/// renamed to functions registered here; pairs that involve no double keep
+/// the crate's own comparison, messages included.
+mod ieee {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use cel::common::ast::{EntryExpr, Expr};
+    use cel::{IdedExpr, Value};
+
+    /// (CEL operator, our function, the crate's expression for other types).
+    const OPERATORS: [(&str, &str, &str); 4] = [
+        ("_<_", "@lt", "l < r"),
+        ("_<=_", "@le", "l <= r"),
+        ("_>_", "@gt", "l > r"),
+        ("_>=_", "@ge", "l >= r"),
+    ];
+
+    /// Renames the comparisons in `e`; whether there was one.
+    pub(super) fn rewrite(e: &mut IdedExpr) -> bool {
+        let mut found = false;
+        visit(e, &mut |call_name: &mut String| {
+            if let Some((_, ours, _)) = OPERATORS.iter().find(|(op, _, _)| op == call_name) {
+                *call_name = (*ours).to_owned();
+                found = true;
+            }
+        });
+        found
+    }
+
+    fn visit(e: &mut IdedExpr, f: &mut impl FnMut(&mut String)) {
+        match &mut e.expr {
+            Expr::Call(call) => {
+                if call.args.len() == 2 && call.target.is_none() {
+                    f(&mut call.func_name);
+                }
+                if let Some(t) = &mut call.target {
+                    visit(t, f);
+                }
+                for a in &mut call.args {
+                    visit(a, f);
+                }
+            }
+            Expr::Select(sel) => visit(&mut sel.operand, f),
+            Expr::List(list) => list.elements.iter_mut().for_each(|el| visit(el, f)),
+            Expr::Map(map) => {
+                for entry in &mut map.entries {
+                    if let EntryExpr::MapEntry(me) = &mut entry.expr {
+                        visit(&mut me.key, f);
+                        visit(&mut me.value, f);
+                    }
+                }
+            }
+            Expr::Struct(st) => {
+                for entry in &mut st.entries {
+                    if let EntryExpr::StructField(field) = &mut entry.expr {
+                        visit(&mut field.value, f);
+                    }
+                }
+            }
+            Expr::Comprehension(c) => {
+                for part in [
+                    &mut c.iter_range,
+                    &mut c.accu_init,
+                    &mut c.loop_cond,
+                    &mut c.loop_step,
+                    &mut c.result,
+                ] {
+                    visit(part, f);
+                }
+            }
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+
+    /// Registers the four comparison functions on `ctx`; each sets
+    /// `compared_nan` when one of its operands is a NaN.
+    pub(super) fn register(
+        ctx: &mut cel::Context<'_, '_>,
+        compared_nan: &Arc<AtomicBool>,
+    ) -> Result<(), cel::DeclarationError> {
+        for (i, (_, ours, _)) in OPERATORS.iter().enumerate() {
+            let seen = Arc::clone(compared_nan);
+            ctx.add_function(ours, move |l: Value, r: Value| -> cel::ResolveResult {
+                compare(i, &l, &r, &seen)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn compare(op: usize, l: &Value, r: &Value, seen: &AtomicBool) -> cel::ResolveResult {
+        let number = |v: &Value| match v {
+            Value::Float(f) => Some(*f),
+            Value::Int(i) => Some(*i as f64),
+            Value::UInt(u) => Some(*u as f64),
+            _ => None,
+        };
+        let doubles = matches!(l, Value::Float(_)) || matches!(r, Value::Float(_));
+        if doubles && let (Some(a), Some(b)) = (number(l), number(r)) {
+            if a.is_nan() || b.is_nan() {
+                seen.store(true, Ordering::Relaxed);
+            }
+            return Ok(Value::Bool(match op {
+                0 => a < b,
+                1 => a <= b,
+                2 => a > b,
+                _ => a >= b,
+            }));
+        }
+        crate_comparison(op, l, r)
+    }
+
+    /// The crate's own operator, for strings, integers, timestamps, ... and
+    /// for its error on pairs that have no ordering.
+    fn crate_comparison(op: usize, l: &Value, r: &Value) -> cel::ResolveResult {
+        static PARSED: std::sync::LazyLock<Vec<IdedExpr>> = std::sync::LazyLock::new(|| {
+            OPERATORS
+                .iter()
+                .map(|(_, _, source)| {
+                    cel::parser::PrattParser::default()
+                        .parse(source)
+                        .unwrap_or(IdedExpr {
+                            id: 0,
+                            expr: Expr::Unspecified,
+                        })
+                })
+                .collect()
+        });
+        let mut ctx = cel::Context::with_env(super::environment());
+        ctx.add_variable_from_value("l", l.clone());
+        ctx.add_variable_from_value("r", r.clone());
+        Value::resolve(&PARSED[op], &ctx)
+    }
 }
 
 /// A JSON value as CEL sees it: integers are CEL `int` when they fit (JSON has one
-/// number type; without this, `3` would be a `uint` and `inputs.n + 1` an error).
+/// number type; without this, `3` would be a `uint` and `inputs.n + 1` an error),
+/// and a [`nonfinite`] marker is the `double` it stands for.
 struct AsCel<'a>(&'a serde_json::Value);
 
 impl serde::Serialize for AsCel<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeMap, SerializeSeq};
         use serde_json::Value;
+        if let Some(n) = nonfinite::decode(self.0) {
+            return s.serialize_f64(n);
+        }
         match self.0 {
             Value::Null => s.serialize_unit(),
             Value::Bool(b) => s.serialize_bool(*b),
@@ -414,7 +685,8 @@ pub fn render(
             Piece::Text(t) => out.push_str(t),
             Piece::Expr { source, .. } => match evaluate(source, vars)? {
                 Value::String(s) => out.push_str(&s),
-                other => out.push_str(&other.to_string()),
+                // A NaN in text reads `NaN`, not as its marker object.
+                other => out.push_str(&nonfinite::readable(&other)),
             },
         }
     }
@@ -598,6 +870,102 @@ mod tests {
             Ok(serde_json::json!(true))
         );
         assert!(render("${{ steps.b.outputs.ok }}", &vars).is_err());
+    }
+
+    fn with_value(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::json!({ "result": { "value": v } })
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn non_finite_markers_are_doubles_that_compare_as_ieee_says() {
+        let nan = with_value(serde_json::json!({ "$nonfinite": "NaN" }));
+        let inf = with_value(serde_json::json!({ "$nonfinite": "+Inf" }));
+        let minus = with_value(serde_json::json!({ "$nonfinite": "-Inf" }));
+        let holds = |src: &str, vars| evaluate_traced(src, vars).unwrap();
+        for op in ["<", "<=", ">", ">="] {
+            let e = holds(&format!("result.value {op} 0.5"), &nan);
+            assert_eq!(e.value, serde_json::json!(false), "NaN {op} 0.5");
+            assert!(e.compared_nan);
+            let e = holds(&format!("1 {op} result.value"), &nan);
+            assert_eq!(e.value, serde_json::json!(false), "1 {op} NaN");
+        }
+        assert_eq!(holds("result.value == result.value", &nan).value, false);
+        assert_eq!(holds("result.value != result.value", &nan).value, true);
+        assert!(!holds("result.value != result.value", &nan).compared_nan);
+        assert_eq!(holds("result.value > 1000", &inf).value, true);
+        assert_eq!(holds("result.value > 1e308", &inf).value, true);
+        assert_eq!(holds("result.value < -1000", &minus).value, true);
+        assert_eq!(holds("result.value >= 1000", &minus).value, false);
+        assert!(!holds("result.value > 1000", &inf).compared_nan);
+        // What no double takes part in is the crate's own comparison.
+        let plain = with_value(serde_json::json!("b"));
+        assert_eq!(holds("result.value > 'a'", &plain).value, true);
+        assert_eq!(holds("2 > 1 && 1u < 2u", &plain).value, true);
+        assert!(evaluate("result.value < 1", &plain).is_err());
+        // A computed non-finite value is written back as its marker.
+        assert_eq!(
+            evaluate("result.value * 2.0", &inf),
+            Ok(serde_json::json!({ "$nonfinite": "+Inf" }))
+        );
+        assert_eq!(
+            evaluate("[0.0 / 0.0]", &inf),
+            Ok(serde_json::json!([{ "$nonfinite": "NaN" }]))
+        );
+    }
+
+    #[test]
+    fn the_strings_extension_works_as_in_kubernetes() {
+        let vars = serde_json::Map::new();
+        let eval = |src: &str| evaluate(src, &vars);
+        let json = |v| Ok(serde_json::json!(v));
+        assert_eq!(eval("'a,b'.split(',')"), Ok(serde_json::json!(["a", "b"])));
+        assert_eq!(
+            eval("'a,b,c'.split(',', 2)"),
+            Ok(serde_json::json!(["a", "b,c"]))
+        );
+        assert_eq!(eval("['a', 'b'].join('-')"), json("a-b"));
+        assert_eq!(eval("['a', 'b'].join()"), json("ab"));
+        assert_eq!(eval("'x'.indexOf('y')"), Ok(serde_json::json!(-1)));
+        assert_eq!(eval("'héllo'.indexOf('l')"), Ok(serde_json::json!(2)));
+        assert_eq!(eval("'hello'.lastIndexOf('l')"), Ok(serde_json::json!(3)));
+        assert_eq!(eval("'TacoCat'.lowerAscii()"), json("tacocat"));
+        assert_eq!(eval("'TacoCat'.upperAscii()"), json("TACOCAT"));
+        assert_eq!(eval("'  v1.2 \\n'.trim()"), json("v1.2"));
+        assert_eq!(eval("'a-b-c'.replace('-', '.')"), json("a.b.c"));
+        assert_eq!(eval("'a-b-c'.replace('-', '.', 1)"), json("a.b-c"));
+        // Code points, not bytes.
+        assert_eq!(eval("'héllo'.substring(1, 3)"), json("él"));
+        assert_eq!(eval("'héllo'.substring(2)"), json("llo"));
+        assert_eq!(
+            eval("'%s took %d ms (%.1f%%)'.format(['p95', 250, 12.345])"),
+            json("p95 took 250 ms (12.3%)")
+        );
+        // Out of range is an error, not a shorter string.
+        let err = eval("'abc'.substring(1, 5)").unwrap_err();
+        assert!(err.contains("index out of range: 5"), "{err}");
+        assert!(eval("'abc'.substring(2, 1)").is_err());
+        assert!(eval("'abc'.substring(-1)").is_err());
+        assert!(eval("'abc'.indexOf('a', 9)").is_err());
+    }
+
+    #[test]
+    fn the_checker_asks_the_evaluator_about_functions_it_does_not_list() {
+        assert!(runtime_knows("size", false));
+        assert!(runtime_knows("lowerAscii", true));
+        assert!(!runtime_knows("lowerAscii", false));
+        assert!(!runtime_knows("frobnicate", false));
+        assert!(!runtime_knows("frobnicate", true));
+    }
+
+    #[test]
+    fn type_errors_point_into_the_expression() {
+        let c = compile("inputs.a > 1 && 2 + 1.5 > 0").unwrap();
+        let (at, message) = c.type_check(true).unwrap_err();
+        assert_eq!(&c.source[at..at + 1], "+", "{message}");
+        assert!(compile("inputs.a > 1").unwrap().type_check(true).is_ok());
     }
 
     #[test]

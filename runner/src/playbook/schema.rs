@@ -316,6 +316,25 @@ pub fn input_problem(
         ValidationErrorKind::Enum { options } => {
             vec![(path, Target::Value, enum_message(options, instance))]
         }
+        ValidationErrorKind::Pattern { pattern } => {
+            let text = instance.as_str().unwrap_or_default();
+            let message = match fits_until(pattern, text) {
+                Some(at) if at < text.len() => {
+                    let (fits, rest) = text.split_at(at);
+                    let next: String = rest.chars().next().into_iter().collect();
+                    if fits.is_empty() {
+                        format!("`{text}` does not fit `{pattern}`: it cannot start with `{next}`")
+                    } else {
+                        format!(
+                            "`{text}` does not fit `{pattern}` from `{next}` on (after `{fits}`)"
+                        )
+                    }
+                }
+                Some(_) => format!("`{text}` does not fit `{pattern}`: it ends too early"),
+                None => error.to_string(),
+            };
+            vec![(path, Target::Value, message)]
+        }
         ValidationErrorKind::Type { .. } => {
             let ty = owner_in(root, &schema_path)
                 .and_then(|o| o.get("type"))
@@ -411,6 +430,29 @@ pub fn describe(v: &Value) -> String {
     }
 }
 
+/// How far `text` fits `pattern` (an anchored `^…$` regular expression): the
+/// byte offset of the first character after which no match is possible any
+/// more, or `text.len()` when every prefix could still become a match. `None`
+/// when the pattern is not one the `regex` syntax reads.
+fn fits_until(pattern: &str, text: &str) -> Option<usize> {
+    use regex_automata::hybrid::dfa::DFA;
+    use regex_automata::{Anchored, Input};
+    let dfa = DFA::new(pattern).ok()?;
+    let mut cache = dfa.create_cache();
+    let mut state = dfa
+        .start_state_forward(&mut cache, &Input::new(text).anchored(Anchored::Yes))
+        .ok()?;
+    for (at, byte) in text.bytes().enumerate() {
+        state = dfa.next_state(&mut cache, state, byte).ok()?;
+        if state.is_dead() {
+            // Back to the start of the character the byte belongs to.
+            let start = (0..=at).rev().find(|&i| text.is_char_boundary(i))?;
+            return Some(start);
+        }
+    }
+    Some(text.len())
+}
+
 fn pattern_message(pattern: &str, text: &str, path: &Path) -> String {
     match pattern {
         IDENT_PATTERN => format!(
@@ -442,5 +484,22 @@ fn context(path: &Path) -> String {
             _ => String::new(),
         },
         None => " at the top level".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits_until;
+
+    #[test]
+    fn a_pattern_says_where_a_value_stops_fitting() {
+        let p = r"^\s*(p\((100|[0-9]{1,2})\)|avg)\s*(<=|<)\s*[0-9]+$";
+        assert_eq!(fits_until(p, "p(101)<5"), Some(4), "after `p(10`");
+        assert_eq!(fits_until(p, "p95<5"), Some(1));
+        assert_eq!(fits_until(p, "x"), Some(0));
+        assert_eq!(fits_until(p, "avg <"), Some(5), "ends too early");
+        assert_eq!(fits_until(p, "avg<5"), Some(5));
+        assert_eq!(fits_until(p, "avg<5é"), Some(5), "a character, not a byte");
+        assert_eq!(fits_until("(", "x"), None);
     }
 }

@@ -33,6 +33,15 @@ pub const RUN_FIELDS: &[&str] = &[
     "status",
 ];
 
+/// What validation learnt of one distinct expression.
+struct Checked {
+    references: Vec<Reference>,
+    /// Why it cannot run as a `${{ }}` value, with its byte offset.
+    as_value: Option<(usize, String)>,
+    /// Why it cannot run as a condition (`if`, gates, watches).
+    as_condition: Option<(usize, String)>,
+}
+
 pub fn check(pb: &Playbook, tree: &Node, source: &Source) -> Vec<Problem> {
     let mut c = Checker {
         pb,
@@ -129,7 +138,7 @@ struct Checker<'a> {
     steps: HashMap<&'a str, Path>,
     /// What each distinct expression reads, or why it does not compile. Playbooks
     /// repeat expressions (`${{ inputs.service }}`), so each is compiled once.
-    compiled: HashMap<String, Result<Vec<Reference>, expr::SyntaxError>>,
+    compiled: HashMap<String, Result<Checked, expr::SyntaxError>>,
 }
 
 impl<'a> Checker<'a> {
@@ -772,7 +781,7 @@ impl<'a> Checker<'a> {
             Ok(pieces) => {
                 for piece in pieces {
                     if let Piece::Expr { source, offset } = piece {
-                        self.expression(source, offset, text, path, scope);
+                        self.expression(source, offset, text, path, scope, false);
                     }
                 }
             }
@@ -782,11 +791,12 @@ impl<'a> Checker<'a> {
     fn condition(&mut self, text: &str, path: &Path, scope: Scope<'_>) {
         let inner = expr::unwrap_condition(text);
         let offset = inner.as_ptr() as usize - text.as_ptr() as usize;
-        self.expression(inner, offset, text, path, scope);
+        self.expression(inner, offset, text, path, scope, true);
     }
 
-    /// Compiles `source` (found at byte `offset` of the node's string `whole`) and
-    /// checks what it references.
+    /// Compiles `source` (found at byte `offset` of the node's string `whole`),
+    /// checks what it references and its types; a `condition` must be able to
+    /// give a `bool`.
     fn expression(
         &mut self,
         source: &str,
@@ -794,9 +804,14 @@ impl<'a> Checker<'a> {
         whole: &str,
         path: &Path,
         scope: Scope<'_>,
+        condition: bool,
     ) {
         if !self.compiled.contains_key(source) {
-            let result = expr::compile(source).map(|c| c.references());
+            let result = expr::compile(source).map(|c| Checked {
+                references: c.references(),
+                as_value: c.type_check(false).err(),
+                as_condition: c.type_check(true).err(),
+            });
             self.compiled.insert(source.to_owned(), result);
         }
         let problems: Vec<(usize, String)> = match &self.compiled[source] {
@@ -804,15 +819,29 @@ impl<'a> Checker<'a> {
                 byte_offset(source, e.line, e.col),
                 format!("invalid expression `{}`: {}", source.trim(), e.message),
             )],
-            Ok(references) => references
-                .iter()
-                .filter_map(|r| {
-                    let message = self.reference(r, scope).err()?;
-                    // Only now, with a problem to show, is the position worth a re-parse.
-                    let at = expr::compile(source).map_or(0, |c| c.offset_of(r));
-                    Some((at, message))
-                })
-                .collect(),
+            Ok(checked) => {
+                let unresolved: Vec<(usize, String)> = checked
+                    .references
+                    .iter()
+                    .filter_map(|r| {
+                        let message = self.reference(r, scope).err()?;
+                        // Only now, with a problem to show, is the position worth a re-parse.
+                        let at = expr::compile(source).map_or(0, |c| c.offset_of(r));
+                        Some((at, message))
+                    })
+                    .collect();
+                let typed = if condition {
+                    &checked.as_condition
+                } else {
+                    &checked.as_value
+                };
+                match typed {
+                    Some((at, message)) if unresolved.is_empty() => {
+                        vec![(*at, format!("`{}` cannot run: {message}", source.trim()))]
+                    }
+                    _ => unresolved,
+                }
+            }
         };
         for (at, message) in problems {
             let pos = self.pos_in(path, whole, offset + at);

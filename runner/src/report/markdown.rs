@@ -755,6 +755,7 @@ fn detail(run: &Run<'_>, i: usize) -> String {
             verdict,
             outputs,
             error,
+            nan,
         } => {
             let mut t = format!(
                 "{}{} measurement {n}: {}",
@@ -771,6 +772,9 @@ fn detail(run: &Run<'_>, i: usize) -> String {
             }
             if let Some(e) = error {
                 let _ = write!(t, "; error: {}", cell_text(e));
+            }
+            if let Some(why) = nan {
+                let _ = write!(t, "; {}", cell_text(why));
             }
             t
         }

@@ -372,7 +372,8 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
 
 /// A value as compact JSON (a string is quoted, as in the events).
 fn compact(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
+    // A NaN or an infinity reads as `NaN`, `+Inf`, `-Inf`, not as its marker.
+    crate::expr::nonfinite::readable(v)
 }
 
 /// `s` cut to `max` characters: the cut text and, when cut, the full length in

@@ -725,6 +725,7 @@ fn a_failed_watch_shows_its_last_measurements() {
                 verdict,
                 outputs,
                 error: None,
+                nan: None,
             },
         )
     };

@@ -451,6 +451,35 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// A number as an output value, NaN and infinities included.
+///
+/// JSON cannot hold NaN or an infinity (`serde_json` would write `null`), so
+/// they travel as a marker object, `{"$nonfinite": "NaN"}`, `"+Inf"` or
+/// `"-Inf"`, that the runner turns back into a number for gates and watches
+/// (a comparison with NaN is false; `+Inf > 1000` is true) and shows as
+/// `NaN` / `+Inf` / `-Inf` in reports. A finite `n` is a plain JSON number.
+///
+/// ```ignore
+/// Output::new().set("value", runner_sdk::number(0.0 / 0.0))
+/// ```
+pub fn number(n: f64) -> Value {
+    if n.is_nan() {
+        nonfinite("NaN")
+    } else if n == f64::INFINITY {
+        nonfinite("+Inf")
+    } else if n == f64::NEG_INFINITY {
+        nonfinite("-Inf")
+    } else {
+        Value::from(n)
+    }
+}
+
+fn nonfinite(word: &str) -> Value {
+    let mut marker = Map::new();
+    marker.insert("$nonfinite".to_owned(), Value::String(word.to_owned()));
+    Value::Object(marker)
+}
+
 /// A duration written as `<integer><unit>` groups, units `ms`, `s`, `m`, `h`:
 /// `90s`, `5m`, `1h30m`, `1500ms` — the form plugins take in their inputs.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -634,6 +663,14 @@ mod tests {
         assert_eq!(out.outputs, r#"{"a":1}"#);
         let e = Output::new().extend([1, 2]).into_wit().unwrap_err();
         assert_eq!(e.kind(), "failed");
+    }
+
+    #[test]
+    fn numbers_keep_nan_and_infinities_as_markers() {
+        assert_eq!(number(1.5), serde_json::json!(1.5));
+        assert_eq!(number(f64::NAN), serde_json::json!({ "$nonfinite": "NaN" }));
+        assert_eq!(number(1.0 / 0.0), serde_json::json!({ "$nonfinite": "+Inf" }));
+        assert_eq!(number(-1.0 / 0.0), serde_json::json!({ "$nonfinite": "-Inf" }));
     }
 
     #[test]
