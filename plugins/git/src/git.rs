@@ -415,6 +415,9 @@ mod tests {
             "local\0hook.pre.command\nx",
             "local\0merge.ours.driver\ntrue",
             "local\0core.sshcommand\nx",
+            "local\0http.proxy\nhttp://10.0.0.1:3128",
+            "local\0http.https://example.com.proxy\nhttp://10.0.0.1:3128",
+            "local\0remote.origin.proxy\nhttp://10.0.0.1:3128",
             "",
         ]
         .join("\0");
@@ -431,6 +434,9 @@ mod tests {
                 "credential.https://example.com.helper",
                 "hook.pre.command",
                 "merge.ours.driver",
+                "http.proxy",
+                "http.https://example.com.proxy",
+                "remote.origin.proxy",
             ]
         );
     }
