@@ -866,7 +866,7 @@ fn describe_shows_the_operations_and_capabilities() {
     let d: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d["name"], "git");
     assert_eq!(d["capabilities"], serde_json::json!(["process"]));
-    assert_eq!(d["optional"], serde_json::json!(["fs"]));
+    assert_eq!(d["optional"], serde_json::json!(["fs", "http"]));
     let ops = &d["input_schema"]["properties"]["op"]["enum"];
     for op in [
         "clone",
@@ -959,4 +959,83 @@ fn fetch_checkout_and_delete_follow_the_remote() {
     );
     let remote = s.path("origin.git");
     assert_eq!(git(&remote, &["branch", "--list", "hotfix/*"]), "");
+}
+
+/// A loopback listener that closes every connection at once, counting them: the
+/// place an https remote points to.
+struct Closing {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Closing {
+    fn start() -> Closing {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Closing { port, accepted }
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// git reaches an https remote from the host, outside the runner's `http`
+/// check: the plugin asks the runner about the remote's origin first. Without an
+/// `http` grant naming it, a clone from it and a fetch from a remote the working
+/// copy points at it are denied and nothing connects; with the grant, git goes
+/// there (and fails on this listener, which speaks no TLS).
+#[test]
+fn an_https_remote_needs_an_http_grant_for_its_origin() {
+    let s = Scratch::new("https");
+    origin(&s);
+    git(&s.0, &["clone", "-q", &s.text("origin.git"), "work"]);
+    let remote = Closing::start();
+    let url = format!("https://127.0.0.1:{}/app.git", remote.port);
+    git(&s.path("work"), &["remote", "set-url", "origin", &url]);
+    let steps = format!(
+        "      - {{ id: clone, uses: git, continue_on_error: true, with: {{ op: clone, repo: \"{dir}/fresh\", url: \"{url}\" }} }}\n      - {{ id: fetch, uses: git, continue_on_error: true, with: {{ op: fetch, repo: \"{dir}/work\" }} }}\n",
+        dir = s.0.display()
+    );
+    let (_, events) = exec(&s, &playbook(&s, "rw", "", &steps));
+    for id in ["clone", "fetch"] {
+        let (kind, error) = error_of(&events, id);
+        assert_eq!(kind, "denied", "{id}: {error}");
+        // The runner's own refusal, naming the grant to add.
+        assert!(
+            error.contains(&format!(
+                "`https://127.0.0.1:{}` is not granted",
+                remote.port
+            )) && error.contains("plugins.git.grants.http"),
+            "{id}: {error}"
+        );
+    }
+    assert_eq!(remote.connections(), 0, "nothing reached the remote");
+    assert!(!s.path("fresh").exists(), "the clone did not start");
+
+    // Granted: the plugin lets git go, and git meets the listener.
+    let granted = playbook(&s, "rw", "", &steps.replace("uses: git", "uses: git_https"));
+    let text = std::fs::read_to_string(&granted).unwrap().replace(
+        "stages:",
+        &format!(
+            "  git_https:\n    uses: git\n    grants:\n      process: [git]\n      http: [\"https://127.0.0.1:{}\"]\n      fs:\n        - {{ path: \"{}\", access: rw }}\nstages:",
+            remote.port,
+            s.0.display()
+        ),
+    );
+    std::fs::write(&granted, text).unwrap();
+    let (_, events) = exec(&s, &granted);
+    for id in ["clone", "fetch"] {
+        let (kind, error) = error_of(&events, id);
+        assert_eq!(kind, "failed", "{id}: git's own failure: {error}");
+    }
+    assert!(remote.connections() > 0, "git reached the granted remote");
 }

@@ -299,3 +299,90 @@ fn repeated_checks_reuse_one_connection() {
         "five checks, one keep-alive connection"
     );
 }
+
+/// The attack on the shipped playbooks: a health path that turns the base URL
+/// into user information (`http://127.0.0.1:A` + `@127.0.0.1:B/health`). Both
+/// origins are granted here, so only the plugin stands in the way: it refuses the
+/// URL before any request, and neither server sees one.
+#[test]
+fn a_path_or_user_information_cannot_send_the_check_to_another_host() {
+    let s = Server::start(&[]);
+    let other = Server::start(&[]);
+    let grants = format!(
+        "{{ http: [\"{}\", \"{}\"] }}",
+        grant(s.port),
+        grant(other.port)
+    );
+    let run = |with: String| {
+        let dir = common::scratch("http-check");
+        let playbook = common::one_step("http-check", &grants, "health", &with);
+        let (code, events) = common::exec(&dir, &playbook, &[]);
+        let step = common::finished(&events, "health").clone();
+        let _ = std::fs::remove_dir_all(&dir);
+        (code, step)
+    };
+    for with in [
+        format!(
+            r#"{{ url: "http://127.0.0.1:{}", path: "@127.0.0.1:{}/health" }}"#,
+            s.port, other.port
+        ),
+        format!(
+            r#"{{ url: "http://127.0.0.1:{}", path: "//127.0.0.1:{}/health" }}"#,
+            s.port, other.port
+        ),
+        // What the old playbooks' `${{ url }}${{ path }}` produced.
+        format!(
+            r#"{{ url: "http://127.0.0.1:{}@127.0.0.1:{}/health" }}"#,
+            s.port, other.port
+        ),
+        format!(
+            r#"{{ url: "http://oncall:secret@127.0.0.1:{}/health" }}"#,
+            s.port
+        ),
+    ] {
+        let (code, step) = run(with.clone());
+        assert_eq!(code, 1, "{with}: {step}");
+        assert_eq!(step["error_kind"], "invalid-input", "{with}: {step}");
+    }
+    assert_eq!(other.peers.lock().unwrap().len(), 0, "no request reached B");
+    assert_eq!(s.peers.lock().unwrap().len(), 0, "nor A");
+
+    // Control: a plain path joined to the same base is checked.
+    let (code, step) = run(format!(
+        r#"{{ url: "http://127.0.0.1:{}/", path: "/health" }}"#,
+        s.port
+    ));
+    assert_eq!(code, 0, "{step}");
+    assert_eq!(step["outputs"]["status"], 200);
+    assert_eq!(s.peers.lock().unwrap().len(), 1);
+}
+
+/// A 500 from the service is a failed check: with `fail_step: false` a watch
+/// sees `ok: false` and counts a failed measurement, so its
+/// `consecutive_failure_limit` fails it on the second 500 in a row (as plugin
+/// errors, two would be tolerated under the default `consecutive_error_limit`).
+#[test]
+fn a_500_is_a_failed_measurement_of_a_watch() {
+    let s = Server::start(&[200, 500, 500, 200, 200, 200]);
+    let dir = common::scratch("http-check");
+    let playbook = format!(
+        "version: 1\nname: watch\nplugins:\n  p: {{ uses: http-check, grants: {{ http: [\"{}\"] }} }}\nstages:\n  - id: s\n    steps:\n      - id: health\n        uses: p\n        with: {{ url: \"http://127.0.0.1:{}\", path: /flaky, fail_step: false }}\n        watch: {{ interval: 10ms, count: 6, success: result.ok, failure: \"!result.ok\", failure_limit: 3, consecutive_failure_limit: 1 }}\n",
+        grant(s.port),
+        s.port
+    );
+    let (code, events) = common::exec(&dir, &playbook, &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let verdicts: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "measurement")
+        .map(|e| e["verdict"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(verdicts, ["success", "failure", "failure"], "{events:#?}");
+    assert_eq!(code, 1);
+    let step = common::finished(&events, "health");
+    assert_eq!(step["error_kind"], "watch", "{step}");
+    assert!(
+        error(step).contains("2 failed measurements in a row (consecutive_failure_limit: 1)"),
+        "{step}"
+    );
+}

@@ -559,3 +559,58 @@ fn plugins_never_see_the_kubeconfig_or_the_token() {
 fn hostile_wasm(name: &str) -> String {
     common::hostile_plugin(name).to_str().unwrap().to_owned()
 }
+
+/// An image from an input must be an OCI reference before anything is asked of
+/// the API server: values with spaces, line breaks, flags, a second `@`, an
+/// upper-case name or a tag past 128 characters are refused as `invalid-input`,
+/// and the Deployment still runs its image.
+#[test]
+fn an_image_that_is_not_a_reference_never_reaches_the_cluster() {
+    let ns = ControlPlane::shared().new_namespace("image-ref");
+    deployment(&ns, "web", "demo:1.0", 1, 60);
+    let dir = scratch("kubectl-image-ref");
+    let long_tag = format!("demo:{}", "t".repeat(129));
+    for image in [
+        "demo:2.0 --privileged",
+        "demo:2.0\nkind: Pod",
+        "-demo:2.0",
+        "Demo:2.0",
+        "demo@@sha256:00",
+        "https://registry.example.com/demo:2.0",
+        long_tag.as_str(),
+    ] {
+        let with = format!(
+            "{{ op: set-image, namespace: {ns}, deployment: web, image: {} }}",
+            serde_json::to_string(image).unwrap()
+        );
+        let (code, events) = run(&dir, &one_step(&ns, "set", &with), &[]);
+        let f = finished(&events, "set");
+        assert_eq!(code, 1, "{image:?}: {f:#}");
+        assert_eq!(f["error_kind"], "invalid-input", "{image:?}: {f:#}");
+        assert!(
+            f["error"]
+                .as_str()
+                .unwrap()
+                .contains("is not an image reference"),
+            "{f:#}"
+        );
+    }
+    assert_eq!(
+        kubectl(&[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ]),
+        "demo:1.0"
+    );
+    // Control: a registry with a port, a path and a digest is an image.
+    let digest = format!("127.0.0.1:5000/team/demo:2.0@sha256:{}", "a".repeat(64));
+    let with = format!("{{ op: set-image, namespace: {ns}, deployment: web, image: '{digest}' }}");
+    let (code, events) = run(&dir, &one_step(&ns, "set", &with), &[]);
+    assert_eq!(code, 0, "{events:#?}");
+    assert_eq!(outputs(&events, "set")["image"], digest.as_str());
+}

@@ -370,3 +370,115 @@ fn a_webhook_or_smtp_server_that_never_answers_times_out_each_attempt() {
     assert_eq!(hung.connections(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Inputs in a Slack message stay text: `<!channel>`, a user mention and a forged
+/// link arrive escaped as Slack requires (`&lt;` `&gt;` `&amp;`) in every text
+/// Slack parses, and a `link` that would close Slack's `<url|label>` is refused
+/// before anything is sent.
+#[test]
+fn slack_text_from_inputs_cannot_mention_or_link() {
+    let dir = common::scratch("notify-slack-escape");
+    let hook = Hook::start(&[]);
+    let grants = format!(
+        "{{ http: [\"http://127.0.0.1:{}\"], secrets: [SLACK_WEBHOOK] }}",
+        hook.port
+    );
+    let secrets = [(
+        "SLACK_WEBHOOK",
+        format!("http://127.0.0.1:{}/services/T0/B0/x", hook.port),
+    )];
+    let (code, step) = notify(
+        &dir,
+        &grants,
+        &secrets,
+        r#"{ channel: slack, webhook_secret: SLACK_WEBHOOK, title: "<!channel> rollback", severity: "<!here>", text: "see <http://evil.example|the report> & <@U0123>", fields: { "<!everyone>": "<http://evil.example|click>" } }"#,
+    );
+    assert_eq!(code, 0, "{step}");
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1);
+    let m = &bodies[0];
+    assert_eq!(m["text"], "&lt;!channel&gt; rollback");
+    let blocks = &m["attachments"][0]["blocks"];
+    assert_eq!(blocks[0]["text"]["text"], "&lt;!channel&gt; rollback");
+    assert_eq!(
+        blocks[1]["text"]["text"],
+        "see &lt;http://evil.example|the report&gt; &amp; &lt;@U0123&gt;"
+    );
+    assert_eq!(blocks[2]["fields"][0]["text"], "*Severity*\n&lt;!here&gt;");
+    assert_eq!(
+        blocks[2]["fields"][1]["text"],
+        "*&lt;!everyone&gt;*\n&lt;http://evil.example|click&gt;"
+    );
+    // No text anywhere in the message opens a Slack control sequence.
+    assert!(!m.to_string().contains('<'), "{m}");
+
+    let (code, step) = notify(
+        &dir,
+        &grants,
+        &secrets,
+        r#"{ channel: slack, webhook_secret: SLACK_WEBHOOK, title: t, link: "http://reports/run-1|click here> <!channel" }"#,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(step["error_kind"], "invalid-input", "{step}");
+    assert_eq!(hook.bodies().len(), 1, "nothing more was sent");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Line breaks in a title cannot add a header, and bare CR, bare LF and a lone
+/// `.` line in the text cannot end the message early and smuggle SMTP commands
+/// into the conversation: a real SMTP server receives one message, whose
+/// headers are the plugin's and whose body holds the hostile text as text.
+#[test]
+fn email_text_cannot_add_headers_or_smuggle_commands() {
+    let dir = common::scratch("notify-email-inject");
+    let smtp = Smtp::start(&dir);
+    let (code, step) = notify(
+        &dir,
+        &format!(
+            "{{ tcp: [\"127.0.0.1:{}\"], secrets: [SMTP_URL] }}",
+            smtp.port
+        ),
+        &[("SMTP_URL", format!("smtp://127.0.0.1:{}", smtp.port))],
+        r#"{ channel: email, smtp_secret: SMTP_URL, to: oncall@example.com, title: "Rollback\r\nX-Injected: by-title\nBcc: evil@example.com", text: "first\rX-Bare-CR: yes\nsecond\r\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<evil@example.com>\r\nDATA\r\nX-Injected: smuggled\r\n\r\nforged\n.\nQUIT\r\n", fields: { "note\r\nX-Injected": "by-field" } }"#,
+    );
+    assert_eq!(code, 0, "{step}");
+    let messages = smtp.messages();
+    assert_eq!(
+        messages.len(),
+        1,
+        "one message, nothing smuggled: {messages:?}"
+    );
+    // The maildir may keep the message's CRLF or write LF: read both as LF, so
+    // that only a bare CR is left as `\r`.
+    let m = messages[0].replace("\r\n", "\n");
+    assert!(!m.contains('\r'), "a bare CR reached the server: {m:?}");
+    let (headers, body) = m.split_once("\n\n").unwrap_or_else(|| panic!("{m}"));
+    assert!(
+        headers.contains("Subject: Rollback  X-Injected: by-title Bcc: evil@example.com"),
+        "{headers}"
+    );
+    for line in headers.lines() {
+        assert!(
+            !line.starts_with("X-Injected")
+                && !line.starts_with("Bcc")
+                && !line.starts_with("X-Bare-CR"),
+            "an injected header: {headers}"
+        );
+        // aiosmtpd records the envelope (`X-MailFrom`, `X-RcptTo`): no evil
+        // recipient there either.
+        assert!(
+            line.starts_with("Subject:") || !line.contains("evil"),
+            "{headers}"
+        );
+    }
+    // The hostile text is in the body, line by line; its lone `.` lines came
+    // through dot-stuffing as text.
+    for part in [
+        "first\nX-Bare-CR: yes\nsecond\n.\nMAIL FROM:<evil@example.com>",
+        "X-Injected: smuggled\n\nforged\n.\nQUIT",
+        "note\nX-Injected: by-field",
+    ] {
+        assert!(body.contains(part), "{part:?} not in the body: {body:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

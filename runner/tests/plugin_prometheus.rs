@@ -16,6 +16,12 @@ http_requests_total{code=\"200\"} 990
 http_requests_total{code=\"500\"} 10
 # TYPE request_latency_seconds gauge
 request_latency_seconds 0.25
+# TYPE app_requests_total counter
+app_requests_total{namespace=\"production\",track=\"stable\",code=\"200\"} 940
+app_requests_total{namespace=\"production\",track=\"stable\",code=\"500\"} 10
+app_requests_total{namespace=\"production\",track=\"canary\",code=\"200\"} 40
+app_requests_total{namespace=\"production\",track=\"canary\",code=\"500\"} 10
+app_requests_total{namespace=\"we\\\"ird\\\\ns\",track=\"stable\",code=\"200\"} 7
 ";
 
 fn free_port() -> u16 {
@@ -45,9 +51,7 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
-        let dir = std::env::temp_dir().join(format!("runner-prometheus-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::scratch("prometheus");
         let app = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
         let app_port = app.server_addr().to_ip().unwrap().port();
         let a = app.clone();
@@ -293,6 +297,74 @@ fn queries_against_a_real_prometheus() {
     let s = step(&ev, "q");
     assert_eq!(s["error_kind"], "retryable", "{s}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The rollback-confirmation attack: a namespace input that closes its string and
+/// adds matchers of its own. Through `labels:` it stays one label value, so it
+/// matches no series, and a value that really holds `"` and `\\` matches exactly
+/// the series that carries it.
+#[test]
+fn a_label_value_cannot_add_matchers_to_the_query() {
+    let stack = Stack::start();
+    let url = format!("http://127.0.0.1:{}", stack.port);
+    let query = r#"sum(app_requests_total{namespace=$namespace,code=~"5.."}) / sum(app_requests_total{namespace=$namespace})"#;
+    let with = |namespace: &str| {
+        format!(
+            "{{ url: \"{url}\", query: '{query}', labels: {{ namespace: {} }} }}",
+            serde_json::to_string(namespace).unwrap()
+        )
+    };
+
+    // The honest value: 20 errors in 1,000 requests.
+    let (code, s) = one(&stack, &with("production"));
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["outputs"]["value"], 0.02, "{s}");
+
+    // Pasted into the query text, this value would measure the stable track only
+    // (10 in 950); as a label it is one string that no series carries.
+    for hostile in [
+        r#"production",track!="canary"#,
+        r#"production\",track!=\"canary"#,
+        "production\"}) or vector(0) or sum(x{a=\"",
+    ] {
+        let (code, s) = one(&stack, &with(hostile));
+        assert_eq!(code, 1, "{hostile}: {s}");
+        let error = s["error"].as_str().unwrap();
+        assert!(error.contains("returned no series"), "{hostile}: {error}");
+        assert_eq!(s["outputs"]["value"], Value::Null, "{s}");
+    }
+
+    // Escaping is exact: a namespace that really holds a quote and a backslash.
+    let (code, s) = one(
+        &stack,
+        &format!(
+            "{{ url: \"{url}\", query: 'sum(app_requests_total{{namespace=$ns}})', labels: {{ ns: {} }} }}",
+            serde_json::to_string(r#"we"ird\ns"#).unwrap()
+        ),
+    );
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["outputs"]["value"], 7.0, "{s}");
+
+    // A placeholder without a value, and a label the query does not use (quoted
+    // by mistake), are refused before Prometheus is asked.
+    let (code, s) = one(
+        &stack,
+        &format!("{{ url: \"{url}\", query: 'up{{job=$jobb}}', labels: {{ job: app }} }}"),
+    );
+    assert_eq!(
+        (code, s["error_kind"].as_str()),
+        (1, Some("invalid-input")),
+        "{s}"
+    );
+    let (code, s) = one(
+        &stack,
+        &format!("{{ url: \"{url}\", query: 'up{{job=\"$job\"}}', labels: {{ job: app }} }}"),
+    );
+    assert_eq!(
+        (code, s["error_kind"].as_str()),
+        (1, Some("invalid-input")),
+        "{s}"
+    );
 }
 
 #[test]

@@ -47,6 +47,10 @@ const CONFIG: &[&str] = &[
     // A bare repository inside the working copy is never picked up implicitly.
     "safe.bareRepository=explicit",
     "http.sslVerify=true",
+    // git reaches an https remote from the host, outside the runner's `http`
+    // check, after the plugin asked the runner about the remote's origin
+    // (`ops::https_granted`): a redirect must not take it elsewhere.
+    "http.followRedirects=false",
     // Transports: https and local paths only (no ext::, fd::, ssh, git://, plain
     // http or remote helpers); a repository's own `protocol.*` is refused below.
     "protocol.allow=never",
@@ -93,6 +97,10 @@ const REFUSED: &[(&str, bool, &str)] = &[
     ("http", true, "sslcapath"),
     ("http", false, "sslcainfo"),
     ("http", false, "sslcapath"),
+    // A proxy is another host git would connect to, unseen by the runner.
+    ("http", false, "proxy"),
+    ("http", true, "proxy"),
+    ("remote", true, "proxy"),
     ("protocol", false, "allow"),
     ("protocol", true, "allow"),
 ];
@@ -407,6 +415,9 @@ mod tests {
             "local\0hook.pre.command\nx",
             "local\0merge.ours.driver\ntrue",
             "local\0core.sshcommand\nx",
+            "local\0http.proxy\nhttp://10.0.0.1:3128",
+            "local\0http.https://example.com.proxy\nhttp://10.0.0.1:3128",
+            "local\0remote.origin.proxy\nhttp://10.0.0.1:3128",
             "",
         ]
         .join("\0");
@@ -423,6 +434,9 @@ mod tests {
                 "credential.https://example.com.helper",
                 "hook.pre.command",
                 "merge.ours.driver",
+                "http.proxy",
+                "http.https://example.com.proxy",
+                "remote.origin.proxy",
             ]
         );
     }

@@ -59,7 +59,11 @@
 //!    local remote must be inside a folder granted by its absolute path (or, for
 //!    a relative `repo`, inside the step's own working directory), writable
 //!    (`access: rw`) when the operation writes. Remotes must be https or such a
-//!    local path; `protocol.allow=never` (file and https excepted) makes git itself
+//!    local path. git also reaches an https remote from the host, so before
+//!    git talks to one the plugin asks the runner, through the `http`
+//!    capability, whether the remote's origin is granted, and refuses it
+//!    (`denied`) if not; git follows no redirect and no proxy the repository
+//!    names; `protocol.allow=never` (file and https excepted) makes git itself
 //!    refuse ssh, `git://`, `ext::` and other transports. An absolute repository is passed as
 //!    `git -C <repo>` before every other argument, so a playbook can also have
 //!    the runner enforce it: `process: ["git -C /srv/checkouts/* **"]`.
@@ -89,7 +93,7 @@ impl Plugin for GitPlugin {
             "branch, commit, tag, push, merge with the real git",
         )
         .input_schema(input::schema())
-        .capabilities(&[capability::PROCESS, "fs?"])
+        .capabilities(&[capability::PROCESS, "fs?", "http?"])
     }
 
     fn run(input: Input) -> Result<Output, StepError> {

@@ -61,7 +61,7 @@ fn check_remote(git: &Git, remote: &str, access: Access) -> Result<(), StepError
     let urls = git.ok(&args)?;
     for url in urls.lines().filter(|l| !l.is_empty()) {
         match check::url(url) {
-            Ok(Url::Https) => {}
+            Ok(Url::Https) => https_granted(url)?,
             Ok(Url::Local(path)) => place::local_remote(&path, access)?,
             Err(why) => {
                 return Err(StepError::failed(format!(
@@ -71,6 +71,29 @@ fn check_remote(git: &Git, remote: &str, access: Access) -> Result<(), StepError
         }
     }
     Ok(())
+}
+
+/// Refuses an https remote whose origin no `http` grant names. git connects
+/// from the host, where the runner's `http` check does not apply, so the plugin
+/// asks the runner first: a `HEAD` of the origin through the `http` capability,
+/// which the runner refuses (before any connection) for an origin that is not
+/// granted or a name that resolves to a non-public address that is not granted.
+/// Any other outcome (an answer, a TLS or network error) means the origin is
+/// granted, and git itself reports what it finds there.
+pub fn https_granted(url: &str) -> Result<(), StepError> {
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let origin = format!("https://{authority}");
+    let probe = runner_sdk::http::Request::new("HEAD", format!("{origin}/"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send();
+    match probe {
+        Err(runner_sdk::http::HttpError::Denied(why)) => Err(StepError::Denied(format!(
+            "the https remote `{}` is not granted: git reaches it from the host, so its origin `{origin}` must be granted under `http` ({why})",
+            shown(url)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `git fetch --tags <remote>`.
@@ -178,8 +201,9 @@ pub fn clone(input: input::Clone) -> Result<Output, StepError> {
     if let Some(branch) = &input.branch {
         check::ref_name("branch", branch).map_err(invalid)?;
     }
-    if let Url::Local(remote) = &url {
-        place::local_remote(remote, Access::Read)?;
+    match &url {
+        Url::Local(remote) => place::local_remote(remote, Access::Read)?,
+        Url::Https => https_granted(&input.url)?,
     }
     place::clone_target(&path)?;
     let git = Git::new(Repo { path }, Ident::default());

@@ -9,6 +9,22 @@
 //! check like any other; a request the runner refuses (the URL is not granted)
 //! ends the step at once as `denied`.
 //!
+//! Failed checks fail the step by default. In a watch each run is one
+//! measurement, and an `Err` is a plugin *error* (it could not measure), which
+//! the watch tolerates up to `consecutive_error_limit`: so `fail_step: false`
+//! returns failed checks as outputs (`ok: false`) and the watch's `failure`
+//! condition (`!result.ok`) counts them toward its failure limits.
+//!
+//! # Where a check goes
+//!
+//! Threat: the URL, or a path joined to a base URL, comes from a run input. A
+//! value such as `@127.0.0.1:9/health` appended to `http://shop:8080` turns the
+//! base into user information and sends the check (and its secret headers) to
+//! another host; user information would also reach the `Host` header. So the
+//! plugin refuses any URL with user information, and with `path` it joins the
+//! two itself and refuses a result whose scheme, host or port differ from the
+//! base's. The runner's `http` grant still decides what may be reached at all.
+//!
 //! JSON paths are simple on purpose: `$.a.b[0].c` (the `$.` is optional); a key
 //! with dots or brackets is written `["a.b"]`.
 
@@ -29,6 +45,12 @@ const RESULTS_KEPT: usize = 100;
 #[serde(deny_unknown_fields)]
 struct Input {
     url: String,
+    /// A path (and query) joined to `url`, which is then a base URL.
+    #[serde(default)]
+    path: Option<String>,
+    /// Whether failed checks fail the step, or come back as outputs.
+    #[serde(default = "yes")]
+    fail_step: bool,
     #[serde(default = "get")]
     method: String,
     #[serde(default)]
@@ -61,6 +83,9 @@ struct Input {
     consecutive_failure_limit: u32,
 }
 
+fn yes() -> bool {
+    true
+}
 fn get() -> String {
     "GET".into()
 }
@@ -115,6 +140,8 @@ struct Assertion {
 /// The checks' settings, parsed once.
 struct Plan {
     input: Input,
+    /// The URL every check requests: `url`, or `url` joined with `path`.
+    url: String,
     max_latency: Option<Duration>,
     timeout: Duration,
     interval: Duration,
@@ -143,7 +170,7 @@ impl Plugin for HttpCheck {
             "health and smoke checks with assertions",
         )
         .input_schema(schema())
-        .sinks(&[("url", "url")])
+        .sinks(&[("url", "url"), ("path", "url")])
         .capabilities(&[capability::HTTP, "secrets?"])
     }
 
@@ -209,7 +236,7 @@ impl Plugin for HttpCheck {
             .set("body", body)
             .set("json", body_json)
             .set("results", results);
-        if in_a_row > plan.input.consecutive_failure_limit {
+        if in_a_row > plan.input.consecutive_failure_limit && plan.input.fail_step {
             let why = last.failure.unwrap_or_default();
             let detail = if plan.input.consecutive_failure_limit > 0 {
                 format!(
@@ -221,13 +248,13 @@ impl Plugin for HttpCheck {
             };
             return Err(StepError::failed(format!(
                 "{} {}: {detail}",
-                plan.input.method, plan.input.url
+                plan.input.method, plan.url
             )));
         }
         Ok(output.summary(format!(
             "{passed}/{} checks of {} passed; mean {} ms, max {} ms",
             passed + failed,
-            plan.input.url,
+            plan.url,
             millis(mean),
             millis(max)
         )))
@@ -248,6 +275,7 @@ impl Plan {
             .as_deref()
             .map(|t| duration("max_latency", t))
             .transpose()?;
+        let url = target(&input.url, input.path.as_deref()).map_err(StepError::invalid_input)?;
         let timeout = duration("timeout", &input.timeout)?;
         let interval = duration("interval", &input.interval)?;
         if input.repeat == 0 {
@@ -283,6 +311,7 @@ impl Plan {
         }
         Ok(Plan {
             input,
+            url,
             max_latency,
             timeout,
             interval,
@@ -295,7 +324,7 @@ impl Plan {
     /// One request, judged. A refusal by the runner ends the step (`Err`).
     fn check(&self) -> Result<Check, StepError> {
         let i = &self.input;
-        let mut request = Request::new(&i.method, &i.url).timeout(self.timeout);
+        let mut request = Request::new(&i.method, &self.url).timeout(self.timeout);
         for (k, v) in i
             .headers
             .iter()
@@ -380,6 +409,60 @@ impl Plan {
         }
         None
     }
+}
+
+/// The URL to request: `url` alone, or `url` joined with `path`. Refuses user
+/// information anywhere, and a join that lands on another scheme, host or port.
+fn target(url: &str, path: Option<&str>) -> Result<String, String> {
+    let base = origin(url).map_err(|why| format!("`url` `{url}`: {why}"))?;
+    let Some(path) = path else {
+        return Ok(url.to_owned());
+    };
+    let bad = |why: &str| Err(format!("`path` `{}`: {why}", path.escape_debug()));
+    if !path.starts_with('/') {
+        return bad("must start with `/`");
+    }
+    if path.starts_with("//") {
+        return bad("`//` at the start names a host");
+    }
+    if path.contains(['\\', '#', '@']) || path.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return bad("`\\`, `#`, `@`, spaces and control characters are not allowed");
+    }
+    if url.contains(['?', '#']) {
+        return Err(format!(
+            "`url` `{url}` has a query or a fragment, so `path` cannot be joined to it"
+        ));
+    }
+    let joined = format!("{}{path}", url.trim_end_matches('/'));
+    let now = origin(&joined).map_err(|why| format!("`url` joined with `path`: {why}"))?;
+    if now != base {
+        return Err(format!(
+            "`path` `{path}` changes where the check goes ({} instead of {})",
+            now.1, base.1
+        ));
+    }
+    Ok(joined)
+}
+
+/// The scheme and authority of an absolute http(s) URL without user information.
+fn origin(url: &str) -> Result<(String, String), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
+    let scheme = uri.scheme_str().unwrap_or_default().to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err("the scheme must be http or https".into());
+    }
+    let authority = uri.authority().ok_or("it has no host")?;
+    if authority.as_str().contains('@') {
+        return Err(
+            "user information (`user@`) is refused: it would reach the server's `Host` and hide where the check goes; send credentials with `secret_headers`"
+                .into(),
+        );
+    }
+    if authority.host().is_empty() {
+        return Err("it has no host".into());
+    }
+    Ok((scheme, authority.as_str().to_ascii_lowercase()))
 }
 
 /// Why `a` does not hold on `doc`, or `None`.
@@ -531,7 +614,9 @@ fn schema() -> Value {
     json!({
         "type": "object",
         "properties": {
-            "url": { "type": "string", "minLength": 1, "description": "The URL to check; its scheme, host and port must be granted under `http`." },
+            "url": { "type": "string", "minLength": 1, "description": "The URL to check (with `path`: the base URL); its scheme, host and port must be granted under `http`. User information (`user@`) is refused." },
+            "path": { "type": "string", "minLength": 1, "description": "A path (and query) joined to `url`, e.g. `/health`; refused if the result would go to another scheme, host or port." },
+            "fail_step": { "type": "boolean", "description": "Whether failed checks fail the step (default true). In a watch set false: failed checks come back as outputs with `ok: false`, so the watch counts them as failed measurements, not plugin errors." },
             "method": { "type": "string", "description": "HTTP method (default GET)." },
             "headers": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Request headers." },
             "secret_headers": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Headers set to granted secrets, `header: SECRET_NAME` (e.g. `authorization: HEALTH_TOKEN`)." },
@@ -589,6 +674,42 @@ mod tests {
         assert_eq!(lookup(&doc, "$.a.missing"), None);
         assert!(parse_path("$..a").is_err());
         assert!(parse_path("$.a[x]").is_err());
+    }
+
+    #[test]
+    fn a_path_never_changes_the_host() {
+        assert_eq!(
+            target("http://shop:8080", Some("/health?x=1")).unwrap(),
+            "http://shop:8080/health?x=1"
+        );
+        assert_eq!(
+            target("http://shop:8080/", Some("/health")).unwrap(),
+            "http://shop:8080/health"
+        );
+        assert_eq!(
+            target("https://shop/api", None).unwrap(),
+            "https://shop/api"
+        );
+        for (url, path) in [
+            ("http://shop:8080", "@127.0.0.1:9/health"),
+            ("http://shop:8080", "//127.0.0.1:9/health"),
+            ("http://shop:8080", ":9/health"),
+            ("http://shop", ".evil.example/health"),
+            ("http://shop:8080", "/a@b"),
+            ("http://shop:8080", "/\\evil/health"),
+            ("http://shop:8080?q", "/health"),
+        ] {
+            assert!(target(url, Some(path)).is_err(), "{url} + {path}");
+        }
+        for url in [
+            "http://user@shop/health",
+            "http://shop:8080@127.0.0.1:9/health",
+            "http://a:b@shop/",
+            "ftp://shop/",
+            "shop/health",
+        ] {
+            assert!(target(url, None).is_err(), "{url}");
+        }
     }
 
     #[test]

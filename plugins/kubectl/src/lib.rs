@@ -15,6 +15,14 @@
 //! of the pair's replicas and the stable the rest, so the canary's share of
 //! traffic is its share of ready pods. Promotion is `set-image` on the stable
 //! and weight 0.
+//!
+//! An `image` comes from a run input and goes into a pod spec. Before any
+//! request, it must follow the OCI reference grammar of distribution/reference
+//! (`[host[:port]/]name[:tag][@algorithm:hex]`, lower-case path components,
+//! a tag of at most 128 `[\w.-]` characters, at most 255 characters in all), so
+//! whitespace, a second `@`, a flag-like `-…` or a value that is not an image
+//! at all never reaches the cluster. Which registries may serve it is the
+//! input's `allow` list (the runner's), not this plugin's.
 
 mod rollout;
 
@@ -117,6 +125,14 @@ impl Plugin for Kubectl {
             None => Duration::from_secs(600),
         };
         let deadline = Instant::now() + timeout;
+        if let Some(image) = &input.image {
+            image_reference(image).map_err(|why| {
+                StepError::invalid_input(format!(
+                    "`image` `{}` is not an image reference: {why}",
+                    image.escape_debug()
+                ))
+            })?;
+        }
         let ns = input.namespace.as_str();
         match input.op.as_str() {
             "set-image" => set_image(&input, ns, deadline),
@@ -229,6 +245,30 @@ fn wait_for(
         }
         watched.ok()?;
     }
+}
+
+/// Checks `text` against the OCI distribution reference grammar:
+/// `[host[:port]/]component(/component)*[:tag][@algorithm:hex]`.
+fn image_reference(text: &str) -> Result<(), &'static str> {
+    use std::sync::LazyLock;
+    static REFERENCE: LazyLock<regex_lite::Regex> = LazyLock::new(|| {
+        let component = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*";
+        let label = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?";
+        let host = format!(r"(?:{label}(?:\.{label})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?");
+        let tag = r"[\w][\w.-]{0,127}";
+        let digest = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}";
+        regex_lite::Regex::new(&format!(
+            r"^(?:{host}/)?{component}(?:/{component})*(?::{tag})?(?:@{digest})?$"
+        ))
+        .expect("the reference grammar compiles")
+    });
+    if text.len() > 255 {
+        return Err("longer than 255 characters");
+    }
+    if !REFERENCE.is_match(text) {
+        return Err("expected `[registry[:port]/]name[:tag][@sha256:…]` with a lower-case name");
+    }
+    Ok(())
 }
 
 fn set_image(input: &Input, ns: &str, deadline: Instant) -> Result<Output, StepError> {
@@ -878,6 +918,40 @@ runner_sdk::export_plugin!(Kubectl);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_follow_the_reference_grammar() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for good in [
+            "nginx".to_owned(),
+            "shop:v1.2.4".to_owned(),
+            "registry.example.com/team/shop:v1.2.4".to_owned(),
+            "127.0.0.1:5000/shop:1.0".to_owned(),
+            "localhost:5000/a_b/c__d/e--f:latest".to_owned(),
+            format!("registry.example.com/shop@{digest}"),
+            format!("shop:v1@{digest}"),
+            format!("shop:{}", "t".repeat(128)),
+        ] {
+            assert_eq!(image_reference(&good), Ok(()), "{good}");
+        }
+        for bad in [
+            String::new(),
+            "Shop:v1".to_owned(),
+            "shop:v1 --privileged".to_owned(),
+            "-shop".to_owned(),
+            "shop:.v1".to_owned(),
+            format!("shop:{}", "t".repeat(129)),
+            "shop@sha256:xyz".to_owned(),
+            "shop@@sha256:abc".to_owned(),
+            "shop:v1\nkind: Pod".to_owned(),
+            "reg.example.com//shop".to_owned(),
+            "shop/".to_owned(),
+            "https://registry.example.com/shop".to_owned(),
+            format!("{}/shop", "a".repeat(260)),
+        ] {
+            assert!(image_reference(&bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn the_schema_requires_what_each_op_needs() {

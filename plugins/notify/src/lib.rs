@@ -13,6 +13,19 @@
 //! E-mail goes over the `tcp` capability (the SMTP server's `host:port` must be
 //! granted) as plain SMTP: EHLO, AUTH PLAIN when the URL has a user, MAIL FROM,
 //! RCPT TO, DATA. No STARTTLS: use a relay on the runner's network.
+//!
+//! # Text from inputs is text
+//!
+//! Titles, texts and fields carry run inputs, which alerts and API callers
+//! supply. Slack reads `<!channel>`, `<@U123>` and `<http://x|label>` in its
+//! `mrkdwn` text as mentions and links, so every text that Slack parses has `&`,
+//! `<` and `>` escaped as Slack's formatting guide requires (`&amp;`, `&lt;`,
+//! `&gt;`): an input can neither ping a channel nor forge a link. The `link`
+//! input, the one link the plugin writes, must be an http(s) URL without `<`, `>`
+//! or `|`. In e-mail, a line break in a header value becomes a space (no header
+//! can be added) and every line break of the body, bare CR and bare LF included,
+//! becomes CRLF before dot-stuffing, so no text can end the message early or
+//! smuggle SMTP commands.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -177,7 +190,7 @@ fn secret(name: &Option<String>, what: &str) -> Result<String, StepError> {
 fn post(input: &Input, timeout: Duration) -> Result<Delivery, StepError> {
     let url = secret(&input.webhook_secret, "webhook_secret")?;
     let body = match (input.channel, &input.payload) {
-        (Channel::Slack, _) => slack(input),
+        (Channel::Slack, _) => slack(input)?,
         (_, Some(p)) => p.clone(),
         (_, None) => json!({
             "title": input.title,
@@ -215,22 +228,64 @@ fn colour(severity: Option<&str>) -> &'static str {
     }
 }
 
+/// Text for a place where Slack parses mrkdwn: `&`, `<` and `>` escaped, so an
+/// input cannot make a mention (`<!channel>`) or a link (`<http://x|y>`).
+fn mrkdwn(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The title for a header block: escaped like all Slack text, and cut to
+/// Slack's 150 characters without splitting an escape.
+fn header_text(title: &str) -> String {
+    let mut out = String::new();
+    for c in title.chars() {
+        let piece = mrkdwn(c.encode_utf8(&mut [0; 4]));
+        if out.chars().count() + piece.chars().count() > 150 {
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// The `link` input as Slack's `<url|Report>`: an http(s) URL that cannot end
+/// the link or change its label.
+fn slack_link(link: &str) -> Result<String, StepError> {
+    let scheme_ok = link.starts_with("http://") || link.starts_with("https://");
+    if !scheme_ok
+        || link
+            .chars()
+            .any(|c| matches!(c, '<' | '>' | '|') || c.is_whitespace() || c.is_control())
+    {
+        return Err(StepError::invalid_input(format!(
+            "`link` `{}` must be an http(s) URL without `<`, `>`, `|` or spaces",
+            link.escape_debug()
+        )));
+    }
+    Ok(format!("<{}|Report>", link.replace('&', "&amp;")))
+}
+
 /// A Block Kit message: the title as a header, the text, the fields, a link,
-/// inside an attachment coloured by severity.
-fn slack(input: &Input) -> Value {
+/// inside an attachment coloured by severity. Every text Slack shows is
+/// escaped, the `plain_text` header too (Slack's rule for all message text).
+fn slack(input: &Input) -> Result<Value, StepError> {
     let mut blocks = vec![json!({
         "type": "header",
-        "text": { "type": "plain_text", "text": input.title.chars().take(150).collect::<String>() }
+        "text": { "type": "plain_text", "text": header_text(&input.title) }
     })];
     if !input.text.is_empty() {
-        blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": input.text } }));
+        blocks.push(
+            json!({ "type": "section", "text": { "type": "mrkdwn", "text": mrkdwn(&input.text) } }),
+        );
     }
     let mut fields: Vec<Value> = Vec::new();
     if let Some(s) = &input.severity {
-        fields.push(json!({ "type": "mrkdwn", "text": format!("*Severity*\n{s}") }));
+        fields.push(json!({ "type": "mrkdwn", "text": format!("*Severity*\n{}", mrkdwn(s)) }));
     }
     for (k, v) in &input.fields {
-        fields.push(json!({ "type": "mrkdwn", "text": format!("*{k}*\n{v}") }));
+        fields.push(json!({ "type": "mrkdwn", "text": format!("*{}*\n{}", mrkdwn(k), mrkdwn(v)) }));
     }
     if !fields.is_empty() {
         blocks.push(
@@ -238,12 +293,14 @@ fn slack(input: &Input) -> Value {
         );
     }
     if let Some(link) = &input.link {
-        blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": format!("<{link}|Report>") } }));
+        blocks.push(
+            json!({ "type": "section", "text": { "type": "mrkdwn", "text": slack_link(link)? } }),
+        );
     }
-    json!({
-        "text": input.title,
+    Ok(json!({
+        "text": mrkdwn(&input.title),
         "attachments": [{ "color": colour(input.severity.as_deref()), "blocks": blocks }]
-    })
+    }))
 }
 
 /// `smtp://[user:password@]host:port` into its parts.
@@ -317,6 +374,15 @@ fn header(value: &str) -> String {
     value.replace(['\r', '\n'], " ")
 }
 
+/// Text with every line break (CRLF, bare CR, bare LF) written as CRLF, the
+/// only line end SMTP knows: a bare CR or LF cannot be read as a line end by one
+/// server and not by another.
+fn crlf(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace('\n', "\r\n")
+}
+
 fn email(input: &Input, timeout: Duration) -> Result<Delivery, StepError> {
     let url = secret(&input.smtp_secret, "smtp_secret")?;
     let (auth, addr) = smtp_url(&url)?;
@@ -371,7 +437,7 @@ fn mime(input: &Input, from: &str, to: &[String], attachments: &[(String, Vec<u8
         m.push_str(
             "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
         );
-        m.push_str(&body.replace('\n', "\r\n"));
+        m.push_str(&crlf(&body));
         return m;
     }
     let boundary = "runner-notify-boundary-7f1e";
@@ -380,7 +446,7 @@ fn mime(input: &Input, from: &str, to: &[String], attachments: &[(String, Vec<u8
     ));
     m.push_str(&format!(
         "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{}\r\n",
-        body.replace('\n', "\r\n")
+        crlf(&body)
     ));
     for (name, data) in attachments {
         let encoded = base64(data);
@@ -555,5 +621,22 @@ mod tests {
     #[test]
     fn headers_cannot_be_injected() {
         assert_eq!(header("a\r\nBcc: x@y"), "a  Bcc: x@y");
+        assert_eq!(crlf("a\rb\nc\r\nd\n\re"), "a\r\nb\r\nc\r\nd\r\n\r\ne");
+    }
+
+    #[test]
+    fn slack_text_cannot_mention_or_link() {
+        assert_eq!(
+            mrkdwn("<!channel> & <http://evil|click>"),
+            "&lt;!channel&gt; &amp; &lt;http://evil|click&gt;"
+        );
+        assert_eq!(header_text(&"<".repeat(100)), "&lt;".repeat(37));
+        assert_eq!(
+            slack_link("https://r.example/run?a=1&b=2").unwrap(),
+            "<https://r.example/run?a=1&amp;b=2|Report>"
+        );
+        for bad in ["http://x|click", "http://x>", "javascript:x", "http://a b"] {
+            assert!(slack_link(bad).is_err(), "{bad}");
+        }
     }
 }

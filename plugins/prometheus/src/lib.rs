@@ -12,6 +12,19 @@
 //! An empty answer (no series: no traffic yet, a typo in a label) is an error by
 //! default, because a gate comparing nothing would pass or fail for the wrong
 //! reason; `empty: zero` makes it 0 and `empty: null` returns `value: null`.
+//!
+//! # Label values are data
+//!
+//! Threat: a label value comes from a run input (an alert, an API caller) and is
+//! pasted into the query text, so `production",track!="canary` closes the string
+//! and adds matchers of its own: the gate then compares the numbers the input
+//! chose. Values therefore travel in `labels:`, a map whose entries replace the
+//! `$name` placeholders of the query as PromQL string literals, with `\`, `"`
+//! and control characters escaped: whatever the value holds, it is one label
+//! value. Placeholders are read outside string literals and comments only (so a
+//! `"$1"` in `label_replace` stays as written); an unknown placeholder and an
+//! unused entry are both `invalid-input`, so a misspelt name cannot silently
+//! leave the raw query or drop a matcher.
 
 use runner_sdk::http::Request;
 use runner_sdk::serde_json::{Map, Value, json};
@@ -27,6 +40,10 @@ struct Input {
     /// Prometheus's base URL, e.g. `http://127.0.0.1:9090`.
     url: String,
     query: String,
+    /// Values for the query's `$name` placeholders, each inserted as a PromQL
+    /// string literal.
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
     /// Evaluation time of an instant query (RFC 3339 or Unix seconds); default now.
     #[serde(default)]
     time: Option<String>,
@@ -71,9 +88,10 @@ impl Plugin for Prometheus {
         let timeout = parse_duration(&input.timeout)
             .map_err(|e| StepError::invalid_input(format!("`timeout`: {e}")))?;
         let base = input.url.trim_end_matches('/');
+        let query = substitute(&input.query, &input.labels).map_err(StepError::invalid_input)?;
         let (path, mut params) = match &input.range {
             None => {
-                let mut p = vec![("query", input.query.clone())];
+                let mut p = vec![("query", query.clone())];
                 if let Some(t) = &input.time {
                     p.push(("time", t.clone()));
                 }
@@ -92,7 +110,7 @@ impl Plugin for Prometheus {
                 (
                     "/api/v1/query_range",
                     vec![
-                        ("query", input.query.clone()),
+                        ("query", query.clone()),
                         ("start", format!("{start:.3}")),
                         ("end", format!("{end:.3}")),
                         ("step", format!("{}", step.as_secs_f64())),
@@ -136,7 +154,7 @@ impl Plugin for Prometheus {
             let kind = answer["errorType"].as_str().unwrap_or("error");
             let message = format!(
                 "Prometheus refused the query `{}`: {} ({kind}, HTTP {})",
-                input.query,
+                query,
                 answer["error"].as_str().unwrap_or("no error message"),
                 response.status
             );
@@ -245,7 +263,7 @@ impl Plugin for Prometheus {
                 _ => {
                     return Err(StepError::failed(format!(
                         "the query `{}` returned no series (no data for it yet, or a label that matches nothing); set `empty: zero` if no data means 0",
-                        input.query
+                        query
                     )));
                 }
             }
@@ -253,9 +271,9 @@ impl Plugin for Prometheus {
             value
         };
         let summary = match (value.as_f64(), value.get("$nonfinite")) {
-            (Some(v), _) => format!("{} = {v}", input.query),
-            (None, Some(word)) => format!("{} = {}", input.query, word.as_str().unwrap_or("?")),
-            (None, None) => format!("{}: {count} series", input.query),
+            (Some(v), _) => format!("{query} = {v}"),
+            (None, Some(word)) => format!("{query} = {}", word.as_str().unwrap_or("?")),
+            (None, None) => format!("{query}: {count} series"),
         };
         Ok(out
             .set("value", value)
@@ -269,6 +287,91 @@ fn now_seconds() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `query` with each `$name` outside string literals and comments replaced by
+/// `labels[name]` as a PromQL string literal. An unknown name, a `$` without a
+/// name and an entry of `labels` the query never uses are errors.
+fn substitute(
+    query: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(query.len());
+    let mut used = std::collections::BTreeSet::new();
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // A string literal: copied as it is, escapes included.
+            '"' | '\'' | '`' => {
+                out.push(c);
+                while let Some(d) = chars.next() {
+                    out.push(d);
+                    if d == '\\' && c != '`' {
+                        if let Some(e) = chars.next() {
+                            out.push(e);
+                        }
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            // A comment runs to the end of the line.
+            '#' => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '$' => {
+                let mut name = String::new();
+                while let Some(&d) = chars.peek() {
+                    if d.is_ascii_alphanumeric() || d == '_' {
+                        name.push(d);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                if name.is_empty() {
+                    return Err("`$` in the query must start a placeholder such as `$namespace`, named in `labels`".into());
+                }
+                let value = labels.get(&name).ok_or_else(|| {
+                    format!("the query's `${name}` has no value: add `{name}` to `labels`")
+                })?;
+                out.push_str(&promql_string(value));
+                used.insert(name);
+            }
+            _ => out.push(c),
+        }
+    }
+    if let Some(unused) = labels.keys().find(|k| !used.contains(*k)) {
+        return Err(format!(
+            "`labels.{unused}` is not used: the query has no `${unused}` outside quotes (write `namespace=${unused}`, not `namespace=\"${unused}\"`)"
+        ));
+    }
+    Ok(out)
+}
+
+/// `text` as a double-quoted PromQL string: it can only ever be one string.
+fn promql_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// `application/x-www-form-urlencoded` encoding of a value.
@@ -292,8 +395,14 @@ fn schema() -> Value {
     props.insert("url".into(), json!({ "type": "string", "minLength": 1, "description": "Prometheus's base URL, e.g. `http://127.0.0.1:9090`; granted under `http`." }));
     props.insert(
         "query".into(),
-        json!({ "type": "string", "minLength": 1, "description": "The PromQL expression." }),
+        json!({ "type": "string", "minLength": 1, "description": "The PromQL expression; `$name` (outside quotes) stands for `labels.name`." }),
     );
+    props.insert("labels".into(), json!({
+        "type": "object",
+        "propertyNames": { "pattern": "^[A-Za-z0-9_]+$" },
+        "additionalProperties": { "type": "string" },
+        "description": "Values for the query's `$name` placeholders, each inserted as a quoted, escaped PromQL string: `query: up{namespace=$ns}` with `labels: { ns: \"${{ inputs.namespace }}\" }`. Put every input that reaches a query here."
+    }));
     props.insert("time".into(), json!({ "type": "string", "description": "Evaluation time of an instant query (RFC 3339 or Unix seconds); default now." }));
     props.insert(
         "range".into(),
@@ -330,5 +439,52 @@ mod tests {
             "sum%28rate%28x%7Bcode%3D~%225..%22%7D%5B5m%5D%29%29"
         );
         assert_eq!(form_encode("a b&c"), "a+b%26c");
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_label_value_stays_one_string() {
+        let q = "sum(x{namespace=$ns,code=~\"5..\"})";
+        assert_eq!(
+            substitute(q, &labels(&[("ns", "production")])).unwrap(),
+            "sum(x{namespace=\"production\",code=~\"5..\"})"
+        );
+        assert_eq!(
+            substitute(q, &labels(&[("ns", r#"production",track!="canary"#)])).unwrap(),
+            r#"sum(x{namespace="production\",track!=\"canary",code=~"5.."})"#
+        );
+        // A value that tries to close the string with its own backslash.
+        assert_eq!(promql_string(r#"a\"}"#), r#""a\\\"}""#);
+        assert_eq!(promql_string("a\nb\u{1}"), r#""a\nb\u0001""#);
+    }
+
+    #[test]
+    fn placeholders_are_read_outside_strings_and_comments_only() {
+        let q = "label_replace(up{job=$job}, \"dst\", \"$1\", 'src', `(.*)$`) # $job";
+        assert_eq!(
+            substitute(q, &labels(&[("job", "app")])).unwrap(),
+            "label_replace(up{job=\"app\"}, \"dst\", \"$1\", 'src', `(.*)$`) # $job"
+        );
+        // An escaped quote does not end a string early.
+        assert_eq!(
+            substitute(r#"x{a="\"$b"} + y{b=$b}"#, &labels(&[("b", "v")])).unwrap(),
+            r#"x{a="\"$b"} + y{b="v"}"#
+        );
+    }
+
+    #[test]
+    fn unknown_and_unused_placeholders_are_refused() {
+        let err = substitute("up{ns=$nss}", &labels(&[("ns", "a")])).unwrap_err();
+        assert!(err.contains("`$nss` has no value"), "{err}");
+        let err = substitute("up{ns=\"$ns\"}", &labels(&[("ns", "a")])).unwrap_err();
+        assert!(err.contains("`labels.ns` is not used"), "{err}");
+        assert!(substitute("up{ns=$}", &labels(&[])).is_err());
+        assert_eq!(substitute("up", &labels(&[])).unwrap(), "up");
     }
 }
