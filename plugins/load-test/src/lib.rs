@@ -481,10 +481,28 @@ mod tests {
     #[test]
     fn the_parser_reads_what_the_schema_pattern_describes() {
         // runner/src/playbook/schema.rs tests the same lists against THRESHOLD.
-        for ok in ["p(95)<500", "p(99.9) <= 2000", "p(100)<1", "p(0)>=0", "avg<200", "rate <= 0.01", "rps>100", "max==1e3", "med<.5"] {
+        for ok in [
+            "p(95)<500",
+            "p(99.9) <= 2000",
+            "p(100)<1",
+            "p(0)>=0",
+            "avg<200",
+            "rate <= 0.01",
+            "rps>100",
+            "max==1e3",
+            "med<.5",
+        ] {
             assert!(Threshold::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["p(101)<5", "p(95)<abc", "avg", "p95<500", "p(95)=<5", "mean<3", "rate<0.01ms"] {
+        for bad in [
+            "p(101)<5",
+            "p(95)<abc",
+            "avg",
+            "p95<500",
+            "p(95)=<5",
+            "mean<3",
+            "rate<0.01ms",
+        ] {
             assert!(Threshold::parse(bad).is_err(), "{bad}");
         }
     }

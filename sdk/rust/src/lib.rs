@@ -669,8 +669,14 @@ mod tests {
     fn numbers_keep_nan_and_infinities_as_markers() {
         assert_eq!(number(1.5), serde_json::json!(1.5));
         assert_eq!(number(f64::NAN), serde_json::json!({ "$nonfinite": "NaN" }));
-        assert_eq!(number(1.0 / 0.0), serde_json::json!({ "$nonfinite": "+Inf" }));
-        assert_eq!(number(-1.0 / 0.0), serde_json::json!({ "$nonfinite": "-Inf" }));
+        assert_eq!(
+            number(1.0 / 0.0),
+            serde_json::json!({ "$nonfinite": "+Inf" })
+        );
+        assert_eq!(
+            number(-1.0 / 0.0),
+            serde_json::json!({ "$nonfinite": "-Inf" })
+        );
     }
 
     #[test]
