@@ -961,8 +961,10 @@ fn fetch_checkout_and_delete_follow_the_remote() {
     assert_eq!(git(&remote, &["branch", "--list", "hotfix/*"]), "");
 }
 
-/// A loopback listener that closes every connection at once, counting them: the
-/// place an https remote points to.
+/// A loopback listener that closes every connection, counting those that open
+/// with a TLS handshake (first byte 0x16): the place an https remote points to.
+/// Only TLS counts because another program on the machine (a Prometheus left
+/// scraping a port that was once a test server's) may knock on a reused port.
 struct Closing {
     port: u16,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -975,9 +977,16 @@ impl Closing {
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = accepted.clone();
         std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                drop(stream);
+            for mut stream in listener.incoming().flatten() {
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                    let mut first = [0u8; 1];
+                    if stream.read_exact(&mut first).is_ok() && first[0] == 0x16 {
+                        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
             }
         });
         Closing { port, accepted }
@@ -1035,7 +1044,12 @@ fn an_https_remote_needs_an_http_grant_for_its_origin() {
     let (_, events) = exec(&s, &granted);
     for id in ["clone", "fetch"] {
         let (kind, error) = error_of(&events, id);
-        assert_eq!(kind, "failed", "{id}: git's own failure: {error}");
+        // git's own failure against a listener that speaks no TLS (closed at
+        // once, or reset once the handshake was read): not a refusal.
+        assert!(
+            matches!(kind.as_str(), "failed" | "retryable") && error.contains("fatal:"),
+            "{id}: {kind}: {error}"
+        );
     }
     assert!(remote.connections() > 0, "git reached the granted remote");
 }
