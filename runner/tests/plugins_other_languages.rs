@@ -370,7 +370,7 @@ fn input_outside_the_plugins_schema_is_refused_before_it_runs() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(out.stdout.is_empty(), "a step ran");
     assert!(
-        stderr.contains("\"ftp://127.0.0.1/\" does not match \"^https?://\" (input schema of plugin `py-health-check`)"),
+        stderr.contains(":13:22: `ftp://127.0.0.1/` does not fit `^https?://`: it cannot start with `f` (input schema of plugin `py-health-check`)"),
         "{stderr}"
     );
 }
