@@ -237,3 +237,119 @@ fn fifty_killed_runs_resume_without_running_a_finished_step_again() {
         "only {resumed} of {TRIALS} runs were killed before they ended"
     );
 }
+
+/// Two `runner resume` of one killed run, the second started 0 to 275 ms after
+/// the first: the run's lock is taken before its state is read, so exactly one
+/// carries it on (exit 0) and the other is refused (exit 2: still running, or
+/// already ended when it came late); the journal holds one `run_resumed` and one
+/// `run_finished`, and no step that had finished ran again. Little is left to
+/// do after the kill, so the first resume ends while the second is still
+/// loading its plugins: the window in which a resume that read the state
+/// before taking the lock ran the run a second time.
+#[test]
+fn two_resumes_at_once_carry_the_run_on_once() {
+    for n in 0..12u64 {
+        let base =
+            std::env::temp_dir().join(format!("runner-crash-twice-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (state, data) = (base.join("state"), base.join("data"));
+        std::fs::create_dir_all(&data).unwrap();
+        let dir_input = format!("dir={}", data.display());
+        let mut child = runner(&state)
+            .args(["exec", "tests/crash/canary.yaml", "-i", &dir_input])
+            .args(["--output", "json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Killed once `shift_50` finished: the gate and `shift_100` are left.
+        let stdout = child.stdout.take().unwrap();
+        let seen: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+            .map_while(Result::ok)
+            .take_while(|l| !(l.contains("\"step_finished\"") && l.contains("\"shift_50\"")))
+            .collect();
+        let _ = child.kill();
+        child.wait().unwrap();
+        assert!(!seen.is_empty(), "trial {n}: the run printed nothing");
+
+        let journal_path = state.join("journal.sqlite");
+        let run = Journal::open(&journal_path)
+            .unwrap()
+            .list(&runner::record::Filter::default())
+            .unwrap()[0]
+            .clone();
+        assert_eq!(run.status, "running", "trial {n}");
+        let finished_before: Vec<String> = Journal::open(&journal_path)
+            .unwrap()
+            .events(&run.id)
+            .unwrap()
+            .into_iter()
+            .filter_map(|s| match s.event {
+                Event::StepFinished(r) => Some(r.step),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            !finished_before.is_empty(),
+            "trial {n}: nothing had finished"
+        );
+
+        let first = runner(&state).args(["resume", &run.id]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(25 * n));
+        let second = runner(&state).args(["resume", &run.id]).spawn().unwrap();
+        let resumes = [first, second];
+        let outs: Vec<_> = resumes
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let mut codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+        codes.sort();
+        let stderr: Vec<String> = outs
+            .iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect();
+        assert_eq!(codes, [Some(0), Some(2)], "trial {n}: {stderr:?}");
+        let refused = &stderr[outs
+            .iter()
+            .position(|o| o.status.code() == Some(2))
+            .unwrap()];
+        assert!(
+            refused.contains(&format!("run {} is still running", run.id))
+                || refused.contains("already ended"),
+            "trial {n}: {refused}"
+        );
+
+        let events = Journal::open(&journal_path)
+            .unwrap()
+            .events(&run.id)
+            .unwrap();
+        let count = |f: fn(&Event) -> bool| events.iter().filter(|s| f(&s.event)).count();
+        assert_eq!(
+            count(|e| matches!(e, Event::RunResumed { .. })),
+            1,
+            "trial {n}"
+        );
+        assert_eq!(
+            count(|e| matches!(e, Event::RunFinished { .. })),
+            1,
+            "trial {n}"
+        );
+        let log = std::fs::read_to_string(data.join("log")).unwrap();
+        for line in finished_before
+            .iter()
+            .filter(|s| MAIN_STEPS.contains(&s.as_str()))
+        {
+            assert_eq!(
+                log.lines().filter(|l| *l == line.as_str()).count(),
+                1,
+                "trial {n}: `{line}` ran again:\n{log}"
+            );
+        }
+        for step in MAIN_STEPS {
+            assert!(
+                log.lines().any(|l| l == step),
+                "trial {n}: `{step}` never ran:\n{log}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}

@@ -46,6 +46,7 @@ pub fn exec(args: &ExecArgs) -> u8 {
         run_id: new_run_id(),
         resume: engine::Resume::default(),
         parent: None,
+        alive: None,
     })
 }
 
@@ -72,6 +73,34 @@ pub(crate) struct Launch<'a> {
     pub resume: engine::Resume,
     /// The run this one re-runs.
     pub parent: Option<String>,
+    /// The run's own lock, when the caller took it already (`resume` takes it
+    /// before it reads the run's state, so two resumes cannot both start).
+    pub alive: Option<engine::lock::GroupLock>,
+}
+
+/// Takes the lock that says run `run_id` is alive; while a runner holds it,
+/// nobody else resumes the run. Refuses with the holder when it is taken.
+pub(crate) fn hold_run(run_id: &str) -> Result<engine::lock::GroupLock, u8> {
+    let Some(state) = super::state_dir() else {
+        eprintln!("error: no state directory: set RUNNER_STATE_DIR (or HOME)");
+        return Err(EXIT_INVALID);
+    };
+    let me = engine::lock::Holder::me(run_id);
+    engine::lock::try_acquire(&state, &format!("run-{run_id}"), &me).map_err(|e| {
+        match e {
+            engine::lock::LockError::Busy { holder, .. } => {
+                let who = holder.map_or_else(String::new, |h| {
+                    let host = h.host.map(|h| format!(" on {h}")).unwrap_or_default();
+                    format!(" (pid {}{host}, since {})", h.pid, h.since)
+                });
+                eprintln!(
+                    "error: run {run_id} is still running{who}; only one runner may carry a run on: wait for it to end, or stop it (Ctrl-C or `kill` of that process) and resume it then"
+                );
+            }
+            other => eprintln!("error: {other}"),
+        }
+        EXIT_INVALID
+    })
 }
 
 /// Loads, plans, journals and runs; the exit code.
@@ -83,6 +112,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
         run_id,
         resume,
         parent,
+        alive,
     } = l;
     let (file, output) = (args.file.as_path(), args.output);
     let journal_path = journal.path.clone();
@@ -158,12 +188,12 @@ pub(crate) fn launch(l: Launch) -> u8 {
     };
     // While this lock is held, the run is alive: `runner resume` refuses it.
     let me = engine::lock::Holder::me(&run_id);
-    let _alive = match engine::lock::try_acquire(&state, &format!("run-{run_id}"), &me) {
-        Ok(lock) => lock,
-        Err(e) => {
-            eprintln!("error: run {run_id} is still running: {e}");
-            return EXIT_INVALID;
-        }
+    let _alive = match alive {
+        Some(lock) => lock,
+        None => match hold_run(&run_id) {
+            Ok(lock) => lock,
+            Err(code) => return code,
+        },
     };
     // Hold the concurrency group for the whole run; the OS frees it if we die.
     let _group = match &plan.concurrency {

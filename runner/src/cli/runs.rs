@@ -195,6 +195,17 @@ pub fn resume(args: &ResumeArgs) -> u8 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    // The run's lock first, then its state: read before the lock, a second
+    // `resume` started at the same moment would see the same unfinished steps
+    // and run them again.
+    let alive = match super::exec::hold_run(&run.id) {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
+    let run = match find(&journal, &run.id) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     if run.status != "running" {
         return refuse(format!(
             "run {} already ended ({}); there is nothing to resume. To run it again from a step: runner rerun {} --from STEP",
@@ -225,6 +236,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
             in_flight: steps.in_flight,
         },
         parent: None,
+        alive: Some(alive),
     })
 }
 
@@ -281,6 +293,7 @@ pub fn rerun(args: &RerunArgs) -> u8 {
             in_flight: HashMap::new(),
         },
         parent: Some(run.id.clone()),
+        alive: None,
     })
 }
 
