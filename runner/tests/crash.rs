@@ -353,3 +353,148 @@ fn two_resumes_at_once_carry_the_run_on_once() {
         let _ = std::fs::remove_dir_all(&base);
     }
 }
+
+/// How a run on its failure path loses its runner.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// SIGTERM during `shift_50`, SIGKILL during the rollback.
+    TermThenKill,
+    /// The stage times out during `shift_50`, SIGKILL during the rollback.
+    TimeoutThenKill,
+    /// SIGINT during `shift_50`, a second SIGINT during the rollback (the
+    /// runner exits at once).
+    IntTwice,
+}
+
+fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
+
+/// A run stopped during a canary shift whose runner then dies during the
+/// rollback: `resume` finishes the rollback (once), runs the `finally`
+/// handlers, starts no main step (`shift_100`, the `promote` stage) and exits
+/// 1, the run keeping the status it was ending with.
+fn resume_finishes_the_failure_path(stop: Stop) {
+    let base =
+        std::env::temp_dir().join(format!("runner-crash-stop-{}-{stop:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (state, data) = (base.join("state"), base.join("data"));
+    std::fs::create_dir_all(&data).unwrap();
+    let dir_input = format!("dir={}", data.display());
+    let mut cmd = runner(&state);
+    cmd.args(["exec", "tests/crash/stopping.yaml", "-i", &dir_input])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped());
+    if let Stop::TimeoutThenKill = stop {
+        cmd.args(["-i", "stage_timeout=1s"]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()))
+        .map_while(Result::ok);
+    let started = |l: &str, step: &str| {
+        l.contains("\"step_started\"") && l.contains(&format!("\"step\":\"{step}\""))
+    };
+    assert!(
+        lines.by_ref().any(|l| started(&l, "shift_50")),
+        "{stop:?}: shift_50 never started"
+    );
+    match stop {
+        Stop::TermThenKill => signal(pid, "TERM"),
+        Stop::IntTwice => signal(pid, "INT"),
+        Stop::TimeoutThenKill => {}
+    }
+    assert!(
+        lines.by_ref().any(|l| started(&l, "rollback")),
+        "{stop:?}: the rollback never started"
+    );
+    // The rollback's program is under way (it sleeps 2 s before it is done).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    match stop {
+        Stop::IntTwice => signal(pid, "INT"),
+        _ => {
+            let _ = child.kill();
+        }
+    }
+    drop(lines);
+    child.wait().unwrap();
+    let log = || std::fs::read_to_string(data.join("log")).unwrap_or_default();
+    let count = |log: &str, what: &str| log.lines().filter(|l| *l == what).count();
+    assert_eq!(count(&log(), "rollback_started"), 1, "{stop:?}: {}", log());
+    assert_eq!(count(&log(), "rollback"), 0, "{stop:?}: {}", log());
+
+    let journal_path = state.join("journal.sqlite");
+    let run = Journal::open(&journal_path)
+        .unwrap()
+        .list(&runner::record::Filter::default())
+        .unwrap()[0]
+        .clone();
+    assert_eq!(run.status, "running", "{stop:?}");
+    let out = runner(&state).args(["resume", &run.id]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stop:?}: {stderr}");
+
+    let log = log();
+    assert_eq!(
+        count(&log, "rollback"),
+        1,
+        "{stop:?}: the rollback completed once:\n{log}"
+    );
+    assert_eq!(
+        count(&log, "shift_100"),
+        0,
+        "{stop:?}: a main step ran after the stop:\n{log}"
+    );
+    assert_eq!(
+        count(&log, "promote"),
+        0,
+        "{stop:?}: a main stage ran after the stop:\n{log}"
+    );
+    assert!(
+        count(&log, "tell") >= 1,
+        "{stop:?}: finally did not run:\n{log}"
+    );
+    let journal = Journal::open(&journal_path).unwrap();
+    let expected = match stop {
+        Stop::TimeoutThenKill => "timed_out",
+        _ => "interrupted",
+    };
+    assert_eq!(
+        journal.run(&run.id).unwrap().unwrap().status,
+        expected,
+        "{stop:?}"
+    );
+    let events = journal.events(&run.id).unwrap();
+    let finished = |step: &str, status: &str| {
+        events
+            .iter()
+            .filter(|s| matches!(&s.event, Event::StepFinished(r) if r.step == step && r.status == status))
+            .count()
+    };
+    assert_eq!(finished("rollback", "succeeded"), 1, "{stop:?}");
+    assert!(
+        !events.iter().any(|s| matches!(&s.event, Event::StepStarted { step, .. } if step == "shift_100" || step == "promote")),
+        "{stop:?}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn a_run_terminated_then_killed_during_its_rollback_resumes_into_the_rollback() {
+    resume_finishes_the_failure_path(Stop::TermThenKill);
+}
+
+#[test]
+fn a_run_timed_out_then_killed_during_its_rollback_resumes_into_the_rollback() {
+    resume_finishes_the_failure_path(Stop::TimeoutThenKill);
+}
+
+#[test]
+fn a_run_interrupted_twice_resumes_into_the_rollback() {
+    resume_finishes_the_failure_path(Stop::IntTwice);
+}

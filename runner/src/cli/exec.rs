@@ -397,12 +397,14 @@ pub(crate) fn forget(state: &std::path::Path, runs: &[String]) {
     }
 }
 
-/// The exit code of a finished run.
+/// The exit code of a finished run. A run that this process resumed after an
+/// earlier process was interrupted keeps the status `interrupted` but exits 1:
+/// this process got no signal.
 pub fn exit_code(report: &engine::RunReport) -> u8 {
     match (report.status, report.interrupted_by) {
         (engine::RunStatus::Succeeded, _) => EXIT_OK,
         (engine::RunStatus::Interrupted, Some(engine::Interrupt::Term)) => EXIT_TERMINATED,
-        (engine::RunStatus::Interrupted, _) => EXIT_INTERRUPTED,
+        (engine::RunStatus::Interrupted, Some(engine::Interrupt::Int)) => EXIT_INTERRUPTED,
         _ => EXIT_FAILED,
     }
 }

@@ -219,6 +219,11 @@ pub fn resume(args: &ResumeArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return refuse(e),
     };
+    // A run that had started its failure path finishes that path only.
+    let stopping = match journal.events(&run.id) {
+        Ok(events) => engine::stopping(events.iter().map(|s| &s.event)),
+        Err(e) => return refuse(e),
+    };
     let run_args = RunArgs {
         file: PathBuf::from(&run.file),
         inputs: run.input_args.clone(),
@@ -234,6 +239,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
             resumed: true,
             restored: steps.finished,
             in_flight: steps.in_flight,
+            stopping,
         },
         parent: None,
         alive: Some(alive),
@@ -291,6 +297,7 @@ pub fn rerun(args: &RerunArgs) -> u8 {
             resumed: false,
             restored,
             in_flight: HashMap::new(),
+            stopping: None,
         },
         parent: Some(run.id.clone()),
         alive: None,

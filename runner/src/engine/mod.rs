@@ -217,6 +217,75 @@ pub struct Resume {
     /// fails (kind `interrupted`) otherwise. Gates and approvals are evaluated or
     /// asked again.
     pub in_flight: HashMap<String, u32>,
+    /// Set when the run had started its failure path before its runner died
+    /// (see [`stopping`]): the resumed run finishes that path and starts no
+    /// main step.
+    pub stopping: Option<Stopping>,
+}
+
+/// Where a run stood on its failure path when its runner died.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopping {
+    /// How the run is ending: failed, timed out or interrupted.
+    pub status: RunStatus,
+    /// The stage whose handlers had started or were due, or `None` when only
+    /// the run's own handlers are left.
+    pub stage: Option<String>,
+}
+
+/// Reads from a run's events whether it had started its failure path: an
+/// interrupt (SIGINT, SIGTERM), a timeout, a failure handler list that started,
+/// or a stage that ended other than `succeeded`. `None` when it had not (a
+/// failed step restored on resume then stops its stage as it would have).
+pub fn stopping<'e>(events: impl IntoIterator<Item = &'e Event>) -> Option<Stopping> {
+    let mut open: Option<String> = None;
+    let mut found: Option<Stopping> = None;
+    for event in events {
+        match event {
+            Event::StageStarted { stage, .. } => open = Some(stage.clone()),
+            Event::StageFinished { stage, status, .. } => {
+                if open.as_deref() == Some(stage.as_str()) {
+                    open = None;
+                }
+                if let Some(f) = found.as_mut().filter(|f| f.stage.as_deref() == Some(stage)) {
+                    f.stage = None;
+                } else if found.is_none() && *status != "succeeded" {
+                    found = Some(Stopping {
+                        status: status_of(status),
+                        stage: None,
+                    });
+                }
+            }
+            Event::Interrupted { .. } if found.is_none() => {
+                found = Some(Stopping {
+                    status: RunStatus::Interrupted,
+                    stage: open.clone(),
+                });
+            }
+            Event::TimedOut { .. } if found.is_none() => {
+                found = Some(Stopping {
+                    status: RunStatus::TimedOut,
+                    stage: open.clone(),
+                });
+            }
+            Event::Handlers { stage, kind, .. } if found.is_none() && *kind == "on_failure" => {
+                found = Some(Stopping {
+                    status: RunStatus::Failed,
+                    stage: stage.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+fn status_of(word: &str) -> RunStatus {
+    match word {
+        "timed_out" => RunStatus::TimedOut,
+        "interrupted" => RunStatus::Interrupted,
+        _ => RunStatus::Failed,
+    }
 }
 
 /// What a run carries from stage to stage.
@@ -367,6 +436,15 @@ impl Executor<'_> {
                 "budget_left": budget.map(seconds),
             }),
         );
+        if let Some(stopping) = &self.resume.stopping {
+            // The handlers about to run see every step that had finished.
+            for record in self.resume.restored.values() {
+                step_vars(&mut vars, record);
+            }
+            if stopping.stage.is_none() {
+                st.status = stopping.status;
+            }
+        }
         for stage in &plan.stages {
             self.interrupted_between_steps(&mut st);
             if st.status != RunStatus::Succeeded {
@@ -549,6 +627,23 @@ impl Executor<'_> {
         let mut interrupt = self.interrupt.clone();
         let mut interrupt_open = true;
         let sid = stage.id.as_str();
+        if let Some(stopping) = self
+            .resume
+            .stopping
+            .as_ref()
+            .filter(|s| s.stage.as_deref() == Some(sid))
+        {
+            // The run was on its failure path in this stage when its runner
+            // died: what finished is restored, nothing else starts, and the
+            // stage's handlers run next.
+            for p in steps {
+                if let Some(record) = self.resume.restored.get(p.step.id.as_str()) {
+                    self.record_step(record.clone(), Event::StepRestored, vars, st);
+                }
+            }
+            st.status = stopping.status;
+            return;
+        }
         loop {
             // Start what can start.
             while !failed && escalation.is_none() && running.len() < max_parallel {
@@ -558,7 +653,12 @@ impl Executor<'_> {
                 if let Some((record, event)) = self.taken_over(Some(sid), p) {
                     state[i] = Slot::Done;
                     done(i, &mut ready);
-                    if record.rollback || (record.status == "failed" && !p.step.continue_on_error) {
+                    // A step restored as cancelled or timed out was stopped
+                    // with its stage: it stops the stage as a failure does.
+                    if record.rollback
+                        || matches!(record.status, "cancelled" | "timed_out")
+                        || (record.status == "failed" && !p.step.continue_on_error)
+                    {
                         failed = true;
                     }
                     self.record_step(record, event, vars, st);
@@ -1473,6 +1573,73 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_failure_path_is_read_back_from_the_events() {
+        let started = |stage: &str| Event::StageStarted {
+            stage: stage.into(),
+            timeout_s: None,
+            budget_s: None,
+        };
+        let finished = |stage: &str, status: &'static str| Event::StageFinished {
+            stage: stage.into(),
+            status,
+            duration_s: 1.0,
+            budget_s: None,
+        };
+        let handlers = |stage: Option<&str>| Event::Handlers {
+            stage: stage.map(str::to_owned),
+            kind: "on_failure",
+        };
+        let at = |status, stage: Option<&str>| {
+            Some(Stopping {
+                status,
+                stage: stage.map(str::to_owned),
+            })
+        };
+        // Nothing went wrong yet.
+        assert_eq!(
+            stopping(&[started("a"), finished("a", "succeeded"), started("b")]),
+            None
+        );
+        // Interrupted in `b`: `b`'s handlers are due, then the run's.
+        let interrupted = [
+            started("a"),
+            finished("a", "succeeded"),
+            started("b"),
+            Event::Interrupted { signal: "SIGTERM" },
+        ];
+        assert_eq!(
+            stopping(&interrupted),
+            at(RunStatus::Interrupted, Some("b"))
+        );
+        // `b`'s handlers ran to the end: only the run's are left.
+        let mut done = interrupted.to_vec();
+        done.extend([handlers(Some("b")), finished("b", "interrupted")]);
+        assert_eq!(stopping(&done), at(RunStatus::Interrupted, None));
+        // A timeout of the run between stages.
+        assert_eq!(
+            stopping(&[
+                started("a"),
+                finished("a", "succeeded"),
+                Event::TimedOut {
+                    stage: None,
+                    timeout_s: 5.0
+                }
+            ]),
+            at(RunStatus::TimedOut, None)
+        );
+        // A failed step whose stage's rollback had started.
+        assert_eq!(
+            stopping(&[started("a"), handlers(Some("a"))]),
+            at(RunStatus::Failed, Some("a"))
+        );
+        // A stage that failed without handlers: the run's handlers are left.
+        assert_eq!(
+            stopping(&[started("a"), finished("a", "failed")]),
+            at(RunStatus::Failed, None)
+        );
+    }
 
     #[test]
     fn jitter_stays_between_half_and_all() {
