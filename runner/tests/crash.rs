@@ -498,3 +498,58 @@ fn a_run_timed_out_then_killed_during_its_rollback_resumes_into_the_rollback() {
 fn a_run_interrupted_twice_resumes_into_the_rollback() {
     resume_finishes_the_failure_path(Stop::IntTwice);
 }
+
+/// The runner is SIGKILLed while a step's program has a child holding a lock
+/// (the parent-death signal reaches the program, not its child): `resume` stops
+/// what the killed runner left before it runs the step again, so the second
+/// copy never finds the first one still running (the program checks it itself
+/// with `flock -n`), and the step completes.
+#[test]
+fn a_resumed_step_never_overlaps_the_programs_of_the_killed_attempt() {
+    let base = std::env::temp_dir().join(format!("runner-crash-overlap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (state, data) = (base.join("state"), base.join("data"));
+    std::fs::create_dir_all(&data).unwrap();
+    let dir_input = format!("dir={}", data.display());
+    let mut child = runner(&state)
+        .args(["exec", "tests/crash/overlap.yaml", "-i", &dir_input])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(data.join("log")).unwrap_or_default();
+    // Killed once the lock is held.
+    let since = std::time::Instant::now();
+    while !log().contains("start") {
+        assert!(since.elapsed().as_secs() < 60, "the step never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+
+    let run = Journal::open(&state.join("journal.sqlite"))
+        .unwrap()
+        .list(&runner::record::Filter::default())
+        .unwrap()[0]
+        .clone();
+    let out = runner(&state).args(["resume", &run.id]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let log = log();
+    assert!(!log.contains("overlap"), "two copies ran at once:\n{log}");
+    assert!(
+        stderr.contains("left running"),
+        "resume says what it stopped: {stderr}"
+    );
+    assert_eq!(log.matches("start").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("end").count(),
+        1,
+        "the killed copy's child was stopped:\n{log}"
+    );
+    assert!(
+        !state.join("programs").join(&run.id).exists(),
+        "the registry is emptied"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

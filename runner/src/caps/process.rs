@@ -22,7 +22,9 @@
 //!   and the whole group is killed when the
 //!   program exits, when its timeout passes, when the step is cancelled or timed
 //!   out, and when the runner exits; the program itself also gets SIGKILL if the
-//!   runner dies without exiting (parent-death signal);
+//!   runner dies without exiting (parent-death signal), and each program's
+//!   session is registered in the run's state while it runs, so that `runner
+//!   resume` stops what a killed runner's programs started ([`reap`]);
 //! - unbounded output is buffered: at most [`MAX_OUTPUT`] bytes of each stream.
 //!
 //! The user's trust decisions, which no check can make for them: a granted program
@@ -164,6 +166,9 @@ fn listed(list: &[&str], name: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct ProcessGrant {
     rules: Vec<Rule>,
+    /// Where each started program's session is registered while it runs (see
+    /// [`reap`]); `None`: not registered.
+    registry: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +255,7 @@ pub struct Allowed {
     /// a granted folder), and the rest of the path below it.
     base: PathBuf,
     rest: PathBuf,
+    registry: Option<PathBuf>,
 }
 
 impl Allowed {
@@ -287,7 +293,16 @@ impl ProcessGrant {
                 })
             })
             .collect();
-        ProcessGrant { rules }
+        ProcessGrant {
+            rules,
+            registry: None,
+        }
+    }
+
+    /// Registers each program this grant starts in `dir` while it runs, so that
+    /// a later runner can stop what a killed one left behind ([`reap`]).
+    pub fn register_in(&mut self, dir: PathBuf) {
+        self.registry = Some(dir);
     }
 
     /// Checks `req` for plugin `plugin`, whose working directory is `workdir`
@@ -352,6 +367,7 @@ impl ProcessGrant {
             },
             base,
             rest,
+            registry: self.registry.clone(),
         })
     }
 }
@@ -484,6 +500,12 @@ pub async fn run(allowed: &Allowed, cwd: OwnedFd, req: &Request) -> Result<Compl
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", req.program))?;
     drop(cwd);
+    // Registered while it runs, so that if the runner is killed the next one
+    // (`runner resume`) stops what is left before it starts the step again.
+    let _registered = match (&allowed.registry, child.id()) {
+        (Some(dir), Some(id)) => Registered::new(dir, id),
+        _ => None,
+    };
     // Kills the group on every way out of this function, including being dropped.
     let _group = child.id().and_then(|id| Group::new(id as i32));
     let group = _group.as_ref().map(|g| g.0);
@@ -518,6 +540,123 @@ pub async fn run(allowed: &Allowed, cwd: OwnedFd, req: &Request) -> Result<Compl
             truncated: false,
         }),
     }
+}
+
+/// A started program's session, registered as a file `<dir>/<pid>` holding the
+/// machine's boot id and the program's start time; removed when dropped (after
+/// the group is killed: declared before it, dropped after it).
+struct Registered(PathBuf);
+
+impl Registered {
+    fn new(dir: &Path, pid: u32) -> Option<Registered> {
+        let start = Stat::read(pid)?.start;
+        std::fs::create_dir_all(dir).ok()?;
+        let file = dir.join(pid.to_string());
+        std::fs::write(&file, format!("{} {start}\n", boot_id()?)).ok()?;
+        Some(Registered(file))
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// What `/proc/<pid>/stat` says of a process that matters here.
+struct Stat {
+    /// `Z` for a zombie: it has exited and waits for its parent.
+    zombie: bool,
+    session: i32,
+    /// Clock ticks after boot when the process started.
+    start: u64,
+}
+
+impl Stat {
+    fn read(pid: u32) -> Option<Stat> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The name (field 2) is in parentheses and may hold anything: read after
+        // its last `)`. Fields from there: state, ppid, pgrp, session, … starttime (22nd).
+        let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+        Some(Stat {
+            zombie: *fields.first()? == "Z",
+            session: fields.get(3)?.parse().ok()?,
+            start: fields.get(19)?.parse().ok()?,
+        })
+    }
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Stops every program registered in `dir` that is still running (a runner
+/// killed with SIGKILL cannot stop them itself: the parent-death signal reaches
+/// the program it started, not what that program started), waits until they
+/// are gone, and empties `dir`. Returns how many processes it stopped.
+///
+/// A registered program's session keeps its id while any member lives, so the
+/// processes in that session are the program's own, unless its id was reused:
+/// after a reboot (another boot id) nothing is left, and a live process with
+/// that id but another start time is someone else's session, left alone.
+pub fn reap(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let boot = boot_id();
+    let mut stopped = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let registered = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut words = registered.split_whitespace();
+        let (Some(leader), Some(b), Some(start)) = (
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok()),
+            words.next(),
+            words.next().and_then(|s| s.parse::<u64>().ok()),
+        ) else {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        let reused = Stat::read(leader as u32).is_some_and(|s| s.start != start);
+        if boot.as_deref() == Some(b) && !reused {
+            let mut most = 0;
+            for _ in 0..50 {
+                let members = session_members(leader);
+                if members.is_empty() {
+                    break;
+                }
+                for pid in &members {
+                    if let Some(pid) = rustix::process::Pid::from_raw(*pid) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+                most = most.max(members.len());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stopped += most;
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    let _ = std::fs::remove_dir(dir);
+    stopped
+}
+
+/// The processes whose session is `session`.
+fn session_members(session: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| Stat::read(*pid).is_some_and(|s| s.session == session && !s.zombie))
+        .map(|pid| pid as i32)
+        .collect()
 }
 
 /// A process group of a running program, killed when dropped.

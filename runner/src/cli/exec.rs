@@ -150,7 +150,8 @@ pub(crate) fn launch(l: Launch) -> u8 {
             .or_else(|| env.as_ref().and_then(|e| e.kube_context.clone())),
         env.as_ref().and_then(|e| e.kubeconfig.clone()),
     );
-    let resolved = match rt.block_on(resolve::resolve(&runtime, &validated, &secrets, &cluster)) {
+    let mut resolved = match rt.block_on(resolve::resolve(&runtime, &validated, &secrets, &cluster))
+    {
         Ok(r) => r,
         Err(problems) => return invalid(file, &problems),
     };
@@ -195,6 +196,23 @@ pub(crate) fn launch(l: Launch) -> u8 {
             Err(code) => return code,
         },
     };
+    // Programs the steps start are registered here while they run. A runner
+    // killed with SIGKILL cannot stop what they started; the one that resumes
+    // the run stops it before any step starts again, so an attempt never
+    // overlaps the previous one.
+    let programs = state.join("programs").join(&run_id);
+    if resume.resumed {
+        let stopped = crate::caps::process::reap(&programs);
+        if stopped > 0 {
+            eprintln!(
+                "resume: stopped {stopped} program{} the previous runner of run {run_id} left running",
+                if stopped == 1 { "" } else { "s" }
+            );
+        }
+    }
+    for granted in resolved.grants.values_mut() {
+        granted.process.register_in(programs.clone());
+    }
     // Hold the concurrency group for the whole run; the OS frees it if we die.
     let _group = match &plan.concurrency {
         None => None,
@@ -330,6 +348,8 @@ pub(crate) fn launch(l: Launch) -> u8 {
         executor.run(&plan, &run_id).await
     });
     drop(executor);
+    // Every program was stopped with its step: the folder is empty.
+    let _ = std::fs::remove_dir(&programs);
     if let Some(p) = progress.as_mut() {
         p.finish();
     }
@@ -394,6 +414,7 @@ pub(crate) fn forget(state: &std::path::Path, runs: &[String]) {
         }
         let _ = std::fs::remove_dir_all(state.join("artifacts").join(id));
         let _ = std::fs::remove_dir_all(state.join("approvals").join(id));
+        let _ = std::fs::remove_dir_all(state.join("programs").join(id));
     }
 }
 
