@@ -553,3 +553,216 @@ fn a_resumed_step_never_overlaps_the_programs_of_the_killed_attempt() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// Interrupted trials whose journal shows the interrupt, so that the checks ran.
+static CHECKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One trial of an interrupted run: SIGTERM right after the k-th event, SIGKILL
+/// 0 to 2 events after the runner reports the interrupt (during the rollback,
+/// often), then `resume` if the run had not ended. Checked from the journal and from the steps' own side effects: no
+/// main step started after the interrupt, no step that had finished ran again,
+/// the rollback completed exactly once when the interrupt (or the failure) came
+/// in the canary stage and never otherwise, and the run ended `interrupted`
+/// (`failed` when a step had failed first). `Ok(true)` when it was resumed.
+fn interrupted_trial(n: u64) -> Result<bool, String> {
+    let base = std::env::temp_dir().join(format!("runner-crash-int-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (state, data) = (base.join("state"), base.join("data"));
+    std::fs::create_dir_all(&data).unwrap();
+    let fail_at = if n % 2 == 1 { "shift_50" } else { "none" };
+    let dir_input = format!("dir={}", data.display());
+    let fail_input = format!("fail_at={fail_at}");
+    let mut child = runner(&state)
+        .args([
+            "exec",
+            "tests/crash/canary.yaml",
+            "-i",
+            &dir_input,
+            "-i",
+            &fail_input,
+        ])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let k = kill_after(n + 1000);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()))
+        .map_while(Result::ok);
+    let before_term = lines.by_ref().take(k as usize).count();
+    signal(child.id(), "TERM");
+    // Killed on the failure path: 0 to 2 events after the runner says it was
+    // interrupted (often while the rollback runs).
+    let before_kill = lines
+        .by_ref()
+        .position(|l| l.contains("\"interrupted\""))
+        .map_or(0, |p| p + 1)
+        + lines.by_ref().take((n % 3) as usize).count();
+    let _ = child.kill();
+    drop(lines);
+    let first = child.wait().unwrap();
+    let ctx = format!(
+        "interrupted trial {n} (SIGTERM after event {before_term}, SIGKILL {before_kill} events later, fail_at {fail_at}, first exit {first:?})"
+    );
+    let journal_path = state.join("journal.sqlite");
+    let Some(run) = Journal::open(&journal_path)
+        .ok()
+        .and_then(|j| j.list(&runner::record::Filter::default()).ok())
+        .and_then(|runs| runs.first().cloned())
+    else {
+        let _ = std::fs::remove_dir_all(&base);
+        return Ok(false);
+    };
+    let finished_before: Vec<String> = Journal::open(&journal_path)
+        .unwrap()
+        .events(&run.id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|s| match s.event {
+            // A step cancelled by the interrupt may never have run its program.
+            Event::StepFinished(r) if matches!(r.status, "succeeded" | "failed") => Some(r.step),
+            _ => None,
+        })
+        .collect();
+    let resumed = run.status == "running";
+    let mut resume_code = None;
+    if resumed {
+        let out = runner(&state).args(["resume", &run.id]).output().unwrap();
+        resume_code = Some(out.status.code());
+    }
+    let journal = Journal::open(&journal_path).unwrap();
+    let run = journal.run(&run.id).unwrap().unwrap();
+    let events: Vec<Event> = journal
+        .events(&run.id)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.event)
+        .collect();
+    let Some(stop) = events
+        .iter()
+        .position(|e| matches!(e, Event::Interrupted { .. }))
+    else {
+        // The signal came before the runner listened or after the run ended:
+        // the plain crash trial's checks apply, and that harness runs them.
+        let _ = std::fs::remove_dir_all(&base);
+        return Ok(resumed);
+    };
+    CHECKED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let failed_first = events[..stop]
+        .iter()
+        .any(|e| matches!(e, Event::StepFinished(r) if r.status == "failed"));
+    let expected = if failed_first {
+        "failed"
+    } else {
+        "interrupted"
+    };
+    if run.status != expected {
+        return Err(format!(
+            "{ctx}: the run ended {}, expected {expected}",
+            run.status
+        ));
+    }
+    if resumed && resume_code != Some(Some(1)) {
+        return Err(format!("{ctx}: resume exited {resume_code:?}, expected 1"));
+    }
+    if let Some(late) = events[stop..].iter().find_map(|e| match e {
+        Event::StepStarted {
+            step,
+            handler: None,
+            ..
+        } => Some(step.clone()),
+        _ => None,
+    }) {
+        return Err(format!(
+            "{ctx}: main step `{late}` started after the interrupt"
+        ));
+    }
+    // Where the run was when it started stopping.
+    let first_stop = events
+        .iter()
+        .position(|e| matches!(e, Event::Interrupted { .. }))
+        .into_iter()
+        .chain(
+            events
+                .iter()
+                .position(|e| matches!(e, Event::StepFinished(r) if r.status == "failed")),
+        )
+        .min()
+        .unwrap();
+    let in_canary = events[..first_stop]
+        .iter()
+        .any(|e| matches!(e, Event::StageStarted { stage, .. } if stage == "canary"))
+        && !events[..first_stop]
+            .iter()
+            .any(|e| matches!(e, Event::StageFinished { stage, .. } if stage == "canary"));
+    let rollbacks = events
+        .iter()
+        .filter(|e| matches!(e, Event::StepFinished(r) if r.step == "rollback" && r.status == "succeeded"))
+        .count();
+    let due = usize::from(in_canary);
+    if rollbacks != due {
+        return Err(format!(
+            "{ctx}: the rollback completed {rollbacks} times, expected {due}"
+        ));
+    }
+    let log = std::fs::read_to_string(data.join("log")).unwrap_or_default();
+    for step in finished_before
+        .iter()
+        .filter(|s| MAIN_STEPS.contains(&s.as_str()))
+    {
+        let runs = log.lines().filter(|l| *l == step.as_str()).count();
+        if runs != 1 {
+            return Err(format!(
+                "{ctx}: `{step}` had finished before the kill but ran {runs} times"
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    Ok(resumed)
+}
+
+#[test]
+fn fifty_interrupted_then_killed_runs_finish_their_failure_path_only() {
+    let results: Vec<Result<bool, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|lane| {
+                scope.spawn(move || {
+                    (0..TRIALS)
+                        .filter(|n| n % 4 == lane)
+                        .map(interrupted_trial)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {TRIALS} trials failed:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let resumed = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    let checked = CHECKED.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!(
+        "{checked} of {TRIALS} runs took the interrupt; {resumed} were killed before they ended, then resumed"
+    );
+    // Signals are sent at event counts, not times: most runs take the
+    // interrupt and are killed on their failure path. A harness where few did
+    // would prove little.
+    assert!(
+        checked >= TRIALS as usize / 2,
+        "only {checked} of {TRIALS} runs took the interrupt"
+    );
+    assert!(
+        resumed >= TRIALS as usize / 2,
+        "only {resumed} of {TRIALS} runs were resumed"
+    );
+}
