@@ -198,9 +198,10 @@ fn trial(n: u64) -> Result<bool, String> {
     Ok(resumed)
 }
 
-#[test]
-fn fifty_killed_runs_resume_without_running_a_finished_step_again() {
-    // Four trials at a time: the machine has two cores and each trial mostly waits.
+/// Runs `trial` for each of the [`TRIALS`], four at a time (the machine has two
+/// cores and each trial mostly waits), and fails with every failed trial's
+/// message; returns the results (`Ok(true)`: resumed).
+fn all_trials(trial: fn(u64) -> Result<bool, String>) -> Vec<Result<bool, String>> {
     let results: Vec<Result<bool, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..4)
             .map(|lane| {
@@ -228,6 +229,12 @@ fn fifty_killed_runs_resume_without_running_a_finished_step_again() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    results
+}
+
+#[test]
+fn fifty_killed_runs_resume_without_running_a_finished_step_again() {
+    let results = all_trials(trial);
     // The kill points are events, not times: nearly every run is cut short. A
     // harness whose runs all finished before the kill would prove nothing.
     let resumed = results.iter().filter(|r| matches!(r, Ok(true))).count();
@@ -722,33 +729,7 @@ fn interrupted_trial(n: u64) -> Result<bool, String> {
 
 #[test]
 fn fifty_interrupted_then_killed_runs_finish_their_failure_path_only() {
-    let results: Vec<Result<bool, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..4)
-            .map(|lane| {
-                scope.spawn(move || {
-                    (0..TRIALS)
-                        .filter(|n| n % 4 == lane)
-                        .map(interrupted_trial)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
-    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {TRIALS} trials failed:\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .map(|f| f.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let results = all_trials(interrupted_trial);
     let resumed = results.iter().filter(|r| matches!(r, Ok(true))).count();
     let checked = CHECKED.load(std::sync::atomic::Ordering::SeqCst);
     eprintln!(
