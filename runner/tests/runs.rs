@@ -220,3 +220,93 @@ fn a_bad_input_in_the_last_stage_stops_exec_before_anything_runs() {
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// Small seams found by crash trials: a status that does not exist, a FIFO
+/// given as the playbook or the environment file, and a state directory that
+/// is empty or relative are refused with a clear message (exit 2) instead of
+/// being accepted, hanging, or putting the journal in the current folder.
+#[test]
+fn bad_statuses_fifos_and_relative_state_directories_are_refused() {
+    let state = std::env::temp_dir().join(format!("runner-seams-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+
+    let out = runner(&state, &["runs", "list", "--status", "bogus"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid value 'bogus'") && err.contains("timed_out"),
+        "{err}"
+    );
+
+    let fifo = state.join("playbook.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let fifo = fifo.to_str().unwrap();
+    for args in [
+        vec!["validate", fifo],
+        vec!["plan", "examples/hello.yaml", "--env", fifo, "-i", "name=x"],
+    ] {
+        // Without the check, opening the FIFO waits for a writer for ever.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .current_dir(root())
+            .env("RUNNER_STATE_DIR", &state)
+            .args(&args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let since = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if since.elapsed().as_secs() > 30 {
+                let _ = child.kill();
+                panic!("{args:?} hangs on a FIFO");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("it is not a regular file"), "{args:?}: {err}");
+    }
+
+    let cwd = state.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let hello = root().join("examples/hello.yaml");
+    for value in ["", "relative/state"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .current_dir(&cwd)
+            .env("RUNNER_STATE_DIR", value)
+            .env_remove("RUNNER_JOURNAL")
+            .args([
+                "exec",
+                hello.to_str().unwrap(),
+                "-i",
+                "name=x",
+                "--output",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "RUNNER_STATE_DIR={value:?}: {err}"
+        );
+        assert!(
+            err.contains("absolute path"),
+            "RUNNER_STATE_DIR={value:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&cwd).unwrap().count(),
+            0,
+            "RUNNER_STATE_DIR={value:?} left files in the current folder"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&state);
+}

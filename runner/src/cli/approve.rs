@@ -8,7 +8,7 @@ use crate::engine::approval::{Decision, submit};
 pub fn approve(args: &ApproveArgs) -> u8 {
     let Some(state) = state_dir() else {
         eprintln!(
-            "no state directory to look for the run's approvals in; set RUNNER_STATE_DIR (or HOME) as for the run"
+            "no state directory to look for the run's approvals in; set RUNNER_STATE_DIR to an absolute path (or HOME) as for the run"
         );
         return EXIT_INVALID;
     };

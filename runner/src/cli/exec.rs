@@ -54,7 +54,7 @@ pub fn exec(args: &ExecArgs) -> u8 {
 pub(crate) fn open_journal(path: Option<&std::path::Path>) -> Result<Journal, u8> {
     let Some(path) = path.map(ToOwned::to_owned).or_else(Journal::default_path) else {
         eprintln!(
-            "error: no place for the run journal: set RUNNER_STATE_DIR, RUNNER_JOURNAL or --journal"
+            "error: no place for the run journal: set RUNNER_STATE_DIR (an absolute path), RUNNER_JOURNAL or --journal"
         );
         return Err(EXIT_INVALID);
     };
@@ -82,7 +82,7 @@ pub(crate) struct Launch<'a> {
 /// nobody else resumes the run. Refuses with the holder when it is taken.
 pub(crate) fn hold_run(run_id: &str) -> Result<engine::lock::GroupLock, u8> {
     let Some(state) = super::state_dir() else {
-        eprintln!("error: no state directory: set RUNNER_STATE_DIR (or HOME)");
+        eprintln!("error: no state directory: set RUNNER_STATE_DIR to an absolute path (or HOME)");
         return Err(EXIT_INVALID);
     };
     let me = engine::lock::Holder::me(run_id);
@@ -184,7 +184,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
         super::progress::Progress::new(color)
     });
     let Some(state) = state_dir.clone() else {
-        eprintln!("error: no state directory: set RUNNER_STATE_DIR (or HOME)");
+        eprintln!("error: no state directory: set RUNNER_STATE_DIR to an absolute path (or HOME)");
         return EXIT_INVALID;
     };
     // While this lock is held, the run is alive: `runner resume` refuses it.

@@ -254,10 +254,20 @@ fn init_tracing() {
 /// Where the runner keeps what outlives a run (artifacts; the journal):
 /// `$RUNNER_STATE_DIR`, else `$XDG_STATE_HOME/runner`, else
 /// `~/.local/state/runner`.
+///
+/// `RUNNER_STATE_DIR` counts only as an absolute path: an empty or relative one
+/// would put the journal and the locks in whatever folder the runner starts
+/// in, so two runs of one concurrency group started from two folders would
+/// not see each other. It is then no state directory at all.
 pub fn state_dir() -> Option<PathBuf> {
-    std::env::var_os("RUNNER_STATE_DIR")
+    if let Some(dir) = std::env::var_os("RUNNER_STATE_DIR") {
+        let dir = PathBuf::from(dir);
+        return dir.is_absolute().then_some(dir);
+    }
+    std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("runner")))
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join("runner"))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/runner")))
 }
 

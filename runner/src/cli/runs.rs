@@ -56,8 +56,8 @@ pub enum RunsCommand {
         /// Only runs of this playbook (its `name`).
         #[arg(long)]
         playbook: Option<String>,
-        /// Only runs with this status: running, succeeded, failed, timed_out, interrupted.
-        #[arg(long)]
+        /// Only runs with this status.
+        #[arg(long, value_parser = ["running", "succeeded", "failed", "timed_out", "interrupted"])]
         status: Option<String>,
         /// Only runs started within this long, e.g. `7d`, `12h`.
         #[arg(long, value_name = "DURATION")]

@@ -1,7 +1,6 @@
 //! Reading a playbook file: a size cap before a byte is parsed, UTF-8 only, and the
 //! text kept so diagnostics can quote the offending line.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -48,10 +47,24 @@ impl Source {
             path: name.clone(),
             source,
         };
-        let file = File::open(path).map_err(io)?;
+        // Opened without blocking: opening a FIFO for reading would wait for a
+        // writer for ever. Anything but a regular file is then refused.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(path)
+                .map_err(io)?
+        };
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
             return Err(io(std::io::Error::other("it is a directory")));
+        }
+        if !meta.is_file() {
+            return Err(io(std::io::Error::other(
+                "it is not a regular file (a FIFO, a device or a socket); give the path of a file",
+            )));
         }
         if meta.len() > MAX_PLAYBOOK_BYTES {
             return Err(ReadError::TooLarge {
