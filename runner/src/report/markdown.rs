@@ -215,7 +215,7 @@ fn failed_step(out: &mut String, info: &RunInfo, run: &Run<'_>, s: usize) {
                 if decisions.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", decisions_text(decisions))
+                    format!(": {}", text(&decisions_text(decisions)))
                 }
             );
         }

@@ -886,6 +886,22 @@ fn approvals_show_prompt_decision_who_when_and_comment() {
         approvals.contains("| `go_live` | `deploy` | +00:00.003 (2025-03-14T09:26:00.003Z) | Go live with 1.2.4? | tech-lead | rejected | 3 min 10.000 s | rejected by alice as tech-lead at 2025-03-14T09:29:10Z via command: \"error rate \\| too high\" |"),
         "{approvals}"
     );
+
+    // A comment is whatever the approver typed: a line break, a heading and an
+    // escape sequence stay text in every place the report shows it.
+    let mut forged = events.clone();
+    for event in &mut forged {
+        if let Event::ApprovalDecided { decisions, .. } = &mut event.event {
+            decisions[0].comment = Some("fine\n# Forged heading\u{1b}[31m".into());
+        }
+    }
+    let md = markdown(&info(), &forged);
+    assert!(!md.contains('\u{1b}'), "{md}");
+    assert!(!md.lines().any(|l| l.starts_with("# Forged")), "{md}");
+    assert!(
+        section(&md, "Why it failed").contains("fine<br>\\# Forged heading\\u{1b}\\[31m"),
+        "{md}"
+    );
     let why = section(&md, "Why it failed");
     assert!(
         why.contains("**Approval `go_live`** in stage `deploy` failed (`rejected`)"),
