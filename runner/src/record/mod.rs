@@ -404,7 +404,14 @@ impl Journal {
     /// Deletes the finished runs that started before `before_ms`, with their events
     /// and steps; returns their ids.
     pub fn prune(&mut self, before_ms: i64) -> Result<Vec<String>, String> {
-        let tx = self.conn.transaction().map_err(sql)?;
+        // Immediate: the write lock is taken (waiting up to the busy timeout)
+        // before the read. A deferred transaction that read first could not
+        // upgrade once another process had written, and failed at once with
+        // "database is locked" whatever the timeout.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
         let ids: Vec<String> = {
             let mut stmt = tx
                 .prepare("SELECT id FROM runs WHERE started_ms < ?1 AND status != 'running'")
@@ -488,6 +495,55 @@ mod tests {
         .unwrap();
         r.status = status;
         Event::StepFinished(r)
+    }
+
+    #[test]
+    fn prunes_and_writes_from_several_processes_wait_for_each_other() {
+        let (j, dir) = journal("concurrent-prune");
+        drop(j);
+        let path = dir.join("j.sqlite");
+        let failures: Vec<String> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..6)
+                .map(|w| {
+                    let path = path.clone();
+                    scope.spawn(move || {
+                        let mut j = Journal::open(&path).unwrap();
+                        let mut failed = Vec::new();
+                        for i in 0..40 {
+                            let id = format!("w{w}-{i}");
+                            // A finished run, old enough for the others' prunes.
+                            let ended = Event::RunFinished {
+                                status: "succeeded",
+                                duration_s: 0.1,
+                                budget_s: None,
+                                handler_failures: 0,
+                            };
+                            let written = j
+                                .begin(&row(&id, "p", 1_000))
+                                .and_then(|()| {
+                                    j.record(&id, 0, 1_000, 0, &finished("a", "succeeded"))
+                                })
+                                .and_then(|()| j.record(&id, 1, 1_100, 100, &ended));
+                            if let Err(e) = written.and_then(|()| j.prune(2_000).map(drop)) {
+                                failed.push(e);
+                            }
+                        }
+                        failed
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        assert!(
+            failures.is_empty(),
+            "{} failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(3)]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
