@@ -222,9 +222,10 @@ fn a_bad_input_in_the_last_stage_stops_exec_before_anything_runs() {
 }
 
 /// Small seams found by crash trials: a status that does not exist, a FIFO
-/// given as the playbook or the environment file, and a state directory that
-/// is empty or relative are refused with a clear message (exit 2) instead of
-/// being accepted, hanging, or putting the journal in the current folder.
+/// given as the playbook or the environment file (named as such), and a state
+/// directory that is empty or relative are refused with a clear message (exit
+/// 2) instead of being accepted, hanging, or putting the journal in the
+/// current folder.
 #[test]
 fn bad_statuses_fifos_and_relative_state_directories_are_refused() {
     let state = std::env::temp_dir().join(format!("runner-seams-{}", std::process::id()));
@@ -272,6 +273,16 @@ fn bad_statuses_fifos_and_relative_state_directories_are_refused() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("it is not a regular file"), "{args:?}: {err}");
+        // Named for what it is.
+        let what = if args.contains(&"--env") {
+            "environment file"
+        } else {
+            "playbook"
+        };
+        assert!(
+            err.contains(&format!("cannot read the {what}")),
+            "{args:?}: {err}"
+        );
     }
 
     let cwd = state.join("cwd");

@@ -82,7 +82,7 @@ impl Environment {
     /// Reads and checks the environment file at `path`; problems carry
     /// file:line:col like a playbook's.
     pub fn load(path: &FsPath) -> Result<Environment, LoadError> {
-        let source = Source::read(path)?;
+        let source = Source::read(path, "environment file")?;
         let invalid = |source: &Source, problems: Vec<Problem>| LoadError::Invalid {
             file: Box::new(source.clone()),
             problems,

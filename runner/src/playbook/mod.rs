@@ -64,7 +64,7 @@ pub enum LoadError {
 
 /// Reads and validates the playbook at `path`.
 pub fn load(path: &FsPath) -> Result<Validated, LoadError> {
-    validate(Source::read(path)?)
+    validate(Source::read(path, "playbook")?)
 }
 
 /// Validates a playbook already read.

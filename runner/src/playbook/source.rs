@@ -21,16 +21,22 @@ pub struct Source {
 /// Why a file could not be read as a playbook.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{path}: cannot read the playbook: {source}")]
+    #[error("{path}: cannot read the {what}: {source}")]
     Io {
+        /// `playbook` or `environment file`.
+        what: &'static str,
         path: String,
         #[source]
         source: std::io::Error,
     },
     #[error(
-        "{path}: the file is {size} bytes; playbooks are limited to {MAX_PLAYBOOK_BYTES} bytes. Is this the right file?"
+        "{path}: the file is {size} bytes; {what}s are limited to {MAX_PLAYBOOK_BYTES} bytes. Is this the right file?"
     )]
-    TooLarge { path: String, size: u64 },
+    TooLarge {
+        what: &'static str,
+        path: String,
+        size: u64,
+    },
     #[error("{path}:{line}:{col}: the file is not valid UTF-8; save it as UTF-8")]
     NotUtf8 {
         path: String,
@@ -40,10 +46,12 @@ pub enum ReadError {
 }
 
 impl Source {
-    /// Reads `path`, refusing files over [`MAX_PLAYBOOK_BYTES`] before reading them.
-    pub fn read(path: &Path) -> Result<Source, ReadError> {
+    /// Reads `path`, refusing files over [`MAX_PLAYBOOK_BYTES`] before reading them;
+    /// `what` (`playbook`, `environment file`) names the file in errors.
+    pub fn read(path: &Path, what: &'static str) -> Result<Source, ReadError> {
         let name = path.display().to_string();
         let io = |source| ReadError::Io {
+            what,
             path: name.clone(),
             source,
         };
@@ -68,6 +76,7 @@ impl Source {
         }
         if meta.len() > MAX_PLAYBOOK_BYTES {
             return Err(ReadError::TooLarge {
+                what,
                 path: name,
                 size: meta.len(),
             });
@@ -80,6 +89,7 @@ impl Source {
             .map_err(io)?;
         if bytes.len() as u64 > MAX_PLAYBOOK_BYTES {
             return Err(ReadError::TooLarge {
+                what,
                 path: name,
                 size: bytes.len() as u64,
             });
