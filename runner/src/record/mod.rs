@@ -358,14 +358,19 @@ impl Journal {
         let mut out = Vec::new();
         for row in rows {
             let (seq, at, offset_ms, body) = row.map_err(sql)?;
-            if let Ok(event) = serde_json::from_str::<Event>(&body) {
-                out.push(Stored {
-                    seq,
-                    at,
-                    offset_ms,
-                    event,
-                });
-            }
+            // A record that cannot be read is reported, never skipped: a history
+            // with a hole in it would tell a post-mortem something false.
+            let event = serde_json::from_str::<Event>(&body).map_err(|e| {
+                format!(
+                    "journal: event {seq} of run {id} cannot be read ({e}); the journal was damaged or written by another version of runner"
+                )
+            })?;
+            out.push(Stored {
+                seq,
+                at,
+                offset_ms,
+                event,
+            });
         }
         Ok(out)
     }
@@ -389,14 +394,21 @@ impl Journal {
         let mut out = StepStates::default();
         for row in rows {
             let (step, status, attempts, record) = row.map_err(sql)?;
-            match record.and_then(|r| serde_json::from_str::<StepRecord>(&r).ok()) {
-                Some(record) if status != "running" => {
-                    out.finished.insert(step, record);
-                }
-                _ => {
-                    out.in_flight.insert(step, attempts);
-                }
+            if status == "running" {
+                out.in_flight.insert(step, attempts);
+                continue;
             }
+            // A finished step whose record cannot be read is not taken for one
+            // in flight (that would run it again): the run is refused.
+            let record = record
+                .ok_or_else(|| "no record".to_owned())
+                .and_then(|r| serde_json::from_str::<StepRecord>(&r).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    format!(
+                        "journal: the record of step `{step}` of run {id} ({status}) cannot be read ({e}); the journal was damaged or written by another version of runner"
+                    )
+                })?;
+            out.finished.insert(step, record);
         }
         Ok(out)
     }
@@ -495,6 +507,35 @@ mod tests {
         .unwrap();
         r.status = status;
         Event::StepFinished(r)
+    }
+
+    #[test]
+    fn damaged_records_are_refused_not_skipped() {
+        let (mut j, dir) = journal("damaged");
+        j.begin(&row("r1", "p", 1_000)).unwrap();
+        j.record("r1", 0, 1_000, 0, &finished("deploy", "succeeded"))
+            .unwrap();
+        assert_eq!(j.steps("r1").unwrap().finished.len(), 1);
+        j.conn
+            .execute(
+                "UPDATE steps SET record = '{\"step\": 1' WHERE run_id = 'r1'",
+                [],
+            )
+            .unwrap();
+        let e = j.steps("r1").unwrap_err();
+        assert!(
+            e.contains("the record of step `deploy` of run r1 (succeeded) cannot be read"),
+            "{e}"
+        );
+        j.conn
+            .execute(
+                "UPDATE events SET body = 'not json' WHERE run_id = 'r1'",
+                [],
+            )
+            .unwrap();
+        let e = j.events("r1").unwrap_err();
+        assert!(e.contains("event 0 of run r1 cannot be read"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
