@@ -50,6 +50,7 @@ fn fill(j: &mut Journal) -> usize {
             parent: None,
             pid: 1,
             env_file: None,
+            guarded: false,
         })
         .expect("begin");
         let mut seq = 0;

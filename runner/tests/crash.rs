@@ -747,3 +747,244 @@ fn fifty_interrupted_then_killed_runs_finish_their_failure_path_only() {
         "only {resumed} of {TRIALS} runs were resumed"
     );
 }
+
+/// A small file system of the test's own: a tmpfs mounted in a mount namespace
+/// that a `sleep` keeps alive, so that a run can fill it up and the test can
+/// empty it again. Commands run inside with `nsenter`; the test reaches its
+/// files through `/proc/PID/root`. Needs root (CAP_SYS_ADMIN), as CI has.
+struct SmallDisk {
+    holder: std::process::Child,
+}
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let mut holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount -t tmpfs -o size={size} runner-test {} && echo mounted && exec sleep 600",
+                at.display()
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        if line.trim() != "mounted" {
+            let _ = holder.kill();
+            let out = holder.wait_with_output().unwrap();
+            panic!(
+                "cannot mount a tmpfs in a mount namespace of its own (this test needs root): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        SmallDisk { holder }
+    }
+
+    /// `runner` inside the namespace, as [`runner`] sets it up.
+    fn runner(&self, state: &Path) -> Command {
+        let plain = runner(state);
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["--target", &self.holder.id().to_string(), "--mount"])
+            .arg(format!("--wd={}", root().canonicalize().unwrap().display()))
+            .arg("--")
+            .arg(plain.get_program())
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in plain.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd
+    }
+
+    /// `runner runs show ID --output json` (SQLite cannot open a journal
+    /// through `/proc/PID/root`: it resolves the link).
+    fn show(&self, state: &Path, id: &str) -> serde_json::Value {
+        let out = self
+            .runner(state)
+            .args(["runs", "show", id, "--output", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `path` (inside the namespace) as the test sees it.
+    fn outside(&self, path: &Path) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.holder.id()))
+            .join(path.strip_prefix("/").unwrap())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// What a journal that stopped taking writes leaves: `(base, disk, state,
+/// data, stdout, stderr, exit code)` of a run of tests/crash/journal-full.yaml
+/// whose `fill` step fills the state directory's file system.
+fn run_on_a_disk_that_fills(
+    name: &str,
+    extra: &[&str],
+) -> (
+    PathBuf,
+    SmallDisk,
+    PathBuf,
+    PathBuf,
+    String,
+    String,
+    Option<i32>,
+) {
+    let base = std::env::temp_dir().join(format!("runner-crash-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let disk = SmallDisk::mount(&base.join("disk"), "16m");
+    let state = base.join("disk").join("state");
+    let out = disk
+        .runner(&state)
+        .args(["exec", "tests/crash/journal-full.yaml", "--output", "json"])
+        .args(["-i", &format!("dir={}", data.display())])
+        .args(["-i", &format!("state={}", state.display())])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (base, disk, state, data, stdout, stderr, out.status.code())
+}
+
+/// The run id in `runner exec --output json`'s lines.
+fn run_id_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()?
+                .get("run")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .expect("the run printed its id")
+}
+
+/// The disk holding the journal fills up during a run. By default the run
+/// stops there: no further main step, the rollback and `finally` run, exit 1,
+/// and the runner says the disk is full. Once space is back, the journal still
+/// lacks what happened after it filled up, so `resume` refuses the run with
+/// the reason instead of running `shift`, `free` and `last` (and the rollback)
+/// again; `runs list` and `runs show` say the record is incomplete.
+#[test]
+fn a_full_disk_stops_the_run_and_resume_refuses_it_with_the_reason() {
+    let (base, disk, state, data, stdout, stderr, code) =
+        run_on_a_disk_that_fills("journal-full", &[]);
+    let log = || std::fs::read_to_string(data.join("log")).unwrap_or_default();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        log(),
+        "first\nfill\nrollback\ntell\n",
+        "only the rollback and finally run after the journal failed:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the journal stopped taking this run's events")
+            && stderr.contains("is full")
+            && stderr.contains("--on-journal-error stop"),
+        "{stderr}"
+    );
+    let id = run_id_of(&stdout);
+
+    // Space comes back; the journal still says the run is running.
+    std::fs::remove_file(disk.outside(&state.join("fill"))).unwrap();
+    assert_eq!(disk.show(&state, &id)["run"]["status"], "running");
+    let out = disk.runner(&state).args(["resume", &id]).output().unwrap();
+    let refusal = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{refusal}");
+    assert!(
+        refusal.contains(&format!("run {id} cannot be resumed"))
+            && refusal.contains("the journal stopped taking this run's events")
+            && refusal.contains("which of its steps finished is not known"),
+        "{refusal}"
+    );
+    assert_eq!(log(), "first\nfill\nrollback\ntell\n", "resume ran nothing");
+
+    let list = disk.runner(&state).args(["runs", "list"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("journal incomplete"),
+        "{}",
+        String::from_utf8_lossy(&list.stdout)
+    );
+    let show = disk
+        .runner(&state)
+        .args(["runs", "show", &id, "--output", "markdown"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("**Incomplete record.**"),
+        "{}",
+        String::from_utf8_lossy(&show.stdout)
+    );
+    drop(disk);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// With `--on-journal-error continue` the run carries on when the disk fills
+/// up; when a later step frees the space, the journal takes the events it had
+/// refused, in order: every event the run printed is in the journal, with no
+/// hole in the sequence, and the run ended there as it did.
+#[test]
+fn a_run_told_to_continue_fills_in_the_journal_when_space_comes_back() {
+    let (base, disk, state, data, stdout, stderr, code) = run_on_a_disk_that_fills(
+        "journal-back",
+        &["-i", "free=yes", "--on-journal-error", "continue"],
+    );
+    let log = std::fs::read_to_string(data.join("log")).unwrap_or_default();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(log, "first\nfill\nshift\nfree\nlast\ntell\n", "{stderr}");
+    assert!(
+        stderr.contains("--on-journal-error continue")
+            && stderr.contains("the journal stopped taking this run's events"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("taking writes again"), "{stderr}");
+    let id = run_id_of(&stdout);
+    let printed: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let shown = disk.show(&state, &id);
+    assert_eq!(shown["run"]["status"], "succeeded");
+    let events = shown["events"].as_array().unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        (0..printed.len() as i64).collect::<Vec<_>>(),
+        "every printed event is in the journal, in order"
+    );
+    for (stored, printed) in events.iter().zip(&printed) {
+        assert_eq!(stored["event"]["event"], printed["event"]);
+    }
+    assert!(
+        !disk.outside(&state.join("intact").join(&id)).exists(),
+        "the intact mark of a run recorded to its end is removed"
+    );
+    drop(disk);
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -129,6 +129,24 @@ fn a_failed_run_is_fixed_by_a_rerun_from_its_failed_step() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("FAIL deploy/smoke"), "{text}");
 
+    let left = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(state.join(dir))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        left("locks")
+            .iter()
+            .filter(|l| l.starts_with("run-"))
+            .count(),
+        2,
+        "{:?}",
+        left("locks")
+    );
+    assert_eq!(left("reports").len(), 6, "{:?}", left("reports"));
     // Nothing is old enough to prune; then everything is.
     let kept = runner(&state, &["runs", "prune", "--older-than", "1d"]);
     assert!(String::from_utf8_lossy(&kept.stdout).contains("pruned 0 finished runs"));
@@ -137,6 +155,15 @@ fn a_failed_run_is_fixed_by_a_rerun_from_its_failed_step() {
     assert!(String::from_utf8_lossy(&pruned.stdout).contains("pruned 2 finished runs"));
     let list = json(&runner(&state, &["runs", "list", "--output", "json"]));
     assert_eq!(list.as_array().unwrap().len(), 0);
+    // Nothing of the pruned runs is left in the state directory: no report,
+    // no run lock, no intact mark.
+    assert_eq!(left("reports"), Vec::<String>::new());
+    assert_eq!(left("intact"), Vec::<String>::new());
+    assert!(
+        !left("locks").iter().any(|l| l.starts_with("run-")),
+        "{:?}",
+        left("locks")
+    );
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -47,6 +47,7 @@ pub fn exec(args: &ExecArgs) -> u8 {
         resume: engine::Resume::default(),
         parent: None,
         alive: None,
+        record: args.record,
     })
 }
 
@@ -76,6 +77,8 @@ pub(crate) struct Launch<'a> {
     /// The run's own lock, when the caller took it already (`resume` takes it
     /// before it reads the run's state, so two resumes cannot both start).
     pub alive: Option<engine::lock::GroupLock>,
+    /// What to do when the journal stops taking the run's events.
+    pub record: super::RecordArgs,
 }
 
 /// Takes the lock that says run `run_id` is alive; while a runner holds it,
@@ -113,6 +116,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
         resume,
         parent,
         alive,
+        record,
     } = l;
     let (file, output) = (args.file.as_path(), args.output);
     let journal_path = journal.path.clone();
@@ -248,6 +252,12 @@ pub(crate) fn launch(l: Launch) -> u8 {
         Ok(pruned) => forget(&state, &pruned),
         Err(e) => eprintln!("warning: pruning the journal: {e}"),
     }
+    // The intact mark before the run's row: a row without its mark would be
+    // taken for a run whose journal failed (see record::recorder).
+    if let Err(e) = crate::record::recorder::create_mark(&state, &run_id) {
+        eprintln!("error: cannot start run {run_id}: {e}");
+        return EXIT_INVALID;
+    }
     let begun = if resume.resumed {
         journal.reopen(&run_id)
     } else {
@@ -279,34 +289,66 @@ pub(crate) fn launch(l: Launch) -> u8 {
             parent: parent.clone(),
             pid: i64::from(std::process::id()),
             env_file: env.as_ref().map(|e| e.path.display().to_string()),
+            guarded: true,
         })
     };
-    if let Err(e) = begun {
-        eprintln!("error: {e}");
-        return EXIT_INVALID;
-    }
-    let mut seq = journal.next_seq(&run_id).unwrap_or(0);
+    let recorder = begun.and_then(|()| {
+        crate::record::Recorder::new(
+            &journal,
+            &run_id,
+            crate::record::recorder::mark_path(&state, &run_id),
+        )
+    });
+    let mut recorder = match recorder {
+        Ok(r) => r,
+        Err(e) => {
+            if !resume.resumed {
+                let _ = std::fs::remove_file(crate::record::recorder::mark_path(&state, &run_id));
+            }
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let first_seq = recorder.seq();
     let process_start = std::time::Instant::now();
     let offset_base = journal
         .run(&run_id)
         .ok()
         .flatten()
         .map_or(started_ms, |r| r.started_ms);
-    let mut journal_failed = false;
     let mut stamped: Vec<crate::report::Stamped> = Vec::new();
     let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
+    let journal_stop = interrupt_tx.clone();
     let mut on_event = |event: &engine::Event| {
         // Durable first: the event is committed before anything else happens.
         let at = started_ms + process_start.elapsed().as_millis() as i64;
-        if let Err(e) = journal.record(&run_id, seq, at, at - offset_base, event)
-            && !journal_failed
-        {
-            eprintln!(
-                "error: the journal stopped taking events ({e}); the run goes on, its record will be incomplete"
-            );
-            journal_failed = true;
+        match recorder.record(&mut journal, at, at - offset_base, event) {
+            crate::record::Outcome::Written | crate::record::Outcome::StillRefused => {}
+            crate::record::Outcome::Refused(e) => {
+                let what = match record.on_journal_error {
+                    super::OnJournalError::Stop => {
+                        // As a SIGTERM would, unless a signal came first.
+                        journal_stop.send_if_modified(|i| {
+                            i.is_none() && {
+                                *i = Some(engine::Interrupt::Journal);
+                                true
+                            }
+                        });
+                        "stopping the run (--on-journal-error stop): no further step starts, the failure and finally handlers run"
+                    }
+                    super::OnJournalError::Continue => {
+                        "the run carries on without a record (--on-journal-error continue)"
+                    }
+                };
+                eprintln!(
+                    "error: the journal stopped taking this run's events: {e}\n  {what}; the events are kept and written when the journal takes writes again, and until then `runner resume {run_id}` refuses the run"
+                );
+            }
+            crate::record::Outcome::CaughtUp(n) => eprintln!(
+                "journal: taking writes again; the {n} event{} it had refused are in it now",
+                if n == 1 { "" } else { "s" }
+            ),
         }
-        seq += 1;
         stamped.push(crate::report::Stamped {
             at: crate::record::stamp(at),
             offset_ms: (at - offset_base).max(0) as u64,
@@ -353,7 +395,10 @@ pub(crate) fn launch(l: Launch) -> u8 {
     if let Some(p) = progress.as_mut() {
         p.finish();
     }
+    // One last try, then what the journal lacks is said in the reports.
+    let missing = recorder.finish(&mut journal);
     let info = crate::report::RunInfo {
+        journal: missing,
         run_id: run_id.clone(),
         playbook: plan.playbook.clone(),
         file: file.display().to_string(),
@@ -365,24 +410,26 @@ pub(crate) fn launch(l: Launch) -> u8 {
             .collect(),
     };
     // A resumed run's report covers the whole run: only the journal has the
-    // events from before the resume. Otherwise this process saw them all.
-    let from_journal = if resumed {
-        journal.events(&run_id).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let events = match from_journal {
-        stored if !stored.is_empty() => stored
+    // events from before the resume; this process saw (and kept) the rest,
+    // including any the journal refused.
+    let mut events: Vec<crate::report::Stamped> = if resumed {
+        journal
+            .events(&run_id)
+            .unwrap_or_default()
             .into_iter()
+            .filter(|s| s.seq < first_seq)
             .map(|s| crate::report::Stamped {
                 at: s.at,
                 offset_ms: s.offset_ms.max(0) as u64,
                 event: s.event,
             })
-            .collect(),
-        _ => stamped,
+            .collect()
+    } else {
+        Vec::new()
     };
-    match crate::report::write_all(&state.join("reports"), &info, &events) {
+    events.append(&mut stamped);
+    let reported = crate::report::write_all(&state.join("reports"), &info, &events);
+    match &reported {
         Ok(paths) if !json => {
             for p in paths {
                 print(&format!("report: {}\n", p.display()));
@@ -394,6 +441,21 @@ pub(crate) fn launch(l: Launch) -> u8 {
     if !json {
         print(&format!("run {run_id} {}\n", report.status.as_str()));
     }
+    if let Some(missing) = &info.journal {
+        let full_record = match &reported {
+            Ok(_) => "the reports have every event",
+            Err(_) if json => {
+                "the reports could not be written: the events printed above are the only full record"
+            }
+            Err(_) => {
+                "the reports could not be written: the lines printed above are the only record of what happened"
+            }
+        };
+        eprintln!(
+            "error: {missing}; the journal still says the run is running, and `runner resume {run_id}` refuses it; {full_record}"
+        );
+    }
+    recorder.close();
     exit_code(&report)
 }
 
@@ -406,15 +468,25 @@ pub(crate) fn retention() -> std::time::Duration {
         .unwrap_or(crate::record::DEFAULT_RETENTION)
 }
 
-/// Removes the artifacts and approval mailboxes of pruned runs.
-pub(crate) fn forget(state: &std::path::Path, runs: &[String]) {
-    for id in runs {
+/// Removes what pruned runs left in the state directory: artifacts, approval
+/// mailboxes, program registries, intact marks, their run locks and reports.
+pub(crate) fn forget(state: &std::path::Path, runs: &[crate::record::RunRow]) {
+    for run in runs {
+        let id = run.id.as_str();
         if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
             continue;
         }
         let _ = std::fs::remove_dir_all(state.join("artifacts").join(id));
         let _ = std::fs::remove_dir_all(state.join("approvals").join(id));
         let _ = std::fs::remove_dir_all(state.join("programs").join(id));
+        let _ = std::fs::remove_file(crate::record::recorder::mark_path(state, id));
+        // Nobody takes the lock of a finished run again (resume refuses it).
+        let _ = std::fs::remove_file(engine::lock::lock_path(state, &format!("run-{id}")));
+        for report in
+            crate::report::files(&state.join("reports"), &run.playbook, id, &run.started_at)
+        {
+            let _ = std::fs::remove_file(report);
+        }
     }
 }
 
@@ -453,18 +525,12 @@ fn watch_signals(tx: tokio::sync::watch::Sender<Option<engine::Interrupt>>) {
             first.name()
         );
         let _ = tx.send(Some(first));
-        let second = tokio::select! {
-            _ = int.recv() => engine::Interrupt::Int,
-            _ = term.recv() => engine::Interrupt::Term,
+        let (second, code) = tokio::select! {
+            _ = int.recv() => ("SIGINT", EXIT_INTERRUPTED),
+            _ = term.recv() => ("SIGTERM", EXIT_TERMINATED),
         };
-        eprintln!(
-            "{}: exiting without waiting for the handlers",
-            second.name()
-        );
-        std::process::exit(match second {
-            engine::Interrupt::Int => i32::from(EXIT_INTERRUPTED),
-            engine::Interrupt::Term => i32::from(EXIT_TERMINATED),
-        });
+        eprintln!("{second}: exiting without waiting for the handlers");
+        std::process::exit(i32::from(code));
     });
 }
 

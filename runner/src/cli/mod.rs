@@ -111,6 +111,37 @@ pub struct ExecArgs {
     /// The run journal (SQLite); default: journal.sqlite in the state directory.
     #[arg(long, value_name = "FILE", env = "RUNNER_JOURNAL")]
     pub journal: Option<PathBuf>,
+    #[command(flatten)]
+    pub record: RecordArgs,
+}
+
+/// What a run does when its journal stops taking its events (a full disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum OnJournalError {
+    /// Stop the run as SIGTERM does: no further main step starts, the failure
+    /// and finally handlers run, the run ends `interrupted` (exit 1).
+    #[default]
+    Stop,
+    /// Carry on without a record until the journal takes writes again.
+    Continue,
+}
+
+/// How a run is recorded.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct RecordArgs {
+    /// When the journal stops taking the run's events (a full disk): `stop`
+    /// the run (its failure and finally handlers run; exit 1) or `continue`
+    /// it without a record. Either way the missed events are written as soon
+    /// as the journal takes writes again, and until then `runner resume`
+    /// refuses the run.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHAT",
+        env = "RUNNER_ON_JOURNAL_ERROR",
+        default_value_t = OnJournalError::Stop
+    )]
+    pub on_journal_error: OnJournalError,
 }
 
 /// Where a run's credentials come from; they stay in the runner, plugins get

@@ -27,6 +27,8 @@ pub struct ResumeArgs {
     pub journal: JournalArg,
     #[command(flatten)]
     pub access: super::AccessArgs,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
     /// Output: auto (a live tree on a terminal, else JSON Lines), text, json.
     #[arg(long, value_enum, default_value_t = Output::Auto)]
     pub output: Output,
@@ -44,6 +46,8 @@ pub struct RerunArgs {
     pub journal: JournalArg,
     #[command(flatten)]
     pub access: super::AccessArgs,
+    #[command(flatten)]
+    pub record: super::RecordArgs,
     /// Output: auto (a live tree on a terminal, else JSON Lines), text, json.
     #[arg(long, value_enum, default_value_t = Output::Auto)]
     pub output: Output,
@@ -116,9 +120,31 @@ fn refuse(message: impl std::fmt::Display) -> u8 {
     EXIT_INVALID
 }
 
+/// What the journal lacks of `run`: a run started with an intact mark (see
+/// `record::recorder`) that the journal says is running but whose mark is
+/// gone stopped being recorded at some point. `None`: nothing known missing.
+fn lacking(run: &RunRow, events: &[crate::record::Stored]) -> Option<String> {
+    if run.status != "running" || !run.guarded {
+        return None;
+    }
+    let state = super::state_dir()?;
+    let mark = record::recorder::mark_path(&state, &run.id);
+    if mark.symlink_metadata().is_ok() {
+        return None;
+    }
+    Some(match events.last() {
+        Some(last) => format!(
+            "the journal stopped taking this run's events: it has them up to event #{} ({}), not what came after",
+            last.seq, last.at
+        ),
+        None => "the journal stopped taking this run's events before the first one".to_owned(),
+    })
+}
+
 /// A run's markdown report, rebuilt from the journal.
 fn markdown(run: &RunRow, events: Vec<crate::record::Stored>) -> String {
     let info = crate::report::RunInfo {
+        journal: lacking(run, &events),
         run_id: run.id.clone(),
         playbook: run.playbook.clone(),
         file: run.file.clone(),
@@ -212,6 +238,21 @@ pub fn resume(args: &ResumeArgs) -> u8 {
             run.id, run.status, run.id
         ));
     }
+    let events = match journal.events(&run.id) {
+        Ok(events) => events,
+        Err(e) => return refuse(e),
+    };
+    // A journal that missed events cannot say which steps finished: resuming
+    // from it could run a finished deployment step, or a rollback, again.
+    if let Some(lack) = lacking(&run, &events) {
+        let reports = super::state_dir()
+            .map(|s| format!(" ({})", s.join("reports").display()))
+            .unwrap_or_default();
+        return refuse(format!(
+            "run {id} cannot be resumed: {lack}, so which of its steps finished is not known, and resuming could run a finished step (a deployment, a rollback) again.\n  What was recorded: runner runs show {id}. The reports the run wrote when it ended{reports} have every event, if they could be written.\n  Check by hand what the run changed; start a new run if one is needed.",
+            id = run.id
+        ));
+    }
     if let Err(code) = same_playbook(&run) {
         return code;
     }
@@ -220,10 +261,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
         Err(e) => return refuse(e),
     };
     // A run that had started its failure path finishes that path only.
-    let stopping = match journal.events(&run.id) {
-        Ok(events) => engine::stopping(events.iter().map(|s| &s.event)),
-        Err(e) => return refuse(e),
-    };
+    let stopping = engine::stopping(events.iter().map(|s| &s.event));
     let run_args = RunArgs {
         file: PathBuf::from(&run.file),
         inputs: run.input_args.clone(),
@@ -243,6 +281,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
         },
         parent: None,
         alive: Some(alive),
+        record: args.record,
     })
 }
 
@@ -301,6 +340,7 @@ pub fn rerun(args: &RerunArgs) -> u8 {
         },
         parent: Some(run.id.clone()),
         alive: None,
+        record: args.record,
     })
 }
 
@@ -409,6 +449,16 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                 if let Some(p) = &r.parent {
                     notes.push(format!("re-runs {p}"));
                 }
+                if r.status == "running"
+                    && r.guarded
+                    && super::state_dir().is_some_and(|s| {
+                        record::recorder::mark_path(&s, &r.id)
+                            .symlink_metadata()
+                            .is_err()
+                    })
+                {
+                    notes.push("journal incomplete".to_owned());
+                }
                 out.push_str(&format!(
                     "{:<24} {:<20} {:<12} {:<24} {:>10}  {}\n",
                     r.id,
@@ -442,14 +492,18 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                 Ok(e) => e,
                 Err(e) => return refuse(e),
             };
+            let lacks = lacking(&run, &events);
             match output {
-                ShowFormat::Json => print(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "run": run, "events": events })
-                    )
-                    .unwrap_or_default()
-                )),
+                ShowFormat::Json => {
+                    let mut shown = serde_json::json!({ "run": run, "events": events });
+                    if let Some(l) = &lacks {
+                        shown["journal"] = l.as_str().into();
+                    }
+                    print(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&shown).unwrap_or_default()
+                    ))
+                }
                 ShowFormat::Markdown => print(&markdown(&run, events)),
                 ShowFormat::Text => {
                     let mut out = format!(
@@ -466,6 +520,11 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                             .unwrap_or_default(),
                         run.inputs
                     );
+                    if let Some(l) = &lacks {
+                        out.push_str(&format!(
+                            "  INCOMPLETE RECORD: {l}; `runner resume` refuses this run\n\n"
+                        ));
+                    }
                     for e in &events {
                         if let Some(line) = human(&e.event) {
                             let offset = secs(Some(e.offset_ms));

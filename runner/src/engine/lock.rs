@@ -120,6 +120,13 @@ fn busy_message(group: &str, holder: Option<&Holder>) -> String {
     )
 }
 
+/// The lock file of `group` (see [`try_acquire`]).
+pub fn lock_path(state_dir: &Path, group: &str) -> PathBuf {
+    state_dir
+        .join("locks")
+        .join(format!("{}.lock", file_stem(group)))
+}
+
 /// Takes `group` for `me` if no one holds it; never waits.
 ///
 /// The lock file is `<state>/locks/<name>.lock`, where `<name>` is the group itself
@@ -127,7 +134,7 @@ fn busy_message(group: &str, holder: Option<&Holder>) -> String {
 /// readable part followed by `~` and a SHA-256 prefix of the group.
 pub fn try_acquire(state_dir: &Path, group: &str, me: &Holder) -> Result<GroupLock, LockError> {
     let dir = state_dir.join("locks");
-    let path = dir.join(format!("{}.lock", file_stem(group)));
+    let path = lock_path(state_dir, group);
     let io_error = |what: &str, e: io::Error| {
         LockError::Io(format!(
             "cannot {what} the lock file {} of concurrency group `{group}`: {e}",

@@ -165,18 +165,23 @@ pub struct RunReport {
     pub steps: Vec<StepRecord>,
 }
 
-/// A signal that stops a run.
+/// What stops a run from outside its playbook: a signal, or the journal
+/// failing when the run was told to stop then (`--on-journal-error stop`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Interrupt {
     Int,
     Term,
+    /// The journal stopped taking the run's events.
+    Journal,
 }
 
 impl Interrupt {
+    /// As the `interrupted` event's `signal` says it.
     pub fn name(self) -> &'static str {
         match self {
             Interrupt::Int => "SIGINT",
             Interrupt::Term => "SIGTERM",
+            Interrupt::Journal => "journal failure",
         }
     }
 }
@@ -571,7 +576,10 @@ impl Executor<'_> {
         if st.interrupted_by.is_some() {
             return;
         }
-        if let Some(signal) = *self.interrupt.borrow() {
+        // Copied out: the borrow must not be held while the event is
+        // recorded (recording it may set the interrupt, see cli/exec.rs).
+        let pending = *self.interrupt.borrow();
+        if let Some(signal) = pending {
             self.emit(Event::Interrupted {
                 signal: signal.name(),
             });
@@ -645,6 +653,14 @@ impl Executor<'_> {
             return;
         }
         loop {
+            // An interrupt set while this loop was busy (the journal failing
+            // as a step finished) stops the stage before anything starts.
+            let pending = *interrupt.borrow_and_update();
+            if let Some(signal) = pending {
+                drop(escalation.take());
+                self.stop_stage(signal, sid, steps, &state, &mut running, vars, st);
+                return;
+            }
             // Start what can start.
             while !failed && escalation.is_none() && running.len() < max_parallel {
                 let Some(i) = ready.pop_first() else { break };
@@ -744,12 +760,10 @@ impl Executor<'_> {
                     match changed {
                         Err(_) => interrupt_open = false,
                         Ok(()) => {
-                            if let Some(signal) = *interrupt.borrow_and_update() {
-                                self.emit(Event::Interrupted { signal: signal.name() });
+                            let pending = *interrupt.borrow_and_update();
+                            if let Some(signal) = pending {
                                 drop(escalation.take());
-                                self.cancel(sid, steps, &state, &mut running, &format!("the run was interrupted ({})", signal.name()), vars, st);
-                                st.status = RunStatus::Interrupted;
-                                st.interrupted_by = Some(signal);
+                                self.stop_stage(signal, sid, steps, &state, &mut running, vars, st);
                                 return;
                             }
                         }
@@ -760,6 +774,28 @@ impl Executor<'_> {
         if failed {
             st.status = RunStatus::Failed;
         }
+    }
+
+    /// Stops the stage for an interrupt: what runs is cancelled, the run is
+    /// `interrupted`.
+    #[allow(clippy::too_many_arguments)]
+    fn stop_stage(
+        &self,
+        signal: Interrupt,
+        stage: &str,
+        steps: &[PlanStep],
+        state: &[Slot],
+        running: &mut FuturesUnordered<StepFuture<'_>>,
+        vars: &mut Map<String, Value>,
+        st: &mut RunState,
+    ) {
+        self.emit(Event::Interrupted {
+            signal: signal.name(),
+        });
+        let why = format!("the run was interrupted ({})", signal.name());
+        self.cancel(stage, steps, state, running, &why, vars, st);
+        st.status = RunStatus::Interrupted;
+        st.interrupted_by = Some(signal);
     }
 
     /// Cancels the running steps of a stage (dropping them stops their plugins)

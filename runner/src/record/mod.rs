@@ -24,10 +24,13 @@ use serde_json::Value;
 
 use crate::engine::{Event, StepRecord};
 
+pub mod recorder;
 pub mod stats;
 
+pub use recorder::{Outcome, Recorder};
+
 /// The schema this runner writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Runs older than this are pruned when `runner exec` starts, unless
 /// `RUNNER_RETENTION` says otherwise.
@@ -49,7 +52,8 @@ CREATE TABLE runs (
     rolled_back  INTEGER NOT NULL DEFAULT 0,
     parent       TEXT,            -- the run this one re-runs
     pid          INTEGER NOT NULL,
-    env_file     TEXT             -- the --env file, for resume and rerun
+    env_file     TEXT,            -- the --env file, for resume and rerun
+    guarded      INTEGER NOT NULL DEFAULT 0 -- 1: has an intact mark (recorder.rs)
 );
 CREATE INDEX runs_started ON runs (started_ms);
 CREATE INDEX runs_playbook ON runs (playbook, started_ms);
@@ -74,6 +78,10 @@ CREATE TABLE steps (
 ) WITHOUT ROWID;
 ";
 
+/// Less free space than this when a write fails: the disk is full (a write
+/// of an event needs a few pages of the journal and its WAL).
+const FULL_BELOW: u64 = 256 * 1024;
+
 /// A run as the journal knows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRow {
@@ -93,6 +101,9 @@ pub struct RunRow {
     pub pid: i64,
     /// The `--env` file the run used.
     pub env_file: Option<String>,
+    /// Whether the run was started with an intact mark (see [`recorder`]):
+    /// runs started by a runner older than schema 3 were not.
+    pub guarded: bool,
 }
 
 /// What `runner resume` needs about the steps of a run.
@@ -176,9 +187,13 @@ impl Journal {
             0 => conn
                 .execute_batch(SCHEMA)
                 .map_err(|e| format!("cannot create the journal `{}`: {e}", path.display())),
-            // Version 1 lacked runs.env_file.
-            1 => conn
-                .execute_batch("ALTER TABLE runs ADD COLUMN env_file TEXT")
+            // Version 1 lacked runs.env_file, version 2 runs.guarded.
+            1 | 2 => conn
+                .execute_batch(if version == 1 {
+                    "ALTER TABLE runs ADD COLUMN env_file TEXT; ALTER TABLE runs ADD COLUMN guarded INTEGER NOT NULL DEFAULT 0"
+                } else {
+                    "ALTER TABLE runs ADD COLUMN guarded INTEGER NOT NULL DEFAULT 0"
+                })
                 .map_err(|e| format!("cannot upgrade the journal `{}`: {e}", path.display())),
             SCHEMA_VERSION => Ok(()),
             newer => Err(format!(
@@ -207,8 +222,8 @@ impl Journal {
     pub fn begin(&self, run: &RunRow) -> Result<(), String> {
         self.conn
             .execute(
-                "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid, env_file)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10, ?11)",
+                "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid, env_file, guarded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10, ?11, ?12)",
                 params![
                     run.id,
                     run.playbook,
@@ -221,21 +236,36 @@ impl Journal {
                     run.parent,
                     run.pid,
                     run.env_file,
+                    run.guarded,
                 ],
             )
             .map_err(sql)?;
         Ok(())
     }
 
-    /// Marks a run as running again, by this process (`runner resume`).
+    /// Marks a run as running again, by this process (`runner resume`), with
+    /// an intact mark from now on.
     pub fn reopen(&self, id: &str) -> Result<(), String> {
         self.conn
             .execute(
-                "UPDATE runs SET status = 'running', finished_ms = NULL, duration_ms = NULL, pid = ?2 WHERE id = ?1",
+                "UPDATE runs SET status = 'running', finished_ms = NULL, duration_ms = NULL, pid = ?2, guarded = 1 WHERE id = ?1",
                 params![id, std::process::id()],
             )
             .map_err(sql)?;
         Ok(())
+    }
+
+    /// Whether event `seq` of run `id` is in the journal.
+    pub fn has_event(&self, id: &str, seq: i64) -> Result<bool, String> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM events WHERE run_id = ?1 AND seq = ?2",
+                params![id, seq],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(sql)
     }
 
     /// The sequence number the next event of `id` gets.
@@ -250,8 +280,38 @@ impl Journal {
     }
 
     /// Writes one event (and what it changes of the run and its steps) in one
-    /// transaction; returns once it is committed.
+    /// transaction; returns once it is committed. A refusal on a full disk
+    /// says so (SQLite itself may only say "disk I/O error").
     pub fn record(
+        &mut self,
+        id: &str,
+        seq: i64,
+        at_ms: i64,
+        offset_ms: i64,
+        event: &Event,
+    ) -> Result<(), String> {
+        self.write_event(id, seq, at_ms, offset_ms, event)
+            .map_err(|e| match self.free_space() {
+                Some(free) if free < FULL_BELOW => format!(
+                    "the file system holding the journal `{}` is full ({free} bytes free; {e})",
+                    self.path.display()
+                ),
+                _ => e,
+            })
+    }
+
+    /// Bytes free (for this user) on the journal's file system.
+    fn free_space(&self) -> Option<u64> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let st = rustix::fs::statvfs(dir).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    fn write_event(
         &mut self,
         id: &str,
         seq: i64,
@@ -414,8 +474,8 @@ impl Journal {
     }
 
     /// Deletes the finished runs that started before `before_ms`, with their events
-    /// and steps; returns their ids.
-    pub fn prune(&mut self, before_ms: i64) -> Result<Vec<String>, String> {
+    /// and steps; returns them.
+    pub fn prune(&mut self, before_ms: i64) -> Result<Vec<RunRow>, String> {
         // Immediate: the write lock is taken (waiting up to the busy timeout)
         // before the read. A deferred transaction that read first could not
         // upgrade once another process had written, and failed at once with
@@ -424,14 +484,16 @@ impl Journal {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql)?;
-        let ids: Vec<String> = {
+        let runs: Vec<RunRow> = {
             let mut stmt = tx
-                .prepare("SELECT id FROM runs WHERE started_ms < ?1 AND status != 'running'")
+                .prepare(&format!(
+                    "{RUN_COLUMNS} WHERE started_ms < ?1 AND status != 'running'"
+                ))
                 .map_err(sql)?;
-            let rows = stmt.query_map([before_ms], |r| r.get(0)).map_err(sql)?;
+            let rows = stmt.query_map([before_ms], run_row).map_err(sql)?;
             rows.collect::<Result<_, _>>().map_err(sql)?
         };
-        for id in &ids {
+        for id in runs.iter().map(|r| &r.id) {
             tx.execute("DELETE FROM events WHERE run_id = ?1", [id])
                 .map_err(sql)?;
             tx.execute("DELETE FROM steps WHERE run_id = ?1", [id])
@@ -440,11 +502,11 @@ impl Journal {
                 .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
-        Ok(ids)
+        Ok(runs)
     }
 }
 
-const RUN_COLUMNS: &str = "SELECT id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, finished_ms, duration_ms, status, rolled_back, parent, pid, env_file FROM runs";
+const RUN_COLUMNS: &str = "SELECT id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, finished_ms, duration_ms, status, rolled_back, parent, pid, env_file, guarded FROM runs";
 
 fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -463,6 +525,7 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         parent: r.get(12)?,
         pid: r.get(13)?,
         env_file: r.get(14)?,
+        guarded: r.get::<_, i64>(15)? != 0,
     })
 }
 
@@ -496,6 +559,7 @@ mod tests {
             parent: None,
             pid: 1,
             env_file: None,
+            guarded: false,
         }
     }
 
@@ -689,7 +753,8 @@ mod tests {
             .unwrap();
         assert_eq!(running.len(), 1);
         // `c` is old enough but still running: kept.
-        assert_eq!(j.prune(10_000).unwrap(), ["a", "b"]);
+        let pruned: Vec<String> = j.prune(10_000).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(pruned, ["a", "b"]);
         assert!(j.run("a").unwrap().is_none());
         assert!(j.events("a").unwrap().is_empty());
         assert!(j.run("c").unwrap().is_some());
@@ -697,30 +762,39 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_journal_is_upgraded_once_even_when_opened_at_once() {
-        let (j, dir) = journal("upgrade");
-        j.conn
-            .execute_batch("ALTER TABLE runs DROP COLUMN env_file; PRAGMA user_version = 1;")
-            .unwrap();
-        drop(j);
-        let path = dir.join("j.sqlite");
-        let opened: Vec<Result<(), String>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..6)
-                .map(|_| s.spawn(|| Journal::open(&path).map(|_| ())))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert!(opened.iter().all(Result::is_ok), "{opened:?}");
-        let j = Journal::open(&path).unwrap();
-        let version: i64 = j
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        j.conn
-            .prepare("SELECT env_file FROM runs")
-            .expect("the column exists");
-        let _ = std::fs::remove_dir_all(dir);
+    fn older_journals_are_upgraded_once_even_when_opened_at_once() {
+        // What version 1 and version 2 lacked.
+        for (version, dropped) in [
+            (
+                1,
+                "ALTER TABLE runs DROP COLUMN env_file; ALTER TABLE runs DROP COLUMN guarded;",
+            ),
+            (2, "ALTER TABLE runs DROP COLUMN guarded;"),
+        ] {
+            let (j, dir) = journal(&format!("upgrade-{version}"));
+            j.conn
+                .execute_batch(&format!("{dropped} PRAGMA user_version = {version};"))
+                .unwrap();
+            drop(j);
+            let path = dir.join("j.sqlite");
+            let opened: Vec<Result<(), String>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..6)
+                    .map(|_| s.spawn(|| Journal::open(&path).map(|_| ())))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(opened.iter().all(Result::is_ok), "v{version}: {opened:?}");
+            let j = Journal::open(&path).unwrap();
+            let now: i64 = j
+                .conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(now, SCHEMA_VERSION);
+            j.conn
+                .prepare("SELECT env_file, guarded FROM runs")
+                .expect("the columns exist");
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     #[test]

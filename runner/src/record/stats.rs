@@ -120,6 +120,7 @@ mod tests {
             parent: None,
             pid: 0,
             env_file: None,
+            guarded: false,
         }
     }
 

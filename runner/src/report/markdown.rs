@@ -52,6 +52,13 @@ fn title(out: &mut String, info: &RunInfo, run: &Run<'_>) {
         text(&info.playbook),
         text(run.status)
     );
+    if let Some(missing) = &info.journal {
+        let _ = writeln!(
+            out,
+            "> **Incomplete record.** {}. `runner resume` refuses this run.\n",
+            text(missing)
+        );
+    }
 }
 
 /// The section that explains a run that did not succeed: what stopped it, with

@@ -42,6 +42,11 @@ pub struct RunInfo {
     pub started_at: String,
     /// The run's inputs, resolved. Never secrets: those are not inputs.
     pub inputs: Map<String, Value>,
+    /// What the journal lacks of this run, when it lacks something (it
+    /// stopped taking writes): a report rebuilt from the journal is then
+    /// incomplete, and the run cannot be resumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
 }
 
 /// An event with the time the journal recorded for it.
@@ -273,12 +278,22 @@ fn append_summary(path: &Path, markdown: &str, full: Option<&Path>) -> std::io::
 
 /// `<playbook>-<run_id>-<YYYYMMDDTHHMMSSZ>`, safe as a file name anywhere.
 fn file_stem(info: &RunInfo) -> String {
+    stem(&info.playbook, &info.run_id, &info.started_at)
+}
+
+fn stem(playbook: &str, run_id: &str, started_at: &str) -> String {
     format!(
         "{}-{}-{}",
-        sanitise(&info.playbook, "playbook"),
-        sanitise(&info.run_id, "run"),
-        compact_time(&info.started_at)
+        sanitise(playbook, "playbook"),
+        sanitise(run_id, "run"),
+        compact_time(started_at)
     )
+}
+
+/// The report files [`write_all`] writes in `dir` for a run.
+pub fn files(dir: &Path, playbook: &str, run_id: &str, started_at: &str) -> [PathBuf; 3] {
+    let stem = stem(playbook, run_id, started_at);
+    ["md", "xml", "json"].map(|ext| dir.join(format!("{stem}.{ext}")))
 }
 
 /// Keeps ASCII letters, digits, `.`, `_` and `-`; anything else becomes `_`.

@@ -23,6 +23,7 @@ fn info() -> RunInfo {
         file: "playbooks/hotfix.yaml".into(),
         started_at: "2025-03-14T09:26:00.000Z".into(),
         inputs,
+        journal: None,
     }
 }
 
