@@ -748,23 +748,36 @@ fn fifty_interrupted_then_killed_runs_finish_their_failure_path_only() {
     );
 }
 
-/// A small file system of the test's own: a tmpfs mounted in a mount namespace
-/// that a `sleep` keeps alive, so that a run can fill it up and the test can
-/// empty it again. Commands run inside with `nsenter`; the test reaches its
-/// files through `/proc/PID/root`. Needs root (CAP_SYS_ADMIN), as CI has.
-struct SmallDisk {
+/// Mounts of the test's own, in a mount namespace that a `sleep` keeps alive:
+/// a small tmpfs that a run can fill up and the test can empty again, or a
+/// folder made read-only. Commands run inside with `nsenter`; the test reaches
+/// the files through `/proc/PID/root`. Needs root (CAP_SYS_ADMIN), as CI has.
+struct MountNs {
     holder: std::process::Child,
 }
 
-impl SmallDisk {
-    fn mount(at: &Path, size: &str) -> SmallDisk {
+impl MountNs {
+    /// A tmpfs of `size` at `at`.
+    fn small_disk(at: &Path, size: &str) -> MountNs {
         std::fs::create_dir_all(at).unwrap();
+        MountNs::with(&format!(
+            "mount -t tmpfs -o size={size} runner-test {}",
+            at.display()
+        ))
+    }
+
+    /// `at`, as it is, read-only.
+    fn read_only(at: &Path) -> MountNs {
+        MountNs::with(&format!(
+            "mount --bind {at} {at} && mount -o remount,bind,ro {at}",
+            at = at.display()
+        ))
+    }
+
+    fn with(mount: &str) -> MountNs {
         let mut holder = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(format!(
-                "mount -t tmpfs -o size={size} runner-test {} && echo mounted && exec sleep 600",
-                at.display()
-            ))
+            .arg(format!("{mount} && echo mounted && exec sleep 600"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -779,11 +792,11 @@ impl SmallDisk {
             let _ = holder.kill();
             let out = holder.wait_with_output().unwrap();
             panic!(
-                "cannot mount a tmpfs in a mount namespace of its own (this test needs root): {}",
+                "cannot mount in a mount namespace of its own (this test needs root): {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        SmallDisk { holder }
+        MountNs { holder }
     }
 
     /// `runner` inside the namespace, as [`runner`] sets it up.
@@ -829,7 +842,7 @@ impl SmallDisk {
     }
 }
 
-impl Drop for SmallDisk {
+impl Drop for MountNs {
     fn drop(&mut self) {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
@@ -844,7 +857,7 @@ fn run_on_a_disk_that_fills(
     extra: &[&str],
 ) -> (
     PathBuf,
-    SmallDisk,
+    MountNs,
     PathBuf,
     PathBuf,
     String,
@@ -855,7 +868,7 @@ fn run_on_a_disk_that_fills(
     let _ = std::fs::remove_dir_all(&base);
     let data = base.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let disk = SmallDisk::mount(&base.join("disk"), "16m");
+    let disk = MountNs::small_disk(&base.join("disk"), "16m");
     let state = base.join("disk").join("state");
     let out = disk
         .runner(&state)
@@ -986,5 +999,94 @@ fn a_run_told_to_continue_fills_in_the_journal_when_space_comes_back() {
         "the intact mark of a run recorded to its end is removed"
     );
     drop(disk);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// A journal on a read-only file system can still be read: `runs list`,
+/// `runs show` and `stats` open it read-only, while `runner exec` says it
+/// cannot write it and starts nothing.
+#[test]
+fn a_read_only_journal_can_be_listed_and_shown_but_not_run_on() {
+    let base = std::env::temp_dir().join(format!("runner-crash-ro-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let state = base.join("state");
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut journal = Journal::open(&state.join("journal.sqlite")).unwrap();
+    let row = runner::record::RunRow {
+        id: "1-1".into(),
+        playbook: "kept".into(),
+        file: "p.yaml".into(),
+        file_sha256: "00".into(),
+        input_args: Vec::new(),
+        inputs: serde_json::json!({}),
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        started_ms: runner::record::now_ms(),
+        finished_ms: None,
+        duration_ms: None,
+        status: "running".into(),
+        rolled_back: false,
+        parent: None,
+        pid: 1,
+        env_file: None,
+        guarded: true,
+    };
+    journal.begin(&row).unwrap();
+    let ended = Event::RunFinished {
+        status: "succeeded",
+        duration_s: 0.1,
+        budget_s: None,
+        handler_failures: 0,
+    };
+    journal
+        .record("1-1", 0, row.started_ms + 100, 100, &ended)
+        .unwrap();
+    drop(journal);
+
+    let ns = MountNs::read_only(&state);
+    let list = ns.runner(&state).args(["runs", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(
+        listed.contains("1-1") && listed.contains("succeeded"),
+        "{listed}"
+    );
+    let show = ns
+        .runner(&state)
+        .args(["runs", "show", "1-1"])
+        .output()
+        .unwrap();
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let stats = ns.runner(&state).args(["stats"]).output().unwrap();
+    assert!(
+        stats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    assert!(String::from_utf8_lossy(&stats.stdout).contains("kept"));
+
+    let exec = ns
+        .runner(&state)
+        .args(["exec", "tests/crash/journal-full.yaml", "--output", "json"])
+        .args(["-i", &format!("dir={}", data.display())])
+        .args(["-i", "state=/nonexistent"])
+        .output()
+        .unwrap();
+    let refused = String::from_utf8_lossy(&exec.stderr);
+    assert_eq!(exec.status.code(), Some(2), "{refused}");
+    assert!(
+        refused.contains("cannot be written") && refused.contains("Read-only file system"),
+        "{refused}"
+    );
+    assert!(!data.join("log").exists(), "nothing ran");
+    drop(ns);
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -53,13 +53,26 @@ pub fn exec(args: &ExecArgs) -> u8 {
 
 /// Opens the journal named by `--journal` / `RUNNER_JOURNAL`, else the default.
 pub(crate) fn open_journal(path: Option<&std::path::Path>) -> Result<Journal, u8> {
+    open_journal_with(path, Journal::open)
+}
+
+/// [`open_journal`] for commands that only read it: a journal this user
+/// cannot write is opened read-only.
+pub(crate) fn open_journal_to_read(path: Option<&std::path::Path>) -> Result<Journal, u8> {
+    open_journal_with(path, Journal::open_read)
+}
+
+fn open_journal_with(
+    path: Option<&std::path::Path>,
+    open: fn(&std::path::Path) -> Result<Journal, String>,
+) -> Result<Journal, u8> {
     let Some(path) = path.map(ToOwned::to_owned).or_else(Journal::default_path) else {
         eprintln!(
             "error: no place for the run journal: set RUNNER_STATE_DIR (an absolute path), RUNNER_JOURNAL or --journal"
         );
         return Err(EXIT_INVALID);
     };
-    Journal::open(&path).map_err(|e| {
+    open(&path).map_err(|e| {
         eprintln!("error: {e}");
         EXIT_INVALID
     })

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use super::exec::{Launch, forget, human, launch, open_journal, retention};
+use super::exec::{Launch, forget, human, launch, open_journal, open_journal_to_read, retention};
 use super::{EXIT_INVALID, EXIT_OK, Output, RunArgs, print};
 use crate::engine;
 use crate::playbook::scalars::parse_duration;
@@ -165,7 +165,7 @@ fn markdown(run: &RunRow, events: Vec<crate::record::Stored>) -> String {
 /// The markdown report of run `id` in the journal at `path` (for the
 /// `run_report(ID)` expression function).
 pub(crate) fn run_report(path: &std::path::Path, id: &str) -> Result<String, String> {
-    let j = Journal::open(path)?;
+    let j = Journal::open_read(path)?;
     let run = j
         .run(id)?
         .ok_or_else(|| format!("no run `{id}` in the journal `{}`", path.display()))?;
@@ -413,7 +413,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
             journal,
             output,
         } => {
-            let j = match open_journal(journal.journal.as_deref()) {
+            let j = match open_journal_to_read(journal.journal.as_deref()) {
                 Ok(j) => j,
                 Err(code) => return code,
             };
@@ -480,7 +480,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
             journal,
             output,
         } => {
-            let j = match open_journal(journal.journal.as_deref()) {
+            let j = match open_journal_to_read(journal.journal.as_deref()) {
                 Ok(j) => j,
                 Err(code) => return code,
             };
@@ -576,7 +576,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
 
 /// `runner stats`.
 pub fn stats(args: &StatsArgs) -> u8 {
-    let j = match open_journal(args.journal.journal.as_deref()) {
+    let j = match open_journal_to_read(args.journal.journal.as_deref()) {
         Ok(j) => j,
         Err(code) => return code,
     };

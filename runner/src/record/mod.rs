@@ -166,6 +166,24 @@ impl Journal {
 
     /// Opens (creating if need be) the journal at `path`.
     pub fn open(path: &Path) -> Result<Journal, String> {
+        Journal::open_to_write(path).map_err(|e| {
+            // SQLite may only say "unable to open database file".
+            let target = if path.exists() {
+                path
+            } else {
+                path.parent().unwrap_or(Path::new("."))
+            };
+            match rustix::fs::access(target, rustix::fs::Access::WRITE_OK) {
+                Err(why) => format!(
+                    "the journal `{}` cannot be written ({why}): a run needs a journal it can write; point RUNNER_STATE_DIR, RUNNER_JOURNAL or --journal at one ({e})",
+                    path.display()
+                ),
+                Ok(()) => e,
+            }
+        })
+    }
+
+    fn open_to_write(path: &Path) -> Result<Journal, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
@@ -211,6 +229,62 @@ impl Journal {
         if let Err(e) = finished {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(e);
+        }
+        Ok(Journal {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens the journal at `path` for reading (`runs list`, `runs show`,
+    /// `stats`): as [`Journal::open`] when this user may write it, else read
+    /// only (a read-only file system, a journal of another user), so that the
+    /// history can be read where it cannot be written. Never creates one then.
+    pub fn open_read(path: &Path) -> Result<Journal, String> {
+        let writable = match Journal::open(path) {
+            Ok(j) => return Ok(j),
+            Err(e) => e,
+        };
+        if !path.is_file() {
+            return Err(writable);
+        }
+        use rusqlite::OpenFlags as F;
+        let read = |conn: Result<Connection, rusqlite::Error>| {
+            let conn = conn?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            Ok::<_, rusqlite::Error>((conn, version))
+        };
+        let flags = F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_NO_MUTEX;
+        let mut opened = read(Connection::open_with_flags(path, flags));
+        // A WAL journal closed cleanly has no -wal and -shm files, and where
+        // they cannot be made SQLite cannot read it. Without a -wal file
+        // everything is in the main file: read it as immutable (nobody can
+        // write it here either).
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        if opened.is_err() && !Path::new(&wal).exists() {
+            let uri = format!(
+                "file:{}?immutable=1",
+                path.display()
+                    .to_string()
+                    .replace('%', "%25")
+                    .replace('?', "%3f")
+                    .replace('#', "%23")
+            );
+            opened = read(Connection::open_with_flags(uri, flags | F::SQLITE_OPEN_URI));
+        }
+        let (conn, version) = opened.map_err(|e| {
+            format!(
+                "cannot read the journal `{}`: {e} (opened for writing: {writable})",
+                path.display()
+            )
+        })?;
+        if version != SCHEMA_VERSION {
+            return Err(format!(
+                "the journal `{}` has schema version {version} and this runner reads {SCHEMA_VERSION}; it cannot be upgraded where it cannot be written ({writable})",
+                path.display()
+            ));
         }
         Ok(Journal {
             conn,
