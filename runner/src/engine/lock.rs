@@ -10,9 +10,19 @@
 //!
 //! The file `<state>/locks/<name>.lock` also says who holds it (run id, pid, host,
 //! since), written right after the lock is taken, for the message a second run
-//! shows. That text is only a description: the lock is the flock. Lock files are
-//! never deleted: deleting one while another run opens it would let two runs lock
-//! two different files of the same name.
+//! shows. That text is only a description: the lock is the flock. Group lock
+//! files are never deleted: deleting one while another run opens it would let two
+//! runs lock two different files of the same name. (A run's own lock,
+//! `run-<id>.lock`, goes when the run is pruned: only finished runs are, and no
+//! one carries a finished run on.)
+//!
+//! Waiting runs are served first come, first served, which the kernel's flock
+//! does not promise: each waiting run holds a ticket in `<name>.queue/` (a file
+//! named by the time it queued, flocked while it waits, so the ticket of a run
+//! that died waiting is seen as such and removed), and only the first living
+//! ticket tries the lock. A newcomer queues behind them, also when the group is
+//! free at that moment; with `on_conflict: fail` it fails. Tickets are ordered
+//! by the wall clock: a clock stepped back while runs wait may misorder them.
 //!
 //! Limits: flock is per machine; on a state dir shared over NFS it may not exclude
 //! runs on other hosts.
@@ -177,10 +187,12 @@ pub fn try_acquire(state_dir: &Path, group: &str, me: &Holder) -> Result<GroupLo
     })
 }
 
-/// Takes `group` for `me`. When another run holds it: with [`OnConflict::Fail`],
-/// fails at once with [`LockError::Busy`]; with [`OnConflict::Wait`], calls
-/// `on_wait` once with the holder and tries again every 250 ms until the group is
-/// free (wrap in a timeout to bound the wait).
+/// Takes `group` for `me`, first come, first served. When another run holds
+/// it, or runs wait for it already: with [`OnConflict::Fail`], fails at once
+/// with [`LockError::Busy`]; with [`OnConflict::Wait`], joins the group's queue,
+/// calls `on_wait` once with the holder, and takes the group when it is free
+/// and every run that queued before has had it (checked every 250 ms; wrap in
+/// a timeout to bound the wait).
 pub async fn acquire(
     state_dir: &Path,
     group: &str,
@@ -188,18 +200,130 @@ pub async fn acquire(
     on_conflict: OnConflict,
     mut on_wait: impl FnMut(&Option<Holder>),
 ) -> Result<GroupLock, LockError> {
-    let mut told = false;
+    let queue = queue_dir(state_dir, group);
+    let queue_error = |e: io::Error| {
+        LockError::Io(format!(
+            "cannot use the queue {} of concurrency group `{group}`: {e}",
+            queue.display()
+        ))
+    };
+    let mut ticket: Option<Ticket> = None;
     loop {
-        match try_acquire(state_dir, group, me) {
-            Err(LockError::Busy { holder, .. }) if on_conflict == OnConflict::Wait => {
-                if !told {
-                    on_wait(&holder);
-                    told = true;
-                }
-                tokio::time::sleep(POLL).await;
+        let first = first_in_line(&queue, ticket.as_ref()).map_err(queue_error)?;
+        let holder = if first {
+            match try_acquire(state_dir, group, me) {
+                // The ticket, if any, is dropped: the next in line goes next.
+                Err(LockError::Busy { holder, .. }) => holder,
+                other => return other,
             }
-            other => return other,
+        } else {
+            read_holder_of(state_dir, group)
+        };
+        if on_conflict == OnConflict::Fail {
+            return Err(LockError::Busy {
+                group: group.to_owned(),
+                holder,
+            });
         }
+        if ticket.is_none() {
+            ticket = Some(Ticket::take(&queue).map_err(queue_error)?);
+            on_wait(&holder);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The folder of `group`'s queue: one ticket file per waiting run.
+fn queue_dir(state_dir: &Path, group: &str) -> PathBuf {
+    state_dir
+        .join("locks")
+        .join(format!("{}.queue", file_stem(group)))
+}
+
+/// A waiting run's place in a group's queue: a file named by the time it
+/// queued (then its pid), locked (flock) while the run waits, removed when it
+/// stops waiting. A ticket file nobody holds locked belongs to a run that
+/// died waiting: the next waiter removes it.
+struct Ticket {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Ticket {
+    fn take(queue: &Path) -> io::Result<Ticket> {
+        fs::create_dir_all(queue)?;
+        let since = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let name = format!("{since:024}-{:010}", std::process::id());
+        // Locked before it is in the queue (renamed in), so that no one ever
+        // sees it unlocked and takes it for a dead waiter's.
+        let hidden = queue.join(format!(".{name}"));
+        let file = File::create(&hidden)?;
+        file.try_lock().map_err(|e| match e {
+            TryLockError::Error(e) => e,
+            TryLockError::WouldBlock => io::Error::other("a fresh ticket is locked"),
+        })?;
+        let path = queue.join(name);
+        fs::rename(&hidden, &path)?;
+        Ok(Ticket { path, _file: file })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Whether `mine` (or, without a ticket, a newcomer) is first among the
+/// living waiters of `queue`; tickets of waiters that died are removed.
+fn first_in_line(queue: &Path, mine: Option<&Ticket>) -> io::Result<bool> {
+    let mut tickets: Vec<PathBuf> = match fs::read_dir(queue) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    tickets.sort();
+    for ticket in tickets {
+        if mine.is_some_and(|m| m.path == ticket) {
+            return Ok(true);
+        }
+        let file = match File::open(&ticket) {
+            Ok(f) => f,
+            // Gone meanwhile: its run took the group or stopped waiting.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            // Its run died waiting.
+            Ok(()) => {
+                let _ = fs::remove_file(&ticket);
+            }
+            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    // Everyone before us is gone (and ours too, if someone removed it).
+    Ok(true)
+}
+
+/// Who holds `group`, from its lock file, if it is held and can be read (the
+/// file keeps the last holder's description after it is released).
+fn read_holder_of(state_dir: &Path, group: &str) -> Option<Holder> {
+    let mut file = File::open(lock_path(state_dir, group)).ok()?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => read_holder(&mut file),
+        Err(TryLockError::Error(_)) => None,
     }
 }
 
@@ -356,6 +480,77 @@ mod tests {
         let written: Holder =
             serde_json::from_str(&fs::read_to_string(lock.path()).unwrap()).unwrap();
         assert_eq!(written, holder("r2"));
+    }
+
+    /// Four runs queue one after the other behind a holder (each starts once
+    /// the one before it has its ticket); a fifth, dead, left a ticket first.
+    /// They get the group in the order they queued, the dead ticket is passed
+    /// over, and a run with `on_conflict: fail` that comes while they wait is
+    /// refused even in the moment the group is free.
+    #[test]
+    fn waiting_runs_get_the_group_in_the_order_they_queued() {
+        let tmp = TempDir::new("fifo");
+        let holding = try_acquire(&tmp.0, "g", &holder("r0")).unwrap();
+        let queue = queue_dir(&tmp.0, "g");
+        fs::create_dir_all(&queue).unwrap();
+        // A ticket nobody holds locked: its run died waiting.
+        let dead = queue.join(format!("{:024}-{:010}", 1, 1));
+        fs::write(&dead, "").unwrap();
+        let tickets = || {
+            fs::read_dir(&queue)
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter(|e| e.path() != dead)
+                .count()
+        };
+        let queued = |n: usize| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while tickets() < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{n} runs never queued"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        let order = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for i in 1..=4 {
+                // Queued after the ones before it.
+                queued(i - 1);
+                let (dir, order) = (&tmp.0, &order);
+                scope.spawn(move || {
+                    let me = holder(&format!("r{i}"));
+                    let waited = runtime().block_on(async {
+                        tokio::time::timeout(
+                            Duration::from_secs(30),
+                            acquire(dir, "g", &me, OnConflict::Wait, |_| {}),
+                        )
+                        .await
+                    });
+                    let lock = waited.expect("the group within 30 s").unwrap();
+                    order.lock().unwrap().push(i);
+                    std::thread::sleep(Duration::from_millis(30));
+                    drop(lock);
+                });
+            }
+            queued(4);
+            drop(holding);
+            // Free now, but four runs wait: a newcomer that would rather fail
+            // than wait does not jump the queue.
+            let late = runtime().block_on(acquire(
+                &tmp.0,
+                "g",
+                &holder("late"),
+                OnConflict::Fail,
+                |_| {},
+            ));
+            assert!(matches!(late, Err(LockError::Busy { .. })), "{late:?}");
+        });
+        assert_eq!(*order.lock().unwrap(), [1, 2, 3, 4]);
+        assert_eq!(tickets(), 0, "every ticket is gone");
+        assert!(!dead.exists(), "the dead run's ticket too");
     }
 
     /// Run by [`a_killed_holder_releases_the_group`] in a child process: holds the
