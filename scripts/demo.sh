@@ -10,23 +10,80 @@
 #   scripts/demo.sh                 # the good fix: 25 % -> 50 % -> 100 %, merged back
 #   scripts/demo.sh --bad           # a fix that fails in production: rolled back at 25 %
 #   scripts/demo.sh --yes [--bad]   # nobody at the keyboard: approvals are answered yes
+#   scripts/demo.sh --deps          # only install what the demo needs, then stop
 #
-# Needs what .ci/run installs (Rust, git, prometheus); the first run builds the
-# control plane (about 8 minutes, cached in ~/.cache/runner/kube).
+# Needs Rust (rustup; `rustup toolchain install` reads rust-toolchain.toml). It
+# installs what else it lacks with apt-get, one line per package saying why
+# (git, prometheus, python3 with aiosmtpd), as root or through `sudo`; where it
+# cannot, it says what to run. The first run builds the control plane (about 8
+# minutes, cached in ~/.cache/runner/kube; that script installs its own tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 image=demo/shop:1.4.3
 yes=""
+deps_only=""
 for arg in "$@"; do
   case "$arg" in
     --bad) image=demo/shop:1.4.3-bad-in-production ;;
     --yes) yes=1 ;;
-    *) echo "usage: scripts/demo.sh [--bad] [--yes]" >&2; exit 2 ;;
+    --deps) deps_only=1 ;;
+    *) echo "usage: scripts/demo.sh [--bad] [--yes] [--deps]" >&2; exit 2 ;;
   esac
 done
 
 say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
+
+# What the sandbox starts and the demo drives, each with the Debian package that
+# brings it. .ci/run calls `scripts/demo.sh --deps`, so this list cannot rot.
+deps() {
+  local missing=() why=()
+  command -v git >/dev/null || { missing+=(git); why+=("git: the sandbox's git remote and the developer's push"); }
+  command -v prometheus >/dev/null || { missing+=(prometheus); why+=("prometheus: the metrics the canary gates read"); }
+  command -v python3 >/dev/null || { missing+=(python3); why+=("python3: the --yes answerer and the SMTP sink"); }
+  /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || { missing+=(python3-aiosmtpd); why+=("python3-aiosmtpd: the SMTP server that receives the e-mail notifications"); }
+  if [ "${#missing[@]}" -eq 0 ]; then
+    say "dependencies present: $(git --version), $(prometheus --version 2>&1 | head -1 | cut -d' ' -f1-3), aiosmtpd $(/usr/bin/python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
+    return
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      sudo="sudo"
+    else
+      say "missing: ${missing[*]}; install them (this needs root), then run the demo again:"
+      say "  sudo apt-get install -y --no-install-recommends ${missing[*]}"
+      exit 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null; then
+    say "missing: ${missing[*]}, and there is no apt-get here: install git, prometheus and the aiosmtpd Python module with your package manager, then run the demo again"
+    exit 1
+  fi
+  local line
+  for line in "${why[@]}"; do say "installing $line"; done
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q >/dev/null
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  say "installed ${missing[*]}"
+}
+
+rust() {
+  if ! command -v cargo >/dev/null; then
+    say "Rust is missing: install rustup (https://rustup.rs), then run the demo again; it installs the pinned toolchain itself"
+    exit 1
+  fi
+  if command -v rustup >/dev/null; then
+    # Reads rust-toolchain.toml: the pinned toolchain, its components and the
+    # wasm32-wasip2 target. Quick when they are there.
+    say "the Rust toolchain of rust-toolchain.toml (rustup; a few minutes the first time)"
+    rustup toolchain install --no-self-update >/dev/null
+  fi
+}
+
+deps
+if [ -n "$deps_only" ]; then exit 0; fi
+rust
 
 say "building the runner and the sandbox (cargo; a few minutes the first time)"
 cargo build -p runner -p runner-sandbox
@@ -106,7 +163,7 @@ for line in sys.stdin:
         while step == "implement_fix" and not os.path.exists(os.environ["FIX_PUSHED"]) and time.time() < deadline:
             time.sleep(0.5)
         for role in e.get("approvers") or [None]:
-            extra = ["--as", role] if role else []
+            extra = ["--role", role] if role else []
             subprocess.run([os.environ["RUNNER"], "approve", e["run"], step, "--comment", "demo --yes", *extra], check=True, stdout=subprocess.DEVNULL)
         print("  approved   " + step)
 '

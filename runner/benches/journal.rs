@@ -51,6 +51,7 @@ fn fill(j: &mut Journal) -> usize {
             pid: 1,
             env_file: None,
             guarded: false,
+            started_by: None,
         })
         .expect("begin");
         let mut seq = 0;
@@ -62,6 +63,8 @@ fn fill(j: &mut Journal) -> usize {
         push(
             j,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: playbooks[i % 4].into(),
                 timeout_s: None,
                 budget_s: Some(3600.0),

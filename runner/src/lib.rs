@@ -8,6 +8,7 @@ pub mod cli;
 pub mod engine;
 pub mod expr;
 pub mod host;
+pub mod identity;
 pub mod plan;
 pub mod playbook;
 pub mod record;

@@ -1030,6 +1030,7 @@ fn a_read_only_journal_can_be_listed_and_shown_but_not_run_on() {
         pid: 1,
         env_file: None,
         guarded: true,
+        started_by: None,
     };
     journal.begin(&row).unwrap();
     let ended = Event::RunFinished {

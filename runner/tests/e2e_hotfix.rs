@@ -152,7 +152,7 @@ fn answer(state: &Path, sb: &Sandbox, run_id: &str, e: &Value) {
         calls.push(vec![]);
     }
     for r in roles {
-        calls.push(vec!["--as".into(), r]);
+        calls.push(vec!["--role".into(), r]);
     }
     for extra in calls {
         let out = runner(state)

@@ -14,6 +14,7 @@ pub fn approve(args: &ApproveArgs) -> u8 {
     };
     let decision = Decision::now(
         !args.reject,
+        &crate::identity::current(args.actor.as_deref()),
         args.role.clone(),
         args.comment.clone().filter(|c| !c.trim().is_empty()),
         "command",

@@ -47,7 +47,7 @@ pub fn exec(args: &ExecArgs) -> u8 {
         resume: engine::Resume::default(),
         parent: None,
         alive: None,
-        record: args.record,
+        record: args.record.clone(),
     })
 }
 
@@ -265,6 +265,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
         Ok(pruned) => forget(&state, &pruned),
         Err(e) => eprintln!("warning: pruning the journal: {e}"),
     }
+    let actor = crate::identity::current(record.actor.as_deref());
     // The intact mark before the run's row: a row without its mark would be
     // taken for a run whose journal failed (see record::recorder).
     if let Err(e) = crate::record::recorder::create_mark(&state, &run_id) {
@@ -303,6 +304,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
             pid: i64::from(std::process::id()),
             env_file: env.as_ref().map(|e| e.path.display().to_string()),
             guarded: true,
+            started_by: Some(actor.to_string()),
         })
     };
     let recorder = begun.and_then(|()| {
@@ -338,7 +340,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
         match recorder.record(&mut journal, at, at - offset_base, event) {
             crate::record::Outcome::Written | crate::record::Outcome::StillRefused => {}
             crate::record::Outcome::Refused(e) => {
-                let what = match record.on_journal_error {
+                let what = match &record.on_journal_error {
                     super::OnJournalError::Stop => {
                         // As a SIGTERM would, unless a signal came first.
                         journal_stop.send_if_modified(|i| {
@@ -394,6 +396,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
         artifact_budget: Default::default(),
         state_dir: Some(state.clone()),
         interactive,
+        actor,
         interrupt: interrupt_rx,
         on_event: std::cell::RefCell::new(&mut on_event),
         resume,
@@ -565,8 +568,13 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
             playbook,
             budget_s,
             timeout_s,
+            by,
+            by_source,
         } => {
             let mut l = format!("run {}", p(playbook));
+            if let Some(who) = crate::identity::recorded(by.as_deref(), by_source.as_deref()) {
+                l.push_str(&format!(" by {}", p(&who)));
+            }
             if let Some(b) = budget_s {
                 l.push_str(&format!(" (budget {})", secs(*b)));
             }
@@ -670,12 +678,17 @@ pub(crate) fn human(e: &engine::Event) -> Option<String> {
         E::RunResumed {
             restored,
             in_flight,
+            by,
+            by_source,
         } => {
+            let who = crate::identity::recorded(by.as_deref(), by_source.as_deref())
+                .map(|w| format!(" by {}", p(&w)))
+                .unwrap_or_default();
             if in_flight.is_empty() {
-                format!("resumed: {restored} finished steps restored from the journal")
+                format!("resumed{who}: {restored} finished steps restored from the journal")
             } else {
                 format!(
-                    "resumed: {restored} finished steps restored; in flight when the runner died: {}",
+                    "resumed{who}: {restored} finished steps restored; in flight when the runner died: {}",
                     p(&in_flight.join(", "))
                 )
             }

@@ -73,7 +73,7 @@ pub enum Command {
     Exec(ExecArgs),
     /// Approve (or reject) a step of a run that waits for a manual approval.
     #[command(
-        after_help = "Examples:\n  runner approve 1738314300-4242 confirm_rollback --comment 'error rate confirmed'\n  runner approve 1738314300-4242 confirm_rollback --as tech-lead\n  runner approve 1738314300-4242 confirm_rollback --reject --comment 'traffic is recovering'\n\nThe run prints the command to use when it starts waiting. When the step lists approvers, each role answers with --as ROLE; one rejection rejects. The decision is recorded with your user name ($USER) and the time.\nExit codes: 0 recorded, 2 refused (no such run or pending step, or a wrong role; the message says which)."
+        after_help = "Examples:\n  runner approve 1738314300-4242 confirm_rollback --comment 'error rate confirmed'\n  runner approve 1738314300-4242 confirm_rollback --role tech-lead\n  runner approve 1738314300-4242 confirm_rollback --reject --comment 'traffic is recovering'\n\nThe run prints the command to use when it starts waiting. When the step lists approvers, each role answers with --role ROLE; one rejection rejects. The decision is recorded with who you are (--as NAME, else RUNNER_USER, else `git config user.email`, else your OS user, and which of those it was) and the time.\nExit codes: 0 recorded, 2 refused (no such run or pending step, or a wrong role; the message says which)."
     )]
     Approve(ApproveArgs),
     /// Continue a run whose runner died (crash, kill, lost machine).
@@ -127,8 +127,12 @@ pub enum OnJournalError {
 }
 
 /// How a run is recorded.
-#[derive(Debug, Clone, Copy, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RecordArgs {
+    /// Who starts (or resumes) the run, for the record; default:
+    /// RUNNER_USER, else `git config user.email`, else your OS user.
+    #[arg(long = "as", value_name = "NAME")]
+    pub actor: Option<String>,
     /// When the journal stops taking the run's events (a full disk): `stop`
     /// the run (its failure and finally handlers run; exit 1) or `continue`
     /// it without a record. Either way the missed events are written as soon
@@ -175,8 +179,12 @@ pub struct ApproveArgs {
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,
     /// The role you answer as, one of the step's `approvers`.
-    #[arg(long = "as", value_name = "ROLE")]
+    #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
+    /// Who you are, for the record; default: RUNNER_USER, else `git config
+    /// user.email`, else your OS user.
+    #[arg(long = "as", value_name = "NAME")]
+    pub actor: Option<String>,
 }
 
 /// A playbook with its inputs: what `plan` and `exec` take.

@@ -769,6 +769,8 @@ impl Tree {
                 playbook,
                 timeout_s,
                 budget_s,
+                by,
+                by_source,
             } => {
                 let run = Run {
                     playbook: Some(one_line(playbook)),
@@ -779,6 +781,9 @@ impl Tree {
                     signal: None,
                 };
                 let mut limits = Vec::new();
+                if let Some(who) = crate::identity::recorded(by.as_deref(), by_source.as_deref()) {
+                    limits.push(format!("by {}", one_line(&who)));
+                }
                 if let Some(b) = run.budget {
                     limits.push(format!("budget {}", span(b)));
                 }
@@ -794,6 +799,7 @@ impl Tree {
             Event::RunResumed {
                 restored,
                 in_flight,
+                ..
             } => {
                 self.run = Some(Run {
                     playbook: None,
@@ -1567,8 +1573,8 @@ fn end_words(end: &End, kind: Option<&str>) -> String {
 /// `approved by alice as tech-lead`, `rejected by bob: not now`, `no answer in time`.
 fn decided(outcome: &str, decisions: &[Decision]) -> String {
     let who = |d: &Decision| match &d.role {
-        Some(r) => format!("{} as {r}", d.by),
-        None => d.by.clone(),
+        Some(r) => format!("{} as {r}", d.who()),
+        None => d.who(),
     };
     match outcome {
         "approved" if !decisions.is_empty() => format!(
@@ -1666,6 +1672,8 @@ mod tests {
 
         let above = tree.apply(
             &Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "rollback".into(),
                 timeout_s: Some(3600.0),
                 budget_s: Some(900.0),
@@ -1926,6 +1934,8 @@ mod tests {
         let mut tree = Tree::new(false);
         tree.apply(
             &Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "hotfix".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -1941,7 +1951,7 @@ mod tests {
                 prompt: "Deploy the hotfix\nto production?".into(),
                 approvers: vec!["tech-lead".into()],
                 timeout_s: 600.0,
-                answer_with: "runner approve 17-42 confirm --as ROLE [--reject] [--comment TEXT]"
+                answer_with: "runner approve 17-42 confirm --role ROLE [--reject] [--comment TEXT]"
                     .into(),
             },
             t.at(0.0),
@@ -1952,7 +1962,7 @@ mod tests {
                 "approval needed for step confirm (stage fix): Deploy the hotfix to production?",
                 "  approvers: tech-lead",
                 "  answer within 10m with:",
-                "    runner approve 17-42 confirm --as ROLE [--reject] [--comment TEXT]",
+                "    runner approve 17-42 confirm --role ROLE [--reject] [--comment TEXT]",
             ]
         );
         assert!(tree.awaiting_approval());
@@ -1966,6 +1976,7 @@ mod tests {
                 step: "confirm".into(),
                 outcome: "approved",
                 decisions: vec![Decision {
+                    by_source: None,
                     approved: true,
                     by: "alice".into(),
                     role: Some("tech-lead".into()),
@@ -2058,6 +2069,8 @@ mod tests {
         let mut tree = Tree::new(false);
         tree.apply(
             &Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "canary".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -2271,11 +2284,15 @@ mod tests {
         let s = |x: &str| Some(x.to_owned());
         vec![
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "p".into(),
                 timeout_s: Some(f64::NAN),
                 budget_s: Some(-3.0),
             },
             Event::RunResumed {
+                by: None,
+                by_source: None,
                 restored: 2,
                 in_flight: vec!["x".into()],
             },
@@ -2432,6 +2449,8 @@ mod tests {
         let mut tree = Tree::new(false);
         tree.apply(
             &Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "p".into(),
                 timeout_s: None,
                 budget_s: None,

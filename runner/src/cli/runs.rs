@@ -281,7 +281,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
         },
         parent: None,
         alive: Some(alive),
-        record: args.record,
+        record: args.record.clone(),
     })
 }
 
@@ -340,7 +340,7 @@ pub fn rerun(args: &RerunArgs) -> u8 {
         },
         parent: Some(run.id.clone()),
         alive: None,
-        record: args.record,
+        record: args.record.clone(),
     })
 }
 
@@ -449,6 +449,9 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                 if let Some(p) = &r.parent {
                     notes.push(format!("re-runs {p}"));
                 }
+                if let Some(by) = &r.started_by {
+                    notes.push(format!("by {}", crate::host::text::printable(by)));
+                }
                 if r.status == "running"
                     && r.guarded
                     && super::state_dir().is_some_and(|s| {
@@ -507,12 +510,16 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                 ShowFormat::Markdown => print(&markdown(&run, events)),
                 ShowFormat::Text => {
                     let mut out = format!(
-                        "run {} — {} ({})\n  file {}\n  started {}, duration {}{}\n  inputs {}\n\n",
+                        "run {} — {} ({})\n  file {}\n  started {}{}, duration {}{}\n  inputs {}\n\n",
                         run.id,
                         run.playbook,
                         run.status,
                         run.file,
                         run.started_at,
+                        run.started_by
+                            .as_ref()
+                            .map(|b| format!(" by {}", crate::host::text::printable(b)))
+                            .unwrap_or_default(),
                         secs(run.duration_ms),
                         run.parent
                             .as_ref()

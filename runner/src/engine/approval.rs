@@ -19,7 +19,7 @@
 //! using inotify and friends: it is portable, works on network file systems, and
 //! the latency is nothing next to a human's.
 //!
-//! Anyone who can write to the directory can approve: roles (`--as tech-lead`) are
+//! Anyone who can write to the directory can approve: roles (`--role tech-lead`) are
 //! declared, not authenticated. The record says who (`$USER`) claimed which role.
 
 use std::fs;
@@ -77,9 +77,13 @@ impl Request {
 pub struct Decision {
     /// `true` approves, `false` rejects.
     pub approved: bool,
-    /// The user who answered (`$USER`, or `unknown`).
+    /// Who answered (see [`crate::identity`]).
     pub by: String,
-    /// The role they answered as (`--as`), if any.
+    /// Where that name came from (`--as`, `RUNNER_USER`, `git user.email`,
+    /// `os user`, …); absent in decisions of older runners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_source: Option<String>,
+    /// The role they answered as (`--role`), if any.
     #[serde(default)]
     pub role: Option<String>,
     /// When (RFC 3339, UTC).
@@ -92,15 +96,18 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// A decision made now by the current user (`$USER`, else `unknown`).
-    pub fn now(approved: bool, role: Option<String>, comment: Option<String>, via: &str) -> Self {
-        let by = std::env::var("USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned());
+    /// A decision made now by `by`.
+    pub fn now(
+        approved: bool,
+        by: &crate::identity::Principal,
+        role: Option<String>,
+        comment: Option<String>,
+        via: &str,
+    ) -> Self {
         Decision {
             approved,
-            by,
+            by: by.name.clone(),
+            by_source: Some(by.source.as_str().to_owned()),
             role,
             at: rfc3339(SystemTime::now()),
             comment,
@@ -108,7 +115,13 @@ impl Decision {
         }
     }
 
-    /// `approved by alice as tech-lead ("looks fine")`, for messages.
+    /// Who decided, with where the name came from when it was recorded:
+    /// `alice (os user)`.
+    pub fn who(&self) -> String {
+        crate::identity::recorded(Some(&self.by), self.by_source.as_deref()).unwrap_or_default()
+    }
+
+    /// `approved by alice (os user) as tech-lead ("looks fine")`, for messages.
     pub fn describe(&self) -> String {
         let mut text = format!(
             "{} by {}",
@@ -117,7 +130,7 @@ impl Decision {
             } else {
                 "rejected"
             },
-            self.by
+            self.who()
         );
         if let Some(role) = &self.role {
             text.push_str(&format!(" as {role}"));
@@ -279,14 +292,14 @@ pub fn submit(
         match &decision.role {
             None => {
                 return Err(format!(
-                    "step `{step}` of run `{run_id}` needs an answer from each of these roles: {}; say which one you answer as with --as ROLE (e.g. --as {})",
+                    "step `{step}` of run `{run_id}` needs an answer from each of these roles: {}; say which one you answer as with --role ROLE (e.g. --role {})",
                     quoted(&request.approvers),
                     request.approvers[0]
                 ));
             }
             Some(role) if !request.approvers.contains(role) => {
                 return Err(format!(
-                    "step `{step}` of run `{run_id}` takes no answer as `{role}`; its roles are: {}. Use --as with one of them",
+                    "step `{step}` of run `{run_id}` takes no answer as `{role}`; its roles are: {}. Use --role with one of them",
                     quoted(&request.approvers)
                 ));
             }
@@ -364,9 +377,9 @@ pub enum Outcome {
 }
 
 /// Waits up to `timeout` for a verdict on `request`, looking at the mailbox every
-/// 200 ms. With `terminal`, the question is also asked on stderr and answered on
-/// stdin (one question per missing role); those answers are recorded in the
-/// mailbox with `via: "terminal"`. Whatever gives a verdict first wins; a question
+/// 200 ms. With `terminal` (who sits there), the question is also asked on
+/// stderr and answered on stdin (one question per missing role); those answers
+/// are recorded in the mailbox with `via: "terminal"`. Whatever gives a verdict first wins; a question
 /// still on the screen then stops waiting for its answer.
 ///
 /// The terminal is read from a detached thread, never joined: a read that never
@@ -378,9 +391,10 @@ pub async fn wait(
     mailbox: &Mailbox,
     request: &Request,
     timeout: Duration,
-    terminal: bool,
+    terminal: Option<&crate::identity::Principal>,
 ) -> Outcome {
-    let terminal = terminal.then(|| (stdin_lines(), Box::new(io::stderr()) as Prompts));
+    let terminal =
+        terminal.map(|by| (stdin_lines(), Box::new(io::stderr()) as Prompts, by.clone()));
     wait_with(mailbox, request, timeout, terminal, &mut io::stderr()).await
 }
 
@@ -391,7 +405,11 @@ async fn wait_with(
     mailbox: &Mailbox,
     request: &Request,
     timeout: Duration,
-    terminal: Option<(&'static Mutex<Receiver<String>>, Prompts)>,
+    terminal: Option<(
+        &'static Mutex<Receiver<String>>,
+        Prompts,
+        crate::identity::Principal,
+    )>,
     notes: &mut dyn Write,
 ) -> Outcome {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -399,12 +417,12 @@ async fn wait_with(
     let _stop = StopOnDrop(talk.clone());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Decision>();
     let mut asking = false;
-    if let Some((lines, mut out)) = terminal {
+    if let Some((lines, mut out, by)) = terminal {
         let (mailbox, request, talk) = (mailbox.clone(), request.clone(), talk.clone());
         let spawned = std::thread::Builder::new()
             .name("approval-prompt".into())
             .spawn(move || {
-                converse(&mailbox, &request, lines, &mut out, &talk, &|d| {
+                converse(&mailbox, &request, lines, &mut out, &talk, &by, &|d| {
                     let _ = tx.send(d);
                 });
             });
@@ -531,6 +549,7 @@ fn converse(
     lines: &Mutex<Receiver<String>>,
     out: &mut dyn Write,
     talk: &Talk,
+    by: &crate::identity::Principal,
     answer: &dyn Fn(Decision),
 ) {
     // One conversation at a time (parallel approval steps take turns).
@@ -575,7 +594,7 @@ fn converse(
     };
     let how = match request.approvers.first() {
         Some(role) => format!(
-            "runner approve {} {} --as {role}",
+            "runner approve {} {} --role {role}",
             request.run_id, request.step
         ),
         None => format!("runner approve {} {}", request.run_id, request.step),
@@ -633,7 +652,13 @@ fn converse(
             return;
         };
         let comment = Some(comment).filter(|c| !c.is_empty());
-        answer(Decision::now(approved, role.cloned(), comment, "terminal"));
+        answer(Decision::now(
+            approved,
+            by,
+            role.cloned(),
+            comment,
+            "terminal",
+        ));
         if !approved {
             return;
         }
@@ -762,10 +787,18 @@ mod tests {
         }
     }
 
+    fn alice() -> crate::identity::Principal {
+        crate::identity::Principal {
+            name: "alice".into(),
+            source: crate::identity::Source::Flag,
+        }
+    }
+
     fn decision(approved: bool, role: Option<&str>) -> Decision {
         Decision {
             approved,
             by: "alice".into(),
+            by_source: None,
             role: role.map(str::to_owned),
             at: "2025-01-31T09:05:00Z".into(),
             comment: None,
@@ -889,7 +922,7 @@ mod tests {
         let err = submit(&tmp.0, "r1", "deploy", decision(true, Some("intern"))).unwrap_err();
         assert_eq!(
             err,
-            "step `deploy` of run `r1` takes no answer as `intern`; its roles are: `tech-lead`, `on-call`. Use --as with one of them"
+            "step `deploy` of run `r1` takes no answer as `intern`; its roles are: `tech-lead`, `on-call`. Use --role with one of them"
         );
         assert_eq!(mailbox.decisions("deploy").unwrap(), vec![]);
     }
@@ -904,7 +937,7 @@ mod tests {
         let err = submit(&tmp.0, "r1", "deploy", decision(true, None)).unwrap_err();
         assert_eq!(
             err,
-            "step `deploy` of run `r1` needs an answer from each of these roles: `tech-lead`, `on-call`; say which one you answer as with --as ROLE (e.g. --as tech-lead)"
+            "step `deploy` of run `r1` needs an answer from each of these roles: `tech-lead`, `on-call`; say which one you answer as with --role ROLE (e.g. --role tech-lead)"
         );
     }
 
@@ -966,7 +999,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 submit(&state, "r1", "deploy", sent)
             });
-            let outcome = wait(&mailbox, &req, Duration::from_secs(20), false).await;
+            let outcome = wait(&mailbox, &req, Duration::from_secs(20), None).await;
             assert_eq!(answer.await.unwrap(), Ok(()));
             outcome
         });
@@ -979,7 +1012,7 @@ mod tests {
         let mailbox = Mailbox::new(&tmp.0, "r1");
         let req = request("r1", "deploy", &[]);
         mailbox.open(&req).unwrap();
-        let outcome = runtime().block_on(wait(&mailbox, &req, Duration::from_millis(300), false));
+        let outcome = runtime().block_on(wait(&mailbox, &req, Duration::from_millis(300), None));
         assert_eq!(outcome, Outcome::TimedOut);
     }
 
@@ -998,7 +1031,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 submit(&state, "r1", "deploy", sent)
             });
-            wait(&mailbox, &req, Duration::from_secs(20), false).await
+            wait(&mailbox, &req, Duration::from_secs(20), None).await
         });
         assert_eq!(outcome, Outcome::Rejected(no));
     }
@@ -1026,7 +1059,7 @@ mod tests {
             &mailbox,
             &req,
             Duration::from_secs(20),
-            Some((lines, Box::new(io::sink()))),
+            Some((lines, Box::new(io::sink()), alice())),
             &mut notes,
         ));
         drop(typer.join().unwrap());
@@ -1072,7 +1105,7 @@ mod tests {
                 &mailbox,
                 &req,
                 Duration::from_secs(20),
-                Some((lines, Box::new(io::sink()))),
+                Some((lines, Box::new(io::sink()), alice())),
                 &mut notes,
             )
             .await

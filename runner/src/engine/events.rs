@@ -20,6 +20,12 @@ pub enum Event {
         timeout_s: Option<f64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         budget_s: Option<f64>,
+        /// Who started it, and where that name came from (see
+        /// [`crate::identity`]); absent in runs of older runners.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_source: Option<String>,
     },
     /// `runner resume` picked the run up again: finished steps are restored
     /// from the journal; steps that were in flight are run again or failed.
@@ -27,6 +33,11 @@ pub enum Event {
         restored: usize,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         in_flight: Vec<String>,
+        /// Who resumed it, and where that name came from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_source: Option<String>,
     },
     StageStarted {
         stage: String,

@@ -201,6 +201,9 @@ pub struct Executor<'a> {
     pub state_dir: Option<PathBuf>,
     /// Prompt for approvals on the terminal (besides `runner approve`).
     pub interactive: bool,
+    /// Who runs it: recorded with the run's start and with the answers given
+    /// on its terminal.
+    pub actor: crate::identity::Principal,
     /// Set once when the process gets SIGINT or SIGTERM.
     pub interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
     /// Receives every event, in order.
@@ -390,9 +393,13 @@ impl Executor<'_> {
             self.emit(Event::RunResumed {
                 restored: self.resume.restored.len(),
                 in_flight,
+                by: Some(self.actor.name.clone()),
+                by_source: Some(self.actor.source.as_str().to_owned()),
             });
         } else {
             self.emit(Event::RunStarted {
+                by: Some(self.actor.name.clone()),
+                by_source: Some(self.actor.source.as_str().to_owned()),
                 playbook: plan.playbook.clone(),
                 timeout_s: timeout.map(seconds),
                 budget_s: budget.map(seconds),
@@ -1286,18 +1293,19 @@ impl Executor<'_> {
             answer_with: if approvers.is_empty() {
                 format!("runner approve {run_id} {step} [--reject] [--comment TEXT]")
             } else {
-                format!("runner approve {run_id} {step} --as ROLE [--reject] [--comment TEXT]")
+                format!("runner approve {run_id} {step} --role ROLE [--reject] [--comment TEXT]")
             },
         });
-        let outcome = approval::wait(&mailbox, &request, timeout, self.interactive).await;
+        let terminal = self.interactive.then_some(&self.actor);
+        let outcome = approval::wait(&mailbox, &request, timeout, terminal).await;
         mailbox.close(step);
         let (name, decisions, asked) = match outcome {
             approval::Outcome::Approved(d) => {
                 let by = d
                     .iter()
                     .map(|d| match &d.role {
-                        Some(r) => format!("{} as {r}", d.by),
-                        None => d.by.clone(),
+                        Some(r) => format!("{} as {r}", d.who()),
+                        None => d.who(),
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
@@ -1305,8 +1313,8 @@ impl Executor<'_> {
             }
             approval::Outcome::Rejected(d) => {
                 let why = match &d.comment {
-                    Some(c) => format!("rejected by {}: {c}", d.by),
-                    None => format!("rejected by {}", d.by),
+                    Some(c) => format!("rejected by {}: {c}", d.who()),
+                    None => format!("rejected by {}", d.who()),
                 };
                 ("rejected", vec![d], Asked::Rejected(why))
             }

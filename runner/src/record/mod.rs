@@ -30,7 +30,15 @@ pub mod stats;
 pub use recorder::{Outcome, Recorder};
 
 /// The schema this runner writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// What each schema version after the first added: `UPGRADES[n - 1]` turns
+/// version n into n + 1.
+const UPGRADES: [&str; SCHEMA_VERSION as usize - 1] = [
+    "ALTER TABLE runs ADD COLUMN env_file TEXT",
+    "ALTER TABLE runs ADD COLUMN guarded INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN started_by TEXT",
+];
 
 /// Runs older than this are pruned when `runner exec` starts, unless
 /// `RUNNER_RETENTION` says otherwise.
@@ -53,7 +61,8 @@ CREATE TABLE runs (
     parent       TEXT,            -- the run this one re-runs
     pid          INTEGER NOT NULL,
     env_file     TEXT,            -- the --env file, for resume and rerun
-    guarded      INTEGER NOT NULL DEFAULT 0 -- 1: has an intact mark (recorder.rs)
+    guarded      INTEGER NOT NULL DEFAULT 0, -- 1: has an intact mark (recorder.rs)
+    started_by   TEXT             -- who started it: `name (source)`, see identity.rs
 );
 CREATE INDEX runs_started ON runs (started_ms);
 CREATE INDEX runs_playbook ON runs (playbook, started_ms);
@@ -104,6 +113,9 @@ pub struct RunRow {
     /// Whether the run was started with an intact mark (see [`recorder`]):
     /// runs started by a runner older than schema 3 were not.
     pub guarded: bool,
+    /// Who started the run, `name (source)` (see [`crate::identity`]); runs
+    /// of older runners have none.
+    pub started_by: Option<String>,
 }
 
 /// What `runner resume` needs about the steps of a run.
@@ -205,13 +217,9 @@ impl Journal {
             0 => conn
                 .execute_batch(SCHEMA)
                 .map_err(|e| format!("cannot create the journal `{}`: {e}", path.display())),
-            // Version 1 lacked runs.env_file, version 2 runs.guarded.
-            1 | 2 => conn
-                .execute_batch(if version == 1 {
-                    "ALTER TABLE runs ADD COLUMN env_file TEXT; ALTER TABLE runs ADD COLUMN guarded INTEGER NOT NULL DEFAULT 0"
-                } else {
-                    "ALTER TABLE runs ADD COLUMN guarded INTEGER NOT NULL DEFAULT 0"
-                })
+            // Version N is brought up to date by the upgrades from N on.
+            old @ 1..SCHEMA_VERSION => conn
+                .execute_batch(&UPGRADES[(old - 1) as usize..].join(";"))
                 .map_err(|e| format!("cannot upgrade the journal `{}`: {e}", path.display())),
             SCHEMA_VERSION => Ok(()),
             newer => Err(format!(
@@ -296,8 +304,8 @@ impl Journal {
     pub fn begin(&self, run: &RunRow) -> Result<(), String> {
         self.conn
             .execute(
-                "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid, env_file, guarded)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10, ?11, ?12)",
+                "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid, env_file, guarded, started_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10, ?11, ?12, ?13)",
                 params![
                     run.id,
                     run.playbook,
@@ -311,6 +319,7 @@ impl Journal {
                     run.pid,
                     run.env_file,
                     run.guarded,
+                    run.started_by,
                 ],
             )
             .map_err(sql)?;
@@ -580,7 +589,7 @@ impl Journal {
     }
 }
 
-const RUN_COLUMNS: &str = "SELECT id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, finished_ms, duration_ms, status, rolled_back, parent, pid, env_file, guarded FROM runs";
+const RUN_COLUMNS: &str = "SELECT id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, finished_ms, duration_ms, status, rolled_back, parent, pid, env_file, guarded, started_by FROM runs";
 
 fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -600,6 +609,7 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         pid: r.get(13)?,
         env_file: r.get(14)?,
         guarded: r.get::<_, i64>(15)? != 0,
+        started_by: r.get(16)?,
     })
 }
 
@@ -634,6 +644,7 @@ mod tests {
             pid: 1,
             env_file: None,
             guarded: false,
+            started_by: None,
         }
     }
 
@@ -841,9 +852,13 @@ mod tests {
         for (version, dropped) in [
             (
                 1,
-                "ALTER TABLE runs DROP COLUMN env_file; ALTER TABLE runs DROP COLUMN guarded;",
+                "ALTER TABLE runs DROP COLUMN env_file; ALTER TABLE runs DROP COLUMN guarded; ALTER TABLE runs DROP COLUMN started_by;",
             ),
-            (2, "ALTER TABLE runs DROP COLUMN guarded;"),
+            (
+                2,
+                "ALTER TABLE runs DROP COLUMN guarded; ALTER TABLE runs DROP COLUMN started_by;",
+            ),
+            (3, "ALTER TABLE runs DROP COLUMN started_by;"),
         ] {
             let (j, dir) = journal(&format!("upgrade-{version}"));
             j.conn
@@ -865,7 +880,7 @@ mod tests {
                 .unwrap();
             assert_eq!(now, SCHEMA_VERSION);
             j.conn
-                .prepare("SELECT env_file, guarded FROM runs")
+                .prepare("SELECT env_file, guarded, started_by FROM runs")
                 .expect("the columns exist");
             let _ = std::fs::remove_dir_all(dir);
         }

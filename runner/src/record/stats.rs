@@ -121,6 +121,7 @@ mod tests {
             pid: 0,
             env_file: None,
             guarded: false,
+            started_by: None,
         }
     }
 

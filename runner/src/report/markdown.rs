@@ -519,7 +519,7 @@ fn decisions_text(decisions: &[crate::engine::approval::Decision]) -> String {
             let mut t = format!(
                 "{} by {}",
                 if d.approved { "approved" } else { "rejected" },
-                d.by
+                d.who()
             );
             if let Some(role) = &d.role {
                 let _ = write!(t, " as {role}");
@@ -694,17 +694,27 @@ fn detail(run: &Run<'_>, i: usize) -> String {
             playbook,
             timeout_s,
             budget_s,
+            by,
+            by_source,
         } => format!(
-            "run of {} started{}",
+            "run of {} started{}{}",
             cell_code(playbook),
+            crate::identity::recorded(by.as_deref(), by_source.as_deref())
+                .map(|w| format!(" by {}", cell_text(&w)))
+                .unwrap_or_default(),
             limits(timeout_s, budget_s)
         ),
         Event::RunResumed {
             restored,
             in_flight,
+            by,
+            by_source,
         } => {
             let mut t = format!(
-                "run resumed after the runner died: {restored} finished step{} restored from the journal",
+                "run resumed after the runner died{}: {restored} finished step{} restored from the journal",
+                crate::identity::recorded(by.as_deref(), by_source.as_deref())
+                    .map(|w| format!(" by {}", cell_text(&w)))
+                    .unwrap_or_default(),
                 if *restored == 1 { "" } else { "s" }
             );
             if !in_flight.is_empty() {

@@ -121,6 +121,8 @@ fn failed_run() -> Vec<Stamped> {
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "hotfix".into(),
                 timeout_s: Some(600.0),
                 budget_s: Some(120.0),
@@ -407,6 +409,8 @@ fn junit_marks_skipped_cancelled_and_unfinished_steps_and_survives_control_chara
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "canary".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -453,6 +457,8 @@ fn junit_fails_a_run_that_stopped_while_no_step_failed() {
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "hotfix".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -658,6 +664,8 @@ fn a_timed_out_run_names_the_timeout_and_the_cancelled_steps() {
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "hotfix".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -738,6 +746,8 @@ fn a_failed_watch_shows_its_last_measurements() {
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "canary".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -813,6 +823,7 @@ fn a_failed_watch_shows_its_last_measurements() {
 fn approvals_show_prompt_decision_who_when_and_comment() {
     let s = Some("deploy");
     let decision = Decision {
+        by_source: None,
         approved: false,
         by: "alice".into(),
         role: Some("tech-lead".into()),
@@ -827,6 +838,8 @@ fn approvals_show_prompt_decision_who_when_and_comment() {
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "hotfix".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -849,7 +862,7 @@ fn approvals_show_prompt_decision_who_when_and_comment() {
                 prompt: "Go live with 1.2.4?".into(),
                 approvers: vec!["tech-lead".into()],
                 timeout_s: 900.0,
-                answer_with: "runner approve r go_live --as ROLE".into(),
+                answer_with: "runner approve r go_live --role ROLE".into(),
             },
         ),
         e(
@@ -923,6 +936,8 @@ fn a_stages_budget_handlers_are_told_from_its_steps() {
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "budget".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -1006,6 +1021,8 @@ fn budget_handlers_in_a_row_and_the_runs_own_are_told_from_stage_steps() {
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "budget".into(),
                 timeout_s: None,
                 budget_s: Some(0.1),
@@ -1086,6 +1103,8 @@ fn budget_handlers_in_a_row_and_the_runs_own_are_told_from_stage_steps() {
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "budget".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -1214,6 +1233,8 @@ fn a_resumed_run_keeps_the_step_the_runner_died_in_apart_from_its_rerun() {
         e(
             0,
             Event::RunStarted {
+                by: None,
+                by_source: None,
                 playbook: "hotfix".into(),
                 timeout_s: None,
                 budget_s: None,
@@ -1234,6 +1255,8 @@ fn a_resumed_run_keeps_the_step_the_runner_died_in_apart_from_its_rerun() {
         e(
             60_000,
             Event::RunResumed {
+                by: None,
+                by_source: None,
                 restored: 1,
                 in_flight: vec!["push".into()],
             },
