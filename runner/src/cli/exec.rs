@@ -334,6 +334,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
     let mut stamped: Vec<crate::report::Stamped> = Vec::new();
     let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
     let journal_stop = interrupt_tx.clone();
+    let announced = progress.is_some();
     let mut on_event = |event: &engine::Event| {
         // Durable first: the event is committed before anything else happens.
         let at = started_ms + process_start.elapsed().as_millis() as i64;
@@ -396,6 +397,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
         artifact_budget: Default::default(),
         state_dir: Some(state.clone()),
         interactive,
+        announced,
         actor,
         interrupt: interrupt_rx,
         on_event: std::cell::RefCell::new(&mut on_event),

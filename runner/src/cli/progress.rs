@@ -1543,10 +1543,20 @@ fn end_words(end: &End, kind: Option<&str>) -> String {
         parts.push("restored from the journal".to_owned());
     }
     let n = end.attempts as usize;
+    // The engine's summary of a watch starts with its count already
+    // ("5 measurements: 5 ok, …"): not twice.
+    let counts = |text: &str| {
+        text.split_once(' ').is_some_and(|(number, rest)| {
+            number.parse::<u64>().is_ok() && rest.starts_with("measurement")
+        })
+    };
+    let counted = counts(&end.summary) || end.error.as_deref().is_some_and(counts);
     match (end.status, kind) {
-        ("succeeded" | "failed", Some("watch")) if n > 0 => {
+        ("succeeded" | "failed", Some("watch")) if n > 0 && !counted => {
             parts.push(plural(n, "measurement", "measurements"));
         }
+        // Its count is in its summary already.
+        ("succeeded" | "failed", Some("watch")) => {}
         ("succeeded" | "failed", _) if n > 1 => parts.push(format!("after {n} attempts")),
         _ => {}
     }
@@ -1664,6 +1674,34 @@ mod tests {
     /// A rollback that fails: parallel steps, a retry, a watch, a failed step,
     /// a stage budget passed with its handler, on_failure handlers at both
     /// levels, a failing handler, and the verdict; every line checked.
+    /// A watch's line says its count once: the engine's summary starts with
+    /// it ("5 measurements: …"), a failure's error does not.
+    #[test]
+    fn a_watch_says_how_many_measurements_once() {
+        let end = |status, summary: &str, error: Option<&str>| End {
+            status,
+            attempts: 5,
+            took: Duration::from_secs(50),
+            summary: summary.to_owned(),
+            error: error.map(str::to_owned),
+            restored: false,
+        };
+        let ok = end(
+            "succeeded",
+            "5 measurements: 5 ok, 0 failed, 0 inconclusive, 0 errors",
+            None,
+        );
+        assert_eq!(
+            end_words(&ok, Some("watch")),
+            "5 measurements: 5 ok, 0 failed, 0 inconclusive, 0 errors"
+        );
+        let failed = end("failed", "", Some("error rate 7% above the 5% limit"));
+        assert_eq!(
+            end_words(&failed, Some("watch")),
+            "5 measurements: error rate 7% above the 5% limit"
+        );
+    }
+
     #[test]
     fn tree_tells_a_failed_rollback_line_by_line() {
         let t = Clock0(Instant::now());

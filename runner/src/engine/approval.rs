@@ -379,7 +379,9 @@ pub enum Outcome {
 /// Waits up to `timeout` for a verdict on `request`, looking at the mailbox every
 /// 200 ms. With `terminal` (who sits there), the question is also asked on
 /// stderr and answered on stdin (one question per missing role); those answers
-/// are recorded in the mailbox with `via: "terminal"`. Whatever gives a verdict first wins; a question
+/// are recorded in the mailbox with `via: "terminal"`. When the front end has
+/// shown the request already (the live tree: `terminal.announced`), only the
+/// questions are asked, not the request again. Whatever gives a verdict first wins; a question
 /// still on the screen then stops waiting for its answer.
 ///
 /// The terminal is read from a detached thread, never joined: a read that never
@@ -391,15 +393,29 @@ pub async fn wait(
     mailbox: &Mailbox,
     request: &Request,
     timeout: Duration,
-    terminal: Option<&crate::identity::Principal>,
+    terminal: Option<Terminal<'_>>,
 ) -> Outcome {
-    let terminal =
-        terminal.map(|by| (stdin_lines(), Box::new(io::stderr()) as Prompts, by.clone()));
+    let terminal = terminal.map(|t| {
+        (
+            stdin_lines(),
+            Box::new(io::stderr()) as Prompts,
+            t.by.clone(),
+            t.announced,
+        )
+    });
     wait_with(mailbox, request, timeout, terminal, &mut io::stderr()).await
 }
 
 /// Where the questions go (stderr; a sink in tests).
 type Prompts = Box<dyn Write + Send>;
+
+/// Who answers on this process's terminal, and whether the request was shown
+/// there already.
+#[derive(Debug, Clone, Copy)]
+pub struct Terminal<'a> {
+    pub by: &'a crate::identity::Principal,
+    pub announced: bool,
+}
 
 async fn wait_with(
     mailbox: &Mailbox,
@@ -409,6 +425,7 @@ async fn wait_with(
         &'static Mutex<Receiver<String>>,
         Prompts,
         crate::identity::Principal,
+        bool,
     )>,
     notes: &mut dyn Write,
 ) -> Outcome {
@@ -417,12 +434,13 @@ async fn wait_with(
     let _stop = StopOnDrop(talk.clone());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Decision>();
     let mut asking = false;
-    if let Some((lines, mut out, by)) = terminal {
+    if let Some((lines, mut out, by, announced)) = terminal {
         let (mailbox, request, talk) = (mailbox.clone(), request.clone(), talk.clone());
         let spawned = std::thread::Builder::new()
             .name("approval-prompt".into())
             .spawn(move || {
-                converse(&mailbox, &request, lines, &mut out, &talk, &by, &|d| {
+                let who = Who { by: &by, announced };
+                converse(&mailbox, &request, lines, &mut out, &talk, who, &|d| {
                     let _ = tx.send(d);
                 });
             });
@@ -549,9 +567,10 @@ fn converse(
     lines: &Mutex<Receiver<String>>,
     out: &mut dyn Write,
     talk: &Talk,
-    by: &crate::identity::Principal,
+    who: Who<'_>,
     answer: &dyn Fn(Decision),
 ) {
+    let by = who.by;
     // One conversation at a time (parallel approval steps take turns).
     let lines = loop {
         if talk.is_done() {
@@ -599,23 +618,14 @@ fn converse(
         ),
         None => format!("runner approve {} {}", request.run_id, request.step),
     };
-    let _ = writeln!(
-        out,
-        "\napproval needed for step `{}` of run `{}`: {}\n{}answer here, or from another shell: {how} (until {})",
-        request.step,
-        request.run_id,
-        // The prompt may quote a plugin's outputs through `${{ }}`.
-        crate::host::text::printable(&request.prompt),
-        if request.approvers.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "each of these must approve: {}; ",
-                request.approvers.join(", ")
-            )
-        },
-        request.deadline,
-    );
+    if who.announced {
+        let _ = writeln!(
+            out,
+            "answer here, or from another shell with the command above:"
+        );
+    } else {
+        announce(out, request, &how);
+    }
     for role in roles {
         // Someone may have answered for this role from elsewhere meanwhile.
         let decisions = mailbox.decisions(&request.step).unwrap_or_default();
@@ -663,6 +673,34 @@ fn converse(
             return;
         }
     }
+}
+
+/// The request, on the terminal, for a front end that did not show it.
+fn announce(out: &mut dyn Write, request: &Request, how: &str) {
+    let _ = writeln!(
+        out,
+        "\napproval needed for step `{}` of run `{}`: {}\n{}answer here, or from another shell: {how} (until {})",
+        request.step,
+        request.run_id,
+        // The prompt may quote a plugin's outputs through `${{ }}`.
+        crate::host::text::printable(&request.prompt),
+        if request.approvers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "each of these must approve: {}; ",
+                request.approvers.join(", ")
+            )
+        },
+        request.deadline,
+    );
+}
+
+/// Who answers on the terminal (see [`Terminal`]).
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    by: &'a crate::identity::Principal,
+    announced: bool,
 }
 
 /// Which id a name is, for messages and for what it may contain.
@@ -1036,6 +1074,54 @@ mod tests {
         assert_eq!(outcome, Outcome::Rejected(no));
     }
 
+    /// What the terminal shows: the whole request when nobody showed it, only
+    /// the question when the live tree did (it printed the request itself);
+    /// the answer is recorded with who sits at the terminal.
+    #[test]
+    fn the_terminal_repeats_no_request_the_live_tree_showed() {
+        for announced in [false, true] {
+            let tmp = TempDir::new(&format!("announce-{announced}"));
+            let mailbox = Mailbox::new(&tmp.0, "r1");
+            let req = request("r1", "deploy", &[]);
+            mailbox.open(&req).unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let lines: &'static Mutex<Receiver<String>> = Box::leak(Box::new(Mutex::new(rx)));
+            let typer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                tx.send("y\n".to_owned()).unwrap();
+                tx.send("\n".to_owned()).unwrap();
+                tx
+            });
+            let mut out = Vec::new();
+            let answers = std::sync::Mutex::new(Vec::new());
+            let who = Who {
+                by: &alice(),
+                announced,
+            };
+            converse(
+                &mailbox,
+                &req,
+                lines,
+                &mut out,
+                &Talk::default(),
+                who,
+                &|d| answers.lock().unwrap().push(d),
+            );
+            drop(typer.join().unwrap());
+            let shown = String::from_utf8(out).unwrap();
+            assert_eq!(
+                shown.matches(&req.prompt).count(),
+                usize::from(!announced),
+                "{shown}"
+            );
+            assert_eq!(shown.matches("approve? [y/N]").count(), 1, "{shown}");
+            let answers = answers.into_inner().unwrap();
+            assert_eq!(answers.len(), 1);
+            assert!(answers[0].approved);
+            assert_eq!(answers[0].who(), "alice (--as)");
+        }
+    }
+
     #[test]
     fn terminal_answers_are_decisions_recorded_in_the_mailbox() {
         let tmp = TempDir::new("terminal");
@@ -1059,7 +1145,7 @@ mod tests {
             &mailbox,
             &req,
             Duration::from_secs(20),
-            Some((lines, Box::new(io::sink()), alice())),
+            Some((lines, Box::new(io::sink()), alice(), false)),
             &mut notes,
         ));
         drop(typer.join().unwrap());
@@ -1105,7 +1191,7 @@ mod tests {
                 &mailbox,
                 &req,
                 Duration::from_secs(20),
-                Some((lines, Box::new(io::sink()), alice())),
+                Some((lines, Box::new(io::sink()), alice(), false)),
                 &mut notes,
             )
             .await

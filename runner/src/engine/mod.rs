@@ -201,6 +201,9 @@ pub struct Executor<'a> {
     pub state_dir: Option<PathBuf>,
     /// Prompt for approvals on the terminal (besides `runner approve`).
     pub interactive: bool,
+    /// The front end shows approval requests itself (the live tree): the
+    /// terminal prompt then asks only the questions.
+    pub announced: bool,
     /// Who runs it: recorded with the run's start and with the answers given
     /// on its terminal.
     pub actor: crate::identity::Principal,
@@ -1296,7 +1299,10 @@ impl Executor<'_> {
                 format!("runner approve {run_id} {step} --role ROLE [--reject] [--comment TEXT]")
             },
         });
-        let terminal = self.interactive.then_some(&self.actor);
+        let terminal = self.interactive.then_some(approval::Terminal {
+            by: &self.actor,
+            announced: self.announced,
+        });
         let outcome = approval::wait(&mailbox, &request, timeout, terminal).await;
         mailbox.close(step);
         let (name, decisions, asked) = match outcome {
