@@ -35,7 +35,8 @@ Examples:
 
 Exit codes:
   0    success
-  1    the run failed or timed out (a step or gate failed; handlers ran)
+  1    the run failed or timed out (a step or gate failed; handlers ran), or
+       was stopped because its journal stopped taking writes (handlers ran)
   2    invalid playbook, inputs, plugins or command line (nothing was run)
   3    the concurrency group is held by another run (`on_conflict: fail`)
   130  interrupted by SIGINT (Ctrl-C); handlers ran
@@ -68,7 +69,7 @@ pub enum Command {
     Plan(RunArgs),
     /// Run a playbook: each step in its WebAssembly sandbox.
     #[command(
-        after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded; 1 the run failed or timed out (handlers ran); 2 invalid playbook, inputs or plugins (nothing ran); 3 concurrency group busy; 130 SIGINT and 143 SIGTERM (handlers ran; a second Ctrl-C exits at once).\nApprovals prompt on a terminal; from anywhere, answer with `runner approve RUN_ID STEP`."
+        after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded; 1 the run failed or timed out, or its journal stopped taking writes (handlers ran); 2 invalid playbook, inputs or plugins (nothing ran); 3 concurrency group busy; 130 SIGINT and 143 SIGTERM (handlers ran; a second Ctrl-C exits at once).\nApprovals prompt on a terminal; from anywhere, answer with `runner approve RUN_ID STEP`."
     )]
     Exec(ExecArgs),
     /// Approve (or reject) a step of a run that waits for a manual approval.
@@ -99,6 +100,22 @@ pub enum Command {
     Plugins(PluginsCommand),
     /// Print the JSON Schema of the playbook format (draft 2020-12).
     Schema,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  runner completions bash > ~/.local/share/bash-completion/completions/runner\n  runner completions zsh > \"${fpath[1]}/_runner\"\n  runner completions fish > ~/.config/fish/completions/runner.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of runner, or of one of its commands.
+    #[command(after_help = "Examples:\n  runner man | man -l -\n  runner man exec > runner-exec.1")]
+    Man {
+        /// A command (e.g. `exec`, `runs`); default: runner itself.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 /// What `exec` takes: a playbook with its inputs, and where secrets come from.
@@ -256,6 +273,14 @@ pub fn main() -> ExitCode {
         Command::Plugins(PluginsCommand::List) => exec::plugins_list(),
         Command::Plugins(PluginsCommand::Describe { name }) => exec::plugins_describe(&name),
         Command::Plugins(PluginsCommand::Check { file }) => check::plugins_check(&file),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "runner", &mut out);
+            print(&String::from_utf8_lossy(&out));
+            EXIT_OK
+        }
+        Command::Man { command } => man(command.as_deref()),
         Command::Schema => {
             print(&playbook::schema::schema_text());
             EXIT_OK
@@ -372,6 +397,35 @@ pub(crate) struct Loaded {
     pub validated: playbook::Validated,
     pub plan: plan::Plan,
     pub env: Option<playbook::environment::Environment>,
+}
+
+/// `runner man [COMMAND]`: the manual page, in roff, from the clap definitions.
+fn man(command: Option<&str>) -> u8 {
+    let root = <Cli as clap::CommandFactory>::command();
+    let page = match command {
+        None => root,
+        Some(name) => {
+            let Some(sub) = root.find_subcommand(name).cloned() else {
+                let names: Vec<&str> = root.get_subcommands().map(|c| c.get_name()).collect();
+                eprintln!("error: no command `{name}`; one of: {}", names.join(", "));
+                return EXIT_INVALID;
+            };
+            // Named as man(1) expects: runner-exec(1).
+            let title = format!("runner-{}", sub.get_name());
+            sub.name(title).version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    let mut out = Vec::new();
+    match clap_mangen::Man::new(page).render(&mut out) {
+        Ok(()) => {
+            print(&String::from_utf8_lossy(&out));
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: cannot render the manual page: {e}");
+            EXIT_INVALID
+        }
+    }
 }
 
 pub(crate) fn load_and_plan(args: &RunArgs) -> Result<Loaded, u8> {
