@@ -459,6 +459,7 @@ pub(crate) fn launch(l: Launch) -> u8 {
     if !json {
         print(&format!("run {run_id} {}\n", report.status.as_str()));
     }
+    super::annotate_failures(&validated, &report);
     if let Some(missing) = &info.journal {
         let full_record = match &reported {
             Ok(_) => "the reports have every event",

@@ -3,6 +3,7 @@
 //! This is the edge where errors of every layer become text for a person: located
 //! diagnostics for playbook problems, one clear line for everything else.
 
+mod annotate;
 mod approve;
 mod check;
 pub mod diagnostic;
@@ -61,6 +62,11 @@ pub enum Command {
         /// Playbook files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// `github`: also print each problem and note as a GitHub Actions
+        /// workflow command (`::error file=…,line=…,col=…::…`), so it shows on
+        /// the playbook's line in a pull request.
+        #[arg(long, value_enum, default_value_t = ValidateOutput::Text)]
+        output: ValidateOutput,
     },
     /// Show what a playbook will do with these inputs, without running anything.
     #[command(
@@ -247,6 +253,33 @@ pub enum PluginsCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateOutput {
+    /// `FILE:LINE:COL: message` with the source line, on stderr.
+    Text,
+    /// The same, and a GitHub Actions workflow command per problem on stdout.
+    Github,
+}
+
+/// Whether problems are also printed as GitHub Actions workflow commands:
+/// `validate --output github`, or any command inside GitHub Actions.
+static ANNOTATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn annotating() -> bool {
+    ANNOTATE.load(std::sync::atomic::Ordering::Relaxed) || annotate::in_github_actions()
+}
+
+/// Prints workflow commands: on stdout for `validate --output github` (that is
+/// its output), else on stderr, where GitHub reads them too and where they do
+/// not mix with `exec --output json`'s events.
+fn annotations(text: &str) {
+    if ANNOTATE.load(std::sync::atomic::Ordering::Relaxed) {
+        print(text);
+    } else {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// `exec`: a live tree of stages and steps on a terminal, JSON Lines when
     /// stdout is not a terminal; elsewhere: text.
@@ -262,7 +295,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let code = match cli.command {
-        Command::Validate { files } => validate(&files),
+        Command::Validate { files, output } => {
+            if output == ValidateOutput::Github {
+                ANNOTATE.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            validate(&files)
+        }
         Command::Plan(args) => plan_command(&args),
         Command::Exec(args) => exec::exec(&args),
         Command::Approve(args) => approve::approve(&args),
@@ -346,6 +384,23 @@ pub(crate) fn report(error: &LoadError) {
         LoadError::Invalid { file, problems } => diagnostic::render_all(file, problems),
     };
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    if annotating() {
+        let commands = match error {
+            LoadError::Read(e) => {
+                annotate::command(
+                    annotate::Level::Error,
+                    e.path(),
+                    None,
+                    "runner",
+                    &e.to_string(),
+                ) + "\n"
+            }
+            LoadError::Invalid { file, problems } => {
+                annotate::problems(annotate::Level::Error, file, problems, "runner")
+            }
+        };
+        annotations(&commands);
+    }
 }
 
 fn validate(files: &[PathBuf]) -> u8 {
@@ -370,6 +425,14 @@ fn validate(files: &[PathBuf]) -> u8 {
                 let _ = std::io::stderr()
                     .lock()
                     .write_all(diagnostic::render_all(&v.source, &notes).as_bytes());
+                if annotating() {
+                    annotations(&annotate::problems(
+                        annotate::Level::Notice,
+                        &v.source,
+                        &notes,
+                        "runner",
+                    ));
+                }
             }
             Err(e) => {
                 report(&e);
@@ -387,7 +450,63 @@ pub(crate) fn invalid(file: &std::path::Path, lines: &[String]) -> u8 {
     for l in lines {
         let _ = writeln!(stderr, "{}: {l}", file.display());
     }
+    drop(stderr);
+    if annotating() {
+        let name = file.display().to_string();
+        annotations(
+            &lines
+                .iter()
+                .map(|l| annotate::command(annotate::Level::Error, &name, None, "runner", l) + "\n")
+                .collect::<String>(),
+        );
+    }
     EXIT_INVALID
+}
+
+/// In GitHub Actions, an annotation at each step that made the run fail (a
+/// failed, timed-out or cancelled step; not one allowed to fail).
+pub(crate) fn annotate_failures(
+    validated: &playbook::Validated,
+    report: &crate::engine::RunReport,
+) {
+    if !annotating() {
+        return;
+    }
+    let mut at = std::collections::HashMap::new();
+    crate::host::resolve::each_step(validated, |step, path| {
+        let pos = validated
+            .tree
+            .locate(&path, crate::playbook::yaml::Target::Key);
+        at.insert(
+            step.id.to_string(),
+            (pos.line, pos.col, step.continue_on_error),
+        );
+    });
+    let mut out = String::new();
+    for r in &report.steps {
+        if !matches!(r.status, "failed" | "timed_out" | "cancelled") {
+            continue;
+        }
+        let Some(&(line, col, allowed)) = at.get(r.step.as_str()) else {
+            continue;
+        };
+        if allowed && r.status == "failed" {
+            continue;
+        }
+        let status = r.status.replace('_', " ");
+        let what = r.error.as_deref().unwrap_or("");
+        // Plugins' errors often start with the status already.
+        let what = what.strip_prefix(&format!("{status}: ")).unwrap_or(what);
+        out.push_str(&annotate::command(
+            annotate::Level::Error,
+            &validated.source.name,
+            Some((line, col)),
+            "runner exec",
+            &format!("step `{}` {status}: {what}", r.step),
+        ));
+        out.push('\n');
+    }
+    annotations(&out);
 }
 
 /// Loads the playbook and resolves its inputs into a plan; on failure, the

@@ -45,6 +45,17 @@ pub enum ReadError {
     },
 }
 
+impl ReadError {
+    /// The file it is about, as given.
+    pub fn path(&self) -> &str {
+        match self {
+            ReadError::Io { path, .. }
+            | ReadError::TooLarge { path, .. }
+            | ReadError::NotUtf8 { path, .. } => path,
+        }
+    }
+}
+
 impl Source {
     /// Reads `path`, refusing files over [`MAX_PLAYBOOK_BYTES`] before reading them;
     /// `what` (`playbook`, `environment file`) names the file in errors.
