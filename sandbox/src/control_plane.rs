@@ -40,6 +40,10 @@ pub use node_sim::{NODE_NAME, NOT_READY_CONFIGMAP, NOT_READY_KEY, NOT_READY_NAME
 pub const CONTEXT: &str = "sandbox";
 /// A second kubeconfig context, pointing at a port where nothing listens (127.0.0.1:1).
 pub const OTHER_CONTEXT: &str = "other";
+
+/// A context of the kubeconfig whose user (`reader`) RBAC allows nothing
+/// unless a test binds it a role: for what a run may not read.
+pub const READER_CONTEXT: &str = "reader";
 /// What to do when the binaries are missing.
 pub const BUILD_HINT: &str = "run `scripts/kube-control-plane.sh build` (about 8 minutes on 2 cores the first time; cached afterwards)";
 /// The binaries [`ControlPlane::start`] needs, in [`bin_dir`].
@@ -225,9 +229,12 @@ impl ControlPlane {
         fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let pki = Pki::generate(&dir)?;
         let token = pki::random_hex(16)?;
+        // `reader`: authenticated, in no group, so RBAC grants it nothing but
+        // what a test gives it (a Role and RoleBinding): for refusals.
+        let reader_token = pki::random_hex(16)?;
         fs::write(
             dir.join("tokens.csv"),
-            format!("{token},admin,admin,\"system:masters\"\n"),
+            format!("{token},admin,admin,\"system:masters\"\n{reader_token},reader,reader\n"),
         )
         .map_err(|e| e.to_string())?;
 
@@ -236,7 +243,7 @@ impl ControlPlane {
         let kubeconfig = dir.join("kubeconfig");
         fs::write(
             &kubeconfig,
-            pki::kubeconfig_yaml(&server_url, &pki.ca_pem, &token),
+            pki::kubeconfig_yaml(&server_url, &pki.ca_pem, &token, &reader_token),
         )
         .map_err(|e| e.to_string())?;
 
@@ -272,7 +279,9 @@ impl ControlPlane {
                 .arg(format!("--tls-cert-file={}", p("server.crt")))
                 .arg(format!("--tls-private-key-file={}", p("server.key")))
                 .arg(format!("--token-auth-file={}", p("tokens.csv")))
-                .arg("--authorization-mode=AlwaysAllow")
+                // admin is in system:masters (everything); `reader` gets only
+                // what a test's RoleBinding gives it.
+                .arg("--authorization-mode=RBAC")
                 .arg(format!("--service-account-key-file={}", p("sa.pub")))
                 .arg(format!(
                     "--service-account-signing-key-file={}",

@@ -149,11 +149,16 @@ pub(crate) fn launch(l: Launch) -> u8 {
         .clone()
         .or_else(|| env.as_ref().and_then(|e| e.secrets_file.clone()));
     let secrets = match secrets_file.as_deref() {
-        None => SecretSource::environment(),
-        Some(path) => match SecretSource::with_file(path) {
-            Ok(s) => s,
-            Err(e) => return invalid(file, &[e]),
-        },
+        None => Ok(SecretSource::environment()),
+        Some(path) => SecretSource::with_file(path),
+    };
+    let secrets = secrets.and_then(|s| match &env {
+        Some(e) => s.with_references(&e.path, &e.secrets),
+        None => Ok(s),
+    });
+    let secrets = match secrets {
+        Ok(s) => s,
+        Err(e) => return invalid(file, &[e]),
     };
     let runtime = match runtime() {
         Ok(r) => r,

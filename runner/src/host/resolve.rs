@@ -123,9 +123,19 @@ pub async fn resolve(
         let mut values = std::collections::BTreeMap::new();
         for s in &decl.grants.secrets {
             match secrets.get(s) {
-                Some(v) => {
+                Some(crate::caps::secrets::Entry::Value(v)) => {
                     values.insert(s.clone(), v);
                 }
+                // Read before the first step: a Secret the runner may not
+                // read stops the run before anything changes.
+                Some(crate::caps::secrets::Entry::Kube(r)) => match r.read(cluster).await {
+                    Ok(v) => {
+                        values.insert(s.clone(), v);
+                    }
+                    Err(e) => problems.push(format!(
+                        "secret `{s}` granted to plugin `{name}`: {e}"
+                    )),
+                },
                 None => problems.push(format!(
                     "secret `{s}` granted to plugin `{name}` has no value; put it in the secrets file (--secrets) or set the environment variable `{s}`"
                 )),

@@ -18,6 +18,8 @@
 //! allow:                               # where url / image-ref inputs may point here
 //!   production_url: ["https://shop.example.com"]
 //!   fixed_image: ["registry.example.com/shop"]
+//! secrets:                             # references only, never values
+//!   DB_PASSWORD: k8s://payments/db-credentials#password
 //! ```
 //!
 //! Rules: `-i KEY=VALUE` beats the file's `inputs`, and `--kube-context` /
@@ -50,6 +52,8 @@ pub struct Environment {
     pub grants: BTreeMap<String, Grants>,
     /// Per input: the origins (`url`) or repositories (`image-ref`) allowed here.
     pub allow: BTreeMap<String, Vec<String>>,
+    /// Secrets by reference (`k8s://NAMESPACE/SECRET#KEY`), never by value.
+    pub secrets: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +71,8 @@ struct File {
     grants: BTreeMap<String, Grants>,
     #[serde(default)]
     allow: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
 }
 
 const KEYS: &[&str] = &[
@@ -76,6 +82,7 @@ const KEYS: &[&str] = &[
     "inputs",
     "grants",
     "allow",
+    "secrets",
 ];
 
 impl Environment {
@@ -202,6 +209,7 @@ impl Environment {
                 .collect(),
             grants,
             allow: file.allow,
+            secrets: file.secrets,
         })
     }
 

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 use std::process::Command;
 
-use super::{CONTEXT, OTHER_CONTEXT};
+use super::{CONTEXT, OTHER_CONTEXT, READER_CONTEXT};
 
 /// A CA, a serving certificate for 127.0.0.1/localhost signed by it (not itself a CA:
 /// webpki refuses CA certificates as end-entity certificates) and a service-account
@@ -105,7 +105,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn kubeconfig_yaml(server_url: &str, ca_pem: &str, token: &str) -> String {
+pub fn kubeconfig_yaml(server_url: &str, ca_pem: &str, token: &str, reader_token: &str) -> String {
     let ca = base64(ca_pem.as_bytes());
     format!(
         "apiVersion: v1
@@ -123,6 +123,9 @@ users:
 - name: admin
   user:
     token: {token}
+- name: {READER_CONTEXT}
+  user:
+    token: {reader_token}
 contexts:
 - name: {CONTEXT}
   context:
@@ -133,6 +136,11 @@ contexts:
   context:
     cluster: {OTHER_CONTEXT}
     user: admin
+    namespace: default
+- name: {READER_CONTEXT}
+  context:
+    cluster: {CONTEXT}
+    user: {READER_CONTEXT}
     namespace: default
 current-context: {CONTEXT}
 "
