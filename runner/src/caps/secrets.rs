@@ -352,8 +352,10 @@ mod tests {
             e.contains("holds no secret values") && !e.contains("hunter2"),
             "{e}"
         );
-        let reference =
-            BTreeMap::from([("DB".to_owned(), "k8s://payments/db#password".to_owned())]);
+        let reference = BTreeMap::from([(
+            "DB".to_owned(),
+            "k8s://payments/db-credentials#password".to_owned(),
+        )]);
         let s = SecretSource::default()
             .with_references(env, &reference)
             .unwrap();
