@@ -77,7 +77,12 @@ rust() {
     # Reads rust-toolchain.toml: the pinned toolchain, its components and the
     # wasm32-wasip2 target. Quick when they are there.
     say "the Rust toolchain of rust-toolchain.toml (rustup; a few minutes the first time)"
-    rustup toolchain install --no-self-update >/dev/null
+    local out
+    if ! out="$(rustup toolchain install --no-self-update 2>&1)"; then
+      printf '%s\n' "$out"
+      say "rustup could not install the toolchain of rust-toolchain.toml (above); fix that, then run the demo again"
+      exit 1
+    fi
   fi
 }
 
