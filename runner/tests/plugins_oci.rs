@@ -319,6 +319,17 @@ fn push_then_pull_round_trips_the_component_and_prints_its_digest() {
     );
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert_eq!(field(&text(&out).0, "digest"), digest);
+
+    // `plugins check` takes the reference too.
+    let out = runner(&dir, "cache-check", &["plugins", "check", &reference]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let head = stdout.lines().next().unwrap_or_default();
+    assert!(
+        head.starts_with(&format!("{reference}: WebAssembly component, "))
+            && head.ends_with(&format!("sha256 {}", &sha256(&wasm)[7..])),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -213,10 +213,10 @@ pub enum PluginsCommand {
     /// Lists its imports (and which grant each needs), checks its exports against
     /// runner:plugin@0.1.0, calls `describe` and checks its input schema.
     #[command(
-        after_help = "Examples:\n  runner plugins check examples/plugins/target/py-health-check.wasm\n  runner plugins check echo\n\nThe report goes to stdout, each problem to stderr with what to do about it.\nExit codes: 0 the runner can load the plugin, 2 it would refuse it (or the file cannot be read)."
+        after_help = "Examples:\n  runner plugins check examples/plugins/target/py-health-check.wasm\n  runner plugins check echo\n  runner plugins check oci://127.0.0.1:5000/greet:dev\n\nThe report goes to stdout, each problem to stderr with what to do about it.\nExit codes: 0 the runner can load the plugin, 2 it would refuse it (or the file cannot be read)."
     )]
     Check {
-        /// A path to a .wasm file, or a built-in plugin's name.
+        /// A path to a .wasm file, a built-in plugin's name, or oci://REGISTRY/REPO:TAG[@sha256:…].
         #[arg(value_name = "FILE")]
         file: String,
     },

@@ -93,3 +93,19 @@ pub fn pull(text: &str, output: Option<&Path>) -> u8 {
     };
     run().unwrap_or_else(|code| code)
 }
+
+/// The component `text` names, for `runner plugins check oci://…`: from the
+/// store when pinned and there, else from the registry.
+pub fn fetch_for_check(text: &str) -> Result<Vec<u8>, u8> {
+    let reference = reference(text)?;
+    let store = BlobStore::default_location();
+    let fetched = if reference.digest.is_some() {
+        tokio()?.block_on(oci::fetch(&reference, store.as_ref()))
+    } else {
+        tokio()?.block_on(oci::pull(&reference, store.as_ref()))
+    };
+    fetched.map(|f| f.wasm).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_INVALID
+    })
+}

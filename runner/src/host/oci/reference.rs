@@ -341,6 +341,47 @@ mod tests {
     }
 
     #[test]
+    fn no_text_panics_the_parser() {
+        let pieces = [
+            "oci://",
+            "/",
+            ":",
+            "@",
+            "sha256:",
+            "[",
+            "]",
+            "::1",
+            "é",
+            "a",
+            ".",
+            "-",
+            "_",
+            "0",
+            "localhost",
+            "ghcr.io",
+            HEX,
+            "%",
+            " ",
+            "\u{0}",
+        ];
+        // Every sequence of up to four pieces: parsing answers, never panics.
+        let mut count = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    for d in pieces {
+                        let text = format!("{a}{b}{c}{d}");
+                        let _ = OciRef::parse(&text);
+                        let _ = OciRef::parse(&format!("oci://ghcr.io/{text}"));
+                        count += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(count, pieces.len().pow(4));
+    }
+
+    #[test]
     fn the_digest_of_bytes_is_their_sha256() {
         assert_eq!(
             Digest::of(b"").to_string(),
