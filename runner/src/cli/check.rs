@@ -14,6 +14,12 @@ use crate::host::check::Report;
 use crate::host::runtime::Runtime;
 
 pub fn plugins_check(target: &str) -> u8 {
+    if target.starts_with(host::oci::SCHEME) {
+        return match super::registry::fetch_for_check(target) {
+            Ok(wasm) => check_bytes(target.to_owned(), &wasm),
+            Err(code) => code,
+        };
+    }
     let (label, wasm) = match host::builtin(target) {
         Some(b) => match b.wasm {
             Some(w) => (format!("built-in `{target}`"), w.to_vec()),
@@ -32,6 +38,10 @@ pub fn plugins_check(target: &str) -> u8 {
             }
         },
     };
+    check_bytes(label, &wasm)
+}
+
+fn check_bytes(label: String, wasm: &[u8]) -> u8 {
     let runtime = match Runtime::new(ComponentCache::default_dir()) {
         Ok(r) => r,
         Err(e) => {
@@ -49,7 +59,7 @@ pub fn plugins_check(target: &str) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let report = tokio.block_on(host::check::check(&runtime, &wasm));
+    let report = tokio.block_on(host::check::check(&runtime, wasm));
     print(&render(&label, &report));
     let mut stderr = std::io::stderr().lock();
     for problem in &report.problems {

@@ -9,6 +9,7 @@ mod check;
 pub mod diagnostic;
 pub(crate) mod exec;
 mod progress;
+mod registry;
 mod runs;
 
 use std::io::Write;
@@ -101,7 +102,7 @@ pub enum Command {
         after_help = "Examples:\n  runner stats\n  runner stats --since 7d --playbook hotfix --output json\n\nSuccess rate: succeeded / finished runs. Rollback rate: finished runs in which an on_failure handler list ran. Duration: mean and 95th percentile (nearest rank). Mean time to restore: for each run that did not succeed, the time from its end to the end of the next succeeded run of the same playbook, averaged."
     )]
     Stats(runs::StatsArgs),
-    /// List built-in plugins, show what one needs, or check a component.
+    /// List built-in plugins, show what one needs, check a component, push or pull one.
     #[command(subcommand)]
     Plugins(PluginsCommand),
     /// Print the JSON Schema of the playbook format (draft 2020-12).
@@ -243,12 +244,36 @@ pub enum PluginsCommand {
     /// Lists its imports (and which grant each needs), checks its exports against
     /// runner:plugin@0.1.0, calls `describe` and checks its input schema.
     #[command(
-        after_help = "Examples:\n  runner plugins check examples/plugins/target/py-health-check.wasm\n  runner plugins check echo\n\nThe report goes to stdout, each problem to stderr with what to do about it.\nExit codes: 0 the runner can load the plugin, 2 it would refuse it (or the file cannot be read)."
+        after_help = "Examples:\n  runner plugins check examples/plugins/target/py-health-check.wasm\n  runner plugins check echo\n  runner plugins check oci://127.0.0.1:5000/greet:dev\n\nThe report goes to stdout, each problem to stderr with what to do about it.\nExit codes: 0 the runner can load the plugin, 2 it would refuse it (or the file cannot be read)."
     )]
     Check {
-        /// A path to a .wasm file, or a built-in plugin's name.
+        /// A path to a .wasm file, a built-in plugin's name, or oci://REGISTRY/REPO:TAG[@sha256:…].
         #[arg(value_name = "FILE")]
         file: String,
+    },
+    /// Publish a component to an OCI registry (Wasm OCI artifact layout).
+    #[command(
+        after_help = "Examples:\n  runner plugins push target/wasm32-wasip2/release/greet.wasm oci://ghcr.io/acme/greet:1.0.0\n  runner plugins push greet.wasm oci://127.0.0.1:5000/greet:dev\n\nThe component is checked first (as `runner plugins check` does); the push prints the manifest digest and the `uses:` line to put in a playbook. Credentials: `auths.<registry>.auth` in $DOCKER_CONFIG/config.json, else ~/.docker/config.json (`docker login` writes it); anonymous without an entry. Only a registry on this machine (localhost, 127.0.0.1, [::1]) is reached over plain HTTP.\nExit codes: 0 pushed, 2 refused (the message says why)."
+    )]
+    Push {
+        /// The .wasm component.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Where: oci://REGISTRY/REPOSITORY:TAG (`oci://` may be left out).
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Fetch a component from an OCI registry and print the digest to pin.
+    #[command(
+        after_help = "Examples:\n  runner plugins pull oci://ghcr.io/acme/greet:1.0.0\n  runner plugins pull oci://ghcr.io/acme/greet:1.0.0 --output greet.wasm\n\nBy tag or by digest. Prints the manifest digest and the `uses:` value pinned to it; the component is verified and kept in the OCI store of the component cache, so runs that use that digest need no registry afterwards.\nExit codes: 0 pulled, 2 refused (the message says why)."
+    )]
+    Pull {
+        /// oci://REGISTRY/REPOSITORY:TAG or …@sha256:DIGEST (`oci://` may be left out).
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Also write the component to this file.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -319,6 +344,12 @@ pub fn main() -> ExitCode {
             EXIT_OK
         }
         Command::Man { command } => man(command.as_deref()),
+        Command::Plugins(PluginsCommand::Push { file, reference }) => {
+            registry::push(&file, &reference)
+        }
+        Command::Plugins(PluginsCommand::Pull { reference, output }) => {
+            registry::pull(&reference, output.as_deref())
+        }
         Command::Schema => {
             print(&playbook::schema::schema_text());
             EXIT_OK

@@ -9,7 +9,8 @@
 //! - `state`: per-attempt state and the host side of each capability.
 //! - `redact`: secret values removed from everything a plugin returns.
 //! - `text`: text from a plugin redacted, escaped and cut, before anyone sees it.
-//! - `resolve`: `uses:` to a loaded plugin (built-in or pinned file) and its grants.
+//! - `oci`: plugins from OCI registries (`oci://…@sha256:…`), pushed, pulled, kept by digest.
+//! - `resolve`: `uses:` to a loaded plugin (built-in, pinned file or OCI digest) and its grants.
 //!
 //! The capabilities themselves (what each grant allows, how it is checked) are
 //! in `crate::caps`, one module each.
@@ -18,6 +19,7 @@ pub mod artifacts;
 pub mod bindings;
 pub mod cache;
 pub mod check;
+pub mod oci;
 pub mod redact;
 pub mod resolve;
 pub mod runtime;

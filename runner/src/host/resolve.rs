@@ -1,7 +1,8 @@
 //! From a playbook's `plugins:` to loaded plugins with their grants: built-in
 //! names come from the runner binary, `.wasm` paths from disk (checked against
-//! their pin), and each plugin's declared capabilities are checked against its
-//! grants before any step runs.
+//! their pin), `oci://…@sha256:…` references from the OCI store or their
+//! registry (checked against their digest, see `host::oci`), and each plugin's
+//! declared capabilities are checked against its grants before any step runs.
 
 use std::collections::HashMap;
 
@@ -38,8 +39,17 @@ pub fn granted_kinds(g: &Grants) -> Vec<&'static str> {
     kinds
 }
 
-/// The component bytes for a declaration.
-pub fn wasm_for(validated: &Validated, decl: &PluginDecl) -> Result<Vec<u8>, String> {
+/// The component bytes for a declaration. An `oci://` reference is taken
+/// from the OCI store when it is there, else from its registry.
+pub async fn wasm_for(validated: &Validated, decl: &PluginDecl) -> Result<Vec<u8>, String> {
+    if decl.uses.starts_with(super::oci::SCHEME) {
+        let reference = super::oci::OciRef::parse(&decl.uses)?;
+        let store = super::oci::store::BlobStore::default_location();
+        return super::oci::fetch(&reference, store.as_ref())
+            .await
+            .map(|f| f.wasm)
+            .map_err(|e| e.to_string());
+    }
     if let Some(b) = super::builtin(&decl.uses) {
         return b.wasm.map(<[u8]>::to_vec).ok_or_else(|| {
             format!(
@@ -76,13 +86,16 @@ pub async fn resolve(
     if let Some(file) = cluster.kubeconfig() {
         credentials.push(std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf()));
     }
+    let registry_credentials = super::oci::credentials::config_path()
+        .filter(|p| p.exists())
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
     let mut out = Resolved {
         plugins: HashMap::new(),
         grants: HashMap::new(),
         memory: HashMap::new(),
     };
     for (name, decl) in &validated.playbook.plugins {
-        let wasm = match wasm_for(validated, decl) {
+        let wasm = match wasm_for(validated, decl).await {
             Ok(w) => w,
             Err(e) => {
                 problems.push(format!("plugin `{name}`: {e}"));
@@ -100,6 +113,12 @@ pub async fn resolve(
         for folder in &fs.paths {
             if let Err(e) =
                 crate::caps::kube::check_fs_grant(name.as_str(), &folder.host, &credentials)
+            {
+                problems.push(e);
+            }
+            if let Some(config) = &registry_credentials
+                && let Err(e) =
+                    super::oci::credentials::check_fs_grant(name.as_str(), &folder.host, config)
             {
                 problems.push(e);
             }
@@ -196,7 +215,7 @@ pub async fn check(runtime: &Runtime, validated: &mut Validated) -> Vec<crate::p
         if super::builtin(&decl.uses).is_some_and(|b| b.wasm.is_none()) {
             continue;
         }
-        let wasm = match wasm_for(validated, decl) {
+        let wasm = match wasm_for(validated, decl).await {
             Ok(w) => w,
             Err(e) => {
                 problems.push(Problem::at(tree, &at.key("uses"), Target::Value, e));

@@ -50,10 +50,13 @@ pub struct PlanConcurrency {
 pub struct PlanPlugin {
     pub name: String,
     pub uses: String,
-    /// `builtin` or `file`.
+    /// `builtin`, `file` or `oci`.
     pub source: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// For `oci`: the manifest digest the reference is pinned to (`sha256:…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     pub memory: String,
     pub grants: Grants,
 }
@@ -149,10 +152,17 @@ pub fn build(validated: &Validated, given: &[(String, String)]) -> Result<Plan, 
             uses: d.uses.clone(),
             source: if host::builtin(&d.uses).is_some() {
                 "builtin"
+            } else if d.uses.starts_with(host::oci::SCHEME) {
+                "oci"
             } else {
                 "file"
             },
             sha256: d.sha256.clone(),
+            digest: host::oci::OciRef::parse(&d.uses)
+                .ok()
+                .filter(|_| d.uses.starts_with(host::oci::SCHEME))
+                .and_then(|r| r.digest)
+                .map(|d| d.to_string()),
             memory: d
                 .memory
                 .as_ref()

@@ -56,10 +56,19 @@ pub fn render_text(plan: &Plan) -> String {
             .as_deref()
             .map(|s| format!(", sha256 {}…", &s[..12.min(s.len())]))
             .unwrap_or_default();
+        // An OCI reference is shown without its digest, then the digest in
+        // full: it is what decides which bytes run.
+        let (uses, pin) = match &p.digest {
+            Some(d) => (
+                p.uses.split('@').next().unwrap_or(&p.uses),
+                format!(", pinned to {d}"),
+            ),
+            None => (p.uses.as_str(), pin),
+        };
         let _ = writeln!(
             o,
-            "  {} = {} ({}{pin}), memory {}",
-            p.name, p.uses, p.source, p.memory
+            "  {} = {uses} ({}{pin}), memory {}",
+            p.name, p.source, p.memory
         );
         for line in grant_lines(&p.grants) {
             let _ = writeln!(o, "      may {line}");

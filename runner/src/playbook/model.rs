@@ -207,8 +207,10 @@ pub enum InputType {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginDecl {
-    /// A built-in plugin (`git`, `kubectl`, `http-check`, …) or a path to a `.wasm`
-    /// component, relative to the playbook (`./plugins/check.wasm`).
+    /// A built-in plugin (`git`, `kubectl`, `http-check`, …), a path to a `.wasm`
+    /// component, relative to the playbook (`./plugins/check.wasm`), or a component
+    /// in an OCI registry pinned by its manifest digest
+    /// (`oci://ghcr.io/acme/check:1.0@sha256:…`; `runner plugins pull` prints it).
     #[schemars(length(min = 1))]
     pub uses: String,
     /// Pin for a `.wasm` path: the file's SHA-256 in hex. The run refuses a file that

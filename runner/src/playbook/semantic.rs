@@ -295,7 +295,9 @@ impl<'a> Checker<'a> {
             self.ident_key(name.as_str(), &path, "plugin");
             let uses = decl.uses.as_str();
             let is_path = uses.ends_with(".wasm") || uses.contains('/');
-            if is_path {
+            if uses.starts_with(host::oci::SCHEME) {
+                self.plugin_oci(uses, decl.sha256.is_some(), &path);
+            } else if is_path {
                 self.plugin_file(uses, decl.sha256.as_deref(), &path);
             } else {
                 if host::builtin(uses).is_none() {
@@ -326,6 +328,34 @@ impl<'a> Checker<'a> {
                 );
             }
             self.grants(&decl.grants, &path.key("grants"));
+        }
+    }
+
+    /// An `oci://` reference: well formed and pinned by its manifest digest
+    /// (nothing is fetched here; `runner validate` fetches when it loads the
+    /// plugins).
+    fn plugin_oci(&mut self, uses: &str, has_sha256: bool, path: &Path) {
+        match host::oci::OciRef::parse(uses) {
+            Err(e) => self.report(&path.key("uses"), Target::Value, e),
+            Ok(r) if r.digest.is_none() => {
+                let tag = if r.tag.is_some() {
+                    String::new()
+                } else {
+                    ":TAG".to_owned()
+                };
+                self.report(
+                    &path.key("uses"),
+                    Target::Value,
+                    format!(
+                        "`{uses}` is not pinned by digest: a tag can be moved to other content, so a playbook names the manifest's digest, `{uses}{tag}@sha256:…`; `runner plugins pull {uses}` prints it"
+                    ),
+                );
+            }
+            Ok(_) => {}
+        }
+        if has_sha256 {
+            self.report(&path.key("sha256"), Target::Key,
+                "`sha256` pins a `.wasm` file; an `oci://` plugin is pinned by the `@sha256:` digest in `uses:`, so remove it");
         }
     }
 
