@@ -31,7 +31,7 @@ fn approve(state: &Path, args: &[&str]) -> Output {
         .arg("approve")
         .args(args)
         .env("RUNNER_STATE_DIR", state)
-        .env("USER", "alice")
+        .env("RUNNER_USER", "alice")
         .output()
         .expect("run runner")
 }
@@ -58,7 +58,7 @@ fn an_approval_from_the_command_line_is_recorded() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "step `confirm` of run `r1`: approved by alice (\"ok\")\n"
+        "step `confirm` of run `r1`: approved by alice (RUNNER_USER) (\"ok\")\n"
     );
     let decisions = mailbox.decisions("confirm").unwrap();
     assert_eq!(decisions.len(), 1, "{decisions:?}");
