@@ -69,7 +69,11 @@ fn every_manual_page_reads_without_a_warning() {
             &roff[..roff.len().min(300)]
         );
         assert!(roff.contains(env!("CARGO_PKG_VERSION")), "{page:?}");
-        let (ok, warnings) = check("groff", &["-man", "-Tutf8", "-ww", "-z"], roff.as_bytes());
+        let (ok, warnings) = check(
+            "groff",
+            &["-K", "utf8", "-man", "-Tutf8", "-ww", "-z"],
+            roff.as_bytes(),
+        );
         assert!(ok && warnings.is_empty(), "{page:?}: {warnings}");
     }
     let unknown = runner(&["man", "nope"]);
