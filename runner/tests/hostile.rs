@@ -686,7 +686,7 @@ fn the_host_environment_is_not_passed_on() {
 
 #[test]
 fn network_sockets_are_closed() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind((common::own_loopback().as_str(), 0)).unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let outcome = rt().block_on(async {

@@ -3,6 +3,8 @@
 //! test creates as its "origin", then the test inspects that repository with git
 //! directly.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -963,16 +965,17 @@ fn fetch_checkout_and_delete_follow_the_remote() {
 
 /// A loopback listener that closes every connection, counting those that open
 /// with a TLS handshake (first byte 0x16): the place an https remote points to.
-/// Only TLS counts because another program on the machine (a Prometheus left
-/// scraping a port that was once a test server's) may knock on a reused port.
+/// It listens on an address of its own ([`common::own_loopback`]).
 struct Closing {
+    host: String,
     port: u16,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Closing {
     fn start() -> Closing {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = common::own_loopback();
+        let listener = std::net::TcpListener::bind((host.as_str(), 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = accepted.clone();
@@ -989,7 +992,11 @@ impl Closing {
                 });
             }
         });
-        Closing { port, accepted }
+        Closing {
+            host,
+            port,
+            accepted,
+        }
     }
 
     fn connections(&self) -> usize {
@@ -1008,7 +1015,8 @@ fn an_https_remote_needs_an_http_grant_for_its_origin() {
     origin(&s);
     git(&s.0, &["clone", "-q", &s.text("origin.git"), "work"]);
     let remote = Closing::start();
-    let url = format!("https://127.0.0.1:{}/app.git", remote.port);
+    let origin_url = format!("https://{}:{}", remote.host, remote.port);
+    let url = format!("{origin_url}/app.git");
     git(&s.path("work"), &["remote", "set-url", "origin", &url]);
     let steps = format!(
         "      - {{ id: clone, uses: git, continue_on_error: true, with: {{ op: clone, repo: \"{dir}/fresh\", url: \"{url}\" }} }}\n      - {{ id: fetch, uses: git, continue_on_error: true, with: {{ op: fetch, repo: \"{dir}/work\" }} }}\n",
@@ -1020,10 +1028,8 @@ fn an_https_remote_needs_an_http_grant_for_its_origin() {
         assert_eq!(kind, "denied", "{id}: {error}");
         // The runner's own refusal, naming the grant to add.
         assert!(
-            error.contains(&format!(
-                "`https://127.0.0.1:{}` is not granted",
-                remote.port
-            )) && error.contains("plugins.git.grants.http"),
+            error.contains(&format!("`{origin_url}` is not granted"))
+                && error.contains("plugins.git.grants.http"),
             "{id}: {error}"
         );
     }
@@ -1035,8 +1041,8 @@ fn an_https_remote_needs_an_http_grant_for_its_origin() {
     let text = std::fs::read_to_string(&granted).unwrap().replace(
         "stages:",
         &format!(
-            "  git_https:\n    uses: git\n    grants:\n      process: [git]\n      http: [\"https://127.0.0.1:{}\"]\n      fs:\n        - {{ path: \"{}\", access: rw }}\nstages:",
-            remote.port,
+            "  git_https:\n    uses: git\n    grants:\n      process: [git]\n      http: [\"{}\"]\n      fs:\n        - {{ path: \"{}\", access: rw }}\nstages:",
+            origin_url,
             s.0.display()
         ),
     );

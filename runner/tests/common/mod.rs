@@ -56,6 +56,27 @@ pub fn exec_env(
     (code, events)
 }
 
+/// An address of 127.0.0.0/8 for this test alone (Linux routes all of it to the
+/// loopback interface): a listener on it hears only whom the test sends there.
+/// On 127.0.0.1 a program left on the machine (a Prometheus scraping, a
+/// Kubernetes controller retrying its API server) may knock on a reused port,
+/// and once did, failing a "nothing connected" check for nothing the runner did.
+pub fn own_loopback() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        .wrapping_add(n.wrapping_mul(7919));
+    format!(
+        "127.{}.{}.{}",
+        100 + std::process::id() % 100,
+        nanos % 250 + 1,
+        nanos / 250 % 250 + 1
+    )
+}
+
 include!("../../guest_build.rs");
 
 /// The component of hostile plugin `name` (`_` for `-`), built once per test
