@@ -34,7 +34,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::playbook::model::{FsAccess, FsGrant as PlaybookGrant};
+use super::grants::{FsAccess, FsGrant as PlaybookGrant};
 
 /// One granted folder.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 
-use crate::playbook::model::{KubeGrant as Rule, KubeVerb};
+use super::grants::{KubeGrant as Rule, KubeVerb};
 
 mod body;
 

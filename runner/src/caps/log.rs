@@ -12,7 +12,7 @@
 //! its fields, or the progress message.
 //!
 //! Grant: none (always on). Check: each message, each line's fields and each
-//! progress message goes through `host::text::from_plugin` (redacted, then
+//! progress message goes through [`from_plugin`] (redacted, then
 //! made printable with visible escapes such as `\n` and `\u{1b}`, then cut to
 //! [`MAX_LOG_LINE`] with a mark), so a secret that spans a newline inside one
 //! line is still recognised and a secret at the cut is masked before it could
@@ -20,14 +20,14 @@
 //! over a cap is counted in [`StepLog::dropped`], not kept. The host's own
 //! lines ([`StepLog::host_line`]) are made printable and not capped; the
 //! runtime redacts them first. Out of reach: a secret the plugin splits across
-//! two lines, or encodes, is not recognised (see `host::redact`). Host
+//! two lines, or encodes, is not recognised (see [`super::text::redact`]). Host
 //! implementation: kept lines go to the step's record and to `tracing` (target
 //! `plugin`, field `plugin`), which the CLI filters with `RUNNER_LOG`.
 
 use std::time::Instant;
 
-use crate::host::redact::Redactor;
-use crate::host::text::{from_plugin, printable};
+use super::text::redact::Redactor;
+use super::text::{from_plugin, printable};
 
 /// Most log lines kept per step attempt; further lines are counted, not kept.
 pub const MAX_LOG_LINES: usize = 10_000;
@@ -43,11 +43,30 @@ pub const LOG_RATE: u64 = 100;
 /// A log line written by a plugin (or by the host about it), already redacted.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogLine {
-    #[serde(deserialize_with = "crate::engine::events::word")]
-    pub level: crate::engine::events::Word,
+    #[serde(deserialize_with = "level")]
+    pub level: Level,
     pub message: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fields: String,
+}
+
+/// A log line's level: one of [`LEVELS`]. An alias, not `&'static str` written
+/// out, so that serde's derive does not take the field for a borrow of the input.
+pub type Level = &'static str;
+
+/// The levels a line may have, as the plugin contract's `log` interface names them.
+pub const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
+
+/// Reads a level back (from the journal) as one of [`LEVELS`]; the runner writes
+/// no other, so another word is an error, not a new level.
+fn level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Level, D::Error> {
+    let word = <String as serde::Deserialize>::deserialize(d)?;
+    LEVELS.into_iter().find(|l| *l == word).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown log level `{word}`, expected one of {}",
+            LEVELS.join(", ")
+        ))
+    })
 }
 
 /// What the plugin logged, within the caps.
@@ -186,6 +205,24 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn levels_read_back_as_written_and_no_other() {
+        for level in LEVELS {
+            let line = LogLine {
+                level,
+                message: "m".into(),
+                fields: String::new(),
+            };
+            let json = serde_json::to_string(&line).unwrap();
+            assert_eq!(serde_json::from_str::<LogLine>(&json).unwrap(), line);
+        }
+        let err = serde_json::from_str::<LogLine>(r#"{"level":"loud","message":"m"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown log level `loud`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_rate_cap_allows_a_burst_then_a_steady_rate() {
         let start = Instant::now();
         let mut cap = RateCap::new(start);
@@ -217,7 +254,7 @@ mod tests {
         assert_eq!(log.lines[0].message, "token=[redacted] \\u{1b}[2Jcleared");
         assert_eq!(log.lines[0].fields, r#"{"pw":"[redacted]"}"#);
         assert_eq!(log.lines[1].message.len(), MAX_LOG_LINE);
-        assert!(log.lines[1].message.ends_with(crate::host::text::CUT_MARK));
+        assert!(log.lines[1].message.ends_with(crate::caps::text::CUT_MARK));
         assert_eq!(log.dropped, 0);
     }
 
@@ -248,7 +285,7 @@ mod tests {
                 !t.contains("first-half") && !t.contains("second-half"),
                 "{t}"
             );
-            assert!(!t.chars().any(crate::host::text::hidden), "{t:?}");
+            assert!(!t.chars().any(crate::caps::text::hidden), "{t:?}");
             assert!(t.len() <= MAX_LOG_LINE);
         }
     }

@@ -8,8 +8,15 @@
 //! 4. deny-path tests next to the code, and hostile plugins in `tests/hostile`.
 //!
 //! Each module's doc starts with its threat model: who attacks, and what must
-//! never happen. The host calls are wired to these modules in `host::state`
-//! (redaction of secret values in `host::redact`).
+//! never happen. The host calls are wired to these modules in `host::state`.
+//! Two modules are not capabilities but what every capability shares:
+//! [`grants`], the entries of a playbook's `grants:` as written, and [`text`],
+//! how text from a plugin is made safe to keep and show (redaction of secret
+//! values in [`text::redact`]).
+//!
+//! `caps` sits below `playbook` and `host`: it names neither. The playbook's
+//! validation calls the capabilities' parsers, and `host` wires them to the
+//! plugin's imports.
 //!
 //! Every refusal is also recorded in the attempt's [`Denials`]: the plugin may
 //! swallow or garble the error it gets, but the step's error and log always carry
@@ -18,12 +25,14 @@
 use std::sync::{Arc, Mutex};
 
 pub mod fs;
+pub mod grants;
 pub mod http;
 pub mod kube;
 pub mod log;
 pub mod process;
 pub mod secrets;
 pub mod tcp;
+pub mod text;
 
 /// The refusals of one step attempt, in order, shared with tasks that outlive a
 /// host call (an HTTP request is sent from a spawned task).

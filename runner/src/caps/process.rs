@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::playbook::model::ProcessEntry;
+use super::grants::ProcessEntry;
 
 /// Most bytes kept of each of stdout and stderr.
 pub const MAX_OUTPUT: usize = 1 << 20;
@@ -918,7 +918,7 @@ mod tests {
     }
 
     fn entry(run: &str, env: &[&str]) -> ProcessEntry {
-        ProcessEntry::Rule(crate::playbook::model::ProcessRule {
+        ProcessEntry::Rule(crate::caps::grants::ProcessRule {
             run: run.into(),
             env: env.iter().map(|e| e.to_string()).collect(),
         })

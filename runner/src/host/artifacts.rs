@@ -231,13 +231,13 @@ const SMALLER: &str =
 
 /// Checks the artifacts a plugin declared: at most [`MAX_ARTIFACTS`], short
 /// texts, relative paths inside its working directory that contain no secret
-/// value and no [`hidden`](super::text::hidden) character; names and media
+/// value and no [`hidden`](crate::caps::text::hidden) character; names and media
 /// types redacted and made printable
-/// ([`from_plugin`](super::text::from_plugin)). A refusal quotes what the plugin
+/// ([`from_plugin`](crate::caps::text::from_plugin)). A refusal quotes what the plugin
 /// sent as it is: the failure's message is cleaned like any other
 /// (`runtime::redact_failure`).
 pub(super) fn check(
-    redactor: &super::redact::Redactor,
+    redactor: &crate::caps::text::redact::Redactor,
     artifacts: Vec<Declared>,
 ) -> Result<Vec<Artifact>, StepFailure> {
     if artifacts.len() > MAX_ARTIFACTS {
@@ -281,16 +281,16 @@ pub(super) fn check(
                 a.name, a.path
             )));
         }
-        if a.path.chars().any(super::text::hidden) {
+        if a.path.chars().any(crate::caps::text::hidden) {
             return Err(StepFailure::BadOutput(format!(
                 "artifact `{}` has a path with control characters (`{}`); the runner shows artifact paths as they are, so name the file otherwise",
                 a.name, a.path
             )));
         }
         checked.push(Artifact {
-            name: super::text::from_plugin(redactor, &a.name, MAX_ARTIFACT_TEXT),
+            name: crate::caps::text::from_plugin(redactor, &a.name, MAX_ARTIFACT_TEXT),
             path: a.path,
-            media_type: super::text::from_plugin(redactor, &a.media_type, MAX_ARTIFACT_TEXT),
+            media_type: crate::caps::text::from_plugin(redactor, &a.media_type, MAX_ARTIFACT_TEXT),
             stored: None,
         });
     }

@@ -7,8 +7,9 @@
 //! - `check`: `runner plugins check`, a component diagnosed against the contract.
 //! - `runtime`: engine, limits, loading, one fresh store per step attempt.
 //! - `state`: per-attempt state and the host side of each capability.
-//! - `redact`: secret values removed from everything a plugin returns.
-//! - `text`: text from a plugin redacted, escaped and cut, before anyone sees it.
+//! - `redact`, `text`: names kept for `caps::text` (text from a plugin
+//!   redacted, escaped and cut before anyone sees it) and `caps::text::redact`,
+//!   which moved to `caps` as the `log` capability applies them too.
 //! - `oci`: plugins from OCI registries (`oci://…@sha256:…`), pushed, pulled, kept by digest.
 //! - `resolve`: `uses:` to a loaded plugin (built-in, pinned file or OCI digest) and its grants.
 //!
@@ -20,12 +21,13 @@ pub mod bindings;
 pub mod cache;
 pub mod check;
 pub mod oci;
-pub mod redact;
 pub mod resolve;
 pub mod runtime;
 pub mod sinks;
 pub mod state;
-pub mod text;
+
+pub use crate::caps::text;
+pub use crate::caps::text::redact;
 
 /// A plugin that ships inside the runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -499,7 +499,7 @@ impl Runtime {
             .chain(&description.optional)
             .find(|c| !CAPABILITIES.contains(&c.as_str()))
         {
-            return Err(LoadError::UnknownCapability(super::text::printable(
+            return Err(LoadError::UnknownCapability(crate::caps::text::printable(
                 unknown,
             )));
         }
@@ -722,9 +722,9 @@ fn from_step_error(e: StepError) -> StepFailure {
 
 /// A successful return checked and cleaned: outputs parsed (redacted later,
 /// with the rest), the summary and the artifacts' names and media types through
-/// [`from_plugin`](super::text::from_plugin).
+/// [`from_plugin`](crate::caps::text::from_plugin).
 fn success(
-    redactor: &super::redact::Redactor,
+    redactor: &crate::caps::text::redact::Redactor,
     outputs: String,
     summary: String,
     artifacts: Vec<super::bindings::runner::plugin::types::Artifact>,
@@ -745,7 +745,7 @@ fn success(
         }
         Err(e) => return Err(StepFailure::BadOutput(format!("outputs are not JSON: {e}"))),
     };
-    let summary = super::text::from_plugin(redactor, &summary, MAX_SUMMARY_BYTES);
+    let summary = crate::caps::text::from_plugin(redactor, &summary, MAX_SUMMARY_BYTES);
     let checked = super::artifacts::check(redactor, artifacts)?;
     Ok(StepSuccess {
         outputs,
@@ -756,13 +756,16 @@ fn success(
 
 /// Text without the characters that would let a plugin rewrite what the
 /// on-call engineer sees: the one function of `host::text`.
-pub use super::text::printable;
+pub use crate::caps::text::printable;
 
 /// Outputs with every secret value masked: in keys and strings (at any depth)
-/// and in numbers, booleans and nulls ([`Redactor::scalar`](super::redact::Redactor::scalar)).
+/// and in numbers, booleans and nulls ([`Redactor::scalar`](crate::caps::text::redact::Redactor::scalar)).
 /// Characters are kept: outputs are data for later steps.
-fn redact_map(r: &super::redact::Redactor, map: Map<String, Value>) -> Map<String, Value> {
-    fn walk(r: &super::redact::Redactor, v: Value) -> Value {
+fn redact_map(
+    r: &crate::caps::text::redact::Redactor,
+    map: Map<String, Value>,
+) -> Map<String, Value> {
+    fn walk(r: &crate::caps::text::redact::Redactor, v: Value) -> Value {
         match v {
             Value::String(s) => Value::String(r.redact(&s)),
             Value::Array(a) => Value::Array(a.into_iter().map(|v| walk(r, v)).collect()),
@@ -780,10 +783,10 @@ fn redact_map(r: &super::redact::Redactor, map: Map<String, Value>) -> Map<Strin
 }
 
 /// A failure's message, whatever its kind, through
-/// [`from_plugin`](super::text::from_plugin): redacted, printable, at most
+/// [`from_plugin`](crate::caps::text::from_plugin): redacted, printable, at most
 /// [`MAX_ERROR_BYTES`].
-fn redact_failure(r: &super::redact::Redactor, f: StepFailure) -> StepFailure {
-    let clean = |m: String| super::text::from_plugin(r, &m, MAX_ERROR_BYTES);
+fn redact_failure(r: &crate::caps::text::redact::Redactor, f: StepFailure) -> StepFailure {
+    let clean = |m: String| crate::caps::text::from_plugin(r, &m, MAX_ERROR_BYTES);
     match f {
         StepFailure::InvalidInput(m) => StepFailure::InvalidInput(clean(m)),
         StepFailure::Denied(m) => StepFailure::Denied(clean(m)),
@@ -865,9 +868,9 @@ fn describe(info: PluginInfo) -> Result<Description, LoadError> {
     // Shown by `plugins list|describe|check`, plans and reports: no character
     // that moves the cursor or reorders the line reaches a person.
     Ok(Description {
-        name: super::text::printable(&info.name),
-        version: super::text::printable(&info.version),
-        description: super::text::printable(&info.description),
+        name: crate::caps::text::printable(&info.name),
+        version: crate::caps::text::printable(&info.version),
+        description: crate::caps::text::printable(&info.description),
         input_schema,
         capabilities,
         optional: optional

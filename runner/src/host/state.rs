@@ -17,7 +17,7 @@ use crate::caps::http::HttpHooks;
 use crate::caps::log::LogSink;
 
 use super::bindings::runner::plugin::{kube, log, process, secrets};
-use super::redact::Redactor;
+use crate::caps::text::redact::Redactor;
 
 /// What the step's grants allow, resolved for this attempt.
 #[derive(Debug, Default, Clone)]

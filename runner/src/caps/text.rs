@@ -34,13 +34,19 @@
 //! an older runner, and the escaping is idempotent (an escape contains no
 //! hidden character).
 //!
+//! It lives in `caps`, with redaction as its first step (`caps::text::redact`),
+//! because the `log` capability applies it too and `caps` sits below `host`;
+//! `host::text` and `host::redact` name the same modules.
+//!
 //! Not enforced here: a secret that a plugin transforms (encodes, reverses,
 //! splits across two log lines or two outputs) is not recognised; redaction
 //! finds the value, not every way of spelling it. Outputs keep their
 //! characters (they are data that later steps use); they are redacted, and
 //! escaped where they are shown.
 
-use super::redact::Redactor;
+pub mod redact;
+
+use redact::Redactor;
 
 /// Ends a text that [`from_plugin`] cut.
 pub const CUT_MARK: &str = " …[cut]";
@@ -129,8 +135,8 @@ pub fn cut(mut s: String, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::redact::MASK;
     use super::*;
-    use crate::host::redact::MASK;
 
     #[test]
     fn hidden_characters_become_visible_escapes() {

@@ -11,7 +11,7 @@
 //!   value first (a secret containing another is replaced whole). A value is
 //!   also recognised in the forms it takes once written as a JSON string
 //!   (`"a\nb"` becomes `a\nb` in a log line's JSON fields) and once escaped by
-//!   `host::text::printable` (the host escapes control characters in what it
+//!   [`printable`](super::printable) (the host escapes control characters in what it
 //!   shows), so a multi-line secret or one with control characters is caught
 //!   whichever way round the text was escaped.
 //! - A number in the outputs is replaced with the string [`MASK`] when its JSON
@@ -25,7 +25,7 @@
 //!   hard to read, never leaks; choose secrets that are not short words.
 //!
 //! The host applies this as each text leaves the plugin
-//! (`host::text::from_plugin`, `host::runtime::redact_map`). Out of reach: a
+//! ([`from_plugin`](super::from_plugin), `host::runtime::redact_map`). Out of reach: a
 //! secret the plugin transforms (base64, reversed, split across two log lines
 //! or two outputs, cut into pieces) is not recognised.
 
@@ -55,7 +55,7 @@ impl Redactor {
             }
             let json = Value::String(v.clone()).to_string();
             let json = json[1..json.len() - 1].to_owned();
-            forms.push(super::text::printable(&v));
+            forms.push(super::printable(&v));
             forms.push(json);
             forms.push(v);
         }
