@@ -30,10 +30,12 @@ use std::path::{Path, PathBuf};
 /// are a top-level module (`record`) or one of its submodules (`host::runtime`).
 /// An edge that no longer exists fails the test: delete it from here.
 const ALLOWED_FOR_NOW: &[(&str, &str)] = &[
-    // `host::oci` dates its config with `engine::approval::rfc3339`.
+    // `host::oci` dates its config with `engine::approval::rfc3339`: removed when
+    // that date formatter moves below `host` (engine is being rewritten).
     ("host", "engine"),
     // `playbook::semantic` asks `host` which plugins are built in and how an
-    // `oci://` reference parses.
+    // `oci://` reference parses: removed when the built-in names and
+    // `host::oci::reference` move below `playbook` (not done yet).
     ("playbook", "host"),
     // `record` finds the state folder with `cli::state_dir()`: removed by the
     // rewrite of `record` and `cli` under way.
@@ -41,10 +43,6 @@ const ALLOWED_FOR_NOW: &[(&str, &str)] = &[
     // `cli::exec` calls `cli::runs::run_report`: removed by the `cli` rewrite
     // under way.
     ("cli::exec", "cli::runs"),
-    // `host::artifacts` takes `StepFailure` and `printable` from `runtime`.
-    ("host::artifacts", "host::runtime"),
-    // `host::sinks` walks the steps with `resolve::each_step`.
-    ("host::sinks", "host::resolve"),
 ];
 
 #[test]

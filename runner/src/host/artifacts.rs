@@ -43,7 +43,8 @@
 //! step whose measurements keep the same file again counts it each time.
 
 use super::bindings::runner::plugin::types::Artifact as Declared;
-use super::runtime::{StepFailure, printable};
+use super::failure::StepFailure;
+use crate::caps::text::printable;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,6 +5,7 @@
 //! - `bindings`: host side of the contract in `sdk/wit`.
 //! - `cache`: compiled components on disk, keyed by content and engine.
 //! - `check`: `runner plugins check`, a component diagnosed against the contract.
+//! - `failure`: why a step attempt failed.
 //! - `runtime`: engine, limits, loading, one fresh store per step attempt.
 //! - `state`: per-attempt state and the host side of each capability.
 //! - `redact`, `text`: names kept for `caps::text` (text from a plugin
@@ -20,6 +21,7 @@ pub mod artifacts;
 pub mod bindings;
 pub mod cache;
 pub mod check;
+pub mod failure;
 pub mod oci;
 pub mod resolve;
 pub mod runtime;

@@ -317,28 +317,13 @@ pub fn with_problems(
     problems
 }
 
-/// Calls `each` with every step of the playbook, handlers' too, and its path.
+/// Calls `each` with every step of the playbook, handlers' too, and its path:
+/// [`Validated::each_step`], under the name `cli` calls it by.
 pub fn each_step(
     validated: &Validated,
-    mut each: impl FnMut(&crate::playbook::model::Step, crate::playbook::yaml::Path),
+    each: impl FnMut(&crate::playbook::model::Step, crate::playbook::yaml::Path),
 ) {
-    use crate::playbook::yaml::Path;
-    for (i, stage) in validated.playbook.stages.iter().enumerate() {
-        let sp = Path::root().key("stages").index(i);
-        for (j, step) in stage.steps.iter().enumerate() {
-            each(step, sp.key("steps").index(j));
-        }
-        for (key, list) in stage.handlers.lists() {
-            for (j, step) in list.iter().enumerate() {
-                each(step, sp.key("handlers").key(key).index(j));
-            }
-        }
-    }
-    for (key, list) in validated.playbook.handlers.lists() {
-        for (j, step) in list.iter().enumerate() {
-            each(step, Path::root().key("handlers").key(key).index(j));
-        }
-    }
+    validated.each_step(each);
 }
 
 /// Whether the value at JSON `pointer` in `v`, or one of its ancestors, is a string

@@ -53,7 +53,7 @@ fn narrowed(input: &Input, kind: &str) -> bool {
 /// step's plugin, among `loaded`, at the field.
 pub fn notes(validated: &Validated, loaded: &HashMap<String, LoadedPlugin>) -> Vec<Problem> {
     let mut notes = Vec::new();
-    super::resolve::each_step(validated, |step: &Step, path: Path| {
+    validated.each_step(|step: &Step, path: Path| {
         let Some(plugin) = step.uses.as_ref().and_then(|u| loaded.get(u.as_str())) else {
             return;
         };

@@ -50,6 +50,29 @@ pub struct Validated {
     pub notes: Vec<Problem>,
 }
 
+impl Validated {
+    /// Calls `each` with every step of the playbook, handlers' too, and its path.
+    pub fn each_step(&self, mut each: impl FnMut(&model::Step, yaml::Path)) {
+        use yaml::Path;
+        for (i, stage) in self.playbook.stages.iter().enumerate() {
+            let sp = Path::root().key("stages").index(i);
+            for (j, step) in stage.steps.iter().enumerate() {
+                each(step, sp.key("steps").index(j));
+            }
+            for (key, list) in stage.handlers.lists() {
+                for (j, step) in list.iter().enumerate() {
+                    each(step, sp.key("handlers").key(key).index(j));
+                }
+            }
+        }
+        for (key, list) in self.playbook.handlers.lists() {
+            for (j, step) in list.iter().enumerate() {
+                each(step, Path::root().key("handlers").key(key).index(j));
+            }
+        }
+    }
+}
+
 /// Why a playbook cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
