@@ -4,10 +4,12 @@
 //!
 //! Why a test: a cycle is how a layer stops being one. Once `caps` needs `host`
 //! and `host` needs `caps`, neither can be read, tested or moved alone, and the
-//! next cycle costs nothing to add. The intended order, lowest first, is
-//! `expr`, `identity` → `playbook` → `plan` → `caps` → `host` → `engine` →
-//! `record`, `report` → `cli`; the test does not hard-code it (a new module only
-//! has to keep the graph acyclic), it only insists that the graph has no cycle.
+//! next cycle costs nothing to add. The order, lowest first, is `expr`,
+//! `identity`, `caps` → `playbook` → `plan` → `host` → `engine` → `record`,
+//! `report` → `cli` (`caps` is below `playbook`: the model holds the grant types
+//! and validation calls the capabilities' parsers). The test does not hard-code
+//! it (a new module only has to keep the graph acyclic); it insists that the
+//! graph has no cycle.
 //!
 //! How: a small lexer reads every `.rs` file under `runner/src` (comments, doc
 //! comments, string and char literals dropped), removes every item under
