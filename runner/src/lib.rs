@@ -1,7 +1,10 @@
 //! `runner`: executes YAML playbooks for production emergencies.
 //!
 //! The modules follow the data path: [`playbook`] (load and validate), [`expr`]
-//! (CEL), [`plan`] (what will run), [`host`] (plugins), and [`cli`] at the edge.
+//! (CEL), [`plan`] (what will run), [`engine`] (the run) over [`host`] and
+//! [`caps`] (plugins and what they may do), [`record`] and [`report`] (what
+//! happened), [`service`] (the one way every front end prepares, starts and
+//! reads runs), and [`cli`] at the edge. docs/architecture.md is the map.
 
 pub mod caps;
 pub mod cli;
@@ -13,3 +16,5 @@ pub mod plan;
 pub mod playbook;
 pub mod record;
 pub mod report;
+pub mod service;
+pub mod settings;

@@ -1,12 +1,12 @@
 //! `runner approve`: answers a run that waits for a manual approval, from any shell
 //! or CI job on the machine (see [`crate::engine::approval`]).
 
-use super::{ApproveArgs, EXIT_INVALID, EXIT_OK, print, state_dir};
+use super::{ApproveArgs, EXIT_INVALID, EXIT_OK, print};
 use crate::engine::approval::{Decision, submit};
 
 /// Records the decision; 0 with a one-line confirmation, 2 with the reason.
 pub fn approve(args: &ApproveArgs) -> u8 {
-    let Some(state) = state_dir() else {
+    let Some(approvals) = super::exec::service(None).approvals() else {
         eprintln!(
             "no state directory to look for the run's approvals in; set RUNNER_STATE_DIR to an absolute path (or HOME) as for the run"
         );
@@ -25,7 +25,7 @@ pub fn approve(args: &ApproveArgs) -> u8 {
         args.run_id,
         decision.describe()
     );
-    match submit(&state, &args.run_id, &args.step, decision) {
+    match submit(&*approvals, &args.run_id, &args.step, decision) {
         Ok(()) => {
             print(&confirmation);
             EXIT_OK

@@ -9,9 +9,8 @@ use std::io::Write;
 
 use super::{EXIT_INVALID, EXIT_OK, print};
 use crate::host;
-use crate::host::cache::{ComponentCache, Origin};
+use crate::host::cache::Origin;
 use crate::host::check::Report;
-use crate::host::runtime::Runtime;
 
 pub fn plugins_check(target: &str) -> u8 {
     if target.starts_with(host::oci::SCHEME) {
@@ -42,10 +41,10 @@ pub fn plugins_check(target: &str) -> u8 {
 }
 
 fn check_bytes(label: String, wasm: &[u8]) -> u8 {
-    let runtime = match Runtime::new(ComponentCache::default_dir()) {
+    let runtime = match super::exec::service(None).runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("cannot start the WebAssembly runtime: {e:#}");
+            eprintln!("{e}");
             return EXIT_INVALID;
         }
     };

@@ -1,15 +1,22 @@
-//! `runner exec` and `runner plugins`: the commands that load WebAssembly.
+//! `runner exec`, `resume` and `rerun` as a front end of the run service, and
+//! `runner plugins list|describe`.
+//!
+//! The service does the run; this module turns arguments into a request, shows
+//! the run as it goes (the live tree, JSON Lines or text lines), asks approval
+//! questions on the terminal, listens for Ctrl-C, and turns the outcome into
+//! lines and an exit code.
 
 use std::io::Write;
 
-use super::{EXIT_INVALID, EXIT_OK, ExecArgs, Output, invalid, load_and_plan, print};
-use crate::caps::secrets::SecretSource;
-use crate::engine::{self, Executor, StepRecord};
-use crate::host::cache::ComponentCache;
-use crate::host::runtime::Runtime;
-use crate::host::{self, resolve};
+use super::{EXIT_INVALID, EXIT_OK, Output, invalid, print};
+use crate::engine::{self, StepRecord};
+use crate::host;
 use crate::playbook;
-use crate::record::Journal;
+use crate::report::Stamped;
+use crate::service::{
+    Interrupter, Notice, Observer, PrepareError, RunError, RunOptions, RunOutcome, Service,
+};
+use crate::settings::Settings;
 
 /// Exit code: the run failed or timed out (a step or gate failed; handlers ran).
 pub const EXIT_FAILED: u8 = 1;
@@ -27,432 +34,191 @@ fn tokio() -> tokio::runtime::Runtime {
         .expect("a single-threaded tokio runtime can always be built")
 }
 
-fn runtime() -> Result<Runtime, u8> {
-    Runtime::new(ComponentCache::default_dir()).map_err(|e| {
-        eprintln!("cannot start the WebAssembly runtime: {e:#}");
-        EXIT_INVALID
-    })
-}
-
-pub fn exec(args: &ExecArgs) -> u8 {
-    let journal = match open_journal(args.journal.as_deref()) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    launch(Launch {
-        run: &args.run,
-        access: &args.access,
-        journal,
-        run_id: new_run_id(),
-        resume: engine::Resume::default(),
-        parent: None,
-        alive: None,
-        record: args.record.clone(),
-    })
-}
-
-/// Opens the journal named by `--journal` / `RUNNER_JOURNAL`, else the default.
-pub(crate) fn open_journal(path: Option<&std::path::Path>) -> Result<Journal, u8> {
-    open_journal_with(path, Journal::open)
-}
-
-/// [`open_journal`] for commands that only read it: a journal this user
-/// cannot write is opened read-only.
-pub(crate) fn open_journal_to_read(path: Option<&std::path::Path>) -> Result<Journal, u8> {
-    open_journal_with(path, Journal::open_read)
-}
-
-fn open_journal_with(
-    path: Option<&std::path::Path>,
-    open: fn(&std::path::Path) -> Result<Journal, String>,
-) -> Result<Journal, u8> {
-    let Some(path) = path.map(ToOwned::to_owned).or_else(Journal::default_path) else {
-        eprintln!(
-            "error: no place for the run journal: set RUNNER_STATE_DIR (an absolute path), RUNNER_JOURNAL or --journal"
-        );
-        return Err(EXIT_INVALID);
-    };
-    open(&path).map_err(|e| {
-        eprintln!("error: {e}");
-        EXIT_INVALID
-    })
-}
-
-/// A run to start: a new one, a resumed one or a re-run.
-pub(crate) struct Launch<'a> {
-    pub run: &'a super::RunArgs,
-    pub access: &'a super::AccessArgs,
-    pub journal: Journal,
-    pub run_id: String,
-    pub resume: engine::Resume,
-    /// The run this one re-runs.
-    pub parent: Option<String>,
-    /// The run's own lock, when the caller took it already (`resume` takes it
-    /// before it reads the run's state, so two resumes cannot both start).
-    pub alive: Option<engine::lock::GroupLock>,
-    /// What to do when the journal stops taking the run's events.
-    pub record: super::RecordArgs,
-}
-
-/// Takes the lock that says run `run_id` is alive; while a runner holds it,
-/// nobody else resumes the run. Refuses with the holder when it is taken.
-pub(crate) fn hold_run(run_id: &str) -> Result<engine::lock::GroupLock, u8> {
-    let Some(state) = super::state_dir() else {
-        eprintln!("error: no state directory: set RUNNER_STATE_DIR to an absolute path (or HOME)");
-        return Err(EXIT_INVALID);
-    };
-    let me = engine::lock::Holder::me(run_id);
-    engine::lock::try_acquire(&state, &format!("run-{run_id}"), &me).map_err(|e| {
-        match e {
-            engine::lock::LockError::Busy { holder, .. } => {
-                let who = holder.map_or_else(String::new, |h| {
-                    let host = h.host.map(|h| format!(" on {h}")).unwrap_or_default();
-                    format!(" (pid {}{host}, since {})", h.pid, h.since)
-                });
-                eprintln!(
-                    "error: run {run_id} is still running{who}; only one runner may carry a run on: wait for it to end, or stop it (Ctrl-C or `kill` of that process) and resume it then"
-                );
-            }
-            other => eprintln!("error: {other}"),
-        }
-        EXIT_INVALID
-    })
-}
-
-/// Loads, plans, journals and runs; the exit code.
-pub(crate) fn launch(l: Launch) -> u8 {
-    let Launch {
-        run: args,
-        access,
-        mut journal,
-        run_id,
-        resume,
-        parent,
-        alive,
-        record,
-    } = l;
-    let (file, output) = (args.file.as_path(), args.output);
-    let journal_path = journal.path.clone();
-    crate::expr::provide_run_reports(Box::new(move |id| {
-        super::runs::run_report(&journal_path, id)
-    }));
-    let super::Loaded {
-        validated,
-        plan,
-        env,
-    } = match load_and_plan(args) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let secrets_file = access
-        .secrets
-        .clone()
-        .or_else(|| env.as_ref().and_then(|e| e.secrets_file.clone()));
-    let secrets = match secrets_file.as_deref() {
-        None => Ok(SecretSource::environment()),
-        Some(path) => SecretSource::with_file(path),
-    };
-    let secrets = secrets.and_then(|s| match &env {
-        Some(e) => s.with_references(&e.path, &e.secrets),
-        None => Ok(s),
-    });
-    let secrets = match secrets {
-        Ok(s) => s,
-        Err(e) => return invalid(file, &[e]),
-    };
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let rt = tokio();
-    let cluster = crate::caps::kube::Cluster::new(
-        access
-            .kube_context
-            .clone()
-            .or_else(|| env.as_ref().and_then(|e| e.kube_context.clone())),
-        env.as_ref().and_then(|e| e.kubeconfig.clone()),
-    );
-    let mut resolved = match rt.block_on(resolve::resolve(&runtime, &validated, &secrets, &cluster))
-    {
-        Ok(r) => r,
-        Err(problems) => return invalid(file, &problems),
-    };
-    // Every check `runner validate` makes, before the first step: a bad `with:`
-    // in a late stage must not be found after earlier stages changed production.
-    let problems = resolve::with_problems(&validated, &resolved.plugins);
-    if !problems.is_empty() {
-        super::report(&playbook::LoadError::Invalid {
-            file: Box::new(validated.source.clone()),
-            problems,
-        });
-        return EXIT_INVALID;
+/// The service of this process: its settings from the environment, the
+/// journal from `--journal` when given.
+pub(crate) fn service(journal: Option<&std::path::Path>) -> Service {
+    let mut settings = Settings::from_env();
+    if let Some(j) = journal {
+        settings.journal = Some(j.to_owned());
     }
-    // A wrong kube context must stop the run before its first step, not in
-    // the middle of a rollout.
-    let uses_kube = validated
-        .playbook
-        .plugins
-        .values()
-        .any(|d| !d.grants.kube.is_empty());
-    if uses_kube && let Err(e) = rt.block_on(cluster.prepare()) {
-        return invalid(file, &[e]);
-    }
-    let state_dir = super::state_dir();
+    Service::new(settings)
+}
+
+pub fn exec(args: &super::ExecArgs) -> u8 {
+    let service = service(args.journal.as_deref());
+    let request = super::plan_request(&args.run);
+    drive(
+        &service,
+        Drive::Start(&request),
+        args.run.output,
+        &args.access,
+        &args.record,
+    )
+}
+
+/// Which of the service's ways to run a playbook.
+pub(crate) enum Drive<'a> {
+    Start(&'a crate::service::PlanRequest),
+    Resume { run_id: &'a str },
+    Rerun { run_id: &'a str, from: &'a str },
+}
+
+/// Runs `what` with this terminal as its front end; the exit code.
+pub(crate) fn drive(
+    service: &Service,
+    what: Drive<'_>,
+    output: Output,
+    access: &super::AccessArgs,
+    record: &super::RecordArgs,
+) -> u8 {
+    let options = RunOptions {
+        secrets: access.secrets.clone(),
+        kube_context: access.kube_context.clone(),
+        actor: crate::identity::current(record.actor.as_deref()),
+        on_journal_error: match record.on_journal_error {
+            super::OnJournalError::Stop => crate::service::OnJournalError::Stop,
+            super::OnJournalError::Continue => crate::service::OnJournalError::Continue,
+        },
+    };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let json = output == Output::Json || (output == Output::Auto && !terminal);
-    let mut progress = (output == Output::Auto && terminal).then(|| {
+    let progress = (output == Output::Auto && terminal).then(|| {
         let color = std::env::var_os("NO_COLOR").is_none()
             && std::env::var("TERM").map_or(true, |t| t != "dumb");
         super::progress::Progress::new(color)
     });
-    let Some(state) = state_dir.clone() else {
-        eprintln!("error: no state directory: set RUNNER_STATE_DIR to an absolute path (or HOME)");
-        return EXIT_INVALID;
-    };
-    // While this lock is held, the run is alive: `runner resume` refuses it.
-    let me = engine::lock::Holder::me(&run_id);
-    let _alive = match alive {
-        Some(lock) => lock,
-        None => match hold_run(&run_id) {
-            Ok(lock) => lock,
-            Err(code) => return code,
-        },
-    };
-    // Programs the steps start are registered here while they run. A runner
-    // killed with SIGKILL cannot stop what they started; the one that resumes
-    // the run stops it before any step starts again, so an attempt never
-    // overlaps the previous one.
-    let programs = state.join("programs").join(&run_id);
-    if resume.resumed {
-        let stopped = crate::caps::process::reap(&programs);
-        if stopped > 0 {
-            eprintln!(
-                "resume: stopped {stopped} program{} the previous runner of run {run_id} left running",
-                if stopped == 1 { "" } else { "s" }
-            );
-        }
-    }
-    for granted in resolved.grants.values_mut() {
-        granted.process.register_in(programs.clone());
-    }
-    // Hold the concurrency group for the whole run; the OS frees it if we die.
-    let _group = match &plan.concurrency {
-        None => None,
-        Some(c) => {
-            let group = c.group.clone();
-            let acquired = rt.block_on(engine::lock::acquire(
-                &state,
-                &group,
-                &me,
-                c.on_conflict,
-                |holder| match holder {
-                    Some(h) => eprintln!(
-                        "waiting: concurrency group `{group}` is held by run {} (pid {}, since {})",
-                        h.run_id, h.pid, h.since
-                    ),
-                    None => {
-                        eprintln!("waiting: concurrency group `{group}` is held by another run")
-                    }
-                },
-            ));
-            match acquired {
-                Ok(lock) => Some(lock),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return EXIT_BUSY;
-                }
-            }
-        }
-    };
-    let started_ms = crate::record::now_ms();
-    let retention = retention();
-    match journal.prune(started_ms - retention.as_millis() as i64) {
-        Ok(pruned) => forget(&state, &pruned),
-        Err(e) => eprintln!("warning: pruning the journal: {e}"),
-    }
-    let actor = crate::identity::current(record.actor.as_deref());
-    // The intact mark before the run's row: a row without its mark would be
-    // taken for a run whose journal failed (see record::recorder).
-    if let Err(e) = crate::record::recorder::create_mark(&state, &run_id) {
-        eprintln!("error: cannot start run {run_id}: {e}");
-        return EXIT_INVALID;
-    }
-    let begun = if resume.resumed {
-        journal.reopen(&run_id)
-    } else {
-        let bytes = std::fs::read(file).unwrap_or_default();
-        journal.begin(&crate::record::RunRow {
-            id: run_id.clone(),
-            playbook: plan.playbook.clone(),
-            file: std::fs::canonicalize(file)
-                .unwrap_or_else(|_| file.to_owned())
-                .display()
-                .to_string(),
-            file_sha256: {
-                use sha2::Digest;
-                crate::host::cache::hex(&sha2::Sha256::digest(&bytes))
-            },
-            input_args: args.inputs.clone(),
-            inputs: serde_json::Value::Object(
-                plan.inputs
-                    .iter()
-                    .map(|i| (i.name.clone(), i.value.clone()))
-                    .collect(),
-            ),
-            started_at: crate::record::stamp(started_ms),
-            started_ms,
-            finished_ms: None,
-            duration_ms: None,
-            status: "running".into(),
-            rolled_back: false,
-            parent: parent.clone(),
-            pid: i64::from(std::process::id()),
-            env_file: env.as_ref().map(|e| e.path.display().to_string()),
-            guarded: true,
-            started_by: Some(actor.to_string()),
-        })
-    };
-    let recorder = begun.and_then(|()| {
-        crate::record::Recorder::new(
-            &journal,
-            &run_id,
-            crate::record::recorder::mark_path(&state, &run_id),
-        )
-    });
-    let mut recorder = match recorder {
-        Ok(r) => r,
-        Err(e) => {
-            if !resume.resumed {
-                let _ = std::fs::remove_file(crate::record::recorder::mark_path(&state, &run_id));
-            }
-            eprintln!("error: {e}");
-            return EXIT_INVALID;
-        }
-    };
-    let first_seq = recorder.seq();
-    let process_start = std::time::Instant::now();
-    let offset_base = journal
-        .run(&run_id)
-        .ok()
-        .flatten()
-        .map_or(started_ms, |r| r.started_ms);
-    let mut stamped: Vec<crate::report::Stamped> = Vec::new();
-    let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
-    let journal_stop = interrupt_tx.clone();
-    let announced = progress.is_some();
-    let mut on_event = |event: &engine::Event| {
-        // Durable first: the event is committed before anything else happens.
-        let at = started_ms + process_start.elapsed().as_millis() as i64;
-        match recorder.record(&mut journal, at, at - offset_base, event) {
-            crate::record::Outcome::Written | crate::record::Outcome::StillRefused => {}
-            crate::record::Outcome::Refused(e) => {
-                let what = match &record.on_journal_error {
-                    super::OnJournalError::Stop => {
-                        // As a SIGTERM would, unless a signal came first.
-                        journal_stop.send_if_modified(|i| {
-                            i.is_none() && {
-                                *i = Some(engine::Interrupt::Journal);
-                                true
-                            }
-                        });
-                        "stopping the run (--on-journal-error stop): no further step starts, the failure and finally handlers run"
-                    }
-                    super::OnJournalError::Continue => {
-                        "the run carries on without a record (--on-journal-error continue)"
-                    }
-                };
-                eprintln!(
-                    "error: the journal stopped taking this run's events: {e}\n  {what}; the events are kept and written when the journal takes writes again, and until then `runner resume {run_id}` refuses the run"
-                );
-            }
-            crate::record::Outcome::CaughtUp(n) => eprintln!(
-                "journal: taking writes again; the {n} event{} it had refused are in it now",
-                if n == 1 { "" } else { "s" }
-            ),
-        }
-        stamped.push(crate::report::Stamped {
-            at: crate::record::stamp(at),
-            offset_ms: (at - offset_base).max(0) as u64,
-            event: event.clone(),
-        });
-        if let Some(p) = progress.as_mut() {
-            return p.event(event);
-        }
-        let line = if json {
-            let mut v = serde_json::to_value(event).unwrap_or_default();
-            if let Some(map) = v.as_object_mut() {
-                map.insert("run".into(), run_id.clone().into());
-            }
-            Some(v.to_string())
-        } else {
-            human(event)
-        };
-        if let Some(line) = line {
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
-        }
-    };
     let interactive = !json && std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let resumed = resume.resumed;
-    let executor = Executor {
-        runtime: &runtime,
-        plugins: &resolved.plugins,
-        grants: &resolved.grants,
-        memory: &resolved.memory,
-        artifacts: Some(state.join("artifacts").join(&run_id)),
-        artifact_budget: Default::default(),
-        state_dir: Some(state.clone()),
-        interactive,
-        announced,
-        actor,
-        interrupt: interrupt_rx,
-        on_event: std::cell::RefCell::new(&mut on_event),
-        resume,
+    let prompter = match service.approvals() {
+        Some(approvals) if interactive => Some(super::prompt::Prompter::new(
+            approvals,
+            options.actor.clone(),
+            progress.is_some(),
+        )),
+        _ => None,
     };
-    let report = rt.block_on(async {
-        watch_signals(interrupt_tx);
-        executor.run(&plan, &run_id).await
+    let mut console = Console {
+        progress,
+        json,
+        prompter,
+    };
+    let (interrupt, _) = tokio::sync::watch::channel(None);
+    let outcome = tokio().block_on(async {
+        watch_signals(interrupt.clone());
+        let observer: &mut dyn Observer = &mut console;
+        match what {
+            Drive::Start(request) => service.start(request, &options, observer, &interrupt).await,
+            Drive::Resume { run_id } => {
+                service.resume(run_id, &options, observer, &interrupt).await
+            }
+            Drive::Rerun { run_id, from } => {
+                service
+                    .rerun(run_id, from, &options, observer, &interrupt)
+                    .await
+            }
+        }
     });
-    drop(executor);
-    // Every program was stopped with its step: the folder is empty.
-    let _ = std::fs::remove_dir(&programs);
-    if let Some(p) = progress.as_mut() {
+    if let Some(p) = console.progress.as_mut() {
         p.finish();
     }
-    // One last try, then what the journal lacks is said in the reports.
-    let missing = recorder.finish(&mut journal);
-    let info = crate::report::RunInfo {
-        journal: missing,
-        run_id: run_id.clone(),
-        playbook: plan.playbook.clone(),
-        file: file.display().to_string(),
-        started_at: crate::record::stamp(offset_base),
-        inputs: plan
-            .inputs
-            .iter()
-            .map(|i| (i.name.clone(), i.value.clone()))
-            .collect(),
-    };
-    // A resumed run's report covers the whole run: only the journal has the
-    // events from before the resume; this process saw (and kept) the rest,
-    // including any the journal refused.
-    let mut events: Vec<crate::report::Stamped> = if resumed {
-        journal
-            .events(&run_id)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| s.seq < first_seq)
-            .map(|s| crate::report::Stamped {
-                at: s.at,
-                offset_ms: s.offset_ms.max(0) as u64,
-                event: s.event,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    events.append(&mut stamped);
-    let reported = crate::report::write_all(&state.join("reports"), &info, &events);
-    match &reported {
+    drop(console.prompter.take());
+    match outcome {
+        Ok(outcome) => finished(&outcome, json),
+        Err(e) => refused(&e),
+    }
+}
+
+/// What the terminal shows of a run.
+struct Console {
+    /// The live tree, on a terminal.
+    progress: Option<super::progress::Progress>,
+    /// JSON Lines on stdout (else text lines).
+    json: bool,
+    /// Approval questions on this terminal.
+    prompter: Option<super::prompt::Prompter>,
+}
+
+impl Observer for Console {
+    fn event(&mut self, run_id: &str, stamped: &Stamped) {
+        let event = &stamped.event;
+        // A question on the screen is moot once the step is decided.
+        if let (
+            engine::Event::ApprovalDecided {
+                step,
+                outcome,
+                decisions,
+                ..
+            },
+            Some(p),
+        ) = (event, self.prompter.as_mut())
+            && let Some(note) = p.decided(step, outcome, decisions)
+        {
+            eprintln!("{note}");
+        }
+        if let Some(p) = self.progress.as_mut() {
+            p.event(event);
+        } else {
+            let line = if self.json {
+                let mut v = serde_json::to_value(event).unwrap_or_default();
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("run".into(), run_id.into());
+                }
+                Some(v.to_string())
+            } else {
+                human(event)
+            };
+            if let Some(line) = line {
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
+        }
+        if let (engine::Event::ApprovalRequested { step, .. }, Some(p)) =
+            (event, self.prompter.as_mut())
+        {
+            p.requested(run_id, step);
+        }
+    }
+
+    fn notice(&mut self, run_id: &str, notice: &Notice) {
+        match notice {
+            Notice::Reaped { programs } => eprintln!(
+                "resume: stopped {programs} program{} the previous runner of run {run_id} left running",
+                if *programs == 1 { "" } else { "s" }
+            ),
+            Notice::Waiting { group, holder } => match holder {
+                Some(h) => eprintln!(
+                    "waiting: concurrency group `{group}` is held by run {} (pid {}, since {})",
+                    h.run_id, h.pid, h.since
+                ),
+                None => eprintln!("waiting: concurrency group `{group}` is held by another run"),
+            },
+            Notice::PruneFailed(e) => eprintln!("warning: pruning the journal: {e}"),
+            Notice::JournalRefused { error, stopping } => {
+                let what = if *stopping {
+                    "stopping the run (--on-journal-error stop): no further step starts, the failure and finally handlers run"
+                } else {
+                    "the run carries on without a record (--on-journal-error continue)"
+                };
+                eprintln!(
+                    "error: the journal stopped taking this run's events: {error}\n  {what}; the events are kept and written when the journal takes writes again, and until then `runner resume {run_id}` refuses the run"
+                );
+            }
+            Notice::JournalCaughtUp { events } => eprintln!(
+                "journal: taking writes again; the {events} event{} it had refused are in it now",
+                if *events == 1 { "" } else { "s" }
+            ),
+        }
+    }
+}
+
+/// The lines after a run, and its exit code.
+fn finished(outcome: &RunOutcome, json: bool) -> u8 {
+    let RunOutcome {
+        run_id,
+        report,
+        reports,
+        journal_lacks,
+        validated,
+    } = outcome;
+    match reports {
         Ok(paths) if !json => {
             for p in paths {
                 print(&format!("report: {}\n", p.display()));
@@ -464,9 +230,9 @@ pub(crate) fn launch(l: Launch) -> u8 {
     if !json {
         print(&format!("run {run_id} {}\n", report.status.as_str()));
     }
-    super::annotate_failures(&validated, &report);
-    if let Some(missing) = &info.journal {
-        let full_record = match &reported {
+    super::annotate_failures(validated, report);
+    if let Some(missing) = journal_lacks {
+        let full_record = match reports {
             Ok(_) => "the reports have every event",
             Err(_) if json => {
                 "the reports could not be written: the events printed above are the only full record"
@@ -479,37 +245,41 @@ pub(crate) fn launch(l: Launch) -> u8 {
             "error: {missing}; the journal still says the run is running, and `runner resume {run_id}` refuses it; {full_record}"
         );
     }
-    recorder.close();
-    exit_code(&report)
+    exit_code(report)
 }
 
-/// How long finished runs are kept: `RUNNER_RETENTION` (a duration such as
-/// `30d`), else 90 days.
-pub(crate) fn retention() -> std::time::Duration {
-    std::env::var("RUNNER_RETENTION")
-        .ok()
-        .and_then(|t| crate::playbook::scalars::parse_duration(&t).ok())
-        .unwrap_or(crate::record::DEFAULT_RETENTION)
-}
-
-/// Removes what pruned runs left in the state directory: artifacts, approval
-/// mailboxes, program registries, intact marks, their run locks and reports.
-pub(crate) fn forget(state: &std::path::Path, runs: &[crate::record::RunRow]) {
-    for run in runs {
-        let id = run.id.as_str();
-        if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
-            continue;
+/// Says why a run did not start; the exit code (2, or 3 for a busy group).
+pub(crate) fn refused(e: &RunError) -> u8 {
+    match e {
+        RunError::Prepare(p) => prepare_failed(p),
+        RunError::Runtime(_) => {
+            eprintln!("{e}");
+            EXIT_INVALID
         }
-        let _ = std::fs::remove_dir_all(state.join("artifacts").join(id));
-        let _ = std::fs::remove_dir_all(state.join("approvals").join(id));
-        let _ = std::fs::remove_dir_all(state.join("programs").join(id));
-        let _ = std::fs::remove_file(crate::record::recorder::mark_path(state, id));
-        // Nobody takes the lock of a finished run again (resume refuses it).
-        let _ = std::fs::remove_file(engine::lock::lock_path(state, &format!("run-{id}")));
-        for report in
-            crate::report::files(&state.join("reports"), &run.playbook, id, &run.started_at)
-        {
-            let _ = std::fs::remove_file(report);
+        RunError::GroupBusy(_) => {
+            eprintln!("error: {e}");
+            EXIT_BUSY
+        }
+        _ => {
+            eprintln!("error: {e}");
+            EXIT_INVALID
+        }
+    }
+}
+
+/// Says why a playbook could not be planned; exit code 2.
+pub(crate) fn prepare_failed(e: &PrepareError) -> u8 {
+    match e {
+        PrepareError::Load(e) => {
+            super::report(e);
+            EXIT_INVALID
+        }
+        PrepareError::Invalid { file, lines } => invalid(file, lines),
+        PrepareError::Environment(lines) => {
+            for l in lines {
+                eprintln!("error: {l}");
+            }
+            EXIT_INVALID
         }
     }
 }
@@ -528,7 +298,7 @@ pub fn exit_code(report: &engine::RunReport) -> u8 {
 
 /// The first SIGINT or SIGTERM stops the run (its handlers still run); a second
 /// one exits at once.
-fn watch_signals(tx: tokio::sync::watch::Sender<Option<engine::Interrupt>>) {
+fn watch_signals(tx: Interrupter) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -737,41 +507,10 @@ fn step_line(r: &StepRecord) -> String {
     line
 }
 
-/// A run id: the start time and the process id, unique enough without a journal.
-pub(crate) fn new_run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}-{}", now.as_secs(), std::process::id())
-}
-
 /// The plugin checks of `runner validate`: load each plugin, check `with:`
 /// against its input schema and its capabilities against its grants.
-pub fn check_plugins(
-    mut v: playbook::Validated,
-) -> Result<playbook::Validated, playbook::LoadError> {
-    let runtime = match Runtime::new(ComponentCache::default_dir()) {
-        Ok(r) => r,
-        Err(e) => {
-            let problem = playbook::Problem {
-                pos: v.tree.pos,
-                message: format!("cannot start the WebAssembly runtime to check plugins: {e:#}"),
-            };
-            return Err(playbook::LoadError::Invalid {
-                file: Box::new(v.source),
-                problems: vec![problem],
-            });
-        }
-    };
-    let problems = tokio().block_on(resolve::check(&runtime, &mut v));
-    if problems.is_empty() {
-        Ok(v)
-    } else {
-        Err(playbook::LoadError::Invalid {
-            file: Box::new(v.source),
-            problems,
-        })
-    }
+pub fn check_plugins(v: playbook::Validated) -> Result<playbook::Validated, playbook::LoadError> {
+    service(None).check_plugins(v)
 }
 
 pub fn plugins_list() -> u8 {
@@ -811,9 +550,9 @@ pub fn plugins_describe(name: &str) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let runtime = match runtime() {
+    let runtime = match service(None).runtime() {
         Ok(r) => r,
-        Err(code) => return code,
+        Err(e) => return refused(&e),
     };
     match tokio().block_on(runtime.load(&wasm)) {
         Ok(p) => {

@@ -9,6 +9,7 @@ mod check;
 pub mod diagnostic;
 pub(crate) mod exec;
 mod progress;
+mod prompt;
 mod registry;
 mod runs;
 
@@ -384,26 +385,6 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Where the runner keeps what outlives a run (artifacts; the journal):
-/// `$RUNNER_STATE_DIR`, else `$XDG_STATE_HOME/runner`, else
-/// `~/.local/state/runner`.
-///
-/// `RUNNER_STATE_DIR` counts only as an absolute path: an empty or relative one
-/// would put the journal and the locks in whatever folder the runner starts
-/// in, so two runs of one concurrency group started from two folders would
-/// not see each other. It is then no state directory at all.
-pub fn state_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("RUNNER_STATE_DIR") {
-        let dir = PathBuf::from(dir);
-        return dir.is_absolute().then_some(dir);
-    }
-    std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|d| d.is_absolute())
-        .map(|d| d.join("runner"))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/runner")))
-}
-
 /// Writes to stdout, ignoring a closed pipe (`runner plan … | head`).
 pub(crate) fn print(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -540,15 +521,6 @@ pub(crate) fn annotate_failures(
     annotations(&out);
 }
 
-/// Loads the playbook and resolves its inputs into a plan; on failure, the
-/// problems are printed and the exit code returned.
-/// A playbook loaded with its environment file (if any) and planned.
-pub(crate) struct Loaded {
-    pub validated: playbook::Validated,
-    pub plan: plan::Plan,
-    pub env: Option<playbook::environment::Environment>,
-}
-
 /// `runner man [COMMAND]`: the manual page, in roff, from the clap definitions.
 fn man(command: Option<&str>) -> u8 {
     let root = <Cli as clap::CommandFactory>::command();
@@ -578,52 +550,20 @@ fn man(command: Option<&str>) -> u8 {
     }
 }
 
-pub(crate) fn load_and_plan(args: &RunArgs) -> Result<Loaded, u8> {
-    let file = args.file.as_path();
-    let mut validated = playbook::load(file).map_err(|e| {
-        report(&e);
-        EXIT_INVALID
-    })?;
-    let env = match &args.env {
-        Some(path) => Some(playbook::environment::Environment::load(path).map_err(|e| {
-            report(&e);
-            EXIT_INVALID
-        })?),
-        None => None,
-    };
-    let problem = |lines: Vec<String>| invalid(file, &lines);
-    let mut given = args
-        .inputs
-        .iter()
-        .map(|raw| plan::inputs::parse_assignment(raw))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| problem(vec![e.to_string()]))?;
-    if let Some(env) = &env {
-        given = env.inputs_for(&validated, &given);
-        env.add_grants(&mut validated);
-        env.add_allow(&mut validated).map_err(|lines| {
-            for l in &lines {
-                eprintln!("error: {l}");
-            }
-            EXIT_INVALID
-        })?;
+/// The service's request for a playbook given on the command line.
+pub(crate) fn plan_request(args: &RunArgs) -> crate::service::PlanRequest {
+    crate::service::PlanRequest {
+        file: args.file.clone(),
+        inputs: args.inputs.clone(),
+        env: args.env.clone(),
     }
-    let plan = plan::build(&validated, &given)
-        .map_err(|e| problem(e.to_string().lines().map(str::to_owned).collect()))?;
-    Ok(Loaded {
-        validated,
-        plan,
-        env,
-    })
 }
 
 fn plan_command(args: &RunArgs) -> u8 {
     // `run_report(ID)` in an expression reads the journal `exec` would use.
-    if let Some(path) = crate::record::Journal::default_path() {
-        crate::expr::provide_run_reports(Box::new(move |id| runs::run_report(&path, id)));
-    }
-    match load_and_plan(args) {
-        Ok(Loaded { plan: p, .. }) => {
+    match exec::service(None).prepare(&plan_request(args)) {
+        Ok(prepared) => {
+            let p = prepared.plan;
             match args.output {
                 Output::Auto | Output::Text => print(&plan::render_text(&p)),
                 Output::Json => print(&format!(
@@ -633,6 +573,6 @@ fn plan_command(args: &RunArgs) -> u8 {
             }
             EXIT_OK
         }
-        Err(code) => code,
+        Err(e) => exec::prepare_failed(&e),
     }
 }

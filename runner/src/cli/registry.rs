@@ -5,9 +5,7 @@
 use std::path::Path;
 
 use super::{EXIT_INVALID, EXIT_OK, print};
-use crate::host::cache::ComponentCache;
 use crate::host::oci::{self, OciRef, store::BlobStore};
-use crate::host::runtime::Runtime;
 
 fn tokio() -> Result<tokio::runtime::Runtime, u8> {
     tokio::runtime::Builder::new_current_thread()
@@ -36,8 +34,8 @@ pub fn push(file: &Path, text: &str) -> u8 {
             );
             EXIT_INVALID
         })?;
-        let runtime = Runtime::new(ComponentCache::default_dir()).map_err(|e| {
-            eprintln!("error: cannot start the WebAssembly runtime: {e:#}");
+        let runtime = super::exec::service(None).runtime().map_err(|e| {
+            eprintln!("error: {e}");
             EXIT_INVALID
         })?;
         let label = file.display().to_string();

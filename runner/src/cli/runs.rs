@@ -1,14 +1,13 @@
 //! The commands over the journal: `resume`, `rerun`, `runs list|show|prune`,
 //! `stats`.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use super::exec::{Launch, forget, human, launch, open_journal, open_journal_to_read, retention};
-use super::{EXIT_INVALID, EXIT_OK, Output, RunArgs, print};
-use crate::engine;
+use super::exec::{Drive, drive, human, refused, service};
+use super::{EXIT_INVALID, EXIT_OK, Output, print};
 use crate::playbook::scalars::parse_duration;
 use crate::record::{self, Journal, RunRow};
+use crate::service::Service;
 
 /// Where a command finds the journal and the secrets.
 #[derive(Debug, clap::Args)]
@@ -120,67 +119,15 @@ fn refuse(message: impl std::fmt::Display) -> u8 {
     EXIT_INVALID
 }
 
-/// What the journal lacks of `run`: a run started with an intact mark (see
-/// `record::recorder`) that the journal says is running but whose mark is
-/// gone stopped being recorded at some point. `None`: nothing known missing.
-fn lacking(run: &RunRow, events: &[crate::record::Stored]) -> Option<String> {
-    if run.status != "running" || !run.guarded {
-        return None;
-    }
-    let state = super::state_dir()?;
-    let mark = record::recorder::mark_path(&state, &run.id);
-    if mark.symlink_metadata().is_ok() {
-        return None;
-    }
-    Some(match events.last() {
-        Some(last) => format!(
-            "the journal stopped taking this run's events: it has them up to event #{} ({}), not what came after",
-            last.seq, last.at
-        ),
-        None => "the journal stopped taking this run's events before the first one".to_owned(),
-    })
-}
-
-/// A run's markdown report, rebuilt from the journal.
-fn markdown(run: &RunRow, events: Vec<crate::record::Stored>) -> String {
-    let info = crate::report::RunInfo {
-        journal: lacking(run, &events),
-        run_id: run.id.clone(),
-        playbook: run.playbook.clone(),
-        file: run.file.clone(),
-        started_at: run.started_at.clone(),
-        inputs: run.inputs.as_object().cloned().unwrap_or_default(),
-    };
-    let stamped: Vec<crate::report::Stamped> = events
-        .into_iter()
-        .map(|s| crate::report::Stamped {
-            at: s.at,
-            offset_ms: s.offset_ms.max(0) as u64,
-            event: s.event,
-        })
-        .collect();
-    crate::report::markdown(&info, &stamped)
-}
-
-/// The markdown report of run `id` in the journal at `path` (for the
-/// `run_report(ID)` expression function).
-pub(crate) fn run_report(path: &std::path::Path, id: &str) -> Result<String, String> {
-    let j = Journal::open_read(path)?;
-    let run = j
-        .run(id)?
-        .ok_or_else(|| format!("no run `{id}` in the journal `{}`", path.display()))?;
-    Ok(markdown(&run, j.events(id)?))
+/// Opens the journal of `arg` to read; the exit code when it cannot be.
+fn reading(arg: &JournalArg) -> Result<(Service, Journal), u8> {
+    let service = service(arg.journal.as_deref());
+    let journal = service.journal_to_read().map_err(|e| refused(&e))?;
+    Ok((service, journal))
 }
 
 fn find(j: &Journal, id: &str) -> Result<RunRow, u8> {
-    match j.run(id) {
-        Ok(Some(r)) => Ok(r),
-        Ok(None) => Err(refuse(format!(
-            "no run `{id}` in the journal `{}`; `runner runs list` shows the runs",
-            j.path.display()
-        ))),
-        Err(e) => Err(refuse(e)),
-    }
+    crate::service::find(j, id).map_err(|e| refused(&e))
 }
 
 fn since_ms(text: &str) -> Result<i64, u8> {
@@ -193,202 +140,33 @@ fn since_ms(text: &str) -> Result<i64, u8> {
         })
 }
 
-fn same_playbook(run: &RunRow) -> Result<(), u8> {
-    use sha2::Digest;
-    let bytes = std::fs::read(&run.file).map_err(|e| {
-        refuse(format!(
-            "cannot read the playbook `{}` of run {}: {e}",
-            run.file, run.id
-        ))
-    })?;
-    let now = crate::host::cache::hex(&sha2::Sha256::digest(&bytes));
-    if now != run.file_sha256 {
-        return Err(refuse(format!(
-            "the playbook `{}` changed since run {} started; a run is not continued with another version of its playbook: start a new run",
-            run.file, run.id
-        )));
-    }
-    Ok(())
-}
-
 /// `runner resume RUN_ID`.
 pub fn resume(args: &ResumeArgs) -> u8 {
-    let journal = match open_journal(args.journal.journal.as_deref()) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    let run = match find(&journal, &args.run_id) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    // The run's lock first, then its state: read before the lock, a second
-    // `resume` started at the same moment would see the same unfinished steps
-    // and run them again.
-    let alive = match super::exec::hold_run(&run.id) {
-        Ok(lock) => lock,
-        Err(code) => return code,
-    };
-    let run = match find(&journal, &run.id) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if run.status != "running" {
-        return refuse(format!(
-            "run {} already ended ({}); there is nothing to resume. To run it again from a step: runner rerun {} --from STEP",
-            run.id, run.status, run.id
-        ));
-    }
-    let events = match journal.events(&run.id) {
-        Ok(events) => events,
-        Err(e) => return refuse(e),
-    };
-    // A journal that missed events cannot say which steps finished: resuming
-    // from it could run a finished deployment step, or a rollback, again.
-    if let Some(lack) = lacking(&run, &events) {
-        let reports = super::state_dir()
-            .map(|s| format!(" ({})", s.join("reports").display()))
-            .unwrap_or_default();
-        return refuse(format!(
-            "run {id} cannot be resumed: {lack}, so which of its steps finished is not known, and resuming could run a finished step (a deployment, a rollback) again.\n  What was recorded: runner runs show {id}. The reports the run wrote when it ended{reports} have every event, if they could be written.\n  Check by hand what the run changed; start a new run if one is needed.",
-            id = run.id
-        ));
-    }
-    if let Err(code) = same_playbook(&run) {
-        return code;
-    }
-    let steps = match journal.steps(&run.id) {
-        Ok(s) => s,
-        Err(e) => return refuse(e),
-    };
-    // A run that had started its failure path finishes that path only.
-    let stopping = engine::stopping(events.iter().map(|s| &s.event));
-    let run_args = RunArgs {
-        file: PathBuf::from(&run.file),
-        inputs: run.input_args.clone(),
-        env: run.env_file.as_ref().map(PathBuf::from),
-        output: args.output,
-    };
-    launch(Launch {
-        run: &run_args,
-        access: &args.access,
-        journal,
-        run_id: run.id.clone(),
-        resume: engine::Resume {
-            resumed: true,
-            restored: steps.finished,
-            in_flight: steps.in_flight,
-            stopping,
+    let service = service(args.journal.journal.as_deref());
+    drive(
+        &service,
+        Drive::Resume {
+            run_id: &args.run_id,
         },
-        parent: None,
-        alive: Some(alive),
-        record: args.record.clone(),
-    })
+        args.output,
+        &args.access,
+        &args.record,
+    )
 }
 
 /// `runner rerun RUN_ID --from STEP`.
 pub fn rerun(args: &RerunArgs) -> u8 {
-    let journal = match open_journal(args.journal.journal.as_deref()) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    let run = match find(&journal, &args.run_id) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    if run.status == "running" {
-        return refuse(format!(
-            "run {} has not ended; if its runner died, continue it with: runner resume {}",
-            run.id, run.id
-        ));
-    }
-    if let Err(code) = same_playbook(&run) {
-        return code;
-    }
-    let run_args = RunArgs {
-        file: PathBuf::from(&run.file),
-        inputs: run.input_args.clone(),
-        env: run.env_file.as_ref().map(PathBuf::from),
-        output: args.output,
-    };
-    let plan = match super::load_and_plan(&run_args) {
-        Ok(l) => l.plan,
-        Err(code) => return code,
-    };
-    let steps = match journal.steps(&run.id) {
-        Ok(s) => s,
-        Err(e) => return refuse(e),
-    };
-    let keep = match kept_before(&plan, &args.from) {
-        Ok(k) => k,
-        Err(e) => return refuse(e),
-    };
-    let restored: HashMap<String, engine::StepRecord> = steps
-        .finished
-        .into_iter()
-        .filter(|(id, r)| keep.contains(id.as_str()) && matches!(r.status, "succeeded" | "skipped"))
-        .collect();
-    launch(Launch {
-        run: &run_args,
-        access: &args.access,
-        journal,
-        run_id: super::exec::new_run_id(),
-        resume: engine::Resume {
-            resumed: false,
-            restored,
-            in_flight: HashMap::new(),
-            stopping: None,
+    let service = service(args.journal.journal.as_deref());
+    drive(
+        &service,
+        Drive::Rerun {
+            run_id: &args.run_id,
+            from: &args.from,
         },
-        parent: Some(run.id.clone()),
-        alive: None,
-        record: args.record.clone(),
-    })
-}
-
-/// The steps whose results a re-run from `from` keeps: every step of earlier
-/// stages, and the steps of `from`'s stage that do not wait on it (directly or
-/// not). Handlers always run again.
-fn kept_before<'p>(plan: &'p crate::plan::Plan, from: &str) -> Result<HashSet<&'p str>, String> {
-    let Some(at) = plan
-        .stages
-        .iter()
-        .position(|s| s.steps.iter().any(|p| p.step.id.as_str() == from))
-    else {
-        let ids: Vec<&str> = plan
-            .stages
-            .iter()
-            .flat_map(|s| s.steps.iter().map(|p| p.step.id.as_str()))
-            .collect();
-        return Err(format!(
-            "the playbook has no step `{from}` to start from (handlers cannot be chosen); its steps: {}",
-            ids.join(", ")
-        ));
-    };
-    let mut keep: HashSet<&str> = plan.stages[..at]
-        .iter()
-        .flat_map(|s| s.steps.iter().map(|p| p.step.id.as_str()))
-        .collect();
-    let stage = &plan.stages[at];
-    // Steps that wait on `from`, transitively.
-    let mut tainted: HashSet<&str> = HashSet::from([from]);
-    let mut grew = true;
-    while grew {
-        grew = false;
-        for p in &stage.steps {
-            let id = p.step.id.as_str();
-            if !tainted.contains(id) && p.after.iter().any(|a| tainted.contains(a.as_str())) {
-                tainted.insert(id);
-                grew = true;
-            }
-        }
-    }
-    keep.extend(
-        stage
-            .steps
-            .iter()
-            .map(|p| p.step.id.as_str())
-            .filter(|id| !tainted.contains(id)),
-    );
-    Ok(keep)
+        args.output,
+        &args.access,
+        &args.record,
+    )
 }
 
 fn secs(ms: Option<i64>) -> String {
@@ -413,7 +191,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
             journal,
             output,
         } => {
-            let j = match open_journal_to_read(journal.journal.as_deref()) {
+            let (service, j) = match reading(journal) {
                 Ok(j) => j,
                 Err(code) => return code,
             };
@@ -454,11 +232,11 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                 }
                 if r.status == "running"
                     && r.guarded
-                    && super::state_dir().is_some_and(|s| {
-                        record::recorder::mark_path(&s, &r.id)
-                            .symlink_metadata()
-                            .is_err()
-                    })
+                    && service
+                        .settings()
+                        .state_dir
+                        .as_deref()
+                        .is_some_and(|s| record::recorder::mark_gone(s, &r.id))
                 {
                     notes.push("journal incomplete".to_owned());
                 }
@@ -483,10 +261,11 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
             journal,
             output,
         } => {
-            let j = match open_journal_to_read(journal.journal.as_deref()) {
+            let (service, j) = match reading(journal) {
                 Ok(j) => j,
                 Err(code) => return code,
             };
+            let state = service.settings().state_dir.clone();
             let run = match find(&j, run_id) {
                 Ok(r) => r,
                 Err(code) => return code,
@@ -495,7 +274,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                 Ok(e) => e,
                 Err(e) => return refuse(e),
             };
-            let lacks = lacking(&run, &events);
+            let lacks = crate::service::lacking(state.as_deref(), &run, &events);
             match output {
                 ShowFormat::Json => {
                     let mut shown = serde_json::json!({ "run": run, "events": events });
@@ -507,7 +286,11 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                         serde_json::to_string_pretty(&shown).unwrap_or_default()
                     ))
                 }
-                ShowFormat::Markdown => print(&markdown(&run, events)),
+                ShowFormat::Markdown => print(&crate::service::markdown_report(
+                    state.as_deref(),
+                    &run,
+                    events,
+                )),
                 ShowFormat::Text => {
                     let mut out = format!(
                         "run {} — {} ({})\n  file {}\n  started {}{}, duration {}{}\n  inputs {}\n\n",
@@ -550,12 +333,13 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
             older_than,
             journal,
         } => {
-            let mut j = match open_journal(journal.journal.as_deref()) {
+            let service = service(journal.journal.as_deref());
+            let mut j = match service.journal() {
                 Ok(j) => j,
-                Err(code) => return code,
+                Err(e) => return refused(&e),
             };
             let age = match older_than.as_deref() {
-                None => retention(),
+                None => service.settings().retention,
                 Some(t) => match parse_duration(t) {
                     Ok(d) => d,
                     Err(e) => {
@@ -563,11 +347,8 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                     }
                 },
             };
-            match j.prune(record::now_ms() - age.as_millis() as i64) {
+            match service.prune(&mut j, record::now_ms() - age.as_millis() as i64) {
                 Ok(ids) => {
-                    if let Some(state) = super::state_dir() {
-                        forget(&state, &ids);
-                    }
                     print(&format!(
                         "pruned {} finished runs older than {}\n",
                         ids.len(),
@@ -575,7 +356,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                     ));
                     EXIT_OK
                 }
-                Err(e) => refuse(e),
+                Err(e) => refused(&e),
             }
         }
     }
@@ -583,7 +364,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
 
 /// `runner stats`.
 pub fn stats(args: &StatsArgs) -> u8 {
-    let j = match open_journal_to_read(args.journal.journal.as_deref()) {
+    let (_, j) = match reading(&args.journal) {
         Ok(j) => j,
         Err(code) => return code,
     };

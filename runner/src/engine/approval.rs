@@ -1,5 +1,10 @@
 //! Manual approvals that any process can answer.
 //!
+//! The engine asks through the [`Approvals`] trait and waits for a verdict
+//! ([`wait`]); it never talks to a person. Front ends answer through the same
+//! trait: the CLI's terminal prompt (`cli::prompt`), `runner approve`, later the
+//! server. [`FileApprovals`], the default, is the mailbox described below.
+//!
 //! Why a mailbox of files: the person (or CI job) who approves is rarely the process
 //! that runs the playbook. A run started from a pager alert runs without a terminal,
 //! and the tech lead answers from their own shell, or a chat bot answers from a CI
@@ -23,11 +28,9 @@
 //! declared, not authenticated. The record says who (`$USER`) claimed which role.
 
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -254,6 +257,102 @@ impl Mailbox {
     }
 }
 
+/// Where a run's approval requests wait and their answers are kept: the one
+/// place every front end (the terminal of the run, `runner approve`, later a
+/// server and its web page) answers through, and the engine reads from. The
+/// default is [`FileApprovals`], the mailbox of files under the state dir.
+///
+/// Implementations check the ids they are given (they may become file names
+/// or keys) and refuse bad ones with `InvalidInput`.
+pub trait Approvals: Send + Sync {
+    /// Announces that the run waits for `request.step`; answers are taken from
+    /// now on. Open a step once per run: answers already recorded count.
+    fn open(&self, request: &Request) -> io::Result<()>;
+    /// The request `run_id` waits on for `step`, if it waits.
+    fn request(&self, run_id: &str, step: &str) -> Option<Request>;
+    /// The steps `run_id` waits on, sorted.
+    fn pending(&self, run_id: &str) -> Vec<String>;
+    /// Why no answer can be given to `run_id` at all (no such run waits or ever
+    /// waited), for `runner approve`'s message; `Ok` when it has requests.
+    fn known(&self, run_id: &str) -> Result<(), String>;
+    /// Every answer recorded for `step`, oldest first.
+    fn decisions(&self, run_id: &str, step: &str) -> io::Result<Vec<Decision>>;
+    /// Records `decision` as is, without the checks of [`submit`].
+    fn record(&self, run_id: &str, step: &str, decision: &Decision) -> io::Result<()>;
+    /// The run no longer waits for `step`; the answers stay as the record.
+    fn close(&self, run_id: &str, step: &str);
+}
+
+/// [`Approvals`] as the files of [`Mailbox`] under a state directory.
+#[derive(Debug, Clone)]
+pub struct FileApprovals {
+    state_dir: PathBuf,
+}
+
+impl FileApprovals {
+    pub fn new(state_dir: &Path) -> FileApprovals {
+        FileApprovals {
+            state_dir: state_dir.to_owned(),
+        }
+    }
+
+    fn mailbox(&self, run_id: &str) -> Mailbox {
+        Mailbox::new(&self.state_dir, run_id)
+    }
+}
+
+impl Approvals for FileApprovals {
+    fn open(&self, request: &Request) -> io::Result<()> {
+        self.mailbox(&request.run_id).open(request)
+    }
+
+    fn request(&self, run_id: &str, step: &str) -> Option<Request> {
+        check_id(run_id, IdKind::Run).ok()?;
+        self.mailbox(run_id).request(step)
+    }
+
+    fn pending(&self, run_id: &str) -> Vec<String> {
+        if check_id(run_id, IdKind::Run).is_err() {
+            return Vec::new();
+        }
+        self.mailbox(run_id).pending()
+    }
+
+    fn known(&self, run_id: &str) -> Result<(), String> {
+        check_id(run_id, IdKind::Run)?;
+        let mailbox = self.mailbox(run_id);
+        if mailbox.dir.is_dir() {
+            Ok(())
+        } else {
+            Err(format!(
+                "no run `{run_id}` is waiting for an approval (nothing in {}); check the run id in the run's output, and that RUNNER_STATE_DIR is the same as the run's",
+                mailbox.dir.display()
+            ))
+        }
+    }
+
+    fn decisions(&self, run_id: &str, step: &str) -> io::Result<Vec<Decision>> {
+        self.mailbox(run_id).decisions(step)
+    }
+
+    fn record(&self, run_id: &str, step: &str, decision: &Decision) -> io::Result<()> {
+        let mailbox = self.mailbox(run_id);
+        mailbox.record(step, decision).map(|_| ()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot record the decision in {}: {e}",
+                    mailbox.dir.display()
+                ),
+            )
+        })
+    }
+
+    fn close(&self, run_id: &str, step: &str) {
+        self.mailbox(run_id).close(step);
+    }
+}
+
 /// What `runner approve` does: records `decision` for `step` of `run_id`.
 ///
 /// Refused, with a message that says what is wrong and what to do, when the run
@@ -262,22 +361,16 @@ impl Mailbox {
 /// or when the request lists roles and `decision.role` is `None`. A request without
 /// roles takes an answer from anyone; a role given then is only recorded.
 pub fn submit(
-    state_dir: &Path,
+    approvals: &dyn Approvals,
     run_id: &str,
     step: &str,
     decision: Decision,
 ) -> Result<(), String> {
     check_id(run_id, IdKind::Run)?;
     check_id(step, IdKind::Step)?;
-    let mailbox = Mailbox::new(state_dir, run_id);
-    if !mailbox.dir.is_dir() {
-        return Err(format!(
-            "no run `{run_id}` is waiting for an approval (nothing in {}); check the run id in the run's output, and that RUNNER_STATE_DIR is the same as the run's",
-            mailbox.dir.display()
-        ));
-    }
-    let Some(request) = mailbox.request(step) else {
-        let pending = mailbox.pending();
+    approvals.known(run_id)?;
+    let Some(request) = approvals.request(run_id, step) else {
+        let pending = approvals.pending(run_id);
         return Err(match pending.first() {
             None => format!(
                 "run `{run_id}` is not waiting for any approval now (it was decided, timed out, or the run ended)"
@@ -306,12 +399,9 @@ pub fn submit(
             Some(_) => {}
         }
     }
-    mailbox.record(step, &decision).map(|_| ()).map_err(|e| {
-        format!(
-            "cannot record the decision in {}: {e}",
-            mailbox.dir.display()
-        )
-    })
+    approvals
+        .record(run_id, step, &decision)
+        .map_err(|e| e.to_string())
 }
 
 /// Where the decisions of a request stand.
@@ -376,331 +466,28 @@ pub enum Outcome {
     TimedOut,
 }
 
-/// Waits up to `timeout` for a verdict on `request`, looking at the mailbox every
-/// 200 ms. With `terminal` (who sits there), the question is also asked on
-/// stderr and answered on stdin (one question per missing role); those answers
-/// are recorded in the mailbox with `via: "terminal"`. When the front end has
-/// shown the request already (the live tree: `terminal.announced`), only the
-/// questions are asked, not the request again. Whatever gives a verdict first wins; a question
-/// still on the screen then stops waiting for its answer.
-///
-/// The terminal is read from a detached thread, never joined: a read that never
-/// returns cannot hold up the run. (Not `spawn_blocking`: dropping a tokio runtime
-/// waits for its blocking tasks, so a pending stdin read would keep the process
-/// from exiting.) The mailbox must be opened first ([`Mailbox::open`]) so that
-/// `runner approve` accepts answers; close it afterwards.
-pub async fn wait(
-    mailbox: &Mailbox,
-    request: &Request,
-    timeout: Duration,
-    terminal: Option<Terminal<'_>>,
-) -> Outcome {
-    let terminal = terminal.map(|t| {
-        (
-            stdin_lines(),
-            Box::new(io::stderr()) as Prompts,
-            t.by.clone(),
-            t.announced,
-        )
-    });
-    wait_with(mailbox, request, timeout, terminal, &mut io::stderr()).await
-}
-
-/// Where the questions go (stderr; a sink in tests).
-type Prompts = Box<dyn Write + Send>;
-
-/// Who answers on this process's terminal, and whether the request was shown
-/// there already.
-#[derive(Debug, Clone, Copy)]
-pub struct Terminal<'a> {
-    pub by: &'a crate::identity::Principal,
-    pub announced: bool,
-}
-
-async fn wait_with(
-    mailbox: &Mailbox,
-    request: &Request,
-    timeout: Duration,
-    terminal: Option<(
-        &'static Mutex<Receiver<String>>,
-        Prompts,
-        crate::identity::Principal,
-        bool,
-    )>,
-    notes: &mut dyn Write,
-) -> Outcome {
+/// Waits up to `timeout` for a verdict on `request`, looking at `approvals`
+/// every 200 ms. Whoever answers (`runner approve`, a terminal, later a server)
+/// answers through the same store; the engine never talks to a person itself.
+/// The request must be opened first ([`Approvals::open`]) so that answers are
+/// taken; close it afterwards.
+pub async fn wait(approvals: &dyn Approvals, request: &Request, timeout: Duration) -> Outcome {
     let deadline = tokio::time::Instant::now() + timeout;
-    let talk = Arc::new(Talk::default());
-    let _stop = StopOnDrop(talk.clone());
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Decision>();
-    let mut asking = false;
-    if let Some((lines, mut out, by, announced)) = terminal {
-        let (mailbox, request, talk) = (mailbox.clone(), request.clone(), talk.clone());
-        let spawned = std::thread::Builder::new()
-            .name("approval-prompt".into())
-            .spawn(move || {
-                let who = Who { by: &by, announced };
-                converse(&mailbox, &request, lines, &mut out, &talk, who, &|d| {
-                    let _ = tx.send(d);
-                });
-            });
-        asking = spawned.is_ok();
-    }
-    // Terminal answers whose recording failed still count.
-    let mut unrecorded: Vec<Decision> = Vec::new();
     loop {
-        let mut decisions = mailbox.decisions(&request.step).unwrap_or_default();
-        decisions.extend(unrecorded.iter().cloned());
-        let outcome = match verdict(&request.approvers, &decisions) {
-            Verdict::Pending { .. } => None,
-            Verdict::Approved(by) => Some(Outcome::Approved(by)),
-            Verdict::Rejected(by) => Some(Outcome::Rejected(by)),
-        };
-        if let Some(outcome) = outcome {
-            // A question on the screen is moot now: say so.
-            if talk.stop() {
-                let how = match &outcome {
-                    Outcome::Approved(by) => describe_all(by),
-                    Outcome::Rejected(by) => by.describe(),
-                    Outcome::TimedOut => String::new(),
-                };
-                let _ = writeln!(
-                    notes,
-                    "\nstep `{}` was decided from another shell ({how}); no answer is needed here",
-                    request.step
-                );
-            }
-            return outcome;
+        let decisions = approvals
+            .decisions(&request.run_id, &request.step)
+            .unwrap_or_default();
+        match verdict(&request.approvers, &decisions) {
+            Verdict::Pending { .. } => {}
+            Verdict::Approved(by) => return Outcome::Approved(by),
+            Verdict::Rejected(by) => return Outcome::Rejected(by),
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            if talk.stop() {
-                let _ = writeln!(notes, "\nno decision on step `{}` in time", request.step);
-            }
             return Outcome::TimedOut;
         }
-        let nap = tokio::time::sleep(POLL.min(deadline - now));
-        tokio::select! {
-            () = nap => {}
-            answer = rx.recv(), if asking => match answer {
-                Some(d) => {
-                    if mailbox.record(&request.step, &d).is_err() {
-                        unrecorded.push(d);
-                    }
-                }
-                None => asking = false,
-            },
-        }
+        tokio::time::sleep(POLL.min(deadline - now)).await;
     }
-}
-
-/// What the waiting task and the question thread share.
-#[derive(Default)]
-struct Talk {
-    /// Set by the waiting side: stop asking.
-    done: AtomicBool,
-    /// Set by the question thread while a question waits for its answer.
-    awaiting: AtomicBool,
-}
-
-impl Talk {
-    /// Stops the questions; tells whether one was waiting for an answer.
-    fn stop(&self) -> bool {
-        self.done.store(true, Ordering::SeqCst);
-        self.awaiting.load(Ordering::SeqCst)
-    }
-
-    fn is_done(&self) -> bool {
-        self.done.load(Ordering::SeqCst)
-    }
-}
-
-/// Stops the questions also when the waiting future is dropped.
-struct StopOnDrop(Arc<Talk>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop();
-    }
-}
-
-fn describe_all(decisions: &[Decision]) -> String {
-    decisions
-        .iter()
-        .map(Decision::describe)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// The lines typed on stdin, read by one detached thread for the whole process, so
-/// that a question nobody answered does not swallow the answer to the next one.
-fn stdin_lines() -> &'static Mutex<Receiver<String>> {
-    static LINES: OnceLock<Mutex<Receiver<String>>> = OnceLock::new();
-    LINES.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let _ = std::thread::Builder::new()
-            .name("stdin-lines".into())
-            .spawn(move || {
-                let stdin = io::stdin();
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    match stdin.lock().read_line(&mut line) {
-                        Ok(0) | Err(_) => return, // end of input: the channel closes
-                        Ok(_) => {
-                            if tx.send(line.clone()).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        Mutex::new(rx)
-    })
-}
-
-/// Asks the question on `out` and reads answers from `lines` until the request is
-/// decided, `talk` is stopped, or the input ends; each answer goes to `answer`.
-fn converse(
-    mailbox: &Mailbox,
-    request: &Request,
-    lines: &Mutex<Receiver<String>>,
-    out: &mut dyn Write,
-    talk: &Talk,
-    who: Who<'_>,
-    answer: &dyn Fn(Decision),
-) {
-    let by = who.by;
-    // One conversation at a time (parallel approval steps take turns).
-    let lines = loop {
-        if talk.is_done() {
-            return;
-        }
-        match lines.try_lock() {
-            Ok(guard) => break guard,
-            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-        }
-    };
-    // Lines typed before the question was shown answer nothing.
-    while lines.try_recv().is_ok() {}
-    let read = |out: &mut dyn Write, question: &str| -> Option<String> {
-        if talk.is_done() {
-            return None;
-        }
-        let _ = write!(out, "{question}");
-        let _ = out.flush();
-        talk.awaiting.store(true, Ordering::SeqCst);
-        let reply = loop {
-            if talk.is_done() {
-                break None;
-            }
-            match lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => break Some(line.trim().to_owned()),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break None,
-            }
-        };
-        talk.awaiting.store(false, Ordering::SeqCst);
-        reply
-    };
-    let roles: Vec<Option<&String>> = if request.approvers.is_empty() {
-        vec![None]
-    } else {
-        request.approvers.iter().map(Some).collect()
-    };
-    let how = match request.approvers.first() {
-        Some(role) => format!(
-            "runner approve {} {} --role {role}",
-            request.run_id, request.step
-        ),
-        None => format!("runner approve {} {}", request.run_id, request.step),
-    };
-    if who.announced {
-        let _ = writeln!(
-            out,
-            "answer here, or from another shell with the command above:"
-        );
-    } else {
-        announce(out, request, &how);
-    }
-    for role in roles {
-        // Someone may have answered for this role from elsewhere meanwhile.
-        let decisions = mailbox.decisions(&request.step).unwrap_or_default();
-        match verdict(&request.approvers, &decisions) {
-            Verdict::Pending { missing } => {
-                if role.is_some_and(|r| !missing.contains(r)) {
-                    continue;
-                }
-            }
-            _ => return,
-        }
-        let question = match role {
-            Some(role) => format!("approve as {role}? [y/N] "),
-            None => "approve? [y/N] ".to_owned(),
-        };
-        let approved = loop {
-            let Some(reply) = read(out, &question) else {
-                return;
-            };
-            match reply.to_ascii_lowercase().as_str() {
-                "y" | "yes" => break true,
-                "" | "n" | "no" => break false,
-                _ => {
-                    let _ = writeln!(out, "answer y (approve) or n (reject)");
-                }
-            }
-        };
-        let ask = if approved {
-            "comment (optional): "
-        } else {
-            "reason (optional): "
-        };
-        let Some(comment) = read(out, ask) else {
-            return;
-        };
-        let comment = Some(comment).filter(|c| !c.is_empty());
-        answer(Decision::now(
-            approved,
-            by,
-            role.cloned(),
-            comment,
-            "terminal",
-        ));
-        if !approved {
-            return;
-        }
-    }
-}
-
-/// The request, on the terminal, for a front end that did not show it.
-fn announce(out: &mut dyn Write, request: &Request, how: &str) {
-    let _ = writeln!(
-        out,
-        "\napproval needed for step `{}` of run `{}`: {}\n{}answer here, or from another shell: {how} (until {})",
-        request.step,
-        request.run_id,
-        // The prompt may quote a plugin's outputs through `${{ }}`.
-        crate::host::text::printable(&request.prompt),
-        if request.approvers.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "each of these must approve: {}; ",
-                request.approvers.join(", ")
-            )
-        },
-        request.deadline,
-    );
-}
-
-/// Who answers on the terminal (see [`Terminal`]).
-#[derive(Clone, Copy)]
-struct Who<'a> {
-    by: &'a crate::identity::Principal,
-    announced: bool,
 }
 
 /// Which id a name is, for messages and for what it may contain.
@@ -800,14 +587,15 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
+    //! What the approval tests here and in `cli::prompt` share.
     use super::*;
 
     /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
+    pub(crate) struct TempDir(pub(crate) PathBuf);
 
     impl TempDir {
-        fn new(name: &str) -> TempDir {
+        pub(crate) fn new(name: &str) -> TempDir {
             let dir = std::env::temp_dir().join(format!(
                 "runner-approval-{name}-{}-{}",
                 std::process::id(),
@@ -825,14 +613,14 @@ mod tests {
         }
     }
 
-    fn alice() -> crate::identity::Principal {
+    pub(crate) fn alice() -> crate::identity::Principal {
         crate::identity::Principal {
             name: "alice".into(),
             source: crate::identity::Source::Flag,
         }
     }
 
-    fn decision(approved: bool, role: Option<&str>) -> Decision {
+    pub(crate) fn decision(approved: bool, role: Option<&str>) -> Decision {
         Decision {
             approved,
             by: "alice".into(),
@@ -844,11 +632,11 @@ mod tests {
         }
     }
 
-    fn roles(names: &[&str]) -> Vec<String> {
+    pub(crate) fn roles(names: &[&str]) -> Vec<String> {
         names.iter().map(|r| (*r).to_owned()).collect()
     }
 
-    fn request(run: &str, step: &str, approvers: &[&str]) -> Request {
+    pub(crate) fn request(run: &str, step: &str, approvers: &[&str]) -> Request {
         Request::new(
             run,
             step,
@@ -858,12 +646,18 @@ mod tests {
         )
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
+    pub(crate) fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
 
     #[test]
     fn without_roles_the_first_approval_approves() {
@@ -925,7 +719,13 @@ mod tests {
     #[test]
     fn submit_refuses_a_run_that_does_not_wait() {
         let tmp = TempDir::new("no-run");
-        let err = submit(&tmp.0, "r1", "deploy", decision(true, None)).unwrap_err();
+        let err = submit(
+            &FileApprovals::new(&tmp.0),
+            "r1",
+            "deploy",
+            decision(true, None),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             format!(
@@ -936,13 +736,25 @@ mod tests {
         // The run exists and waits, but for another step.
         let mailbox = Mailbox::new(&tmp.0, "r1");
         mailbox.open(&request("r1", "confirm", &[])).unwrap();
-        let err = submit(&tmp.0, "r1", "deploy", decision(true, None)).unwrap_err();
+        let err = submit(
+            &FileApprovals::new(&tmp.0),
+            "r1",
+            "deploy",
+            decision(true, None),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             "run `r1` is not waiting for an approval of step `deploy`; it waits for: `confirm`. For example: runner approve r1 confirm"
         );
         mailbox.close("confirm");
-        let err = submit(&tmp.0, "r1", "confirm", decision(true, None)).unwrap_err();
+        let err = submit(
+            &FileApprovals::new(&tmp.0),
+            "r1",
+            "confirm",
+            decision(true, None),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             "run `r1` is not waiting for any approval now (it was decided, timed out, or the run ended)"
@@ -957,7 +769,13 @@ mod tests {
         mailbox
             .open(&request("r1", "deploy", &["tech-lead", "on-call"]))
             .unwrap();
-        let err = submit(&tmp.0, "r1", "deploy", decision(true, Some("intern"))).unwrap_err();
+        let err = submit(
+            &FileApprovals::new(&tmp.0),
+            "r1",
+            "deploy",
+            decision(true, Some("intern")),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             "step `deploy` of run `r1` takes no answer as `intern`; its roles are: `tech-lead`, `on-call`. Use --role with one of them"
@@ -972,7 +790,13 @@ mod tests {
         mailbox
             .open(&request("r1", "deploy", &["tech-lead", "on-call"]))
             .unwrap();
-        let err = submit(&tmp.0, "r1", "deploy", decision(true, None)).unwrap_err();
+        let err = submit(
+            &FileApprovals::new(&tmp.0),
+            "r1",
+            "deploy",
+            decision(true, None),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             "step `deploy` of run `r1` needs an answer from each of these roles: `tech-lead`, `on-call`; say which one you answer as with --role ROLE (e.g. --role tech-lead)"
@@ -990,7 +814,7 @@ mod tests {
             ("a/b", "s"),
         ] {
             assert!(
-                submit(&tmp.0, run, step, decision(true, None)).is_err(),
+                submit(&FileApprovals::new(&tmp.0), run, step, decision(true, None)).is_err(),
                 "{run} {step}"
             );
         }
@@ -1011,8 +835,8 @@ mod tests {
         let mut first = decision(true, Some("tech-lead"));
         first.comment = Some("checked the diff".into());
         let second = decision(false, Some("on-call"));
-        submit(&tmp.0, "r1", "deploy", first.clone()).unwrap();
-        submit(&tmp.0, "r1", "deploy", second.clone()).unwrap();
+        submit(&FileApprovals::new(&tmp.0), "r1", "deploy", first.clone()).unwrap();
+        submit(&FileApprovals::new(&tmp.0), "r1", "deploy", second.clone()).unwrap();
         // Garbage and half-written files are skipped.
         fs::write(mailbox.dir().join("deploy.decision.9-garbled.json"), "{").unwrap();
         fs::write(mailbox.dir().join(".deploy.decision.1.json.7-0.tmp"), "{").unwrap();
@@ -1035,9 +859,9 @@ mod tests {
             let sent = approval.clone();
             let answer = tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                submit(&state, "r1", "deploy", sent)
+                submit(&FileApprovals::new(&state), "r1", "deploy", sent)
             });
-            let outcome = wait(&mailbox, &req, Duration::from_secs(20), None).await;
+            let outcome = wait(&FileApprovals::new(&tmp.0), &req, Duration::from_secs(20)).await;
             assert_eq!(answer.await.unwrap(), Ok(()));
             outcome
         });
@@ -1050,7 +874,11 @@ mod tests {
         let mailbox = Mailbox::new(&tmp.0, "r1");
         let req = request("r1", "deploy", &[]);
         mailbox.open(&req).unwrap();
-        let outcome = runtime().block_on(wait(&mailbox, &req, Duration::from_millis(300), None));
+        let outcome = runtime().block_on(wait(
+            &FileApprovals::new(&tmp.0),
+            &req,
+            Duration::from_millis(300),
+        ));
         assert_eq!(outcome, Outcome::TimedOut);
     }
 
@@ -1067,141 +895,11 @@ mod tests {
             let sent = no.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                submit(&state, "r1", "deploy", sent)
+                submit(&FileApprovals::new(&state), "r1", "deploy", sent)
             });
-            wait(&mailbox, &req, Duration::from_secs(20), None).await
+            wait(&FileApprovals::new(&tmp.0), &req, Duration::from_secs(20)).await
         });
         assert_eq!(outcome, Outcome::Rejected(no));
-    }
-
-    /// What the terminal shows: the whole request when nobody showed it, only
-    /// the question when the live tree did (it printed the request itself);
-    /// the answer is recorded with who sits at the terminal.
-    #[test]
-    fn the_terminal_repeats_no_request_the_live_tree_showed() {
-        for announced in [false, true] {
-            let tmp = TempDir::new(&format!("announce-{announced}"));
-            let mailbox = Mailbox::new(&tmp.0, "r1");
-            let req = request("r1", "deploy", &[]);
-            mailbox.open(&req).unwrap();
-            let (tx, rx) = std::sync::mpsc::channel();
-            let lines: &'static Mutex<Receiver<String>> = Box::leak(Box::new(Mutex::new(rx)));
-            let typer = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                tx.send("y\n".to_owned()).unwrap();
-                tx.send("\n".to_owned()).unwrap();
-                tx
-            });
-            let mut out = Vec::new();
-            let answers = std::sync::Mutex::new(Vec::new());
-            let who = Who {
-                by: &alice(),
-                announced,
-            };
-            converse(
-                &mailbox,
-                &req,
-                lines,
-                &mut out,
-                &Talk::default(),
-                who,
-                &|d| answers.lock().unwrap().push(d),
-            );
-            drop(typer.join().unwrap());
-            let shown = String::from_utf8(out).unwrap();
-            assert_eq!(
-                shown.matches(&req.prompt).count(),
-                usize::from(!announced),
-                "{shown}"
-            );
-            assert_eq!(shown.matches("approve? [y/N]").count(), 1, "{shown}");
-            let answers = answers.into_inner().unwrap();
-            assert_eq!(answers.len(), 1);
-            assert!(answers[0].approved);
-            assert_eq!(answers[0].who(), "alice (--as)");
-        }
-    }
-
-    #[test]
-    fn terminal_answers_are_decisions_recorded_in_the_mailbox() {
-        let tmp = TempDir::new("terminal");
-        let mailbox = Mailbox::new(&tmp.0, "r1");
-        let req = request("r1", "deploy", &["tech-lead", "on-call"]);
-        mailbox.open(&req).unwrap();
-        // on-call answers from another shell; the terminal answers for tech-lead.
-        submit(&tmp.0, "r1", "deploy", decision(true, Some("on-call"))).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines: &'static Mutex<Receiver<String>> = Box::leak(Box::new(Mutex::new(rx)));
-        let typer = std::thread::spawn(move || {
-            // After the question is up (earlier lines are discarded).
-            std::thread::sleep(Duration::from_millis(300));
-            tx.send("maybe\n".to_owned()).unwrap();
-            tx.send("y\n".to_owned()).unwrap();
-            tx.send("  looks right \n".to_owned()).unwrap();
-            tx
-        });
-        let mut notes = Vec::new();
-        let outcome = runtime().block_on(wait_with(
-            &mailbox,
-            &req,
-            Duration::from_secs(20),
-            Some((lines, Box::new(io::sink()), alice(), false)),
-            &mut notes,
-        ));
-        drop(typer.join().unwrap());
-        let Outcome::Approved(by) = outcome else {
-            panic!("not approved: {outcome:?}");
-        };
-        let vias: Vec<_> = by
-            .iter()
-            .map(|d| (d.role.clone().unwrap(), d.via.clone()))
-            .collect();
-        assert_eq!(
-            vias,
-            vec![
-                ("tech-lead".to_owned(), "terminal".to_owned()),
-                ("on-call".to_owned(), "command".to_owned())
-            ]
-        );
-        assert_eq!(by[0].comment.as_deref(), Some("looks right"));
-        assert!(by[0].approved);
-        assert_eq!(mailbox.decisions("deploy").unwrap().len(), 2);
-        assert_eq!(String::from_utf8(notes).unwrap(), "");
-    }
-
-    #[test]
-    fn a_question_on_the_terminal_is_dropped_when_another_shell_decides() {
-        let tmp = TempDir::new("terminal-moot");
-        let mailbox = Mailbox::new(&tmp.0, "r1");
-        let req = request("r1", "deploy", &[]);
-        mailbox.open(&req).unwrap();
-        // Nobody types anything.
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let lines: &'static Mutex<Receiver<String>> = Box::leak(Box::new(Mutex::new(rx)));
-        let approval = decision(true, None);
-        let mut notes = Vec::new();
-        let outcome = runtime().block_on(async {
-            let state = tmp.0.clone();
-            let sent = approval.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                submit(&state, "r1", "deploy", sent)
-            });
-            wait_with(
-                &mailbox,
-                &req,
-                Duration::from_secs(20),
-                Some((lines, Box::new(io::sink()), alice(), false)),
-                &mut notes,
-            )
-            .await
-        });
-        assert_eq!(outcome, Outcome::Approved(vec![approval]));
-        assert_eq!(
-            String::from_utf8(notes).unwrap(),
-            "\nstep `deploy` was decided from another shell (approved by alice); no answer is needed here\n"
-        );
-        drop(tx);
     }
 
     #[test]

@@ -11,6 +11,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::StepRecord;
 use super::approval::Decision;
 
+/// Receives a run's events, in order, as they happen: the service's fan-out
+/// to the journal, the report collector and the front end's views.
+///
+/// `Send + Sync` so that a run's future can move between the threads of a
+/// multi-threaded runtime (a server runs many runs at once). `emit` is called
+/// while the engine waits for nothing; it must not block for long (a
+/// subscriber that writes to a database commits there, which is the point).
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: &Event);
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {

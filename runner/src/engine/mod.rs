@@ -24,7 +24,6 @@
 //! - a failing handler is reported and counted but never changes the run's status
 //!   or hides the original failure; all handlers of a list run.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -41,7 +40,7 @@ pub mod events;
 pub mod lock;
 pub mod watch;
 
-pub use events::Event;
+pub use events::{Event, EventSink};
 
 use crate::expr;
 use crate::host::runtime::{Limits, LoadedPlugin, Runtime, StepFailure};
@@ -197,20 +196,16 @@ pub struct Executor<'a> {
     /// What the run may still keep as artifacts: one budget for all its steps
     /// (an `Executor` runs one run).
     pub artifact_budget: std::sync::Arc<crate::host::artifacts::RunBudget>,
-    /// The state directory, for the approval mailbox; `None`: approvals fail.
-    pub state_dir: Option<PathBuf>,
-    /// Prompt for approvals on the terminal (besides `runner approve`).
-    pub interactive: bool,
-    /// The front end shows approval requests itself (the live tree): the
-    /// terminal prompt then asks only the questions.
-    pub announced: bool,
-    /// Who runs it: recorded with the run's start and with the answers given
-    /// on its terminal.
+    /// Where approval requests wait for their answers; `None`: approvals fail.
+    pub approvals: Option<&'a dyn approval::Approvals>,
+    /// Where `run_report(ID)` reads other runs' reports; `None`: it fails.
+    pub reports: Option<std::sync::Arc<dyn expr::RunReports>>,
+    /// Who runs it: recorded with the run's start.
     pub actor: crate::identity::Principal,
     /// Set once when the process gets SIGINT or SIGTERM.
     pub interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
     /// Receives every event, in order.
-    pub on_event: RefCell<&'a mut dyn FnMut(&Event)>,
+    pub events: &'a dyn EventSink,
     /// What a resumed (or re-run) run takes over from the journal.
     pub resume: Resume,
 }
@@ -351,8 +346,8 @@ struct ApprovalWork {
 /// Which event reports a step record: `StepFinished` or `StepRestored`.
 type Reporter = fn(StepRecord) -> Event;
 
-type StepFuture<'f> = Pin<Box<dyn Future<Output = (usize, StepRecord)> + 'f>>;
-type Escalation<'f> = Pin<Box<dyn Future<Output = (Vec<StepRecord>, bool)> + 'f>>;
+type StepFuture<'f> = Pin<Box<dyn Future<Output = (usize, StepRecord)> + Send + 'f>>;
+type Escalation<'f> = Pin<Box<dyn Future<Output = (Vec<StepRecord>, bool)> + Send + 'f>>;
 
 fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -372,7 +367,15 @@ async fn until(at: Option<Instant>) {
 
 impl Executor<'_> {
     fn emit(&self, event: Event) {
-        (self.on_event.borrow_mut())(&event);
+        self.events.emit(&event);
+    }
+
+    /// What expressions of this run are evaluated in.
+    fn scope<'s>(&'s self, vars: &'s Map<String, Value>) -> expr::Scope<'s> {
+        expr::Scope {
+            vars,
+            reports: self.reports.as_ref(),
+        }
     }
 
     pub async fn run(&self, plan: &Plan, run_id: &str) -> RunReport {
@@ -505,7 +508,7 @@ impl Executor<'_> {
         let begin = Instant::now();
         set_clock(vars, st);
         let runs = match stage.runs {
-            Runs::Depends => condition(stage.condition.as_deref(), vars),
+            Runs::Depends => condition(stage.condition.as_deref(), self.scope(vars)),
             r => Ok(r == Runs::Yes),
         };
         let runs = match runs {
@@ -984,7 +987,10 @@ impl Executor<'_> {
     fn prepare(&self, stage: Option<&str>, p: &PlanStep, vars: &Map<String, Value>) -> Work {
         let step = &p.step;
         let runs = match p.runs {
-            Runs::Depends => condition(step.condition.as_ref().map(|c| c.as_str()), vars),
+            Runs::Depends => condition(
+                step.condition.as_ref().map(|c| c.as_str()),
+                self.scope(vars),
+            ),
             r => Ok(r == Runs::Yes),
         };
         match runs {
@@ -997,7 +1003,7 @@ impl Executor<'_> {
             return Work::Gate(outcome, Box::new(event));
         }
         if let Some(a) = &step.approval {
-            let prompt = match expr::render(&p.written.prompt, vars) {
+            let prompt = match expr::render(&p.written.prompt, self.scope(vars)) {
                 Ok(Value::String(s)) => s,
                 Ok(other) => other.to_string(),
                 Err(e) => {
@@ -1025,7 +1031,7 @@ impl Executor<'_> {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         );
-        let input = match expr::render_json(&with, vars) {
+        let input = match expr::render_json(&with, self.scope(vars)) {
             Ok(v) => v,
             Err(e) => return Work::Broken("invalid-input", format!("`with:` {e}")),
         };
@@ -1070,7 +1076,7 @@ impl Executor<'_> {
         gate: &crate::playbook::model::Gate,
         vars: &Map<String, Value>,
     ) -> (GateOutcome, Event) {
-        let eval = |c: &str| expr::evaluate_traced(expr::unwrap_condition(c), vars);
+        let eval = |c: &str| expr::evaluate_traced(expr::unwrap_condition(c), self.scope(vars));
         let fail_value = gate.fail.as_ref().map(|f| eval(f.as_str()));
         let pass_value = eval(gate.pass.as_str());
         let show = |v: &Result<expr::Evaluated, String>| match v {
@@ -1261,7 +1267,8 @@ impl Executor<'_> {
         }
     }
 
-    /// Asks for an approval through the mailbox (and the terminal, if there is one).
+    /// Asks for an approval through [`approval::Approvals`]; whoever answers
+    /// (a terminal, `runner approve`) answers there.
     async fn ask(
         &self,
         stage: Option<&str>,
@@ -1271,12 +1278,11 @@ impl Executor<'_> {
         timeout: Duration,
         run_id: &str,
     ) -> Asked {
-        let Some(state_dir) = &self.state_dir else {
+        let Some(approvals) = self.approvals else {
             return Asked::Unavailable(
                 "approvals need a state directory (set RUNNER_STATE_DIR or HOME)".into(),
             );
         };
-        let mailbox = approval::Mailbox::new(state_dir, run_id);
         let request = approval::Request {
             run_id: run_id.to_owned(),
             step: step.to_owned(),
@@ -1284,7 +1290,7 @@ impl Executor<'_> {
             approvers: approvers.to_vec(),
             deadline: approval::rfc3339(std::time::SystemTime::now() + timeout),
         };
-        if let Err(e) = mailbox.open(&request) {
+        if let Err(e) = approvals.open(&request) {
             return Asked::Unavailable(format!("cannot open the approval request: {e}"));
         }
         self.emit(Event::ApprovalRequested {
@@ -1299,12 +1305,8 @@ impl Executor<'_> {
                 format!("runner approve {run_id} {step} --role ROLE [--reject] [--comment TEXT]")
             },
         });
-        let terminal = self.interactive.then_some(approval::Terminal {
-            by: &self.actor,
-            announced: self.announced,
-        });
-        let outcome = approval::wait(&mailbox, &request, timeout, terminal).await;
-        mailbox.close(step);
+        let outcome = approval::wait(approvals, &request, timeout).await;
+        approvals.close(run_id, step);
         let (name, decisions, asked) = match outcome {
             approval::Outcome::Approved(d) => {
                 let by = d
@@ -1431,7 +1433,7 @@ impl Executor<'_> {
             record.attempts += 1;
             let (verdict, outputs, error, nan) = match self.attempt(plugin, a, record).await {
                 Err(f) => (watch::Verdict::Error, Map::new(), Some(f.to_string()), None),
-                Ok(s) => match watch::judge(w, &s.outputs, vars) {
+                Ok(s) => match watch::judge(w, &s.outputs, self.scope(vars)) {
                     Ok(j) => (j.verdict, s.outputs, None, j.nan),
                     Err(e) => (watch::Verdict::Error, s.outputs, Some(e), None),
                 },
@@ -1564,9 +1566,9 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(fraction)
 }
 
-fn condition(cond: Option<&str>, vars: &Map<String, Value>) -> Result<bool, String> {
+fn condition(cond: Option<&str>, scope: expr::Scope<'_>) -> Result<bool, String> {
     let Some(c) = cond else { return Ok(true) };
-    match expr::evaluate(expr::unwrap_condition(c), vars)? {
+    match expr::evaluate(expr::unwrap_condition(c), scope)? {
         Value::Bool(b) => Ok(b),
         other => Err(format!(
             "the condition `{c}` gives {other}, not true or false"

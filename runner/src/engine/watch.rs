@@ -58,15 +58,20 @@ pub struct Judged {
 /// failed; with only `failure`, or with both, it is inconclusive (a `failure`
 /// that holds without touching a NaN still fails it). A condition that tests
 /// for NaN first (`result.value != result.value || …`) never compares one.
-pub fn judge(
+pub fn judge<'a>(
     watch: &Watch,
     outputs: &Map<String, Value>,
-    vars: &Map<String, Value>,
+    run: impl Into<crate::expr::Scope<'a>>,
 ) -> Result<Judged, String> {
-    let mut scope = vars.clone();
+    let run = run.into();
+    let mut scope = run.vars.clone();
     scope.insert("result".into(), Value::Object(outputs.clone()));
+    let with_result = crate::expr::Scope {
+        vars: &scope,
+        reports: run.reports,
+    };
     let holds = |cond: &str| -> Result<(bool, bool), String> {
-        let e = crate::expr::evaluate_traced(crate::expr::unwrap_condition(cond), &scope)?;
+        let e = crate::expr::evaluate_traced(crate::expr::unwrap_condition(cond), with_result)?;
         match e.value {
             Value::Bool(b) => Ok((b, e.compared_nan)),
             other => Err(format!(

@@ -349,16 +349,31 @@ fn chain(e: &IdedExpr) -> Option<(&str, Vec<&str>)> {
     }
 }
 
-/// Where `run_report(ID)` finds another run's report (set by the CLI, which
-/// knows the journal).
-type RunReports = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
-static RUN_REPORTS: std::sync::OnceLock<RunReports> = std::sync::OnceLock::new();
+/// Where `run_report(ID)` finds another run's report: the markdown report of
+/// run ID from the journal (timeline, gates and what they measured,
+/// handlers), e.g. for a post-mortem of the run that failed. Given by whoever
+/// knows the journal (the run service), per evaluation: two runs in one
+/// process may read two journals.
+pub trait RunReports: Send + Sync {
+    fn markdown(&self, run_id: &str) -> Result<String, String>;
+}
 
-/// Lets expressions call `run_report(ID)`: the markdown report of run ID from
-/// the journal (timeline, gates and what they measured, handlers), e.g. for a
-/// post-mortem of the run that failed. Set once per process.
-pub fn provide_run_reports(reports: RunReports) {
-    let _ = RUN_REPORTS.set(reports);
+/// What an expression is evaluated in: its variables (each key a root name:
+/// `inputs`, `steps`, …) and where `run_report(ID)` reads (`None`: the
+/// function fails, saying no journal is open).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub vars: &'a serde_json::Map<String, serde_json::Value>,
+    pub reports: Option<&'a std::sync::Arc<dyn RunReports>>,
+}
+
+impl<'a> From<&'a serde_json::Map<String, serde_json::Value>> for Scope<'a> {
+    fn from(vars: &'a serde_json::Map<String, serde_json::Value>) -> Scope<'a> {
+        Scope {
+            vars,
+            reports: None,
+        }
+    }
 }
 
 /// The environment every expression is evaluated in: CEL's standard library
@@ -386,18 +401,16 @@ pub struct Evaluated {
 
 /// Evaluates `source` with `vars` as its variables (each key a root name:
 /// `inputs`, `steps`, …). The error says what went wrong, for a step error.
-pub fn evaluate(
+pub fn evaluate<'a>(
     source: &str,
-    vars: &serde_json::Map<String, serde_json::Value>,
+    scope: impl Into<Scope<'a>>,
 ) -> Result<serde_json::Value, String> {
-    evaluate_traced(source, vars).map(|e| e.value)
+    evaluate_traced(source, scope).map(|e| e.value)
 }
 
 /// [`evaluate`], also telling whether a comparison met a NaN.
-pub fn evaluate_traced(
-    source: &str,
-    vars: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Evaluated, String> {
+pub fn evaluate_traced<'a>(source: &str, scope: impl Into<Scope<'a>>) -> Result<Evaluated, String> {
+    let Scope { vars, reports } = scope.into();
     let mut compiled = compile(source).map_err(|e| e.to_string())?;
     let mut ctx = cel::Context::with_env(environment());
     let compared_nan = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -405,11 +418,13 @@ pub fn evaluate_traced(
         ieee::register(&mut ctx, &compared_nan).map_err(|e| e.to_string())?;
     }
     if source.contains("run_report") {
+        // CEL's functions are `'static`: the function holds its own handle.
+        let reports = reports.cloned();
         ctx.add_function(
             "run_report",
-            |id: std::sync::Arc<String>| -> cel::ResolveResult {
-                let report = match RUN_REPORTS.get() {
-                    Some(reports) => reports(&id),
+            move |id: std::sync::Arc<String>| -> cel::ResolveResult {
+                let report = match &reports {
+                    Some(r) => r.markdown(&id),
                     None => Err("no run journal is open here".to_owned()),
                 };
                 report
@@ -670,20 +685,18 @@ impl serde::Serialize for AsCel<'_> {
 
 /// Renders a template: a string that is one whole `${{ }}` keeps the value's type;
 /// otherwise each expression's value is put into the text.
-pub fn render(
-    text: &str,
-    vars: &serde_json::Map<String, serde_json::Value>,
-) -> Result<serde_json::Value, String> {
+pub fn render<'a>(text: &str, scope: impl Into<Scope<'a>>) -> Result<serde_json::Value, String> {
     use serde_json::Value;
+    let scope = scope.into();
     if let Some(source) = whole_expression(text) {
-        return evaluate(source, vars);
+        return evaluate(source, scope);
     }
     let pieces = parse_template(text).map_err(|e| e.to_string())?;
     let mut out = String::new();
     for piece in pieces {
         match piece {
             Piece::Text(t) => out.push_str(t),
-            Piece::Expr { source, .. } => match evaluate(source, vars)? {
+            Piece::Expr { source, .. } => match evaluate(source, scope)? {
                 Value::String(s) => out.push_str(&s),
                 // A NaN in text reads `NaN`, not as its marker object.
                 other => out.push_str(&nonfinite::readable(&other)),
@@ -694,22 +707,23 @@ pub fn render(
 }
 
 /// Renders every string inside a JSON value (a step's `with:`).
-pub fn render_json(
+pub fn render_json<'a>(
     v: &serde_json::Value,
-    vars: &serde_json::Map<String, serde_json::Value>,
+    scope: impl Into<Scope<'a>>,
 ) -> Result<serde_json::Value, String> {
     use serde_json::Value;
+    let scope = scope.into();
     Ok(match v {
-        Value::String(s) => render(s, vars)?,
+        Value::String(s) => render(s, scope)?,
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|i| render_json(i, vars))
+                .map(|i| render_json(i, scope))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, i)| Ok((k.clone(), render_json(i, vars)?)))
+                .map(|(k, i)| Ok((k.clone(), render_json(i, scope)?)))
                 .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),

@@ -141,9 +141,18 @@ pub enum PlanError {
 
 /// Resolves `validated` with the given `KEY=VALUE` inputs.
 pub fn build(validated: &Validated, given: &[(String, String)]) -> Result<Plan, PlanError> {
+    build_reading(validated, given, None)
+}
+
+/// [`build`], with a static `run_report(ID)` reading the reports of `reports`.
+pub fn build_reading(
+    validated: &Validated,
+    given: &[(String, String)],
+    reports: Option<&std::sync::Arc<dyn expr::RunReports>>,
+) -> Result<Plan, PlanError> {
     let pb = &validated.playbook;
     let resolved = inputs::resolve(&pb.inputs, given).map_err(PlanError::Inputs)?;
-    let statics = Statics::new(&pb.name, &resolved);
+    let statics = Statics::new(&pb.name, &resolved, reports.cloned());
     let plugins = pb
         .plugins
         .iter()
@@ -226,10 +235,15 @@ pub fn build(validated: &Validated, given: &[(String, String)]) -> Result<Plan, 
 struct Statics {
     inputs: Value,
     run: Value,
+    reports: Option<std::sync::Arc<dyn expr::RunReports>>,
 }
 
 impl Statics {
-    fn new(playbook: &str, resolved: &[inputs::Resolved]) -> Statics {
+    fn new(
+        playbook: &str,
+        resolved: &[inputs::Resolved],
+        reports: Option<std::sync::Arc<dyn expr::RunReports>>,
+    ) -> Statics {
         let inputs = resolved
             .iter()
             .map(|r| (r.name.clone(), r.value.clone()))
@@ -237,6 +251,7 @@ impl Statics {
         Statics {
             inputs: Value::Object(inputs),
             run: serde_json::json!({ "playbook": playbook }),
+            reports,
         }
     }
 
@@ -254,7 +269,11 @@ impl Statics {
         let mut vars = Map::new();
         vars.insert("inputs".into(), self.inputs.clone());
         vars.insert("run".into(), self.run.clone());
-        expr::evaluate(source, &vars).map_err(PlanError::Evaluation)
+        let scope = expr::Scope {
+            vars: &vars,
+            reports: self.reports.as_ref(),
+        };
+        expr::evaluate(source, scope).map_err(PlanError::Evaluation)
     }
 
     /// Renders a template whose expressions are all static; anything else is kept as

@@ -40,9 +40,7 @@ const UPGRADES: [&str; SCHEMA_VERSION as usize - 1] = [
     "ALTER TABLE runs ADD COLUMN started_by TEXT",
 ];
 
-/// Runs older than this are pruned when `runner exec` starts, unless
-/// `RUNNER_RETENTION` says otherwise.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+pub use crate::settings::DEFAULT_RETENTION;
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -169,13 +167,6 @@ pub fn stamp(ms: i64) -> String {
 }
 
 impl Journal {
-    /// `$RUNNER_JOURNAL`, else `journal.sqlite` in the state directory.
-    pub fn default_path() -> Option<PathBuf> {
-        std::env::var_os("RUNNER_JOURNAL")
-            .map(PathBuf::from)
-            .or_else(|| crate::cli::state_dir().map(|d| d.join("journal.sqlite")))
-    }
-
     /// Opens (creating if need be) the journal at `path`.
     pub fn open(path: &Path) -> Result<Journal, String> {
         Journal::open_to_write(path).map_err(|e| {

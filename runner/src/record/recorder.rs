@@ -32,6 +32,13 @@ pub fn mark_path(state: &Path, id: &str) -> PathBuf {
     state.join("intact").join(id)
 }
 
+/// Whether run `id`'s intact mark is gone: for a run the journal says is
+/// running and that was started with a mark (`runs.guarded`), the journal
+/// stopped taking its events at some point.
+pub fn mark_gone(state: &Path, id: &str) -> bool {
+    mark_path(state, id).symlink_metadata().is_err()
+}
+
 /// Creates the intact mark of a run that starts now (before its first row).
 pub fn create_mark(state: &Path, id: &str) -> Result<(), String> {
     let path = mark_path(state, id);

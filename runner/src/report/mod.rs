@@ -162,17 +162,9 @@ const STEP_SUMMARY_LIMIT: u64 = 1024 * 1024 - 4096;
 
 /// Writes `<dir>/<playbook>-<run_id>-<YYYYMMDDTHHMMSSZ>.{md,xml,json}` (names
 /// sanitised, the time is the run's start in UTC) and appends the markdown to
-/// the file `$GITHUB_STEP_SUMMARY` names, when that is set (appended, never
-/// truncated). Returns the three report files. An error names each file that
+/// `summary`, GitHub's job summary when there is one (`GITHUB_STEP_SUMMARY`,
+/// see `Settings`; appended, never truncated). Returns the three report files. An error names each file that
 /// could not be written and why.
-pub fn write_all(dir: &Path, info: &RunInfo, events: &[Stamped]) -> Result<Vec<PathBuf>, String> {
-    let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from);
-    write_all_to(dir, summary.as_deref(), info, events)
-}
-
-/// [`write_all`] with the step summary file given (`None`: none).
 pub fn write_all_to(
     dir: &Path,
     summary: Option<&Path>,

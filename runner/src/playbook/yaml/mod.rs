@@ -11,7 +11,7 @@
 //! turns a path back into a position in the file.
 
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 mod builder;
 
@@ -73,7 +73,7 @@ pub enum Seg {
 /// key the semantic checks visit) costs one small allocation, not a copy of the
 /// whole path; the segments are only collected when a problem is reported.
 #[derive(Clone, Default)]
-pub struct Path(Option<Rc<Link>>);
+pub struct Path(Option<Arc<Link>>);
 
 struct Link {
     parent: Path,
@@ -93,7 +93,7 @@ impl Path {
     }
 
     fn push(&self, seg: Seg) -> Path {
-        Path(Some(Rc::new(Link {
+        Path(Some(Arc::new(Link {
             parent: self.clone(),
             seg,
         })))
@@ -143,7 +143,7 @@ impl PartialEq for Path {
     fn eq(&self, other: &Path) -> bool {
         match (&self.0, &other.0) {
             (None, None) => true,
-            (Some(a), Some(b)) => Rc::ptr_eq(a, b) || (a.seg == b.seg && a.parent == b.parent),
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || (a.seg == b.seg && a.parent == b.parent),
             _ => false,
         }
     }

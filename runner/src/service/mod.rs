@@ -1,0 +1,512 @@
+//! The run service: one way to prepare, start, resume, re-run and read runs,
+//! for every front end.
+//!
+//! Why a layer of its own: starting a run is more than calling the engine. It
+//! opens the secrets, the WebAssembly runtime and the Kubernetes cluster,
+//! resolves the plugins, makes every check `runner validate` makes, takes the
+//! run's lock and its concurrency group, prunes the journal, writes the run's
+//! first row, stamps and records every event durably before anything else sees
+//! it, and writes the reports at the end. The CLI, a server and a worker must
+//! all do exactly that, so it lives here once, and the front ends only turn
+//! their input into a request and the outcome into their output (an exit code
+//! and lines of text, an HTTP status and JSON).
+//!
+//! Nothing here prints or reads the terminal. What a front end shows comes
+//! through an [`Observer`]: the run's events (stamped, as the journal has them)
+//! and [`Notice`]s about the run around them (a concurrency group it waits for,
+//! a journal that stops taking writes). Approvals are answered through the
+//! [`Approvals`](crate::engine::approval::Approvals) store that
+//! [`Service::approvals`] returns; the CLI's terminal prompt is one such
+//! answerer. Nothing here is process-wide: two services with two settings run
+//! side by side in one process, each with its own journal and reports.
+
+mod error;
+mod launch;
+mod read;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+pub use error::{PrepareError, RunError};
+pub use read::{JournalReports, lacking, markdown_report};
+
+use crate::engine::{self, Interrupt};
+use crate::host::runtime::Runtime;
+use crate::identity::Principal;
+use crate::plan::{self, Plan};
+use crate::playbook::{self, Validated, environment::Environment};
+use crate::record::{Journal, RunRow};
+use crate::report::Stamped;
+use crate::settings::Settings;
+
+/// Sets a run's interrupt: the first value sent stops the run (its handlers
+/// run). A front end sends signals through it; the service sends
+/// [`Interrupt::Journal`] when the journal stops taking writes and the run was
+/// told to stop then.
+pub type Interrupter = tokio::sync::watch::Sender<Option<Interrupt>>;
+
+/// A playbook to plan: its file, `name=value` inputs and environment file.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    pub file: PathBuf,
+    /// `name=value`, as given on a command line (`-i`).
+    pub inputs: Vec<String>,
+    /// The environment file (inputs, grants, hosts, secrets, cluster).
+    pub env: Option<PathBuf>,
+}
+
+/// A playbook loaded, checked and planned.
+pub struct Prepared {
+    pub validated: Validated,
+    pub plan: Plan,
+    pub env: Option<Environment>,
+}
+
+/// What to do when the journal stops taking a run's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnJournalError {
+    /// Stop the run as a SIGTERM would: no further step starts, the failure
+    /// and finally handlers run.
+    #[default]
+    Stop,
+    /// Carry on; the events are kept and written when the journal takes
+    /// writes again.
+    Continue,
+}
+
+/// How a run is run, whoever starts it.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// A secrets file (`NAME=value` lines) instead of the environment file's
+    /// or the process environment.
+    pub secrets: Option<PathBuf>,
+    /// The kubeconfig context, instead of the environment file's.
+    pub kube_context: Option<String>,
+    /// Who starts (or resumes) the run: recorded with it.
+    pub actor: Principal,
+    pub on_journal_error: OnJournalError,
+}
+
+/// What a front end is told while a run goes.
+pub trait Observer: Send {
+    /// Every event of run `run_id`, in order, after the journal has it.
+    fn event(&mut self, run_id: &str, event: &Stamped);
+    /// Something about the run besides its events.
+    fn notice(&mut self, run_id: &str, notice: &Notice);
+}
+
+/// What happens around a run's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A resumed run stopped programs its previous runner left running.
+    Reaped { programs: usize },
+    /// The run waits for its concurrency group.
+    Waiting {
+        group: String,
+        holder: Option<engine::lock::Holder>,
+    },
+    /// Pruning old runs from the journal failed; the run goes on.
+    PruneFailed(String),
+    /// The journal stopped taking the run's events; `stopping`: the run stops
+    /// because of it (see [`OnJournalError`]).
+    JournalRefused { error: String, stopping: bool },
+    /// The journal takes writes again: the `events` it had refused are in it.
+    JournalCaughtUp { events: usize },
+}
+
+/// How a run ended, and where its record is.
+pub struct RunOutcome {
+    pub run_id: String,
+    pub report: engine::RunReport,
+    /// The report files written, or why they could not be.
+    pub reports: Result<Vec<PathBuf>, String>,
+    /// What the journal lacks of the run (it stopped taking writes and did not
+    /// catch up), as said in the reports; `None`: the journal has it all.
+    pub journal_lacks: Option<String>,
+    /// The playbook as run (for annotations at its steps' lines).
+    pub validated: Validated,
+}
+
+/// The run service of one set of [`Settings`].
+pub struct Service {
+    settings: Settings,
+    runtime: OnceLock<Arc<Runtime>>,
+}
+
+impl Service {
+    pub fn new(settings: Settings) -> Service {
+        Service {
+            settings,
+            runtime: OnceLock::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The WebAssembly runtime, started on first use and shared by every run
+    /// of this service (compiled components are cached by it).
+    pub fn runtime(&self) -> Result<Arc<Runtime>, RunError> {
+        if let Some(r) = self.runtime.get() {
+            return Ok(r.clone());
+        }
+        let runtime = Runtime::new(self.settings.components_dir())
+            .map_err(|e| RunError::Runtime(format!("{e:#}")))?;
+        Ok(self.runtime.get_or_init(|| Arc::new(runtime)).clone())
+    }
+
+    /// Where approvals of this service's runs wait; `None` without a state
+    /// directory (approval steps then fail, saying so).
+    pub fn approvals(&self) -> Option<Arc<dyn engine::approval::Approvals>> {
+        self.settings
+            .state_dir
+            .as_deref()
+            .map(|s| Arc::new(engine::approval::FileApprovals::new(s)) as _)
+    }
+
+    /// Opens the journal to write (creating it).
+    pub fn journal(&self) -> Result<Journal, RunError> {
+        let path = self.settings.journal_path().ok_or(RunError::NoJournal)?;
+        Journal::open(&path).map_err(RunError::Journal)
+    }
+
+    /// Opens the journal to read: one this user cannot write is opened
+    /// read-only.
+    pub fn journal_to_read(&self) -> Result<Journal, RunError> {
+        let path = self.settings.journal_path().ok_or(RunError::NoJournal)?;
+        Journal::open_read(&path).map_err(RunError::Journal)
+    }
+
+    /// Where `run_report(ID)` reads: this service's journal.
+    pub fn reports(&self) -> Option<Arc<dyn crate::expr::RunReports>> {
+        let journal = self.settings.journal_path()?;
+        Some(Arc::new(JournalReports {
+            journal,
+            state_dir: self.settings.state_dir.clone(),
+        }))
+    }
+
+    /// Loads and checks the playbook and its environment file, resolves the
+    /// inputs and builds the plan. Plugins are not loaded here (see
+    /// [`Service::check_plugins`]).
+    pub fn prepare(&self, request: &PlanRequest) -> Result<Prepared, PrepareError> {
+        let file = request.file.as_path();
+        let mut validated = playbook::load(file)?;
+        let env = match &request.env {
+            Some(path) => Some(Environment::load(path)?),
+            None => None,
+        };
+        let invalid = |lines: Vec<String>| PrepareError::Invalid {
+            file: file.to_owned(),
+            lines,
+        };
+        let mut given = request
+            .inputs
+            .iter()
+            .map(|raw| plan::inputs::parse_assignment(raw))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(vec![e.to_string()]))?;
+        if let Some(env) = &env {
+            given = env.inputs_for(&validated, &given);
+            env.add_grants(&mut validated);
+            env.add_allow(&mut validated)
+                .map_err(PrepareError::Environment)?;
+        }
+        let reports = self.reports();
+        let plan = plan::build_reading(&validated, &given, reports.as_ref())
+            .map_err(|e| invalid(e.to_string().lines().map(str::to_owned).collect()))?;
+        Ok(Prepared {
+            validated,
+            plan,
+            env,
+        })
+    }
+
+    /// The plugin checks of `runner validate`: loads each plugin, checks
+    /// `with:` against its input schema and its capabilities against its
+    /// grants.
+    pub fn check_plugins(&self, mut v: Validated) -> Result<Validated, playbook::LoadError> {
+        let runtime = match self.runtime() {
+            Ok(r) => r,
+            Err(e) => {
+                let problem = playbook::Problem {
+                    pos: v.tree.pos,
+                    message: format!(
+                        "cannot start the WebAssembly runtime to check plugins: {}",
+                        match e {
+                            RunError::Runtime(e) => e,
+                            other => other.to_string(),
+                        }
+                    ),
+                };
+                return Err(playbook::LoadError::Invalid {
+                    file: Box::new(v.source),
+                    problems: vec![problem],
+                });
+            }
+        };
+        let problems = current_thread().block_on(crate::host::resolve::check(&runtime, &mut v));
+        if problems.is_empty() {
+            Ok(v)
+        } else {
+            Err(playbook::LoadError::Invalid {
+                file: Box::new(v.source),
+                problems,
+            })
+        }
+    }
+
+    /// Starts a new run of `request` and drives it to its end.
+    pub async fn start(
+        &self,
+        request: &PlanRequest,
+        options: &RunOptions,
+        observer: &mut dyn Observer,
+        interrupt: &Interrupter,
+    ) -> Result<RunOutcome, RunError> {
+        let journal = self.journal()?;
+        launch::launch(
+            self,
+            launch::Launch {
+                request: request.clone(),
+                options,
+                journal,
+                run_id: launch::new_run_id(),
+                resume: engine::Resume::default(),
+                parent: None,
+                alive: None,
+            },
+            observer,
+            interrupt,
+        )
+        .await
+    }
+
+    /// Continues run `run_id`, whose runner died: finished steps keep their
+    /// records, the rest runs (or, when the run had started its failure path,
+    /// only that path is finished).
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        options: &RunOptions,
+        observer: &mut dyn Observer,
+        interrupt: &Interrupter,
+    ) -> Result<RunOutcome, RunError> {
+        let journal = self.journal()?;
+        let run = find(&journal, run_id)?;
+        // The run's lock first, then its state: read before the lock, a second
+        // `resume` started at the same moment would see the same unfinished
+        // steps and run them again.
+        let alive = launch::hold_run(self, &run.id)?;
+        let run = find(&journal, &run.id)?;
+        if run.status != "running" {
+            return Err(RunError::Refused(format!(
+                "run {} already ended ({}); there is nothing to resume. To run it again from a step: runner rerun {} --from STEP",
+                run.id, run.status, run.id
+            )));
+        }
+        let events = journal.events(&run.id).map_err(RunError::Journal)?;
+        // A journal that missed events cannot say which steps finished:
+        // resuming from it could run a finished deployment step, or a
+        // rollback, again.
+        if let Some(lack) = lacking(self.settings.state_dir.as_deref(), &run, &events) {
+            let reports = self
+                .settings
+                .state_dir
+                .as_ref()
+                .map(|s| format!(" ({})", s.join("reports").display()))
+                .unwrap_or_default();
+            return Err(RunError::Refused(format!(
+                "run {id} cannot be resumed: {lack}, so which of its steps finished is not known, and resuming could run a finished step (a deployment, a rollback) again.\n  What was recorded: runner runs show {id}. The reports the run wrote when it ended{reports} have every event, if they could be written.\n  Check by hand what the run changed; start a new run if one is needed.",
+                id = run.id
+            )));
+        }
+        same_playbook(&run)?;
+        let steps = journal.steps(&run.id).map_err(RunError::Journal)?;
+        // A run that had started its failure path finishes that path only.
+        let stopping = engine::stopping(events.iter().map(|s| &s.event));
+        launch::launch(
+            self,
+            launch::Launch {
+                request: request_of(&run),
+                options,
+                journal,
+                run_id: run.id.clone(),
+                resume: engine::Resume {
+                    resumed: true,
+                    restored: steps.finished,
+                    in_flight: steps.in_flight,
+                    stopping,
+                },
+                parent: None,
+                alive: Some(alive),
+            },
+            observer,
+            interrupt,
+        )
+        .await
+    }
+
+    /// Starts finished run `run_id` again from step `from`: a new run with the
+    /// same inputs, keeping the results of the steps before `from` (see
+    /// [`kept_before`]).
+    pub async fn rerun(
+        &self,
+        run_id: &str,
+        from: &str,
+        options: &RunOptions,
+        observer: &mut dyn Observer,
+        interrupt: &Interrupter,
+    ) -> Result<RunOutcome, RunError> {
+        let journal = self.journal()?;
+        let run = find(&journal, run_id)?;
+        if run.status == "running" {
+            return Err(RunError::Refused(format!(
+                "run {} has not ended; if its runner died, continue it with: runner resume {}",
+                run.id, run.id
+            )));
+        }
+        same_playbook(&run)?;
+        let request = request_of(&run);
+        let plan = self.prepare(&request)?.plan;
+        let steps = journal.steps(&run.id).map_err(RunError::Journal)?;
+        let keep = kept_before(&plan, from).map_err(RunError::Refused)?;
+        let restored = steps
+            .finished
+            .into_iter()
+            .filter(|(id, r)| {
+                keep.contains(id.as_str()) && matches!(r.status, "succeeded" | "skipped")
+            })
+            .collect();
+        launch::launch(
+            self,
+            launch::Launch {
+                request,
+                options,
+                journal,
+                run_id: launch::new_run_id(),
+                resume: engine::Resume {
+                    resumed: false,
+                    restored,
+                    in_flight: Default::default(),
+                    stopping: None,
+                },
+                parent: Some(run.id.clone()),
+                alive: None,
+            },
+            observer,
+            interrupt,
+        )
+        .await
+    }
+
+    /// Deletes finished runs that started before `before_ms` from the journal,
+    /// with what they left in the state directory; the runs deleted.
+    pub fn prune(&self, journal: &mut Journal, before_ms: i64) -> Result<Vec<RunRow>, RunError> {
+        let pruned = journal.prune(before_ms).map_err(RunError::Journal)?;
+        if let Some(state) = &self.settings.state_dir {
+            launch::forget(state, &pruned);
+        }
+        Ok(pruned)
+    }
+}
+
+/// Run `id` of `journal`.
+pub fn find(journal: &Journal, id: &str) -> Result<RunRow, RunError> {
+    match journal.run(id) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(RunError::NotFound {
+            run_id: id.to_owned(),
+            journal: journal.path.clone(),
+        }),
+        Err(e) => Err(RunError::Journal(e)),
+    }
+}
+
+/// The request that started `run`.
+fn request_of(run: &RunRow) -> PlanRequest {
+    PlanRequest {
+        file: PathBuf::from(&run.file),
+        inputs: run.input_args.clone(),
+        env: run.env_file.as_ref().map(PathBuf::from),
+    }
+}
+
+/// Refuses to continue `run` with another version of its playbook.
+fn same_playbook(run: &RunRow) -> Result<(), RunError> {
+    use sha2::Digest;
+    let bytes = std::fs::read(&run.file).map_err(|e| {
+        RunError::Refused(format!(
+            "cannot read the playbook `{}` of run {}: {e}",
+            run.file, run.id
+        ))
+    })?;
+    let now = crate::host::cache::hex(&sha2::Sha256::digest(&bytes));
+    if now != run.file_sha256 {
+        return Err(RunError::Refused(format!(
+            "the playbook `{}` changed since run {} started; a run is not continued with another version of its playbook: start a new run",
+            run.file, run.id
+        )));
+    }
+    Ok(())
+}
+
+/// The steps whose results a re-run from `from` keeps: every step of earlier
+/// stages, and the steps of `from`'s stage that do not wait on it (directly or
+/// not). Handlers always run again.
+pub fn kept_before<'p>(
+    plan: &'p Plan,
+    from: &str,
+) -> Result<std::collections::HashSet<&'p str>, String> {
+    use std::collections::HashSet;
+    let Some(at) = plan
+        .stages
+        .iter()
+        .position(|s| s.steps.iter().any(|p| p.step.id.as_str() == from))
+    else {
+        let ids: Vec<&str> = plan
+            .stages
+            .iter()
+            .flat_map(|s| s.steps.iter().map(|p| p.step.id.as_str()))
+            .collect();
+        return Err(format!(
+            "the playbook has no step `{from}` to start from (handlers cannot be chosen); its steps: {}",
+            ids.join(", ")
+        ));
+    };
+    let mut keep: HashSet<&str> = plan.stages[..at]
+        .iter()
+        .flat_map(|s| s.steps.iter().map(|p| p.step.id.as_str()))
+        .collect();
+    let stage = &plan.stages[at];
+    // Steps that wait on `from`, transitively.
+    let mut tainted: HashSet<&str> = HashSet::from([from]);
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for p in &stage.steps {
+            let id = p.step.id.as_str();
+            if !tainted.contains(id) && p.after.iter().any(|a| tainted.contains(a.as_str())) {
+                tainted.insert(id);
+                grew = true;
+            }
+        }
+    }
+    keep.extend(
+        stage
+            .steps
+            .iter()
+            .map(|p| p.step.id.as_str())
+            .filter(|id| !tainted.contains(id)),
+    );
+    Ok(keep)
+}
+
+/// A runtime on this thread, for the few calls a synchronous caller makes.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a single-threaded tokio runtime can always be built")
+}
