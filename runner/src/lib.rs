@@ -8,6 +8,7 @@
 
 pub mod caps;
 pub mod cli;
+pub mod clock;
 pub mod engine;
 pub mod expr;
 pub mod host;

@@ -162,7 +162,7 @@ pub fn now_ms() -> i64 {
 /// RFC 3339 with milliseconds, UTC.
 pub fn stamp(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    let secs = crate::engine::approval::rfc3339(t);
+    let secs = crate::clock::rfc3339(t);
     format!("{}.{:03}Z", secs.trim_end_matches('Z'), ms.rem_euclid(1000))
 }
 

@@ -316,7 +316,7 @@ fn sanitise(s: &str, fallback: &str) -> String {
 /// gives the current time (the report must be written all the same).
 fn compact_time(rfc3339: &str) -> String {
     let t = parse_rfc3339(rfc3339).unwrap_or_else(SystemTime::now);
-    let text = crate::engine::approval::rfc3339(t); // YYYY-MM-DDTHH:MM:SSZ
+    let text = crate::clock::rfc3339(t); // YYYY-MM-DDTHH:MM:SSZ
     text.chars().filter(|c| *c != '-' && *c != ':').collect()
 }
 

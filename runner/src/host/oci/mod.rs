@@ -337,7 +337,7 @@ fn created() -> String {
         .map_or_else(std::time::SystemTime::now, |s| {
             std::time::UNIX_EPOCH + Duration::from_secs(s)
         });
-    crate::engine::approval::rfc3339(at)
+    crate::clock::rfc3339(at)
 }
 
 /// The digest of the one component layer that the manifest `body` lists,
