@@ -61,7 +61,10 @@ pub fn push(file: &Path, text: &str) -> u8 {
 pub fn pull(text: &str, output: Option<&Path>) -> u8 {
     let run = || -> Result<u8, u8> {
         let reference = reference(text)?;
-        let store = BlobStore::default_location();
+        let store = super::exec::service(None)
+            .settings()
+            .components_dir()
+            .map(|d| BlobStore::in_cache(&d));
         let fetched = tokio()?
             .block_on(oci::pull(&reference, store.as_ref()))
             .map_err(|e| {
@@ -96,7 +99,10 @@ pub fn pull(text: &str, output: Option<&Path>) -> u8 {
 /// store when pinned and there, else from the registry.
 pub fn fetch_for_check(text: &str) -> Result<Vec<u8>, u8> {
     let reference = reference(text)?;
-    let store = BlobStore::default_location();
+    let store = super::exec::service(None)
+        .settings()
+        .components_dir()
+        .map(|d| BlobStore::in_cache(&d));
     let fetched = if reference.digest.is_some() {
         tokio()?.block_on(oci::fetch(&reference, store.as_ref()))
     } else {

@@ -49,14 +49,9 @@ impl ComponentCache {
         }
     }
 
-    /// The default location: `$RUNNER_CACHE_DIR`, else `$XDG_CACHE_HOME/runner`, else
-    /// `~/.cache/runner`, with `components/` below it.
-    pub fn default_dir() -> Option<PathBuf> {
-        let base = std::env::var_os("RUNNER_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("runner")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/runner")))?;
-        Some(base.join("components"))
+    /// The folder of the cache; `None`: no cache.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
     }
 
     fn path_for(&self, sha256: &str) -> Option<PathBuf> {

@@ -41,10 +41,17 @@ pub fn granted_kinds(g: &Grants) -> Vec<&'static str> {
 
 /// The component bytes for a declaration. An `oci://` reference is taken
 /// from the OCI store when it is there, else from its registry.
-pub async fn wasm_for(validated: &Validated, decl: &PluginDecl) -> Result<Vec<u8>, String> {
+pub async fn wasm_for(
+    runtime: &Runtime,
+    validated: &Validated,
+    decl: &PluginDecl,
+) -> Result<Vec<u8>, String> {
     if decl.uses.starts_with(super::oci::SCHEME) {
         let reference = super::oci::OciRef::parse(&decl.uses)?;
-        let store = super::oci::store::BlobStore::default_location();
+        // Pulled components live beside the compiled ones.
+        let store = runtime
+            .cache_dir()
+            .map(super::oci::store::BlobStore::in_cache);
         return super::oci::fetch(&reference, store.as_ref())
             .await
             .map(|f| f.wasm)
@@ -95,7 +102,7 @@ pub async fn resolve(
         memory: HashMap::new(),
     };
     for (name, decl) in &validated.playbook.plugins {
-        let wasm = match wasm_for(validated, decl).await {
+        let wasm = match wasm_for(runtime, validated, decl).await {
             Ok(w) => w,
             Err(e) => {
                 problems.push(format!("plugin `{name}`: {e}"));
@@ -215,7 +222,7 @@ pub async fn check(runtime: &Runtime, validated: &mut Validated) -> Vec<crate::p
         if super::builtin(&decl.uses).is_some_and(|b| b.wasm.is_none()) {
             continue;
         }
-        let wasm = match wasm_for(validated, decl).await {
+        let wasm = match wasm_for(runtime, validated, decl).await {
             Ok(w) => w,
             Err(e) => {
                 problems.push(Problem::at(tree, &at.key("uses"), Target::Value, e));

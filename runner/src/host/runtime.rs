@@ -371,6 +371,11 @@ impl Runtime {
         })
     }
 
+    /// The compile cache's folder; `None` without a cache.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache.dir()
+    }
+
     fn store(
         &self,
         memory: usize,

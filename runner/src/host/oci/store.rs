@@ -27,12 +27,11 @@ impl BlobStore {
         BlobStore { dir }
     }
 
-    /// `oci/` in the compiled-component cache folder
-    /// ([`ComponentCache::default_dir`](crate::host::cache::ComponentCache::default_dir)):
-    /// `$RUNNER_CACHE_DIR/components/oci`, else under `$XDG_CACHE_HOME/runner`
-    /// or `~/.cache/runner`.
-    pub fn default_location() -> Option<BlobStore> {
-        crate::host::cache::ComponentCache::default_dir().map(|d| BlobStore::at(d.join("oci")))
+    /// `oci/` in the compiled-component cache folder `components`
+    /// (`Settings::components_dir`: `$RUNNER_CACHE_DIR/components/oci`, else
+    /// under `$XDG_CACHE_HOME/runner` or `~/.cache/runner`).
+    pub fn in_cache(components: &std::path::Path) -> BlobStore {
+        BlobStore::at(components.join("oci"))
     }
 
     /// Where the blob with `digest` is (or would be) kept.
