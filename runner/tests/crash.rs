@@ -1091,3 +1091,123 @@ fn a_read_only_journal_can_be_listed_and_shown_but_not_run_on() {
     drop(ns);
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// The journal keeps the texts a run started from. A run killed half-way
+/// resumes on a machine that lacks its playbook and environment file (here:
+/// both deleted) from those copies; a file still at its place that changed
+/// since is refused, for the playbook and for the environment file alike.
+#[test]
+fn a_killed_run_resumes_from_the_journals_copy_of_its_files() {
+    let base = std::env::temp_dir().join(format!("runner-crash-copies-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (state, data, files) = (base.join("state"), base.join("data"), base.join("files"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&files).unwrap();
+    let playbook = files.join("canary.yaml");
+    let original = std::fs::read_to_string(root().join("tests/crash/canary.yaml")).unwrap();
+    std::fs::write(&playbook, &original).unwrap();
+    // The input comes from the environment file only: without its text the
+    // resumed run could not be planned.
+    let env = files.join("env.yaml");
+    let env_text = format!("inputs:\n  dir: {}\n", data.display());
+    std::fs::write(&env, &env_text).unwrap();
+    let mut child = runner(&state)
+        .args([
+            "exec",
+            playbook.to_str().unwrap(),
+            "--env",
+            env.to_str().unwrap(),
+        ])
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let seen: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map_while(Result::ok)
+        .take_while(|l| !(l.contains("\"step_finished\"") && l.contains("\"shift_25\"")))
+        .collect();
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert!(!seen.is_empty(), "the run printed nothing");
+    let journal_path = state.join("journal.sqlite");
+    let run = Journal::open(&journal_path)
+        .unwrap()
+        .list(&runner::record::Filter::default())
+        .unwrap()[0]
+        .clone();
+    assert_eq!(run.status, "running");
+    let resume = || runner(&state).args(["resume", &run.id]).output().unwrap();
+
+    // Changed where they are: refused, each naming its file; nothing ran.
+    let log_before = std::fs::read_to_string(data.join("log")).unwrap();
+    std::fs::write(&playbook, original.replace("sleep 0.03", "sleep 0.04")).unwrap();
+    let out = resume();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the playbook `") && err.contains("changed since run"),
+        "{err}"
+    );
+    std::fs::write(&playbook, &original).unwrap();
+    std::fs::write(&env, format!("{env_text}# edited\n")).unwrap();
+    let out = resume();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the environment file `") && err.contains("changed since run"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("log")).unwrap(),
+        log_before
+    );
+
+    // Gone: the copies in the journal carry the run on to its end.
+    std::fs::remove_dir_all(&files).unwrap();
+    let out = resume();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Journal::open(&journal_path)
+        .unwrap()
+        .run(&run.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, "succeeded");
+    let log = std::fs::read_to_string(data.join("log")).unwrap();
+    for step in MAIN_STEPS {
+        assert!(log.lines().any(|l| l == step), "{step} never ran: {log}");
+    }
+    // A re-run of it works from the copies too, and keeps them for itself.
+    let out = runner(&state)
+        .args(["rerun", &run.id, "--from", "shift_100"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let journal = Journal::open(&journal_path).unwrap();
+    let rerun = &journal.list(&runner::record::Filter::default()).unwrap()[0];
+    assert_eq!(rerun.parent.as_deref(), Some(run.id.as_str()));
+    let kept: Vec<String> = journal
+        .sources(&rerun.id)
+        .unwrap()
+        .into_iter()
+        .map(|s| format!("{} {}", s.kind.as_str(), s.text.len()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            format!("playbook {}", original.len()),
+            format!("environment {}", env_text.len())
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -89,7 +89,7 @@ fn spawn(
         let request = PlanRequest {
             file,
             inputs,
-            env: None,
+            ..Default::default()
         };
         let (interrupt, _) = tokio::sync::watch::channel(None);
         let mut observer = seen;

@@ -87,12 +87,12 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Continue a run whose runner died (crash, kill, lost machine).
     #[command(
-        after_help = "Examples:\n  runner resume 1738314300-4242\n\nSteps that finished are not run again: their outputs come from the journal. A step that was running when the runner died runs again if it is `idempotent: true` or has retry attempts left; otherwise it fails (kind `interrupted`) and the failure handlers run. Gates are evaluated again, approvals asked again. Timeouts and budgets count from the resume. The playbook file must not have changed.\nExit codes as for exec; 2 also when the run ended already or is still running."
+        after_help = "Examples:\n  runner resume 1738314300-4242\n\nSteps that finished are not run again: their outputs come from the journal. A step that was running when the runner died runs again if it is `idempotent: true` or has retry attempts left; otherwise it fails (kind `interrupted`) and the failure handlers run. Gates are evaluated again, approvals asked again. Timeouts and budgets count from the resume. The run goes on with the playbook and environment file it started with: the journal keeps their texts, so their files may be gone (another machine), but a file still at its place must not have changed.\nExit codes as for exec; 2 also when the run ended already or is still running."
     )]
     Resume(runs::ResumeArgs),
     /// Start a finished run again from one of its steps (a new run, same inputs).
     #[command(
-        after_help = "Examples:\n  runner rerun 1738314300-4242 --from deploy_canary\n\nSteps of earlier stages, and steps of the same stage that do not wait on STEP, keep their results from the old run (if they succeeded or were skipped); STEP, what waits on it, later stages and all handlers run. The new run is linked to the old one (`runner runs show`).\nExit codes as for exec."
+        after_help = "Examples:\n  runner rerun 1738314300-4242 --from deploy_canary\n\nSteps of earlier stages, and steps of the same stage that do not wait on STEP, keep their results from the old run (if they succeeded or were skipped); STEP, what waits on it, later stages and all handlers run. The new run is linked to the old one (`runner runs show`) and uses the old run's playbook and environment file as the journal keeps them (a file still at its place must not have changed).\nExit codes as for exec."
     )]
     Rerun(runs::RerunArgs),
     /// Past runs: list, show one, prune old ones.
@@ -556,6 +556,7 @@ pub(crate) fn plan_request(args: &RunArgs) -> crate::service::PlanRequest {
         file: args.file.clone(),
         inputs: args.inputs.clone(),
         env: args.env.clone(),
+        ..Default::default()
     }
 }
 

@@ -89,7 +89,14 @@ impl Environment {
     /// Reads and checks the environment file at `path`; problems carry
     /// file:line:col like a playbook's.
     pub fn load(path: &FsPath) -> Result<Environment, LoadError> {
-        let source = Source::read(path, "environment file")?;
+        Environment::from_source(Source::read(path, "environment file")?, path)
+    }
+
+    /// [`Environment::load`] of a text already read, for the file at `path`
+    /// (relative paths in it are resolved against that file's folder): the
+    /// copy a run's journal keeps, when the run is resumed where the file is
+    /// not.
+    pub fn from_source(source: Source, path: &FsPath) -> Result<Environment, LoadError> {
         let invalid = |source: &Source, problems: Vec<Problem>| LoadError::Invalid {
             file: Box::new(source.clone()),
             problems,

@@ -12,7 +12,10 @@
 //! Tables: `runs` (one row per run: playbook, file and its hash, inputs, status,
 //! times, links to the run it resumes or re-runs), `events` (the engine's events
 //! as JSON, in order, with their time), `steps` (the latest state of each step of
-//! a run: in flight, or its final record — what `runner resume` needs).
+//! a run: in flight, or its final record — what `runner resume` needs),
+//! `sources` (the text of the playbook and of the environment file each run
+//! started from, so that it can be resumed or re-run on a machine that does
+//! not have the files; environment files hold secret references, not values).
 //! Everything stored has been redacted by the host already: secret values never
 //! reach an event.
 
@@ -30,7 +33,7 @@ pub mod stats;
 pub use recorder::{Outcome, Recorder};
 
 /// The schema this runner writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// What each schema version after the first added: `UPGRADES[n - 1]` turns
 /// version n into n + 1.
@@ -38,7 +41,18 @@ const UPGRADES: [&str; SCHEMA_VERSION as usize - 1] = [
     "ALTER TABLE runs ADD COLUMN env_file TEXT",
     "ALTER TABLE runs ADD COLUMN guarded INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE runs ADD COLUMN started_by TEXT",
+    SOURCES,
 ];
+
+/// Schema 5: the files a run started from.
+const SOURCES: &str = "
+CREATE TABLE sources (
+    run_id  TEXT NOT NULL,
+    kind    TEXT NOT NULL,            -- playbook, environment
+    path    TEXT NOT NULL,            -- where the file was when the run started
+    text    TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind)
+) WITHOUT ROWID";
 
 pub use crate::settings::DEFAULT_RETENTION;
 
@@ -114,6 +128,30 @@ pub struct RunRow {
     /// Who started the run, `name (source)` (see [`crate::identity`]); runs
     /// of older runners have none.
     pub started_by: Option<String>,
+}
+
+/// A file a run started from, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub kind: SourceKind,
+    /// Where the file was when the run started (canonical when it could be).
+    pub path: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Playbook,
+    Environment,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Playbook => "playbook",
+            SourceKind::Environment => "environment",
+        }
+    }
 }
 
 /// What `runner resume` needs about the steps of a run.
@@ -206,7 +244,7 @@ impl Journal {
             .map_err(sql)?;
         let upgraded = match version {
             0 => conn
-                .execute_batch(SCHEMA)
+                .execute_batch(&format!("{SCHEMA}{SOURCES};"))
                 .map_err(|e| format!("cannot create the journal `{}`: {e}", path.display())),
             // Version N is brought up to date by the upgrades from N on.
             old @ 1..SCHEMA_VERSION => conn
@@ -293,7 +331,21 @@ impl Journal {
 
     /// Records the start of a run.
     pub fn begin(&self, run: &RunRow) -> Result<(), String> {
-        self.conn
+        self.begin_with(run, &[])
+    }
+
+    /// Records the start of a run with the files it starts from, in one
+    /// transaction: a run row never lacks the sources it was begun with.
+    pub fn begin_with(&self, run: &RunRow, sources: &[SourceFile]) -> Result<(), String> {
+        let tx = self.conn.unchecked_transaction().map_err(sql)?;
+        for f in sources {
+            tx.execute(
+                "INSERT INTO sources (run_id, kind, path, text) VALUES (?1, ?2, ?3, ?4)",
+                params![run.id, f.kind.as_str(), f.path, f.text],
+            )
+            .map_err(sql)?;
+        }
+        tx
             .execute(
                 "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid, env_file, guarded, started_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10, ?11, ?12, ?13)",
@@ -314,7 +366,34 @@ impl Journal {
                 ],
             )
             .map_err(sql)?;
-        Ok(())
+        tx.commit().map_err(sql)
+    }
+
+    /// The files run `id` started from, as the journal keeps them (none for a
+    /// run begun by a runner older than schema 5).
+    pub fn sources(&self, id: &str) -> Result<Vec<SourceFile>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, path, text FROM sources WHERE run_id = ?1 ORDER BY kind DESC")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let kind: String = r.get(0)?;
+                Ok((kind, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, path, text) = row.map_err(sql)?;
+            let kind = match kind.as_str() {
+                "playbook" => SourceKind::Playbook,
+                "environment" => SourceKind::Environment,
+                // Written by a newer runner: not ours to use.
+                _ => continue,
+            };
+            out.push(SourceFile { kind, path, text });
+        }
+        Ok(out)
     }
 
     /// Marks a run as running again, by this process (`runner resume`), with
@@ -572,6 +651,8 @@ impl Journal {
                 .map_err(sql)?;
             tx.execute("DELETE FROM steps WHERE run_id = ?1", [id])
                 .map_err(sql)?;
+            tx.execute("DELETE FROM sources WHERE run_id = ?1", [id])
+                .map_err(sql)?;
             tx.execute("DELETE FROM runs WHERE id = ?1", [id])
                 .map_err(sql)?;
         }
@@ -794,6 +875,48 @@ mod tests {
     }
 
     #[test]
+    fn a_runs_sources_are_kept_with_it_and_pruned_with_it() {
+        let (mut j, dir) = journal("sources");
+        let files = [
+            SourceFile {
+                kind: SourceKind::Playbook,
+                path: "/p/hotfix.yaml".into(),
+                text: "version: 1\n".into(),
+            },
+            SourceFile {
+                kind: SourceKind::Environment,
+                path: "/p/env.yaml".into(),
+                text: "inputs: {}\n".into(),
+            },
+        ];
+        j.begin_with(&row("a", "hotfix", 1_000), &files).unwrap();
+        j.begin(&row("b", "hotfix", 2_000)).unwrap();
+        assert_eq!(j.sources("a").unwrap(), files);
+        assert_eq!(j.sources("b").unwrap(), []);
+        // A run id taken already: neither the row nor its sources are written.
+        assert!(
+            j.begin_with(&row("a", "other", 3_000), &files[..1])
+                .is_err()
+        );
+        assert_eq!(j.run("a").unwrap().unwrap().playbook, "hotfix");
+        let done = Event::RunFinished {
+            status: "succeeded",
+            duration_s: 1.0,
+            budget_s: None,
+            handler_failures: 0,
+        };
+        j.record("a", 0, 1_500, 500, &done).unwrap();
+        j.prune(10_000).unwrap();
+        assert_eq!(j.sources("a").unwrap(), []);
+        let left: i64 = j
+            .conn
+            .query_row("SELECT count(*) FROM sources", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn list_filters_and_prune_removes_old_finished_runs() {
         let (mut j, dir) = journal("prune");
         for (id, pb, t) in [
@@ -839,17 +962,21 @@ mod tests {
 
     #[test]
     fn older_journals_are_upgraded_once_even_when_opened_at_once() {
-        // What version 1 and version 2 lacked.
+        // What each older version lacked.
         for (version, dropped) in [
             (
                 1,
-                "ALTER TABLE runs DROP COLUMN env_file; ALTER TABLE runs DROP COLUMN guarded; ALTER TABLE runs DROP COLUMN started_by;",
+                "ALTER TABLE runs DROP COLUMN env_file; ALTER TABLE runs DROP COLUMN guarded; ALTER TABLE runs DROP COLUMN started_by; DROP TABLE sources;",
             ),
             (
                 2,
-                "ALTER TABLE runs DROP COLUMN guarded; ALTER TABLE runs DROP COLUMN started_by;",
+                "ALTER TABLE runs DROP COLUMN guarded; ALTER TABLE runs DROP COLUMN started_by; DROP TABLE sources;",
             ),
-            (3, "ALTER TABLE runs DROP COLUMN started_by;"),
+            (
+                3,
+                "ALTER TABLE runs DROP COLUMN started_by; DROP TABLE sources;",
+            ),
+            (4, "DROP TABLE sources;"),
         ] {
             let (j, dir) = journal(&format!("upgrade-{version}"));
             j.conn
@@ -873,6 +1000,9 @@ mod tests {
             j.conn
                 .prepare("SELECT env_file, guarded, started_by FROM runs")
                 .expect("the columns exist");
+            j.conn
+                .prepare("SELECT run_id, kind, path, text FROM sources")
+                .expect("the sources table exists");
             let _ = std::fs::remove_dir_all(dir);
         }
     }

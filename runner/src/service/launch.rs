@@ -111,6 +111,7 @@ pub(super) async fn launch(
         validated,
         plan,
         env,
+        env_text,
     } = service.prepare(&request)?;
     let invalid = |lines: Vec<String>| {
         RunError::Prepare(PrepareError::Invalid {
@@ -225,9 +226,24 @@ pub(super) async fn launch(
     let begun = if resume.resumed {
         journal.reopen(&run_id)
     } else {
-        journal.begin(&first_row(
-            &run_id, &request, &plan, &env, started_ms, parent, options,
-        ))
+        let row = first_row(
+            &run_id, &request, &validated, &plan, &env, started_ms, parent, options,
+        );
+        // The texts the run starts from, so that it can be resumed or re-run
+        // where the files are not.
+        let mut sources = vec![record::SourceFile {
+            kind: record::SourceKind::Playbook,
+            path: row.file.clone(),
+            text: validated.source.text.clone(),
+        }];
+        if let (Some(env), Some(text)) = (&env, env_text) {
+            sources.push(record::SourceFile {
+                kind: record::SourceKind::Environment,
+                path: env.path.display().to_string(),
+                text,
+            });
+        }
+        journal.begin_with(&row, &sources)
     };
     let recorder = begun.and_then(|()| {
         Recorder::new(
@@ -344,9 +360,11 @@ pub(super) async fn launch(
 }
 
 /// The journal's row for a run that starts now.
+#[allow(clippy::too_many_arguments)]
 fn first_row(
     run_id: &str,
     request: &PlanRequest,
+    validated: &crate::playbook::Validated,
     plan: &crate::plan::Plan,
     env: &Option<crate::playbook::environment::Environment>,
     started_ms: i64,
@@ -355,7 +373,9 @@ fn first_row(
 ) -> RunRow {
     use sha2::Digest;
     let file = request.file.as_path();
-    let bytes = std::fs::read(file).unwrap_or_default();
+    // The hash of the text the run was planned from, not of the file read
+    // again: it may have changed in between.
+    let bytes = validated.source.text.as_bytes();
     RunRow {
         id: run_id.to_owned(),
         playbook: plan.playbook.clone(),
@@ -363,7 +383,7 @@ fn first_row(
             .unwrap_or_else(|_| file.to_owned())
             .display()
             .to_string(),
-        file_sha256: crate::host::cache::hex(&sha2::Sha256::digest(&bytes)),
+        file_sha256: crate::host::cache::hex(&sha2::Sha256::digest(bytes)),
         input_args: request.inputs.clone(),
         inputs: serde_json::Value::Object(
             plan.inputs

@@ -53,13 +53,21 @@ pub struct PlanRequest {
     pub inputs: Vec<String>,
     /// The environment file (inputs, grants, hosts, secrets, cluster).
     pub env: Option<PathBuf>,
+    /// The playbook's text, used instead of reading `file`: the copy a run's
+    /// journal keeps (resume and re-run on a machine without the file).
+    pub playbook_text: Option<String>,
+    /// The environment file's text, used instead of reading `env`.
+    pub env_text: Option<String>,
 }
 
 /// A playbook loaded, checked and planned.
 pub struct Prepared {
+    /// The playbook, with the text it was read from (`validated.source`).
     pub validated: Validated,
     pub plan: Plan,
     pub env: Option<Environment>,
+    /// The environment file's text as read.
+    pub env_text: Option<String>,
 }
 
 /// What to do when the journal stops taking a run's events.
@@ -192,10 +200,33 @@ impl Service {
     /// [`Service::check_plugins`]).
     pub fn prepare(&self, request: &PlanRequest) -> Result<Prepared, PrepareError> {
         let file = request.file.as_path();
-        let mut validated = playbook::load(file)?;
-        let env = match &request.env {
-            Some(path) => Some(Environment::load(path)?),
-            None => None,
+        let mut validated = match &request.playbook_text {
+            None => playbook::load(file)?,
+            Some(text) => playbook::validate(
+                playbook::source::Source::from_bytes(
+                    file.display().to_string(),
+                    file.parent().map(PathBuf::from).unwrap_or_default(),
+                    text.clone().into_bytes(),
+                )
+                .map_err(playbook::LoadError::from)?,
+            )?,
+        };
+        let (env, env_text) = match &request.env {
+            Some(path) => {
+                let source = match &request.env_text {
+                    None => playbook::source::Source::read(path, "environment file")
+                        .map_err(playbook::LoadError::from)?,
+                    Some(text) => playbook::source::Source::from_bytes(
+                        path.display().to_string(),
+                        path.parent().map(PathBuf::from).unwrap_or_default(),
+                        text.clone().into_bytes(),
+                    )
+                    .map_err(playbook::LoadError::from)?,
+                };
+                let text = source.text.clone();
+                (Some(Environment::from_source(source, path)?), Some(text))
+            }
+            None => (None, None),
         };
         let invalid = |lines: Vec<String>| PrepareError::Invalid {
             file: file.to_owned(),
@@ -220,6 +251,7 @@ impl Service {
             validated,
             plan,
             env,
+            env_text,
         })
     }
 
@@ -322,14 +354,14 @@ impl Service {
                 id = run.id
             )));
         }
-        same_playbook(&run)?;
+        let request = request_of(&journal, &run)?;
         let steps = journal.steps(&run.id).map_err(RunError::Journal)?;
         // A run that had started its failure path finishes that path only.
         let stopping = engine::stopping(events.iter().map(|s| &s.event));
         launch::launch(
             self,
             launch::Launch {
-                request: request_of(&run),
+                request,
                 options,
                 journal,
                 run_id: run.id.clone(),
@@ -367,8 +399,7 @@ impl Service {
                 run.id, run.id
             )));
         }
-        same_playbook(&run)?;
-        let request = request_of(&run);
+        let request = request_of(&journal, &run)?;
         let plan = self.prepare(&request)?.plan;
         let steps = journal.steps(&run.id).map_err(RunError::Journal)?;
         let keep = kept_before(&plan, from).map_err(RunError::Refused)?;
@@ -424,30 +455,72 @@ pub fn find(journal: &Journal, id: &str) -> Result<RunRow, RunError> {
     }
 }
 
-/// The request that started `run`.
-fn request_of(run: &RunRow) -> PlanRequest {
-    PlanRequest {
+/// The request that started `run`, with the texts of its playbook and
+/// environment file from the journal when it keeps them (runs begun by a
+/// runner before schema 5 are read from their files). A file still at its
+/// place must not have changed: a run is not continued, or re-run, with
+/// another version of its playbook or environment than the one it started
+/// with. Where the file is gone (another machine), the journal's copy is used.
+fn request_of(journal: &Journal, run: &RunRow) -> Result<PlanRequest, RunError> {
+    use crate::record::SourceKind;
+    let sources = journal.sources(&run.id).map_err(RunError::Journal)?;
+    let stored = |kind| sources.iter().find(|s| s.kind == kind);
+    let playbook_text = match stored(SourceKind::Playbook) {
+        None => {
+            same_playbook(run)?;
+            None
+        }
+        Some(copy) => {
+            if let Ok(now) = std::fs::read(&run.file)
+                && sha256(&now) != run.file_sha256
+            {
+                return Err(changed("playbook", &run.file, &run.id));
+            }
+            Some(copy.text.clone())
+        }
+    };
+    let env_text = match stored(SourceKind::Environment) {
+        None => None,
+        Some(copy) => {
+            if let Ok(now) = std::fs::read(&copy.path)
+                && now != copy.text.as_bytes()
+            {
+                return Err(changed("environment file", &copy.path, &run.id));
+            }
+            Some(copy.text.clone())
+        }
+    };
+    Ok(PlanRequest {
         file: PathBuf::from(&run.file),
         inputs: run.input_args.clone(),
         env: run.env_file.as_ref().map(PathBuf::from),
-    }
+        playbook_text,
+        env_text,
+    })
 }
 
-/// Refuses to continue `run` with another version of its playbook.
-fn same_playbook(run: &RunRow) -> Result<(), RunError> {
+fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
+    crate::host::cache::hex(&sha2::Sha256::digest(bytes))
+}
+
+fn changed(what: &str, path: &str, run: &str) -> RunError {
+    RunError::Refused(format!(
+        "the {what} `{path}` changed since run {run} started; a run is not continued with another version of its {what}: start a new run (or move the changed file away: the run then uses the copy its journal keeps)"
+    ))
+}
+
+/// Refuses to continue `run`, which has no copy of its playbook in the
+/// journal, without its file as it was.
+fn same_playbook(run: &RunRow) -> Result<(), RunError> {
     let bytes = std::fs::read(&run.file).map_err(|e| {
         RunError::Refused(format!(
-            "cannot read the playbook `{}` of run {}: {e}",
+            "cannot read the playbook `{}` of run {}: {e} (the run is older than the journal's copies of playbooks)",
             run.file, run.id
         ))
     })?;
-    let now = crate::host::cache::hex(&sha2::Sha256::digest(&bytes));
-    if now != run.file_sha256 {
-        return Err(RunError::Refused(format!(
-            "the playbook `{}` changed since run {} started; a run is not continued with another version of its playbook: start a new run",
-            run.file, run.id
-        )));
+    if sha256(&bytes) != run.file_sha256 {
+        return Err(changed("playbook", &run.file, &run.id));
     }
     Ok(())
 }
