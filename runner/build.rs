@@ -1,6 +1,6 @@
 //! Builds the built-in plugins (the `plugins/` workspace) for `wasm32-wasip2` and
-//! leaves them in `OUT_DIR`, where `host/mod.rs` embeds them: one `cargo build`
-//! on a fresh machine makes a runner binary that carries its plugins.
+//! leaves them in `OUT_DIR`, where `src/builtins.rs` embeds them: one `cargo
+//! build` on a fresh machine makes a runner binary that carries its plugins.
 //!
 //! The nested build (see `guest_build.rs`) uses a target directory next to the
 //! outer one, shared by every profile, so each plugin is compiled once.

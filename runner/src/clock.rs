@@ -34,3 +34,8 @@ pub fn rfc3339(t: SystemTime) -> String {
         rem % 60
     )
 }
+
+/// The current time as RFC 3339 (UTC).
+pub fn now_rfc3339() -> String {
+    rfc3339(SystemTime::now())
+}

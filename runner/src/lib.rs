@@ -6,6 +6,7 @@
 //! happened), [`service`] (the one way every front end prepares, starts and
 //! reads runs), and [`cli`] at the edge. docs/architecture.md is the map.
 
+pub mod builtins;
 pub mod caps;
 pub mod cli;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod expr;
 pub mod host;
 pub mod identity;
+pub mod oci_ref;
 pub mod plan;
 pub mod playbook;
 pub mod record;

@@ -2,7 +2,7 @@
 //!
 //! Why a module of its own: these rules decide whether a canary is rolled back,
 //! so they are pure functions with exhaustive tests, apart from the loop that
-//! runs the plugin.
+//! runs the plugin (`watch_loop`).
 //!
 //! Each measurement is one of four verdicts:
 //! - **error**: the plugin itself failed (it could not measure);

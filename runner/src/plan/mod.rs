@@ -13,10 +13,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::expr::{self, Piece};
-use crate::host;
 use crate::playbook::Validated;
 use crate::playbook::model::{Grants, Handlers, OnConflict, Step, StepKind};
 use crate::playbook::scalars::{DurationSpec, format_duration, parse_duration};
+use crate::{builtins, oci_ref};
 pub use render::render_text;
 
 /// What `runner plan` shows and the engine runs.
@@ -159,17 +159,17 @@ pub fn build_reading(
         .map(|(name, d)| PlanPlugin {
             name: name.to_string(),
             uses: d.uses.clone(),
-            source: if host::builtin(&d.uses).is_some() {
+            source: if builtins::builtin(&d.uses).is_some() {
                 "builtin"
-            } else if d.uses.starts_with(host::oci::SCHEME) {
+            } else if d.uses.starts_with(oci_ref::SCHEME) {
                 "oci"
             } else {
                 "file"
             },
             sha256: d.sha256.clone(),
-            digest: host::oci::OciRef::parse(&d.uses)
+            digest: oci_ref::OciRef::parse(&d.uses)
                 .ok()
-                .filter(|_| d.uses.starts_with(host::oci::SCHEME))
+                .filter(|_| d.uses.starts_with(oci_ref::SCHEME))
                 .and_then(|r| r.digest)
                 .map(|d| d.to_string()),
             memory: d

@@ -17,7 +17,7 @@ use super::source::Source;
 use super::suggest::did_you_mean;
 use super::yaml::{Node, Path, Pos, Target};
 use crate::expr::{self, Piece, Reference};
-use crate::host;
+use crate::{builtins, oci_ref};
 
 /// Fields of `steps.ID` that expressions may read.
 pub const STEP_FIELDS: &[&str] = &["outputs", "status", "duration", "attempts", "summary"];
@@ -295,16 +295,16 @@ impl<'a> Checker<'a> {
             self.ident_key(name.as_str(), &path, "plugin");
             let uses = decl.uses.as_str();
             let is_path = uses.ends_with(".wasm") || uses.contains('/');
-            if uses.starts_with(host::oci::SCHEME) {
+            if uses.starts_with(oci_ref::SCHEME) {
                 self.plugin_oci(uses, decl.sha256.is_some(), &path);
             } else if is_path {
                 self.plugin_file(uses, decl.sha256.as_deref(), &path);
             } else {
-                if host::builtin(uses).is_none() {
-                    let hint = did_you_mean(uses, host::BUILTINS.iter().map(|b| b.name))
+                if builtins::builtin(uses).is_none() {
+                    let hint = did_you_mean(uses, builtins::BUILTINS.iter().map(|b| b.name))
                         .map(|s| format!("did you mean `{s}`?"))
                         .unwrap_or_else(|| format!("built-in plugins are: {}; a plugin file is given by a path ending in `.wasm`",
-                            host::BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")));
+                            builtins::BUILTINS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")));
                     self.report(
                         &path.key("uses"),
                         Target::Value,
@@ -335,7 +335,7 @@ impl<'a> Checker<'a> {
     /// (nothing is fetched here; `runner validate` fetches when it loads the
     /// plugins).
     fn plugin_oci(&mut self, uses: &str, has_sha256: bool, path: &Path) {
-        match host::oci::OciRef::parse(uses) {
+        match oci_ref::OciRef::parse(uses) {
             Err(e) => self.report(&path.key("uses"), Target::Value, e),
             Ok(r) if r.digest.is_none() => {
                 let tag = if r.tag.is_some() {
@@ -688,7 +688,7 @@ impl<'a> Checker<'a> {
                 if !self.pb.plugins.contains_key(name.as_str()) {
                     let hint = did_you_mean(name.as_str(), self.pb.plugins.keys().map(|k| k.as_str()))
                         .map(|s| format!("did you mean `{s}`?"))
-                        .unwrap_or_else(|| if host::builtin(name.as_str()).is_some() {
+                        .unwrap_or_else(|| if builtins::builtin(name.as_str()).is_some() {
                             format!("declare it first: `plugins: {{ {name}: {{ uses: {name} }} }}`, with the grants it needs")
                         } else {
                             "declare it under `plugins:` with the grants it needs".to_owned()

@@ -22,7 +22,6 @@
 //! plugin's sandbox, never in an error, a log line, the journal or a report.
 
 pub mod credentials;
-pub mod reference;
 pub mod store;
 
 use std::path::PathBuf;
@@ -33,7 +32,7 @@ use std::time::Duration;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 
-pub use reference::{Digest, OciRef, SCHEME};
+pub use crate::oci_ref::{Digest, OciRef, SCHEME};
 use store::BlobStore;
 
 /// The manifest's media type (an OCI image manifest).

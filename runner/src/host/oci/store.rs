@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::reference::Digest;
+use super::Digest;
 
 /// A content-addressed folder of blobs.
 #[derive(Debug, Clone)]

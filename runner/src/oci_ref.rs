@@ -7,6 +7,10 @@
 //! (`@sha256:` and 64 lower-case hex digits): a tag can be moved by whoever can
 //! push to the repository, a digest cannot. Tags alone are for exploration
 //! (`runner plugins pull REF` prints the digest to pin).
+//!
+//! Why a top-level module and not `host::oci`, which fetches and pushes: the
+//! playbook's checks parse `uses: oci://…` too, and `playbook` sits below
+//! `host`. The grammar needs nothing of either; `host::oci` re-exports it.
 
 use std::fmt;
 
@@ -46,7 +50,7 @@ impl Digest {
     pub fn of(bytes: &[u8]) -> Digest {
         use sha2::Digest as _;
         Digest {
-            hex: crate::host::cache::hex(&sha2::Sha256::digest(bytes)),
+            hex: format!("{:x}", sha2::Sha256::digest(bytes)),
         }
     }
 
