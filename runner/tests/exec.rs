@@ -13,7 +13,9 @@ fn runner(args: &[&str]) -> Output {
         )
         .env(
             "RUNNER_STATE_DIR",
-            std::env::temp_dir().join("runner-test-state"),
+            // Of this test process alone: a journal another runner build left
+            // in a shared folder may have a newer schema, which this one refuses.
+            std::env::temp_dir().join(format!("runner-test-state-{}", std::process::id())),
         )
         .args(args)
         .output()

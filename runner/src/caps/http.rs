@@ -48,6 +48,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::Denials;
+use super::authority::{self, Authority, HostPattern, PortPattern, Problem};
 
 pub mod address;
 pub use address::is_non_public;
@@ -71,28 +72,13 @@ impl Scheme {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Host {
-    /// A name, lower case.
-    Name(String),
-    /// `*.suffix`: any name ending in `.suffix`, lower case.
-    Subdomains(String),
-    Ip(IpAddr),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Port {
-    Is(u16),
-    Any,
-}
-
 /// One parsed grant entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostRule {
     text: String,
     scheme: Scheme,
-    host: Host,
-    port: Port,
+    host: HostPattern,
+    port: PortPattern,
 }
 
 impl HostRule {
@@ -115,45 +101,23 @@ impl HostRule {
         if rest.contains(['/', '?', '#', '@']) {
             return bad("grants name a host and port, not a path, query or user");
         }
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            match v6.split_once(']') {
-                Some((h, p)) if p.is_empty() || p.starts_with(':') => (h, p.strip_prefix(':')),
-                Some(_) => return bad("only a port may follow the IPv6 address"),
-                None => return bad("the IPv6 address is not closed by `]`"),
-            }
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (rest, None),
-            }
+        let rules = authority::Rules {
+            wildcards: true,
+            default_port: Some(scheme.default_port()),
         };
-        let port = match port {
-            None => Port::Is(scheme.default_port()),
-            Some("*") => Port::Any,
-            Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 => Port::Is(n),
-                _ => return bad("the port must be a number from 1 to 65535, or `*`"),
-            },
-        };
-        let host = if let Ok(ip) = host.parse::<IpAddr>() {
-            Host::Ip(ip)
-        } else {
-            let (name, wildcard) = match host.strip_prefix("*.") {
-                Some(n) => (n, true),
-                None => (host, false),
-            };
-            let label_ok =
-                |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-            if name.is_empty() || !name.split('.').all(label_ok) {
-                return bad(
-                    "the host is not a name or address (`*` is allowed only as the whole first label)",
-                );
-            }
-            let name = name.to_ascii_lowercase();
-            if wildcard {
-                Host::Subdomains(name)
-            } else {
-                Host::Name(name)
+        let Authority { host, port, .. } = match authority::parse(rest, rules) {
+            Ok(a) => a,
+            Err(problem) => {
+                return bad(match problem {
+                    Problem::AfterV6 => "only a port may follow the IPv6 address",
+                    Problem::UnclosedV6 => "the IPv6 address is not closed by `]`",
+                    Problem::NoPort | Problem::BadPort => {
+                        "the port must be a number from 1 to 65535, or `*`"
+                    }
+                    Problem::BadHost => {
+                        "the host is not a name or address (`*` is allowed only as the whole first label)"
+                    }
+                });
             }
         };
         Ok(HostRule {
@@ -165,22 +129,11 @@ impl HostRule {
     }
 
     fn matches(&self, scheme: Scheme, host: &str, port: u16) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let host_ok = match &self.host {
-            Host::Name(n) => *n == host,
-            Host::Subdomains(s) => host
-                .strip_suffix(s.as_str())
-                .is_some_and(|p| p.len() > 1 && p.ends_with('.')),
-            Host::Ip(ip) => host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|h| h == *ip),
-        };
         let port_ok = match self.port {
-            Port::Any => true,
-            Port::Is(p) => p == port,
+            PortPattern::Any => true,
+            PortPattern::Is(p) => p == port,
         };
+        let host_ok = self.host.matches(host);
         self.scheme == scheme && host_ok && port_ok
     }
 }
@@ -246,7 +199,7 @@ impl HttpGrant {
     /// Whether a connection to `ip` may be made: public addresses always (the name
     /// was granted), non-public ones only when a grant names that address itself.
     pub fn address_allowed(&self, ip: IpAddr) -> bool {
-        !is_non_public(ip) || self.rules.iter().any(|r| r.host == Host::Ip(ip))
+        !is_non_public(ip) || self.rules.iter().any(|r| r.host == HostPattern::Ip(ip))
     }
 
     /// The addresses of `host` a connection may go to: its static entry or DNS

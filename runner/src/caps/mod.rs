@@ -9,7 +9,8 @@
 //!
 //! Each module's doc starts with its threat model: who attacks, and what must
 //! never happen. The host calls are wired to these modules in `host::state`.
-//! Two modules are not capabilities but what every capability shares:
+//! Three modules are not capabilities but what capabilities share:
+//! [`authority`], the one grammar of a granted host and port (`http`, `tcp`),
 //! [`grants`], the entries of a playbook's `grants:` as written, and [`text`],
 //! how text from a plugin is made safe to keep and show (redaction of secret
 //! values in [`text::redact`]).
@@ -24,6 +25,7 @@
 
 use std::sync::{Arc, Mutex};
 
+pub mod authority;
 pub mod fs;
 pub mod grants;
 pub mod http;

@@ -48,34 +48,31 @@ impl Endpoint {
                 "`{entry}` is not a TCP grant: {why}; write it as `host:port`, e.g. `127.0.0.1:2525` or `smtp.example.com:587`"
             ))
         };
-        let (host, port) = if let Some(v6) = entry.strip_prefix('[') {
-            match v6.split_once("]:") {
-                Some((h, p)) => (h, p),
-                None => return bad("an IPv6 address is written `[addr]:port`"),
+        let rules = super::authority::Rules {
+            wildcards: false,
+            default_port: None,
+        };
+        use super::authority::{PortPattern, Problem};
+        match super::authority::parse(entry, rules) {
+            Ok(a) => match a.port {
+                PortPattern::Is(port) => Ok(Endpoint {
+                    host: a.written,
+                    port,
+                }),
+                // Not with `wildcards: false`.
+                PortPattern::Any => bad("the port must be a number from 1 to 65535"),
+            },
+            Err(Problem::UnclosedV6 | Problem::AfterV6 | Problem::NoPort)
+                if entry.starts_with('[') =>
+            {
+                bad("an IPv6 address is written `[addr]:port`")
             }
-        } else {
-            match entry.rsplit_once(':') {
-                Some((h, p)) => (h, p),
-                None => return bad("the port is missing"),
+            Err(Problem::UnclosedV6 | Problem::AfterV6 | Problem::NoPort) => {
+                bad("the port is missing")
             }
-        };
-        let port = match port.parse::<u16>() {
-            Ok(p) if p > 0 => p,
-            _ => return bad("the port must be a number from 1 to 65535"),
-        };
-        let name_ok = |h: &str| {
-            !h.is_empty()
-                && h.split('.').all(|l| {
-                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                })
-        };
-        if host.parse::<IpAddr>().is_err() && !name_ok(host) {
-            return bad("the host is not a name or an address (no wildcards)");
+            Err(Problem::BadPort) => bad("the port must be a number from 1 to 65535"),
+            Err(Problem::BadHost) => bad("the host is not a name or an address (no wildcards)"),
         }
-        Ok(Endpoint {
-            host: host.to_ascii_lowercase(),
-            port,
-        })
     }
 }
 
