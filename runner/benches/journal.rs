@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use runner::engine::{Event, StepRecord};
-use runner::record::{Journal, RunRow, stamp};
+use runner::record::{Journal, RunRow, SqliteJournal, stamp};
 
 const RUNS: usize = 1_000;
 const STEPS_PER_RUN: usize = 8;
@@ -26,7 +26,7 @@ fn record(step: &str, status: &'static str) -> StepRecord {
 
 /// A journal shaped like a busy team's: four playbooks, a run every 40 minutes
 /// or so, a tenth of them failing and rolled back.
-fn fill(j: &mut Journal) -> usize {
+fn fill(j: &mut SqliteJournal) -> usize {
     let now = runner::record::now_ms();
     let playbooks = ["hotfix", "rollback", "canary", "postmortem"];
     let mut events = 0;
@@ -55,7 +55,7 @@ fn fill(j: &mut Journal) -> usize {
         })
         .expect("begin");
         let mut seq = 0;
-        let mut push = |j: &mut Journal, e: Event| {
+        let mut push = |j: &mut SqliteJournal, e: Event| {
             j.record(&id, seq, started + seq * 1000, seq * 1000, &e)
                 .expect("record");
             seq += 1;
@@ -116,7 +116,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("journal.sqlite");
-    let mut j = Journal::open(&path).expect("open");
+    let mut j = SqliteJournal::open(&path).expect("open");
     let start = Instant::now();
     let events = fill(&mut j);
     let fill_time = start.elapsed();

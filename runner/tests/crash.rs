@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use runner::engine::Event;
-use runner::record::Journal;
+use runner::record::{Journal, SqliteJournal};
 
 const TRIALS: u64 = 50;
 const MAIN_STEPS: [&str; 5] = ["build", "push", "shift_25", "shift_50", "shift_100"];
@@ -106,7 +106,7 @@ fn trial(n: u64) -> Result<bool, String> {
             Err(format!("{ctx}: steps ran without a journal"))
         };
     }
-    let journal = Journal::open(&journal_path).map_err(|e| format!("{ctx}: {e}"))?;
+    let journal = SqliteJournal::open(&journal_path).map_err(|e| format!("{ctx}: {e}"))?;
     let runs = journal
         .list(&runner::record::Filter::default())
         .map_err(|e| format!("{ctx}: {e}"))?;
@@ -141,7 +141,7 @@ fn trial(n: u64) -> Result<bool, String> {
         }
     }
 
-    let journal = Journal::open(&journal_path).map_err(|e| format!("{ctx}: {e}"))?;
+    let journal = SqliteJournal::open(&journal_path).map_err(|e| format!("{ctx}: {e}"))?;
     let run = journal.run(&run.id).unwrap().unwrap();
     let events = journal.events(&run.id).unwrap();
     let expected_status = if fail_at == "none" {
@@ -279,13 +279,13 @@ fn two_resumes_at_once_carry_the_run_on_once() {
         assert!(!seen.is_empty(), "trial {n}: the run printed nothing");
 
         let journal_path = state.join("journal.sqlite");
-        let run = Journal::open(&journal_path)
+        let run = SqliteJournal::open(&journal_path)
             .unwrap()
             .list(&runner::record::Filter::default())
             .unwrap()[0]
             .clone();
         assert_eq!(run.status, "running", "trial {n}");
-        let finished_before: Vec<String> = Journal::open(&journal_path)
+        let finished_before: Vec<String> = SqliteJournal::open(&journal_path)
             .unwrap()
             .events(&run.id)
             .unwrap()
@@ -325,7 +325,7 @@ fn two_resumes_at_once_carry_the_run_on_once() {
             "trial {n}: {refused}"
         );
 
-        let events = Journal::open(&journal_path)
+        let events = SqliteJournal::open(&journal_path)
             .unwrap()
             .events(&run.id)
             .unwrap();
@@ -436,7 +436,7 @@ fn resume_finishes_the_failure_path(stop: Stop) {
     assert_eq!(count(&log(), "rollback"), 0, "{stop:?}: {}", log());
 
     let journal_path = state.join("journal.sqlite");
-    let run = Journal::open(&journal_path)
+    let run = SqliteJournal::open(&journal_path)
         .unwrap()
         .list(&runner::record::Filter::default())
         .unwrap()[0]
@@ -466,7 +466,7 @@ fn resume_finishes_the_failure_path(stop: Stop) {
         count(&log, "tell") >= 1,
         "{stop:?}: finally did not run:\n{log}"
     );
-    let journal = Journal::open(&journal_path).unwrap();
+    let journal = SqliteJournal::open(&journal_path).unwrap();
     let expected = match stop {
         Stop::TimeoutThenKill => "timed_out",
         _ => "interrupted",
@@ -534,7 +534,7 @@ fn a_resumed_step_never_overlaps_the_programs_of_the_killed_attempt() {
     let _ = child.kill();
     child.wait().unwrap();
 
-    let run = Journal::open(&state.join("journal.sqlite"))
+    let run = SqliteJournal::open(&state.join("journal.sqlite"))
         .unwrap()
         .list(&runner::record::Filter::default())
         .unwrap()[0]
@@ -611,7 +611,7 @@ fn interrupted_trial(n: u64) -> Result<bool, String> {
         "interrupted trial {n} (SIGTERM after event {before_term}, SIGKILL {before_kill} events later, fail_at {fail_at}, first exit {first:?})"
     );
     let journal_path = state.join("journal.sqlite");
-    let Some(run) = Journal::open(&journal_path)
+    let Some(run) = SqliteJournal::open(&journal_path)
         .ok()
         .and_then(|j| j.list(&runner::record::Filter::default()).ok())
         .and_then(|runs| runs.first().cloned())
@@ -619,7 +619,7 @@ fn interrupted_trial(n: u64) -> Result<bool, String> {
         let _ = std::fs::remove_dir_all(&base);
         return Ok(false);
     };
-    let finished_before: Vec<String> = Journal::open(&journal_path)
+    let finished_before: Vec<String> = SqliteJournal::open(&journal_path)
         .unwrap()
         .events(&run.id)
         .unwrap()
@@ -636,7 +636,7 @@ fn interrupted_trial(n: u64) -> Result<bool, String> {
         let out = runner(&state).args(["resume", &run.id]).output().unwrap();
         resume_code = Some(out.status.code());
     }
-    let journal = Journal::open(&journal_path).unwrap();
+    let journal = SqliteJournal::open(&journal_path).unwrap();
     let run = journal.run(&run.id).unwrap().unwrap();
     let events: Vec<Event> = journal
         .events(&run.id)
@@ -1012,7 +1012,7 @@ fn a_read_only_journal_can_be_listed_and_shown_but_not_run_on() {
     let state = base.join("state");
     let data = base.join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let mut journal = Journal::open(&state.join("journal.sqlite")).unwrap();
+    let mut journal = SqliteJournal::open(&state.join("journal.sqlite")).unwrap();
     let row = runner::record::RunRow {
         id: "1-1".into(),
         playbook: "kept".into(),
@@ -1131,7 +1131,7 @@ fn a_killed_run_resumes_from_the_journals_copy_of_its_files() {
     child.wait().unwrap();
     assert!(!seen.is_empty(), "the run printed nothing");
     let journal_path = state.join("journal.sqlite");
-    let run = Journal::open(&journal_path)
+    let run = SqliteJournal::open(&journal_path)
         .unwrap()
         .list(&runner::record::Filter::default())
         .unwrap()[0]
@@ -1172,7 +1172,7 @@ fn a_killed_run_resumes_from_the_journals_copy_of_its_files() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = Journal::open(&journal_path)
+    let run = SqliteJournal::open(&journal_path)
         .unwrap()
         .run(&run.id)
         .unwrap()
@@ -1193,7 +1193,7 @@ fn a_killed_run_resumes_from_the_journals_copy_of_its_files() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let journal = Journal::open(&journal_path).unwrap();
+    let journal = SqliteJournal::open(&journal_path).unwrap();
     let rerun = &journal.list(&runner::record::Filter::default()).unwrap()[0];
     assert_eq!(rerun.parent.as_deref(), Some(run.id.as_str()));
     let kept: Vec<String> = journal

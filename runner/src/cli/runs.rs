@@ -120,13 +120,13 @@ fn refuse(message: impl std::fmt::Display) -> u8 {
 }
 
 /// Opens the journal of `arg` to read; the exit code when it cannot be.
-fn reading(arg: &JournalArg) -> Result<(Service, Journal), u8> {
+fn reading(arg: &JournalArg) -> Result<(Service, Box<dyn Journal>), u8> {
     let service = service(arg.journal.as_deref());
     let journal = service.journal_to_read().map_err(|e| refused(&e))?;
     Ok((service, journal))
 }
 
-fn find(j: &Journal, id: &str) -> Result<RunRow, u8> {
+fn find(j: &dyn Journal, id: &str) -> Result<RunRow, u8> {
     crate::service::find(j, id).map_err(|e| refused(&e))
 }
 
@@ -266,7 +266,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                 Err(code) => return code,
             };
             let state = service.settings().state_dir.clone();
-            let run = match find(&j, run_id) {
+            let run = match find(j.as_ref(), run_id) {
                 Ok(r) => r,
                 Err(code) => return code,
             };
@@ -347,7 +347,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                     }
                 },
             };
-            match service.prune(&mut j, record::now_ms() - age.as_millis() as i64) {
+            match service.prune(j.as_mut(), record::now_ms() - age.as_millis() as i64) {
                 Ok(ids) => {
                     print(&format!(
                         "pruned {} finished runs older than {}\n",
@@ -372,7 +372,7 @@ pub fn stats(args: &StatsArgs) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let figures = match record::stats::stats(&j, Some(since), args.playbook.as_deref()) {
+    let figures = match record::stats::stats(j.as_ref(), Some(since), args.playbook.as_deref()) {
         Ok(f) => f,
         Err(e) => return refuse(e),
     };

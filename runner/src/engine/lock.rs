@@ -26,10 +26,15 @@
 //!
 //! Limits: flock is per machine; on a state dir shared over NFS it may not exclude
 //! runs on other hosts.
+//!
+//! The run service takes its locks through the [`Locks`] trait, of which these
+//! files ([`FileLocks`]) are the default implementation.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
+use std::future::Future;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -230,6 +235,97 @@ pub async fn acquire(
             on_wait(&holder);
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Where runs take their locks: the lock that says a run is alive
+/// (`run-<id>`, taken with [`Locks::try_acquire`]) and concurrency groups.
+/// [`FileLocks`] (flock files under the state directory, the rest of this
+/// module) is the default; a shared journal's database can be another. Every
+/// implementation keeps the promises of the module doc: no two holders at
+/// once, a dead holder's group comes free, waiters are served in order.
+pub trait Locks: Send + Sync {
+    /// Takes `group` for `me` if no one holds it; never waits.
+    fn try_acquire(&self, group: &str, me: &Holder) -> Result<Held, LockError>;
+
+    /// Takes `group` for `me`, first come, first served (see [`acquire`]);
+    /// `on_wait` is called once, with the holder, when the run must wait.
+    fn acquire<'a>(
+        &'a self,
+        group: &'a str,
+        me: &'a Holder,
+        on_conflict: OnConflict,
+        on_wait: &'a mut (dyn FnMut(&Option<Holder>) + Send),
+    ) -> Pin<Box<dyn Future<Output = Result<Held, LockError>> + Send + 'a>>;
+
+    /// Forgets the lock of run `run_id`, which has finished and is pruned:
+    /// nobody takes it again.
+    fn forget_run(&self, run_id: &str);
+}
+
+/// A group held through [`Locks`]; dropping it releases the group.
+pub struct Held {
+    group: String,
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl Held {
+    /// The group held.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").field("group", &self.group).finish()
+    }
+}
+
+impl From<GroupLock> for Held {
+    fn from(lock: GroupLock) -> Held {
+        Held {
+            group: lock.group.clone(),
+            _guard: Box::new(lock),
+        }
+    }
+}
+
+/// The default [`Locks`]: flock files under a state directory.
+#[derive(Debug, Clone)]
+pub struct FileLocks {
+    state_dir: PathBuf,
+}
+
+impl FileLocks {
+    pub fn new(state_dir: &Path) -> FileLocks {
+        FileLocks {
+            state_dir: state_dir.to_owned(),
+        }
+    }
+}
+
+impl Locks for FileLocks {
+    fn try_acquire(&self, group: &str, me: &Holder) -> Result<Held, LockError> {
+        try_acquire(&self.state_dir, group, me).map(Held::from)
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        group: &'a str,
+        me: &'a Holder,
+        on_conflict: OnConflict,
+        on_wait: &'a mut (dyn FnMut(&Option<Holder>) + Send),
+    ) -> Pin<Box<dyn Future<Output = Result<Held, LockError>> + Send + 'a>> {
+        Box::pin(async move {
+            acquire(&self.state_dir, group, me, on_conflict, on_wait)
+                .await
+                .map(Held::from)
+        })
+    }
+
+    fn forget_run(&self, run_id: &str) {
+        let _ = fs::remove_file(lock_path(&self.state_dir, &format!("run-{run_id}")));
     }
 }
 

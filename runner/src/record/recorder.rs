@@ -86,7 +86,7 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder for run `id`, whose next event gets the next sequence number
     /// the journal has not used, and whose intact mark is `mark`.
-    pub fn new(journal: &Journal, id: &str, mark: PathBuf) -> Result<Recorder, String> {
+    pub fn new(journal: &dyn Journal, id: &str, mark: PathBuf) -> Result<Recorder, String> {
         Ok(Recorder {
             run_id: id.to_owned(),
             next_seq: journal.next_seq(id)?,
@@ -105,7 +105,7 @@ impl Recorder {
     /// the journal refused before it; returns once it is committed or refused.
     pub fn record(
         &mut self,
-        journal: &mut Journal,
+        journal: &mut dyn Journal,
         at_ms: i64,
         offset_ms: i64,
         event: &Event,
@@ -157,7 +157,7 @@ impl Recorder {
 
     /// Writes what the journal refused so far; the run is over (or about to
     /// be). `None` when the journal has every event, else what it lacks.
-    pub fn finish(&mut self, journal: &mut Journal) -> Option<String> {
+    pub fn finish(&mut self, journal: &mut dyn Journal) -> Option<String> {
         if self.lapse.is_some() && self.flush(journal).is_ok() {
             self.lapse = None;
         }
@@ -187,7 +187,7 @@ impl Recorder {
         }
     }
 
-    fn flush(&mut self, journal: &mut Journal) -> Result<(), String> {
+    fn flush(&mut self, journal: &mut dyn Journal) -> Result<(), String> {
         while let Some(p) = self.pending.front() {
             // Only ever after a refusal. A commit reported as failed may still
             // have landed (an I/O error after the write): written twice, a
@@ -205,6 +205,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::SqliteJournal;
 
     fn started(step: &str) -> Event {
         Event::StepStarted {
@@ -222,8 +223,9 @@ mod tests {
     fn refused_events_are_kept_written_later_in_order_and_the_mark_follows() {
         let dir = std::env::temp_dir().join(format!("runner-recorder-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut j = Journal::open(&dir.join("j.sqlite")).unwrap();
-        j.begin(&super::super::tests::row("r", "p", 1_000)).unwrap();
+        let mut j = SqliteJournal::open(&dir.join("j.sqlite")).unwrap();
+        j.begin(&super::super::sqlite::tests::row("r", "p", 1_000))
+            .unwrap();
         create_mark(&dir, "r").unwrap();
         let mark = mark_path(&dir, "r");
         let mut rec = Recorder::new(&j, "r", mark.clone()).unwrap();

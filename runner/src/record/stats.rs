@@ -32,7 +32,7 @@ pub struct PlaybookStats {
 
 /// Figures per playbook for the runs that started at or after `since_ms`.
 pub fn stats(
-    j: &Journal,
+    j: &dyn Journal,
     since_ms: Option<i64>,
     playbook: Option<&str>,
 ) -> Result<Vec<PlaybookStats>, String> {

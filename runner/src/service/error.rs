@@ -65,11 +65,8 @@ pub enum RunError {
     #[error("cannot start run {run_id}: {error}")]
     Start { run_id: String, error: String },
     /// No such run in the journal.
-    #[error(
-        "no run `{run_id}` in the journal `{}`; `runner runs list` shows the runs",
-        journal.display()
-    )]
-    NotFound { run_id: String, journal: PathBuf },
+    #[error("no run `{run_id}` in the journal `{journal}`; `runner runs list` shows the runs")]
+    NotFound { run_id: String, journal: String },
     /// The run cannot be resumed or re-run as asked; the text says why and
     /// what to do instead.
     #[error("{0}")]

@@ -20,14 +20,14 @@ use crate::report::Stamped;
 pub(super) struct Launch<'a> {
     pub request: PlanRequest,
     pub options: &'a RunOptions,
-    pub journal: Journal,
+    pub journal: Box<dyn Journal>,
     pub run_id: String,
     pub resume: engine::Resume,
     /// The run this one re-runs.
     pub parent: Option<String>,
     /// The run's own lock, when the caller took it already (`resume` takes it
     /// before it reads the run's state, so two resumes cannot both start).
-    pub alive: Option<engine::lock::GroupLock>,
+    pub alive: Option<engine::lock::Held>,
 }
 
 /// A run id: the start time, the process id and a counter, unique without a
@@ -48,28 +48,23 @@ pub(super) fn new_run_id() -> String {
 
 /// Takes the lock that says run `run_id` is alive; while a runner holds it,
 /// nobody else resumes the run. Refuses with the holder when it is taken.
-pub(super) fn hold_run(
-    service: &Service,
-    run_id: &str,
-) -> Result<engine::lock::GroupLock, RunError> {
-    let state = service
-        .settings
-        .state_dir
-        .as_deref()
-        .ok_or(RunError::NoStateDir)?;
+pub(super) fn hold_run(service: &Service, run_id: &str) -> Result<engine::lock::Held, RunError> {
     let me = engine::lock::Holder::me(run_id);
-    engine::lock::try_acquire(state, &format!("run-{run_id}"), &me).map_err(|e| match e {
-        engine::lock::LockError::Busy { holder, .. } => RunError::StillRunning {
-            run_id: run_id.to_owned(),
-            holder,
-        },
-        other => RunError::Lock(other.to_string()),
-    })
+    let locks = service.locks()?;
+    locks
+        .try_acquire(&format!("run-{run_id}"), &me)
+        .map_err(|e| match e {
+            engine::lock::LockError::Busy { holder, .. } => RunError::StillRunning {
+                run_id: run_id.to_owned(),
+                holder,
+            },
+            other => RunError::Lock(other.to_string()),
+        })
 }
 
 /// Removes what pruned runs left in the state directory: artifacts, approval
 /// mailboxes, program registries, intact marks, their run locks and reports.
-pub(super) fn forget(state: &Path, runs: &[RunRow]) {
+pub(super) fn forget(state: &Path, locks: &dyn engine::lock::Locks, runs: &[RunRow]) {
     for run in runs {
         let id = run.id.as_str();
         if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
@@ -80,7 +75,7 @@ pub(super) fn forget(state: &Path, runs: &[RunRow]) {
         let _ = std::fs::remove_dir_all(state.join("programs").join(id));
         let _ = std::fs::remove_file(record::recorder::mark_path(state, id));
         // Nobody takes the lock of a finished run again (resume refuses it).
-        let _ = std::fs::remove_file(engine::lock::lock_path(state, &format!("run-{id}")));
+        locks.forget_run(id);
         for report in
             crate::report::files(&state.join("reports"), &run.playbook, id, &run.started_at)
         {
@@ -190,7 +185,7 @@ pub(super) async fn launch(
         None => None,
         Some(c) => {
             let group = c.group.clone();
-            let acquired = engine::lock::acquire(&state, &group, &me, c.on_conflict, |holder| {
+            let mut on_wait = |holder: &Option<engine::lock::Holder>| {
                 observer.notice(
                     &run_id,
                     &Notice::Waiting {
@@ -198,8 +193,11 @@ pub(super) async fn launch(
                         holder: holder.clone(),
                     },
                 )
-            })
-            .await;
+            };
+            let acquired = service
+                .locks()?
+                .acquire(&group, &me, c.on_conflict, &mut on_wait)
+                .await;
             match acquired {
                 Ok(lock) => Some(lock),
                 Err(e @ engine::lock::LockError::Busy { .. }) => {
@@ -211,7 +209,7 @@ pub(super) async fn launch(
     };
     let started_ms = record::now_ms();
     match service.prune(
-        &mut journal,
+        journal.as_mut(),
         started_ms - settings.retention.as_millis() as i64,
     ) {
         Ok(_) => {}
@@ -247,7 +245,7 @@ pub(super) async fn launch(
     };
     let recorder = begun.and_then(|()| {
         Recorder::new(
-            &journal,
+            journal.as_ref(),
             &run_id,
             record::recorder::mark_path(&state, &run_id),
         )
@@ -311,7 +309,7 @@ pub(super) async fn launch(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     // One last try, then what the journal lacks is said in the reports.
-    let missing = recorder.finish(&mut journal);
+    let missing = recorder.finish(journal.as_mut());
     let info = crate::report::RunInfo {
         journal: missing,
         run_id: run_id.clone(),
@@ -418,7 +416,7 @@ struct Fanout<'o> {
 }
 
 struct Inner<'o> {
-    journal: Journal,
+    journal: Box<dyn Journal>,
     recorder: Recorder,
     stamped: Vec<Stamped>,
     observer: &'o mut dyn Observer,
@@ -434,7 +432,10 @@ impl EventSink for Fanout<'_> {
         // Durable first: the event is committed before anything else happens.
         let at = self.started_ms + self.process_start.elapsed().as_millis() as i64;
         let offset = at - self.offset_base;
-        match inner.recorder.record(&mut inner.journal, at, offset, event) {
+        match inner
+            .recorder
+            .record(inner.journal.as_mut(), at, offset, event)
+        {
             record::Outcome::Written | record::Outcome::StillRefused => {}
             record::Outcome::Refused(error) => {
                 let stopping = self.on_journal_error == OnJournalError::Stop;

@@ -35,7 +35,7 @@ use crate::host::runtime::Runtime;
 use crate::identity::Principal;
 use crate::plan::{self, Plan};
 use crate::playbook::{self, Validated, environment::Environment};
-use crate::record::{Journal, RunRow};
+use crate::record::{Journal, RunRow, SqliteJournal};
 use crate::report::Stamped;
 use crate::settings::Settings;
 
@@ -173,17 +173,31 @@ impl Service {
             .map(|s| Arc::new(engine::approval::FileApprovals::new(s)) as _)
     }
 
-    /// Opens the journal to write (creating it).
-    pub fn journal(&self) -> Result<Journal, RunError> {
+    /// Where this service's runs take their locks (their own and their
+    /// concurrency groups): files under the state directory.
+    pub fn locks(&self) -> Result<Arc<dyn engine::lock::Locks>, RunError> {
+        let state = self
+            .settings
+            .state_dir
+            .as_deref()
+            .ok_or(RunError::NoStateDir)?;
+        Ok(Arc::new(engine::lock::FileLocks::new(state)))
+    }
+
+    /// Opens the journal to write (creating it): the SQLite file of the
+    /// settings.
+    pub fn journal(&self) -> Result<Box<dyn Journal>, RunError> {
         let path = self.settings.journal_path().ok_or(RunError::NoJournal)?;
-        Journal::open(&path).map_err(RunError::Journal)
+        let journal = SqliteJournal::open(&path).map_err(RunError::Journal)?;
+        Ok(Box::new(journal))
     }
 
     /// Opens the journal to read: one this user cannot write is opened
     /// read-only.
-    pub fn journal_to_read(&self) -> Result<Journal, RunError> {
+    pub fn journal_to_read(&self) -> Result<Box<dyn Journal>, RunError> {
         let path = self.settings.journal_path().ok_or(RunError::NoJournal)?;
-        Journal::open_read(&path).map_err(RunError::Journal)
+        let journal = SqliteJournal::open_read(&path).map_err(RunError::Journal)?;
+        Ok(Box::new(journal))
     }
 
     /// Where `run_report(ID)` reads: this service's journal.
@@ -326,12 +340,12 @@ impl Service {
         interrupt: &Interrupter,
     ) -> Result<RunOutcome, RunError> {
         let journal = self.journal()?;
-        let run = find(&journal, run_id)?;
+        let run = find(journal.as_ref(), run_id)?;
         // The run's lock first, then its state: read before the lock, a second
         // `resume` started at the same moment would see the same unfinished
         // steps and run them again.
         let alive = launch::hold_run(self, &run.id)?;
-        let run = find(&journal, &run.id)?;
+        let run = find(journal.as_ref(), &run.id)?;
         if run.status != "running" {
             return Err(RunError::Refused(format!(
                 "run {} already ended ({}); there is nothing to resume. To run it again from a step: runner rerun {} --from STEP",
@@ -354,7 +368,7 @@ impl Service {
                 id = run.id
             )));
         }
-        let request = request_of(&journal, &run)?;
+        let request = request_of(journal.as_ref(), &run)?;
         let steps = journal.steps(&run.id).map_err(RunError::Journal)?;
         // A run that had started its failure path finishes that path only.
         let stopping = engine::stopping(events.iter().map(|s| &s.event));
@@ -392,14 +406,14 @@ impl Service {
         interrupt: &Interrupter,
     ) -> Result<RunOutcome, RunError> {
         let journal = self.journal()?;
-        let run = find(&journal, run_id)?;
+        let run = find(journal.as_ref(), run_id)?;
         if run.status == "running" {
             return Err(RunError::Refused(format!(
                 "run {} has not ended; if its runner died, continue it with: runner resume {}",
                 run.id, run.id
             )));
         }
-        let request = request_of(&journal, &run)?;
+        let request = request_of(journal.as_ref(), &run)?;
         let plan = self.prepare(&request)?.plan;
         let steps = journal.steps(&run.id).map_err(RunError::Journal)?;
         let keep = kept_before(&plan, from).map_err(RunError::Refused)?;
@@ -434,22 +448,26 @@ impl Service {
 
     /// Deletes finished runs that started before `before_ms` from the journal,
     /// with what they left in the state directory; the runs deleted.
-    pub fn prune(&self, journal: &mut Journal, before_ms: i64) -> Result<Vec<RunRow>, RunError> {
+    pub fn prune(
+        &self,
+        journal: &mut dyn Journal,
+        before_ms: i64,
+    ) -> Result<Vec<RunRow>, RunError> {
         let pruned = journal.prune(before_ms).map_err(RunError::Journal)?;
         if let Some(state) = &self.settings.state_dir {
-            launch::forget(state, &pruned);
+            launch::forget(state, self.locks()?.as_ref(), &pruned);
         }
         Ok(pruned)
     }
 }
 
 /// Run `id` of `journal`.
-pub fn find(journal: &Journal, id: &str) -> Result<RunRow, RunError> {
+pub fn find(journal: &dyn Journal, id: &str) -> Result<RunRow, RunError> {
     match journal.run(id) {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(RunError::NotFound {
             run_id: id.to_owned(),
-            journal: journal.path.clone(),
+            journal: journal.location(),
         }),
         Err(e) => Err(RunError::Journal(e)),
     }
@@ -461,7 +479,7 @@ pub fn find(journal: &Journal, id: &str) -> Result<RunRow, RunError> {
 /// place must not have changed: a run is not continued, or re-run, with
 /// another version of its playbook or environment than the one it started
 /// with. Where the file is gone (another machine), the journal's copy is used.
-fn request_of(journal: &Journal, run: &RunRow) -> Result<PlanRequest, RunError> {
+fn request_of(journal: &dyn Journal, run: &RunRow) -> Result<PlanRequest, RunError> {
     use crate::record::SourceKind;
     let sources = journal.sources(&run.id).map_err(RunError::Journal)?;
     let stored = |kind| sources.iter().find(|s| s.kind == kind);

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::record::{Journal, RunRow, Stored};
+use crate::record::{Journal, RunRow, SqliteJournal, Stored};
 use crate::report::{RunInfo, Stamped};
 
 /// What the journal lacks of `run`: a run started with an intact mark (see
@@ -57,7 +57,7 @@ pub struct JournalReports {
 
 impl crate::expr::RunReports for JournalReports {
     fn markdown(&self, id: &str) -> Result<String, String> {
-        let j = Journal::open_read(&self.journal)?;
+        let j = SqliteJournal::open_read(&self.journal)?;
         let run = j
             .run(id)?
             .ok_or_else(|| format!("no run `{id}` in the journal `{}`", self.journal.display()))?;
