@@ -76,7 +76,12 @@ fn a_failed_step_is_retried_then_rolled_back() {
         "--output",
         "json",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ev = events(&out);
     let broken = step(&ev, "broken");
     assert_eq!(broken["status"], "failed");
