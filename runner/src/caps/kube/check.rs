@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use super::body;
 use super::{DEFAULT_WATCH, MAX_BODY, MAX_WATCH};
+use crate::caps::capability::{
+    self, Attempt, Capability, ConfigureContext, EntryProblem, GrantEntry, Parsed, Spot,
+};
 use crate::caps::grants::{KubeGrant as Rule, KubeVerb};
 
 /// The rules a plugin was granted.
@@ -79,11 +82,60 @@ impl Refusal {
     }
 }
 
-impl KubeGrant {
-    pub fn new(rules: &[Rule]) -> KubeGrant {
-        KubeGrant {
-            rules: rules.to_vec(),
+/// The `kube` capability: entries are rules of namespaces, resources, verbs and
+/// names; the host checks each call against them and sends it over the run's
+/// connection, so an attempt prepares nothing.
+pub struct Kube;
+
+impl Capability for Kube {
+    const KIND: &'static str = "kube";
+    type Written = Rule;
+    type Entry = Rule;
+    type Grant = KubeGrant;
+    type Prepared = ();
+
+    /// Every namespace, resource and name of a rule is a non-empty word without
+    /// white space; they are compared as written. A rule with problems is kept
+    /// whole: a malformed item matches no checked request, and dropping it could
+    /// empty `names`, which would widen the rule to every object.
+    fn parse(rule: &Rule) -> Parsed<Rule> {
+        let mut problems = Vec::new();
+        for (key, list) in [
+            ("namespaces", &rule.namespaces),
+            ("resources", &rule.resources),
+            ("names", &rule.names),
+        ] {
+            for (j, v) in list.iter().enumerate() {
+                if v.is_empty() || v.chars().any(char::is_whitespace) {
+                    problems.push(EntryProblem {
+                        at: Spot::Item(key, j),
+                        message: format!("`{v}` is not a valid entry of `{key}`"),
+                    });
+                }
+            }
         }
+        Parsed {
+            entry: Some(rule.clone()),
+            problems,
+        }
+    }
+
+    fn configure(entries: &[GrantEntry<Kube>], _: &ConfigureContext<'_>) -> KubeGrant {
+        KubeGrant {
+            rules: capability::parsed(entries).cloned().collect(),
+        }
+    }
+
+    fn prepare(_: &KubeGrant, _: &mut Attempt<'_>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl KubeGrant {
+    /// The grant of rules as written, through [`Kube`]'s parser (a playbook's
+    /// grants are configured by `host::resolve`).
+    pub fn new(rules: &[Rule]) -> KubeGrant {
+        capability::grant_from::<Kube>(rules, &ConfigureContext::default())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -12,10 +12,10 @@
 //! a body makes the API server act on another object or namespace than the
 //! one checked.
 //!
-//! Grant, checked per request: a list of rules, each with `namespaces`,
-//! `resources` (plural, `.group` for non-core groups, `/subresource`:
-//! `deployments.apps`, `deployments.apps/scale`, `pods/log`), `verbs` and
-//! optionally `names`. A request is allowed when one rule covers its namespace,
+//! Grant, parsed once at load by [`Kube`] and checked per request: a list of
+//! rules, each with `namespaces`, `resources` (plural, `.group` for non-core
+//! groups, `/subresource`: `deployments.apps`, `deployments.apps/scale`,
+//! `pods/log`), `verbs` and optionally `names`. A request is allowed when one rule covers its namespace,
 //! resource, verb and name. As in Kubernetes RBAC, a resource does not cover its
 //! subresources, and a rule limited to names does not cover `list`, `watch` or
 //! `create` without a name (a `list`/`watch` by name is sent with the field
@@ -61,7 +61,7 @@ pub mod check;
 pub mod cluster;
 pub mod credentials;
 
-pub use check::{Call, KubeGrant, QUERY_PARAMETERS, Refusal, Request};
+pub use check::{Call, Kube, KubeGrant, QUERY_PARAMETERS, Refusal, Request};
 pub use cluster::{Cluster, Response};
 pub use credentials::{check_fs_grant, credential_paths};
 

@@ -475,3 +475,51 @@ fn no_rules_no_access() {
         .to_owned();
     assert!(e.contains("has no kube rules"), "{e}");
 }
+
+#[test]
+fn the_capability_reports_each_malformed_item_and_keeps_the_rule_whole() {
+    use crate::caps::capability::Spot;
+    use KubeVerb::*;
+    assert_eq!(Kube::KIND, "kube");
+    let written = rule(
+        &["prod", ""],
+        &["pods", "deployments apps"],
+        &[Get],
+        &["a b"],
+    );
+    let p = Kube::parse(&written);
+    let at: Vec<(Spot, &str)> = p
+        .problems
+        .iter()
+        .map(|p| (p.at, p.message.as_str()))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            (
+                Spot::Item("namespaces", 1),
+                "`` is not a valid entry of `namespaces`"
+            ),
+            (
+                Spot::Item("resources", 1),
+                "`deployments apps` is not a valid entry of `resources`"
+            ),
+            (
+                Spot::Item("names", 0),
+                "`a b` is not a valid entry of `names`"
+            ),
+        ]
+    );
+    // Kept whole: dropping `a b` would leave `names` empty, which means every
+    // object.
+    let g = KubeGrant::new(&[written]);
+    assert!(
+        g.check("k", &req("get", "v1", "pods", "prod", Some("web")))
+            .is_err()
+    );
+    assert!(
+        Kube::parse(&rule(&["prod"], &["pods"], &[Get], &[]))
+            .problems
+            .is_empty()
+    );
+}
