@@ -26,7 +26,10 @@
 //! file:line:col (an environment file's too), and refuses the playbook. `runner
 //! plan` prints the written side of the same values; configure reads only the
 //! parsed side. So there is one reading of an entry: nothing parses it a second
-//! time, and nothing can interpret it differently from the check.
+//! time, and nothing can interpret it differently from the check. (One entry is
+//! made twice: an environment file's folder, whose path is resolved against the
+//! file's folder and the entry made again from the resolved path, which is what
+//! it grants.)
 
 use std::borrow::Cow;
 use std::fmt::Debug;

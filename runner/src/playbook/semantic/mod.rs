@@ -472,4 +472,18 @@ mod tests {
             "{p:?}"
         );
     }
+
+    #[test]
+    fn grant_problems_are_reported_where_each_part_is_written() {
+        let p = problems(
+            "version: 1\nname: t\nplugins:\n  k:\n    uses: exec\n    grants:\n      kube: [{namespaces: [prod, \"a b\"], resources: [pods], verbs: [get]}]\n      process: [{run: sh, env: [CI, LD_PRELOAD]}, \"\"]\nstages:\n  - id: s\n    steps:\n      - {id: a, uses: k}\n",
+        );
+        assert_eq!(p.len(), 3, "{p:#?}");
+        assert_eq!(p[0], "7:34 `a b` is not a valid entry of `namespaces`");
+        assert!(
+            p[1].starts_with("8:37 `LD_PRELOAD` cannot be granted"),
+            "{p:#?}"
+        );
+        assert!(p[2].starts_with("8:51 `` is not a process grant"), "{p:#?}");
+    }
 }

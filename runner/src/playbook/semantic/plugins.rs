@@ -1,6 +1,7 @@
 //! Plugins and their grants: each `uses:` names a built-in plugin, a `.wasm`
 //! file matching its pin, or an `oci://` reference pinned by digest; memory
-//! caps are in range; grants are well formed.
+//! caps are in range; grants are well formed (by their capabilities' own
+//! parsers, see `caps::capability`).
 
 use sha2::{Digest, Sha256};
 
@@ -109,74 +110,12 @@ impl Checker<'_> {
         }
     }
 
+    /// Each entry was parsed by its capability when the playbook was read;
+    /// here its problems are reported where they are.
     fn grants(&mut self, g: &Grants, path: &Path) {
-        for (i, entry) in g.http.iter().enumerate() {
-            if let Err(e) = check_http_grant(entry) {
-                self.report(&path.key("http").index(i), Target::Value, e);
-            }
-        }
-        for (i, entry) in g.tcp.iter().enumerate() {
-            if let Err(e) = crate::caps::tcp::Endpoint::parse(entry) {
-                self.report(&path.key("tcp").index(i), Target::Value, e);
-            }
-        }
-        for (i, entry) in g.process.iter().enumerate() {
-            let program = entry.run();
-            let words: Vec<&str> = program.split_whitespace().collect();
-            let bad_rest = words.iter().rev().skip(1).any(|w| *w == "**");
-            let at = match entry {
-                crate::playbook::model::ProcessEntry::Program(_) => path.key("process").index(i),
-                crate::playbook::model::ProcessEntry::Rule(_) => {
-                    path.key("process").index(i).key("run")
-                }
-            };
-            if words.is_empty() || bad_rest {
-                self.report(&at, Target::Value, format!(
-                    "`{program}` is not a process grant; write a program, optionally followed by one pattern per argument (`*` within an argument, `**` last for any further arguments), like `npm test *`"));
-            }
-            for (j, name) in entry.env().iter().enumerate() {
-                if let Err(e) = crate::caps::process::EnvName::parse(name) {
-                    self.report(
-                        &path.key("process").index(i).key("env").index(j),
-                        Target::Value,
-                        e,
-                    );
-                }
-            }
-        }
-        for (i, name) in g.secrets.iter().enumerate() {
-            let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
-                self.report(&path.key("secrets").index(i), Target::Value, format!(
-                    "`{name}` is not a secret name; use letters, digits and `_` (like `SLACK_WEBHOOK`)"));
-            }
-        }
-        for (i, rule) in g.kube.iter().enumerate() {
-            let rp = path.key("kube").index(i);
-            for (key, list) in [
-                ("namespaces", &rule.namespaces),
-                ("resources", &rule.resources),
-                ("names", &rule.names),
-            ] {
-                for (j, v) in list.iter().enumerate() {
-                    if v.is_empty() || v.chars().any(char::is_whitespace) {
-                        self.report(
-                            &rp.key(key).index(j),
-                            Target::Value,
-                            format!("`{v}` is not a valid entry of `{key}`"),
-                        );
-                    }
-                }
-            }
-        }
+        let problems = crate::playbook::grant_problems(self.tree, path, g);
+        self.problems.extend(problems);
     }
-}
-
-/// Checks one `http` grant with the capability's own parser, so validation and
-/// enforcement accept exactly the same entries.
-fn check_http_grant(entry: &str) -> Result<(), String> {
-    crate::caps::http::HostRule::parse(entry).map(|_| ())
 }
 
 /// Lower-case hex of a digest.
