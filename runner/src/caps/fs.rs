@@ -34,6 +34,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use super::capability::{self, Attempt, Capability, ConfigureContext, GrantEntry, Parsed};
 use super::grants::{FsAccess, FsGrant as PlaybookGrant};
 
 /// One granted folder.
@@ -52,35 +53,74 @@ pub struct FsGrant {
     pub paths: Vec<GrantedPath>,
 }
 
-impl FsGrant {
-    /// Parsed once from the playbook's `grants.fs`. The playbook's folder is
-    /// resolved to its real path here (the user chose it); the granted paths below
-    /// it are opened without following links when a step starts.
-    pub fn from_playbook(playbook_dir: &Path, grants: &[PlaybookGrant]) -> FsGrant {
-        let real = playbook_dir.canonicalize();
-        let playbook_dir = real.as_deref().unwrap_or(playbook_dir);
-        let paths = grants
-            .iter()
-            .map(|g| {
-                let guest = g
-                    .path
-                    .strip_prefix("./")
-                    .unwrap_or(&g.path)
-                    .trim_end_matches('/')
-                    .to_owned();
-                let guest = if guest.is_empty() {
-                    ".".to_owned()
-                } else {
-                    guest
-                };
-                GrantedPath {
-                    host: playbook_dir.join(&g.path),
-                    guest,
-                    rw: g.access == FsAccess::Rw,
-                }
+/// One `fs` entry parsed: the path as written (resolved against the playbook's
+/// folder when the grant is configured), the name the plugin calls it by, and
+/// whether it is writable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    path: String,
+    guest: String,
+    rw: bool,
+}
+
+/// The `fs` capability: entries `{ path, access }`; each attempt gets its
+/// working directory and the granted folders as preopens.
+pub struct Fs;
+
+impl Capability for Fs {
+    const KIND: &'static str = "fs";
+    type Written = PlaybookGrant;
+    type Entry = Folder;
+    type Grant = FsGrant;
+    type Prepared = ();
+
+    /// Every path is an entry (the schema wants it non-empty): the plugin
+    /// calls it by its written name without `./` and a final `/`.
+    fn parse(written: &PlaybookGrant) -> Parsed<Folder> {
+        let guest = written
+            .path
+            .strip_prefix("./")
+            .unwrap_or(&written.path)
+            .trim_end_matches('/')
+            .to_owned();
+        let guest = if guest.is_empty() {
+            ".".to_owned()
+        } else {
+            guest
+        };
+        Parsed::ok(Folder {
+            path: written.path.clone(),
+            guest,
+            rw: written.access == FsAccess::Rw,
+        })
+    }
+
+    /// The playbook's folder is resolved to its real path here (the user chose
+    /// it); the granted paths below it are opened without following links when
+    /// a step starts.
+    fn configure(entries: &[GrantEntry<Fs>], context: &ConfigureContext<'_>) -> FsGrant {
+        let real = context.playbook_dir.canonicalize();
+        let playbook_dir = real.as_deref().unwrap_or(context.playbook_dir);
+        let paths = capability::parsed(entries)
+            .map(|f| GrantedPath {
+                host: playbook_dir.join(&f.path),
+                guest: f.guest.clone(),
+                rw: f.rw,
             })
             .collect();
         FsGrant { paths }
+    }
+
+    fn prepare(grant: &FsGrant, attempt: &mut Attempt<'_>) -> Result<(), String> {
+        grant.apply(attempt.wasi, attempt.workdir)
+    }
+}
+
+impl FsGrant {
+    /// The grant of entries as written, resolved against `playbook_dir`,
+    /// through [`Fs`] (a playbook's grants are configured by `host::resolve`).
+    pub fn from_playbook(playbook_dir: &Path, grants: &[PlaybookGrant]) -> FsGrant {
+        capability::grant_from::<Fs>(grants, &ConfigureContext { playbook_dir })
     }
 
     /// Preopens the working directory and the granted folders. A granted folder
@@ -251,5 +291,78 @@ mod tests {
         let e = open_beneath(dir, &base.join("real"), Path::new("../link"), false).unwrap_err();
         assert!(e.starts_with("goes up with `..`"), "{e}");
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    fn entry(path: &str, access: FsAccess) -> PlaybookGrant {
+        PlaybookGrant {
+            path: path.into(),
+            access,
+        }
+    }
+
+    #[test]
+    fn the_capability_names_folders_as_written_and_resolves_them_when_configured() {
+        assert_eq!(Fs::KIND, "fs");
+        for (written, guest) in [
+            ("./workspace/", "workspace"),
+            ("./", "."),
+            (".", "."),
+            ("/var/log/app", "/var/log/app"),
+            ("a/b//", "a/b"),
+        ] {
+            let parsed = Fs::parse(&entry(written, FsAccess::Ro));
+            assert!(parsed.problems.is_empty(), "{written}");
+            assert_eq!(
+                parsed.entry.map(|f| f.guest),
+                Some(guest.to_owned()),
+                "{written}"
+            );
+        }
+        let entries = vec![
+            GrantEntry::<Fs>::new(entry("data", FsAccess::Rw)),
+            GrantEntry::<Fs>::new(entry("/abs", FsAccess::Ro)),
+        ];
+        let g = Fs::configure(
+            &entries,
+            &ConfigureContext {
+                playbook_dir: Path::new("/no/such/playbook/dir"),
+            },
+        );
+        assert_eq!(
+            g.paths,
+            [
+                GrantedPath {
+                    host: "/no/such/playbook/dir/data".into(),
+                    guest: "data".into(),
+                    rw: true
+                },
+                GrantedPath {
+                    host: "/abs".into(),
+                    guest: "/abs".into(),
+                    rw: false
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn preparing_an_attempt_preopens_or_fails_the_step() {
+        let g = FsGrant::from_playbook(Path::new("/no/such"), &[entry("data", FsAccess::Ro)]);
+        let mut wasi = WasiCtxBuilder::new();
+        let e = Fs::prepare(
+            &g,
+            &mut Attempt {
+                plugin: "p",
+                declared: &[],
+                workdir: &std::env::temp_dir(),
+                wasi: &mut wasi,
+                denials: &crate::caps::Denials::default(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "granted folder `data` (/no/such/data) does not exist or is not a folder (at `/no`)"
+        );
     }
 }

@@ -1,11 +1,12 @@
-//! The entries of a playbook's `grants:` (paths, programs, Kubernetes rules), as
-//! written: plain data that `playbook::model` holds (and re-exports) and that
-//! each capability turns into its checked form (`caps::fs::FsGrant`,
-//! `caps::process::ProcessGrant`, `caps::kube::KubeGrant`).
+//! The entries of a playbook's `grants:` that are not plain strings (paths,
+//! programs, Kubernetes rules), as written: the `Written` side of the
+//! [`super::capability::GrantEntry`] values that `playbook::model` holds (and
+//! re-exports these types for), which each capability's parser turns into its
+//! checked form (`caps::fs::Fs`, `caps::process::Process`, `caps::kube::Kube`).
 //!
-//! Why here and not in the model: `caps` sits below `playbook` (the playbook's
-//! validation calls the capabilities' parsers), so the types both need belong
-//! to the lower of the two.
+//! Why here and not in the model: `caps` sits below `playbook` (the model holds
+//! the capabilities' parsed entries), so the types both need belong to the
+//! lower of the two.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

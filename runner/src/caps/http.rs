@@ -15,9 +15,11 @@
 //! they resolve to, and each address granted literally (a granted name that
 //! resolves to it may then connect to it too, on the name's granted port).
 //!
-//! Grants, parsed once here: `scheme://host[:port]`, where the host is a name, an
-//! IP address, or `*.` followed by a name (any subdomain, not the name itself), and
-//! the port is a number, `*` (any), or absent (the scheme's default: 80 or 443).
+//! Grants, parsed once at load by [`HostRule::parse`] (through [`Http`], the
+//! capability's [`super::capability`] shape): `scheme://host[:port]`, where the
+//! host is a name, an IP address, or `*.` followed by a name (any subdomain, not
+//! the name itself), and the port is a number, `*` (any), or absent (the
+//! scheme's default: 80 or 443).
 //!
 //! Enforcement, in [`HttpHooks::send_request`], the one place every `wasi:http`
 //! request passes: (1) the plugin declared `http`; (2) a grant matches the
@@ -49,6 +51,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use super::Denials;
 use super::authority::{self, Authority, HostPattern, PortPattern, Problem};
+use super::capability::{self, Attempt, Capability, ConfigureContext, GrantEntry, Parsed};
 
 pub mod address;
 pub use address::is_non_public;
@@ -146,16 +149,48 @@ pub struct HttpGrant {
     hosts: BTreeMap<String, Vec<IpAddr>>,
 }
 
-impl HttpGrant {
-    /// Parsed once from the playbook's `grants.http` (already validated).
-    pub fn new(entries: &[String]) -> HttpGrant {
+/// The `http` capability: entries `scheme://host[:port]`, parsed by
+/// [`HostRule::parse`]; each attempt gets the [`HttpHooks`] every `wasi:http`
+/// request goes through.
+pub struct Http;
+
+impl Capability for Http {
+    const KIND: &'static str = "http";
+    type Written = String;
+    type Entry = HostRule;
+    type Grant = HttpGrant;
+    type Prepared = HttpHooks;
+
+    fn parse(written: &String) -> Parsed<HostRule> {
+        match HostRule::parse(written) {
+            Ok(rule) => Parsed::ok(rule),
+            Err(message) => Parsed::refused(message),
+        }
+    }
+
+    fn configure(entries: &[GrantEntry<Http>], _: &ConfigureContext<'_>) -> HttpGrant {
         HttpGrant {
-            rules: entries
-                .iter()
-                .filter_map(|e| HostRule::parse(e).ok())
-                .collect(),
+            rules: capability::parsed(entries).cloned().collect(),
             hosts: BTreeMap::new(),
         }
+    }
+
+    fn prepare(grant: &HttpGrant, attempt: &mut Attempt<'_>) -> Result<HttpHooks, String> {
+        Ok(HttpHooks {
+            plugin: attempt.plugin.to_owned(),
+            declared: attempt.declares(Http::KIND),
+            grant: Arc::new(grant.clone()),
+            denials: attempt.denials.clone(),
+            pool: Pool::default(),
+        })
+    }
+}
+
+impl HttpGrant {
+    /// The grant of entries as written, through [`Http`]'s parser (a playbook's
+    /// grants are configured by `host::resolve`).
+    pub fn new(entries: &[String]) -> HttpGrant {
+        capability::grant_from::<Http>(entries, &ConfigureContext::default())
     }
 
     /// Whether the grant allows anything at all.
@@ -275,7 +310,7 @@ fn literal_grant(url: &str, ip: IpAddr) -> String {
 }
 
 /// The `wasi:http` hooks of one step attempt: every request a plugin makes goes
-/// through [`WasiHttpHooks::send_request`] here.
+/// through [`WasiHttpHooks::send_request`] here. Made by [`Http::prepare`].
 pub struct HttpHooks {
     pub plugin: String,
     /// Whether the plugin declared `http` in `describe`.
@@ -284,6 +319,21 @@ pub struct HttpHooks {
     pub denials: Denials,
     /// The attempt's idle connections.
     pub pool: Pool,
+}
+
+impl HttpHooks {
+    /// Hooks that refuse every request, as from a plugin that declared nothing
+    /// and was granted nothing (`describe` runs with these), recording into
+    /// `denials`.
+    pub fn refusing(denials: &Denials) -> HttpHooks {
+        HttpHooks {
+            plugin: String::new(),
+            declared: false,
+            grant: Arc::default(),
+            denials: denials.clone(),
+            pool: Pool::default(),
+        }
+    }
 }
 
 /// Most idle connections kept per origin.
@@ -780,5 +830,63 @@ mod tests {
         let r =
             rt.block_on(g.addresses("p", "http://db.example.test:5432", "db.example.test", 5432));
         assert_eq!(r, Ok(vec!["10.1.2.3:5432".parse().unwrap()]));
+    }
+
+    #[test]
+    fn the_capability_parses_with_host_rule_and_grants_what_parsed() {
+        use crate::caps::capability::Spot;
+        assert_eq!(Http::KIND, "http");
+        let bad = Http::parse(&"ftp://x".to_owned());
+        assert_eq!(bad.entry, None);
+        assert_eq!(bad.problems.len(), 1);
+        assert_eq!(bad.problems[0].at, Spot::Entry);
+        assert_eq!(
+            bad.problems[0].message,
+            HostRule::parse("ftp://x").unwrap_err()
+        );
+        let good = Http::parse(&"https://API.example.com".to_owned());
+        assert_eq!(good.entry, HostRule::parse("https://API.example.com").ok());
+        assert!(good.problems.is_empty());
+        // A refused entry grants nothing; the others stand.
+        let g = grant(&["ftp://api.example.com", "https://api.example.com"]);
+        assert_eq!(g.rules.len(), 1);
+        assert!(g.allows("p", Scheme::Https, "api.example.com", 443).is_ok());
+    }
+
+    #[test]
+    fn an_attempt_gets_hooks_for_its_plugin_and_declaration() {
+        let g = grant(&["https://api.example.com"]);
+        let denials = Denials::default();
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        for (declared, expected) in [(vec!["http".to_owned()], true), (vec![], false)] {
+            let hooks = Http::prepare(
+                &g,
+                &mut Attempt {
+                    plugin: "p",
+                    declared: &declared,
+                    workdir: std::path::Path::new("/tmp"),
+                    wasi: &mut wasi,
+                    denials: &denials,
+                },
+            )
+            .unwrap();
+            assert_eq!(hooks.plugin, "p");
+            assert_eq!(hooks.declared, expected);
+            assert!(
+                hooks
+                    .grant
+                    .allows("p", Scheme::Https, "api.example.com", 443)
+                    .is_ok()
+            );
+            assert_eq!(hooks.pool.idle(), 0);
+        }
+        let refusing = HttpHooks::refusing(&denials);
+        assert!(!refusing.declared && refusing.grant.is_empty());
+        refusing.denials.record("x".into());
+        assert_eq!(
+            denials.list(),
+            ["x"],
+            "the refusals go to the attempt's list"
+        );
     }
 }

@@ -1,23 +1,30 @@
 //! Capabilities: what a plugin may do beyond computing, one module each, all of
-//! the same shape:
+//! one shape, the [`Capability`] trait ([`capability`] has its phases):
 //!
-//! 1. a grant type, parsed once from the playbook's `grants:`;
-//! 2. a check that turns a plugin's request into an allowed action or a refusal
+//! 1. a grammar of grant entries, parsed once, at load, into typed values
+//!    ([`GrantEntry`]: what was written, and what it means);
+//! 2. a grant configured once per playbook from those values, and what each
+//!    step attempt gets from it;
+//! 3. a check that turns a plugin's request into an allowed action or a refusal
 //!    naming the grant to add;
-//! 3. the host implementation of the allowed action;
-//! 4. deny-path tests next to the code, and hostile plugins in `tests/hostile`.
+//! 4. the host implementation of the allowed action;
+//! 5. deny-path tests next to the code, and hostile plugins in `tests/hostile`.
 //!
-//! Each module's doc starts with its threat model: who attacks, and what must
-//! never happen. The host calls are wired to these modules in `host::state`.
-//! Three modules are not capabilities but what capabilities share:
-//! [`authority`], the one grammar of a granted host and port (`http`, `tcp`),
-//! [`grants`], the entries of a playbook's `grants:` as written, and [`text`],
-//! how text from a plugin is made safe to keep and show (redaction of secret
-//! values in [`text::redact`]).
+//! The capabilities: [`http::Http`], [`tcp::Tcp`], [`fs::Fs`],
+//! [`process::Process`], [`kube::Kube`] and [`secrets::Secrets`]; [`log`] is
+//! always granted and has no grant. Each module's doc starts with its threat
+//! model: who attacks, and what must never happen. The host calls are wired to
+//! these modules in `host::state`. Four modules are not capabilities but what
+//! capabilities share: [`capability`], the trait and a grant entry;
+//! [`authority`], the one grammar of a granted host and port (`http`, `tcp`);
+//! [`grants`], the written forms of entries that are not plain strings; and
+//! [`text`], how text from a plugin is made safe to keep and show (redaction of
+//! secret values in [`text::redact`]).
 //!
 //! `caps` sits below `playbook` and `host`: it names neither. The playbook's
-//! validation calls the capabilities' parsers, and `host` wires them to the
-//! plugin's imports.
+//! model holds grant entries (parsed by the capabilities' parsers as it is
+//! deserialised) and its validation reports their problems; `host` configures
+//! and prepares the grants and wires the checks to the plugin's imports.
 //!
 //! Every refusal is also recorded in the attempt's [`Denials`]: the plugin may
 //! swallow or garble the error it gets, but the step's error and log always carry
@@ -25,7 +32,10 @@
 
 use std::sync::{Arc, Mutex};
 
+pub use capability::{Attempt, Capability, ConfigureContext, Entries, GrantEntry};
+
 pub mod authority;
+pub mod capability;
 pub mod fs;
 pub mod grants;
 pub mod http;

@@ -48,6 +48,8 @@
 //! pattern for one argument, in order, where `*` matches any run of characters
 //! within that argument; a final `**` allows any further arguments. So
 //! `"npm test *"` allows `npm test foo` but not `npm install foo` or `npm test`.
+//! Entries are parsed once, at load, by [`Process`] (the capability's
+//! [`super::capability`] shape).
 
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
@@ -56,6 +58,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use super::capability::{
+    self, Attempt, Capability, ConfigureContext, EntryProblem, GrantEntry, Parsed, Spot,
+};
 use super::grants::ProcessEntry;
 
 /// Most bytes kept of each of stdout and stderr.
@@ -171,8 +176,9 @@ pub struct ProcessGrant {
     registry: Option<PathBuf>,
 }
 
+/// One `process` entry parsed: a program and its argument patterns.
 #[derive(Debug, Clone)]
-struct Rule {
+pub struct Rule {
     /// The entry as written, for messages.
     text: String,
     program: String,
@@ -270,33 +276,77 @@ impl Allowed {
     }
 }
 
-impl ProcessGrant {
-    /// Parsed once from the playbook's `grants.process` entries (already checked
-    /// by validation: a program word, then patterns; valid `env` names). An `env`
-    /// name that does not parse grants nothing.
-    pub fn new(entries: &[ProcessEntry]) -> ProcessGrant {
-        let rules = entries
-            .iter()
-            .filter_map(|e| {
-                let mut words = e.run().split_whitespace();
-                let program = words.next()?.to_owned();
-                let args: Vec<String> = words.map(str::to_owned).collect();
-                Some(Rule {
-                    text: e.run().to_owned(),
-                    program,
-                    args: (!args.is_empty()).then_some(args),
-                    env: e
-                        .env()
-                        .iter()
-                        .filter_map(|n| EnvName::parse(n).ok())
-                        .collect(),
-                })
-            })
-            .collect();
+/// The `process` capability: entries `program [patterns…]`, optionally with
+/// `env:` names; checked at each call against the step's working directory and
+/// granted folders, so an attempt prepares nothing.
+pub struct Process;
+
+impl Capability for Process {
+    const KIND: &'static str = "process";
+    type Written = ProcessEntry;
+    type Entry = Rule;
+    type Grant = ProcessGrant;
+    type Prepared = ();
+
+    /// A program word, then one pattern per argument, `**` only last; each
+    /// `env` name by [`EnvName::parse`]. A malformed program line grants
+    /// nothing; an `env` name that does not parse grants nothing, the rest of
+    /// the entry stands.
+    fn parse(written: &ProcessEntry) -> Parsed<Rule> {
+        let run = written.run();
+        let words: Vec<&str> = run.split_whitespace().collect();
+        let bad_rest = words.iter().rev().skip(1).any(|w| *w == "**");
+        let mut problems = Vec::new();
+        if words.is_empty() || bad_rest {
+            problems.push(EntryProblem {
+                at: match written {
+                    ProcessEntry::Program(_) => Spot::Entry,
+                    ProcessEntry::Rule(_) => Spot::Key("run"),
+                },
+                message: format!(
+                    "`{run}` is not a process grant; write a program, optionally followed by one pattern per argument (`*` within an argument, `**` last for any further arguments), like `npm test *`"
+                ),
+            });
+        }
+        let mut env = Vec::new();
+        for (j, name) in written.env().iter().enumerate() {
+            match EnvName::parse(name) {
+                Ok(name) => env.push(name),
+                Err(message) => problems.push(EntryProblem {
+                    at: Spot::Item("env", j),
+                    message,
+                }),
+            }
+        }
+        let entry = match words.split_first() {
+            Some((program, args)) if !bad_rest => Some(Rule {
+                text: run.to_owned(),
+                program: (*program).to_owned(),
+                args: (!args.is_empty()).then(|| args.iter().map(|a| (*a).to_owned()).collect()),
+                env,
+            }),
+            _ => None,
+        };
+        Parsed { entry, problems }
+    }
+
+    fn configure(entries: &[GrantEntry<Process>], _: &ConfigureContext<'_>) -> ProcessGrant {
         ProcessGrant {
-            rules,
+            rules: capability::parsed(entries).cloned().collect(),
             registry: None,
         }
+    }
+
+    fn prepare(_: &ProcessGrant, _: &mut Attempt<'_>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl ProcessGrant {
+    /// The grant of entries as written, through [`Process`]'s parser (a
+    /// playbook's grants are configured by `host::resolve`).
+    pub fn new(entries: &[ProcessEntry]) -> ProcessGrant {
+        capability::grant_from::<Process>(entries, &ConfigureContext::default())
     }
 
     /// Registers each program this grant starts in `dir` while it runs, so that
@@ -1043,5 +1093,47 @@ mod tests {
         // Its own session: the session id is its own pid.
         assert_eq!(lines.len(), 3, "{out}");
         assert_eq!(lines[1], lines[2], "{out}");
+    }
+
+    #[test]
+    fn the_capability_parses_each_part_where_it_is_written() {
+        use crate::caps::capability::{EntryProblem, Spot};
+        assert_eq!(Process::KIND, "process");
+        let pattern = |run: &str| {
+            format!(
+                "`{run}` is not a process grant; write a program, optionally followed by one pattern per argument (`*` within an argument, `**` last for any further arguments), like `npm test *`"
+            )
+        };
+        let p = Process::parse(&"npm ** test".into());
+        assert!(p.entry.is_none(), "a malformed program line grants nothing");
+        assert_eq!(
+            p.problems,
+            [EntryProblem {
+                at: Spot::Entry,
+                message: pattern("npm ** test")
+            }]
+        );
+        let p = Process::parse(&entry("  ", &["CI", "LD_PRELOAD", "1X"]));
+        assert!(p.entry.is_none());
+        let at: Vec<Spot> = p.problems.iter().map(|p| p.at).collect();
+        assert_eq!(
+            at,
+            [Spot::Key("run"), Spot::Item("env", 1), Spot::Item("env", 2)]
+        );
+        assert_eq!(p.problems[0].message, pattern("  "));
+        assert_eq!(
+            p.problems[1].message,
+            EnvName::parse("LD_PRELOAD").unwrap_err()
+        );
+        // A bad `env` name grants nothing; the rest of the entry stands.
+        let p = Process::parse(&entry("git log **", &["LD_PRELOAD", "CI"]));
+        let rule = p.entry.expect("the program line is fine");
+        assert_eq!(rule.program, "git");
+        assert_eq!(rule.args, Some(vec!["log".to_owned(), "**".to_owned()]));
+        assert_eq!(rule.env, [EnvName::Exact("CI".into())]);
+        assert_eq!(p.problems.len(), 1);
+        let p = Process::parse(&"ls".into());
+        assert!(p.problems.is_empty());
+        assert_eq!(p.entry.map(|r| r.args), Some(None), "any arguments");
     }
 }

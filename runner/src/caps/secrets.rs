@@ -1,4 +1,5 @@
-//! Where secret values come from.
+//! The `secrets` capability: the names a plugin may read ([`Secrets`]), and
+//! where their values come from.
 //!
 //! Threat model: secret values must reach only the plugins they are granted to,
 //! and never a log, output, journal or report (redaction is `host::redact`). Here
@@ -29,6 +30,43 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+use super::capability::{self, Attempt, Capability, ConfigureContext, GrantEntry, Parsed};
+
+/// The `secrets` capability: entries are names (letters, digits and `_`, not
+/// starting with a digit). Configured into the names granted; the host reads
+/// their values from the run's [`SecretSource`] before the first step (a
+/// Kubernetes Secret needs the run's cluster) and answers each call from them,
+/// so an attempt prepares nothing.
+pub struct Secrets;
+
+impl Capability for Secrets {
+    const KIND: &'static str = "secrets";
+    type Written = String;
+    type Entry = String;
+    type Grant = Vec<String>;
+    type Prepared = ();
+
+    fn parse(name: &String) -> Parsed<String> {
+        let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Parsed::ok(name.clone())
+        } else {
+            Parsed::refused(format!(
+                "`{name}` is not a secret name; use letters, digits and `_` (like `SLACK_WEBHOOK`)"
+            ))
+        }
+    }
+
+    fn configure(entries: &[GrantEntry<Secrets>], _: &ConfigureContext<'_>) -> Vec<String> {
+        capability::parsed(entries).cloned().collect()
+    }
+
+    fn prepare(_: &Vec<String>, _: &mut Attempt<'_>) -> Result<(), String> {
+        Ok(())
+    }
+}
 
 /// Where a secret's value is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,5 +398,31 @@ mod tests {
             .with_references(env, &reference)
             .unwrap();
         assert_eq!(s.get("DB"), Some(Entry::Kube(r)));
+    }
+
+    #[test]
+    fn the_capability_grants_well_formed_names() {
+        assert_eq!(Secrets::KIND, "secrets");
+        for ok in ["SLACK_WEBHOOK", "_x", "a1"] {
+            assert_eq!(Secrets::parse(&ok.to_owned()), Parsed::ok(ok.to_owned()));
+        }
+        for bad in ["slack-webhook", "1X", "", "A B"] {
+            let p = Secrets::parse(&bad.to_owned());
+            assert_eq!(p.entry, None, "{bad}");
+            assert_eq!(
+                p.problems[0].message,
+                format!(
+                    "`{bad}` is not a secret name; use letters, digits and `_` (like `SLACK_WEBHOOK`)"
+                )
+            );
+        }
+        let entries: Vec<GrantEntry<Secrets>> = ["A", "b-c", "D"]
+            .into_iter()
+            .map(|n| GrantEntry::new(n.to_owned()))
+            .collect();
+        assert_eq!(
+            Secrets::configure(&entries, &ConfigureContext::default()),
+            ["A", "D"]
+        );
     }
 }

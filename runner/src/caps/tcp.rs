@@ -7,12 +7,13 @@
 //! server. What must never happen: a connection to an address and port that no
 //! grant names; listening for or accepting connections; UDP.
 //!
-//! Grant, parsed once here: `host:port` (`127.0.0.1:2525`, `[::1]:25`,
-//! `smtp.example.com:587`). The port is required: a grant names an endpoint, not
-//! a machine. Names are resolved by the runner when the attempt starts; the
-//! plugin may then connect to those addresses only (it may look names up itself,
-//! but a connection to an address the runner did not resolve for a grant is
-//! refused, so a DNS answer cannot widen the grant).
+//! Grant, parsed once at load by [`Endpoint::parse`] (through [`Tcp`], the
+//! capability's [`super::capability`] shape): `host:port` (`127.0.0.1:2525`,
+//! `[::1]:25`, `smtp.example.com:587`). The port is required: a grant names an
+//! endpoint, not a machine. Names are resolved by the runner when the plugin
+//! connects; the plugin may connect to those addresses only (it may look names
+//! up itself, but a connection to an address the runner did not resolve for a
+//! grant is refused, so a DNS answer cannot widen the grant).
 //!
 //! Enforcement: wasmtime-wasi's socket address check, called for every bind and
 //! connect; only connects to granted addresses and the implicit bind to the
@@ -32,6 +33,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 use super::Denials;
+use super::capability::{self, Attempt, Capability, ConfigureContext, GrantEntry, Parsed};
 
 /// One parsed grant entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,15 +84,42 @@ pub struct TcpGrant {
     endpoints: Vec<Endpoint>,
 }
 
-impl TcpGrant {
-    /// Parsed once from the playbook's `grants.tcp` (already validated).
-    pub fn new(entries: &[String]) -> TcpGrant {
-        TcpGrant {
-            endpoints: entries
-                .iter()
-                .filter_map(|e| Endpoint::parse(e).ok())
-                .collect(),
+/// The `tcp` capability: entries `host:port`, parsed by [`Endpoint::parse`];
+/// each attempt's WASI sockets check connections against the grant.
+pub struct Tcp;
+
+impl Capability for Tcp {
+    const KIND: &'static str = "tcp";
+    type Written = String;
+    type Entry = Endpoint;
+    type Grant = TcpGrant;
+    type Prepared = ();
+
+    fn parse(written: &String) -> Parsed<Endpoint> {
+        match Endpoint::parse(written) {
+            Ok(endpoint) => Parsed::ok(endpoint),
+            Err(message) => Parsed::refused(message),
         }
+    }
+
+    fn configure(entries: &[GrantEntry<Tcp>], _: &ConfigureContext<'_>) -> TcpGrant {
+        TcpGrant {
+            endpoints: capability::parsed(entries).cloned().collect(),
+        }
+    }
+
+    fn prepare(grant: &TcpGrant, attempt: &mut Attempt<'_>) -> Result<(), String> {
+        let declared = attempt.declares(Tcp::KIND);
+        Arc::new(grant.clone()).apply(attempt.wasi, attempt.plugin, declared, attempt.denials);
+        Ok(())
+    }
+}
+
+impl TcpGrant {
+    /// The grant of entries as written, through [`Tcp`]'s parser (a playbook's
+    /// grants are configured by `host::resolve`).
+    pub fn new(entries: &[String]) -> TcpGrant {
+        capability::grant_from::<Tcp>(entries, &ConfigureContext::default())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -212,6 +241,31 @@ mod tests {
             g.allows("127.0.0.1:25".parse().unwrap()).await
                 || g.allows("[::1]:25".parse().unwrap()).await,
             "localhost resolves to a loopback address"
+        );
+    }
+
+    #[test]
+    fn the_capability_parses_with_endpoint_and_grants_what_parsed() {
+        use crate::caps::capability::Spot;
+        assert_eq!(Tcp::KIND, "tcp");
+        let bad = Tcp::parse(&"127.0.0.1".to_owned());
+        assert_eq!(bad.entry, None);
+        assert_eq!(bad.problems[0].at, Spot::Entry);
+        assert_eq!(
+            bad.problems[0].message,
+            Endpoint::parse("127.0.0.1").unwrap_err()
+        );
+        assert_eq!(
+            Tcp::parse(&"[::1]:25".to_owned()).entry,
+            Endpoint::parse("[::1]:25").ok()
+        );
+        let g = TcpGrant::new(&["127.0.0.1".into(), "127.0.0.1:2525".into()]);
+        assert_eq!(
+            g.endpoints,
+            [Endpoint {
+                host: "127.0.0.1".into(),
+                port: 2525
+            }]
         );
     }
 }

@@ -3,6 +3,11 @@
 //! their pin), `oci://…@sha256:…` references from the OCI store or their
 //! registry (checked against their digest, see `host::oci`), and each plugin's
 //! declared capabilities are checked against its grants before any step runs.
+//!
+//! Here each capability is configured, once per playbook, from the grant entries
+//! parsed when the playbook was read (`caps::capability`); the kinds a plugin is
+//! granted come from a loop over them. [`Granted`] has a field per capability,
+//! so building it names each one (through the same trait).
 
 use std::collections::HashMap;
 
@@ -11,6 +16,13 @@ use sha2::{Digest, Sha256};
 use super::cache::hex;
 use super::runtime::{LoadedPlugin, Runtime};
 use super::state::Granted;
+use crate::caps::fs::Fs;
+use crate::caps::http::Http;
+use crate::caps::kube::Kube;
+use crate::caps::process::Process;
+use crate::caps::secrets::Secrets;
+use crate::caps::tcp::Tcp;
+use crate::caps::{Capability, ConfigureContext};
 use crate::playbook::Validated;
 use crate::playbook::model::{Grants, PluginDecl};
 
@@ -23,20 +35,11 @@ pub struct Resolved {
 
 /// The capability kinds a grant block provides.
 pub fn granted_kinds(g: &Grants) -> Vec<&'static str> {
-    let mut kinds = Vec::new();
-    for (kind, present) in [
-        ("http", !g.http.is_empty()),
-        ("tcp", !g.tcp.is_empty()),
-        ("fs", !g.fs.is_empty()),
-        ("process", !g.process.is_empty()),
-        ("kube", !g.kube.is_empty()),
-        ("secrets", !g.secrets.is_empty()),
-    ] {
-        if present {
-            kinds.push(kind);
-        }
-    }
-    kinds
+    g.each()
+        .into_iter()
+        .filter(|entries| !entries.is_empty())
+        .map(|entries| entries.kind())
+        .collect()
 }
 
 /// The component bytes for a declaration. An `oci://` reference is taken
@@ -116,7 +119,12 @@ pub async fn resolve(
                 continue;
             }
         };
-        let fs = crate::caps::fs::FsGrant::from_playbook(&validated.source.dir, &decl.grants.fs);
+        // Configure: each capability's grant from the entries parsed at load.
+        let context = ConfigureContext {
+            playbook_dir: &validated.source.dir,
+        };
+        let g = &decl.grants;
+        let fs = Fs::configure(&g.fs, &context);
         for folder in &fs.paths {
             if let Err(e) =
                 crate::caps::kube::check_fs_grant(name.as_str(), &folder.host, &credentials)
@@ -147,7 +155,7 @@ pub async fn resolve(
             }
         }
         let mut values = std::collections::BTreeMap::new();
-        for s in &decl.grants.secrets {
+        for s in &Secrets::configure(&g.secrets, &context) {
             match secrets.get(s) {
                 Some(crate::caps::secrets::Entry::Value(v)) => {
                     values.insert(s.clone(), v);
@@ -172,12 +180,12 @@ pub async fn resolve(
             Granted {
                 plugin: name.to_string(),
                 secrets: values,
-                process: crate::caps::process::ProcessGrant::new(&decl.grants.process),
+                process: Process::configure(&g.process, &context),
                 fs,
-                http: crate::caps::http::HttpGrant::new(&decl.grants.http),
-                tcp: crate::caps::tcp::TcpGrant::new(&decl.grants.tcp),
-                kube: crate::caps::kube::KubeGrant::new(&decl.grants.kube),
-                cluster: (!decl.grants.kube.is_empty()).then(|| cluster.clone()),
+                http: Http::configure(&g.http, &context),
+                tcp: Tcp::configure(&g.tcp, &context),
+                kube: Kube::configure(&g.kube, &context),
+                cluster: (!g.kube.is_empty()).then(|| cluster.clone()),
                 ..Granted::default()
             },
         );

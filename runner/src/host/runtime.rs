@@ -44,7 +44,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use super::bindings::runner::plugin::types::{PluginInfo, StepError};
 use super::bindings::{Plugin, PluginPre};
 use super::cache::{ComponentCache, Origin};
-use super::state::{Granted, StepState};
+use super::state::{Granted, Prepared, StepState};
 use crate::caps::log::StepLog;
 
 /// Epoch tick: the granularity of CPU deadlines.
@@ -383,9 +383,10 @@ impl Runtime {
         timeout: Duration,
         wasi: wasmtime_wasi::WasiCtx,
         denials: crate::caps::Denials,
+        prepared: Prepared,
     ) -> Store<Data> {
         let data = Data {
-            state: StepState::new(wasi, granted, denials),
+            state: StepState::new(wasi, granted, denials, prepared),
             cap: MemoryCap {
                 max: memory,
                 hit: false,
@@ -440,12 +441,14 @@ impl Runtime {
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         // `describe` gets no filesystem at all: it must not do any work.
+        let denials = crate::caps::Denials::default();
         let mut store = self.store(
             DEFAULT_MEMORY,
             Granted::default(),
             DESCRIBE_TIMEOUT,
             WasiCtxBuilder::new().build(),
-            crate::caps::Denials::default(),
+            denials.clone(),
+            Prepared::refusing(&denials),
         );
         let info = match tokio::time::timeout(DESCRIBE_TIMEOUT + TICK * 10, async {
             let plugin = pre.instantiate_async(&mut store).await?;
@@ -527,27 +530,24 @@ impl Runtime {
         };
         granted.workdir = workdir.path.clone();
         let mut wasi = WasiCtxBuilder::new();
-        if let Err(e) = granted.fs.apply(&mut wasi, &workdir.path) {
-            return StepResult {
-                outcome: Err(StepFailure::Failed(e)),
-                log: StepLog::default(),
-                duration: start.elapsed(),
-            };
-        }
         let denials = crate::caps::Denials::default();
-        let declared_tcp = granted.declared.iter().any(|c| c == "tcp");
-        std::sync::Arc::new(std::mem::take(&mut granted.tcp)).apply(
-            &mut wasi,
-            &granted.plugin,
-            declared_tcp,
-            &denials,
-        );
+        let prepared = match granted.prepare(&mut wasi, &denials) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                return StepResult {
+                    outcome: Err(StepFailure::Failed(e)),
+                    log: StepLog::default(),
+                    duration: start.elapsed(),
+                };
+            }
+        };
         let mut store = self.store(
             limits.memory,
             granted,
             limits.timeout,
             wasi.build(),
             denials,
+            prepared,
         );
         let input_text = input.to_string();
         let call = async {

@@ -2,19 +2,26 @@
 //! logged, and the host side of the capabilities it may call.
 //!
 //! One `StepState` lives in one `Store` for one step attempt and is dropped with
-//! it, so nothing a plugin did can leak into the next attempt.
+//! it, so nothing a plugin did can leak into the next attempt. Its capabilities
+//! are prepared for the attempt by [`Granted::prepare`] (the `prepare` phase of
+//! `caps::Capability`); the WIT `Host` impls below name each interface, as the
+//! bindings make them one trait each.
 
 use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView};
 
-use crate::caps::Denials;
-use crate::caps::http::HttpHooks;
+use crate::caps::fs::Fs;
+use crate::caps::http::{Http, HttpHooks};
+use crate::caps::kube::Kube;
 use crate::caps::log::LogSink;
+use crate::caps::process::Process;
+use crate::caps::tcp::Tcp;
+use crate::caps::{Attempt, Capability, Denials};
 
 use super::bindings::runner::plugin::{kube, log, process, secrets};
 use crate::caps::text::redact::Redactor;
@@ -50,6 +57,51 @@ pub struct Granted {
     pub artifact_budget: Arc<super::artifacts::RunBudget>,
 }
 
+impl Granted {
+    /// Prepares every capability for one attempt ([`Capability::prepare`]):
+    /// the folders are preopened and the socket check installed in `wasi`, and
+    /// the `wasi:http` hooks made; refusals go to `denials`. An error fails the
+    /// step before it starts. Each capability is named: what each prepares has
+    /// its own type.
+    pub fn prepare(
+        &self,
+        wasi: &mut WasiCtxBuilder,
+        denials: &Denials,
+    ) -> Result<Prepared, String> {
+        let mut attempt = Attempt {
+            plugin: &self.plugin,
+            declared: &self.declared,
+            workdir: &self.workdir,
+            wasi,
+            denials,
+        };
+        Fs::prepare(&self.fs, &mut attempt)?;
+        Tcp::prepare(&self.tcp, &mut attempt)?;
+        let http = Http::prepare(&self.http, &mut attempt)?;
+        Process::prepare(&self.process, &mut attempt)?;
+        Kube::prepare(&self.kube, &mut attempt)?;
+        // `secrets` is held as the values read for its names (the store's
+        // redactor is made from them); it prepares nothing.
+        Ok(Prepared { http })
+    }
+}
+
+/// What the capabilities prepared for one attempt that its store keeps.
+pub struct Prepared {
+    /// The hooks every `wasi:http` request goes through.
+    pub http: HttpHooks,
+}
+
+impl Prepared {
+    /// For a store that may do nothing (`describe`): every request refused,
+    /// recorded in `denials`.
+    pub fn refusing(denials: &Denials) -> Prepared {
+        Prepared {
+            http: HttpHooks::refusing(denials),
+        }
+    }
+}
+
 pub struct StepState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -63,21 +115,14 @@ pub struct StepState {
 }
 
 impl StepState {
-    /// `denials` may already be shared with hooks set up before the store (the
-    /// `tcp` capability's socket check).
-    pub fn new(wasi: WasiCtx, mut granted: Granted, denials: Denials) -> StepState {
+    /// `denials` is shared with what [`Granted::prepare`] set up before the
+    /// store (the `tcp` capability's socket check, the `wasi:http` hooks).
+    pub fn new(wasi: WasiCtx, granted: Granted, denials: Denials, prepared: Prepared) -> StepState {
         let redactor = Redactor::new(granted.secrets.values().cloned());
-        let http_hooks = HttpHooks {
-            plugin: granted.plugin.clone(),
-            declared: granted.declared.iter().any(|c| c == "http"),
-            grant: Arc::new(std::mem::take(&mut granted.http)),
-            denials: denials.clone(),
-            pool: Default::default(),
-        };
         StepState {
             wasi,
             http: WasiHttpCtx::new(),
-            http_hooks,
+            http_hooks: prepared.http,
             table: ResourceTable::new(),
             log: LogSink::new(&granted.plugin),
             granted,
@@ -219,3 +264,54 @@ impl kube::Host for StepState {
 }
 
 impl super::bindings::runner::plugin::types::Host for StepState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::http::{HttpGrant, Scheme};
+
+    #[test]
+    fn an_attempt_prepares_every_capability_or_fails_before_it_starts() {
+        let denials = Denials::default();
+        let granted = Granted {
+            plugin: "p".into(),
+            declared: vec!["http".into()],
+            http: HttpGrant::new(&["https://api.example.com".into()]),
+            workdir: std::env::temp_dir(),
+            ..Granted::default()
+        };
+        let prepared = granted
+            .prepare(&mut WasiCtxBuilder::new(), &denials)
+            .unwrap();
+        assert_eq!(prepared.http.plugin, "p");
+        assert!(prepared.http.declared);
+        assert!(
+            prepared
+                .http
+                .grant
+                .allows("p", Scheme::Https, "api.example.com", 443)
+                .is_ok()
+        );
+        prepared.http.denials.record("refused".into());
+        assert_eq!(denials.list(), ["refused"]);
+
+        let missing = Granted {
+            fs: crate::caps::fs::FsGrant::from_playbook(
+                std::path::Path::new("/no/such"),
+                &[crate::caps::grants::FsGrant {
+                    path: "data".into(),
+                    access: crate::caps::grants::FsAccess::Ro,
+                }],
+            ),
+            ..granted
+        };
+        let e = missing
+            .prepare(&mut WasiCtxBuilder::new(), &denials)
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with("granted folder `data` (/no/such/data)"),
+            "{e}"
+        );
+    }
+}

@@ -275,14 +275,18 @@ fn watch_line(w: &Watch) -> String {
 }
 
 fn grant_lines(g: &Grants) -> Vec<String> {
+    // What was written: the entries the capabilities parsed, shown as the user
+    // wrote them.
     let mut lines = Vec::new();
     if !g.http.is_empty() {
-        lines.push(format!("reach {}", g.http.join(", ")));
+        let hosts: Vec<&str> = g.http.iter().map(|e| e.written().as_str()).collect();
+        lines.push(format!("reach {}", hosts.join(", ")));
     }
     if !g.tcp.is_empty() {
-        lines.push(format!("open TCP connections to {}", g.tcp.join(", ")));
+        let endpoints: Vec<&str> = g.tcp.iter().map(|e| e.written().as_str()).collect();
+        lines.push(format!("open TCP connections to {}", endpoints.join(", ")));
     }
-    for f in &g.fs {
+    for f in g.fs.iter().map(|e| e.written()) {
         let mode = if f.access == FsAccess::Rw {
             "read and write"
         } else {
@@ -294,7 +298,8 @@ fn grant_lines(g: &Grants) -> Vec<String> {
         let programs: Vec<String> = g
             .process
             .iter()
-            .map(|p| {
+            .map(|e| {
+                let p = e.written();
                 if p.env().is_empty() {
                     p.run().to_owned()
                 } else {
@@ -306,14 +311,14 @@ fn grant_lines(g: &Grants) -> Vec<String> {
         lines.push(format!(
             "programs get none of the runner's environment; the plugin may set {}{}",
             crate::caps::process::DEFAULT_ENV.join(", "),
-            if g.process.iter().any(|p| !p.env().is_empty()) {
+            if g.process.iter().any(|e| !e.written().env().is_empty()) {
                 " and the names after env:"
             } else {
                 ""
             }
         ));
     }
-    for k in &g.kube {
+    for k in g.kube.iter().map(|e| e.written()) {
         let verbs: Vec<String> = k
             .verbs
             .iter()
@@ -332,7 +337,8 @@ fn grant_lines(g: &Grants) -> Vec<String> {
         ));
     }
     if !g.secrets.is_empty() {
-        lines.push(format!("read secret(s) {}", g.secrets.join(", ")));
+        let names: Vec<&str> = g.secrets.iter().map(|e| e.written().as_str()).collect();
+        lines.push(format!("read secret(s) {}", names.join(", ")));
     }
     lines
 }

@@ -157,26 +157,7 @@ impl Environment {
         })?;
         for (plugin, g) in &file.grants {
             let at = Path::root().key("grants").key(plugin);
-            for (i, entry) in g.http.iter().enumerate() {
-                if let Err(e) = crate::caps::http::HostRule::parse(entry) {
-                    problems.push(Problem::at(
-                        &tree,
-                        &at.key("http").index(i),
-                        Target::Value,
-                        e,
-                    ));
-                }
-            }
-            for (i, entry) in g.tcp.iter().enumerate() {
-                if let Err(e) = crate::caps::tcp::Endpoint::parse(entry) {
-                    problems.push(Problem::at(
-                        &tree,
-                        &at.key("tcp").index(i),
-                        Target::Value,
-                        e,
-                    ));
-                }
-            }
+            problems.extend(super::grant_problems(&tree, &at, g));
         }
         if !problems.is_empty() {
             return Err(invalid(&source, problems));
@@ -195,7 +176,11 @@ impl Environment {
         let mut grants = file.grants;
         for g in grants.values_mut() {
             for f in &mut g.fs {
-                f.path = resolve(&f.path).display().to_string();
+                // The path the entry means is the resolved one: the entry is
+                // made again from it (a folder's entry has no problems).
+                let mut written = f.written().clone();
+                written.path = resolve(&written.path).display().to_string();
+                *f = crate::caps::GrantEntry::new(written);
             }
         }
         Ok(Environment {
@@ -269,13 +254,7 @@ impl Environment {
             let Some(extra) = self.grants.get(name.as_str()) else {
                 continue;
             };
-            let g = &mut decl.grants;
-            g.http.extend(extra.http.iter().cloned());
-            g.tcp.extend(extra.tcp.iter().cloned());
-            g.fs.extend(extra.fs.iter().cloned());
-            g.process.extend(extra.process.iter().cloned());
-            g.kube.extend(extra.kube.iter().cloned());
-            g.secrets.extend(extra.secrets.iter().cloned());
+            decl.grants.extend(extra);
         }
     }
 }
@@ -316,7 +295,7 @@ mod tests {
         assert_eq!(env.inputs["replicas"], "4");
         assert_eq!(env.inputs["dry"], "true");
         assert_eq!(
-            env.grants["check"].fs[0].path,
+            env.grants["check"].fs[0].written().path,
             dir.join("git").display().to_string()
         );
     }
@@ -354,5 +333,34 @@ mod tests {
         let p = write("bad-shape", "grants:\n  check: { htp: [x] }\n");
         let all = problems(Environment::load(&p).unwrap_err()).join("\n");
         assert!(all.contains("htp"), "{all}");
+    }
+
+    #[test]
+    fn every_kind_of_grant_is_checked_as_a_playbooks_is() {
+        // Only `http` and `tcp` entries were checked here once: a process line
+        // the playbook's validation refuses was granted from an environment
+        // file, read by the capability in a way no check had agreed to.
+        let p = write(
+            "bad-kinds",
+            "grants:\n  x:\n    process: [\"npm ** test\", { run: sh, env: [LD_PRELOAD] }]\n    secrets: [bad-name]\n    kube: [{ namespaces: [\"a b\"], resources: [pods], verbs: [get] }]\n",
+        );
+        let all = problems(Environment::load(&p).unwrap_err());
+        assert_eq!(all.len(), 4, "{all:#?}");
+        assert!(
+            all[0].starts_with("3:15: `npm ** test` is not a process grant"),
+            "{all:#?}"
+        );
+        assert!(
+            all[1].starts_with("3:47: `LD_PRELOAD` cannot be granted"),
+            "{all:#?}"
+        );
+        assert!(
+            all[2].starts_with("5:27: `a b` is not a valid entry of `namespaces`"),
+            "{all:#?}"
+        );
+        assert!(
+            all[3].starts_with("4:15: `bad-name` is not a secret name"),
+            "{all:#?}"
+        );
     }
 }

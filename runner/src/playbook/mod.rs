@@ -39,6 +39,32 @@ impl Problem {
     }
 }
 
+/// The problems that `grants`' entries carry (their capabilities' parsers found
+/// them when the file was read), each at its place below `at`, the path of a
+/// `grants:` block in `tree`: a playbook's and an environment file's grants are
+/// refused in the same words at the same places.
+pub fn grant_problems(tree: &Node, at: &Path, grants: &model::Grants) -> Vec<Problem> {
+    use crate::caps::capability::Spot;
+    let mut problems = Vec::new();
+    for entries in grants.each() {
+        for (i, problem) in entries.problems() {
+            let entry = at.key(entries.kind()).index(i);
+            let path = match problem.at {
+                Spot::Entry => entry,
+                Spot::Key(key) => entry.key(key),
+                Spot::Item(key, j) => entry.key(key).index(j),
+            };
+            problems.push(Problem::at(
+                tree,
+                &path,
+                Target::Value,
+                problem.message.clone(),
+            ));
+        }
+    }
+    problems
+}
+
 /// A playbook that passed every check.
 #[derive(Debug, Clone)]
 pub struct Validated {

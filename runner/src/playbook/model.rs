@@ -8,6 +8,11 @@
 //!
 //! Deserialisation happens only after the document passed the schema, so serde's
 //! own errors are not what users see; the schema errors are (see `validate`).
+//!
+//! Grant entries are the one exception to "as written": each is a
+//! [`GrantEntry`], parsed by its capability as it is deserialised and carrying
+//! what it means beside what was written (why there: `caps::capability`). Data
+//! still, without I/O; validation reports the problems they carry.
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -15,9 +20,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::scalars::{Cel, DurationSpec, Ident, MemorySize, Template};
-// The grant entries are the capabilities' own types: `caps` checks them and
+// The grant entries are the capabilities' own types: `caps` parses them and
 // must not depend on the playbook, so they live there and are named here too.
+use crate::caps::fs::Fs;
 pub use crate::caps::grants::{FsAccess, FsGrant, KubeGrant, KubeVerb, ProcessEntry, ProcessRule};
+use crate::caps::http::Http;
+use crate::caps::kube::Kube;
+use crate::caps::process::Process;
+use crate::caps::secrets::Secrets;
+use crate::caps::tcp::Tcp;
+use crate::caps::{Entries, GrantEntry};
 
 /// A runner playbook: the process to follow in a production emergency, written once
 /// and run the same way on a laptop and in CI.
@@ -238,14 +250,14 @@ pub struct Grants {
     /// the host (`https://*.example.com`). A name that resolves to a loopback, private,
     /// link-local or metadata address is refused unless that address is granted too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub http: Vec<String>,
+    pub http: Vec<GrantEntry<Http>>,
     /// Outgoing TCP connections (SMTP, a database port): `host:port` endpoints. Names
     /// are resolved by the runner; nothing else is reachable, nothing can listen.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tcp: Vec<String>,
+    pub tcp: Vec<GrantEntry<Tcp>>,
     /// Paths on the host the plugin may open, read-only unless `access: rw`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fs: Vec<FsGrant>,
+    pub fs: Vec<GrantEntry<Fs>>,
     /// Programs the plugin may run through the `process` capability: a name looked
     /// up on `PATH` or an absolute path, optionally followed by one pattern per
     /// argument (`*` within an argument; `**` last allows any further arguments), like
@@ -254,24 +266,43 @@ pub struct Grants {
     /// on; without `env`, a program may be given only LANG, LANGUAGE, LC_*, TZ and
     /// NO_COLOR, and loader variables (LD_*, …) can never be granted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub process: Vec<ProcessEntry>,
+    pub process: Vec<GrantEntry<Process>>,
     /// Kubernetes API access, checked by the host; credentials never enter the plugin.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kube: Vec<KubeGrant>,
+    pub kube: Vec<GrantEntry<Kube>>,
     /// Names of secrets the plugin may read. Their values are redacted from logs,
     /// journal and reports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub secrets: Vec<String>,
+    pub secrets: Vec<GrantEntry<Secrets>>,
 }
 
 impl Grants {
+    /// Every capability's entries, in the order above: the one list that
+    /// validation and `host::resolve` loop over.
+    pub fn each(&self) -> [&dyn Entries; 6] {
+        [
+            &self.http,
+            &self.tcp,
+            &self.fs,
+            &self.process,
+            &self.kube,
+            &self.secrets,
+        ]
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.http.is_empty()
-            && self.tcp.is_empty()
-            && self.fs.is_empty()
-            && self.process.is_empty()
-            && self.kube.is_empty()
-            && self.secrets.is_empty()
+        self.each().iter().all(|entries| entries.is_empty())
+    }
+
+    /// Adds `other`'s entries after this block's (an environment file's grants
+    /// to a playbook's plugin).
+    pub fn extend(&mut self, other: &Grants) {
+        self.http.extend(other.http.iter().cloned());
+        self.tcp.extend(other.tcp.iter().cloned());
+        self.fs.extend(other.fs.iter().cloned());
+        self.process.extend(other.process.iter().cloned());
+        self.kube.extend(other.kube.iter().cloned());
+        self.secrets.extend(other.secrets.iter().cloned());
     }
 }
 
@@ -578,5 +609,60 @@ mod tests {
         assert_eq!(watch(None, Some(1)).effective_failure_limit(), None);
         assert_eq!(watch(Some(3), Some(1)).effective_failure_limit(), Some(3));
         assert_eq!(watch(Some(2), None).effective_failure_limit(), Some(2));
+    }
+
+    fn grants(json: serde_json::Value) -> Grants {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn each_capability_is_listed_under_its_own_key() {
+        let g = grants(serde_json::json!({
+            "http": ["https://example.com"],
+            "tcp": ["127.0.0.1:25"],
+            "fs": [{ "path": "data" }],
+            "process": ["git"],
+            "kube": [{ "namespaces": ["a"], "resources": ["pods"], "verbs": ["get"] }],
+            "secrets": ["TOKEN"],
+        }));
+        let keys: Vec<String> = serde_json::to_value(&g)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let kinds: Vec<&str> = g.each().iter().map(|e| e.kind()).collect();
+        assert_eq!(keys, kinds);
+        assert!(
+            g.each()
+                .iter()
+                .all(|e| !e.is_empty() && e.problems().is_empty())
+        );
+        assert!(!g.is_empty());
+        assert!(Grants::default().is_empty());
+    }
+
+    #[test]
+    fn entries_are_parsed_as_they_are_read_and_written_back_as_read() {
+        let written = serde_json::json!({
+            "http": ["ftp://x", "https://API.example.com"],
+            "process": [{ "run": "sh", "env": ["LD_PRELOAD"] }],
+            "secrets": ["bad-name"],
+        });
+        let g = grants(written.clone());
+        assert_eq!(serde_json::to_value(&g).unwrap(), written);
+        let problems: Vec<(&str, usize)> = g
+            .each()
+            .iter()
+            .flat_map(|e| e.problems().into_iter().map(|(i, _)| (e.kind(), i)))
+            .collect();
+        assert_eq!(problems, [("http", 0), ("process", 0), ("secrets", 0)]);
+        assert!(g.http[1].parsed().is_some());
+        let mut more = Grants::default();
+        more.extend(&g);
+        more.extend(&g);
+        assert_eq!(more.http.len(), 4);
+        assert_eq!(more.process[1].problems().len(), 1);
     }
 }
