@@ -94,6 +94,33 @@ CREATE TABLE steps (
 /// of an event needs a few pages of the journal and its WAL).
 const FULL_BELOW: u64 = 256 * 1024;
 
+/// How long a journal waits for another runner's lock before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Puts the journal in WAL mode, waiting as the busy timeout does. Switching
+/// a new file to WAL takes an exclusive lock, and SQLite answers "database is
+/// locked" at once, without its busy handler, when another runner is creating
+/// the same new journal at that moment (seen when several runs start together
+/// on a fresh state directory); so the switch is tried again until it succeeds
+/// or the timeout passes. A journal already in WAL mode answers at once.
+fn wal_mode(conn: &Connection) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(sql(e)),
+        }
+    }
+}
+
 /// A journal in one SQLite file.
 pub struct SqliteJournal {
     pub(super) conn: Connection,
@@ -131,9 +158,8 @@ impl SqliteJournal {
         }
         let conn = Connection::open(path)
             .map_err(|e| format!("cannot open the journal `{}`: {e}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        wal_mode(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         // Creating or upgrading the schema happens in one write transaction, so
