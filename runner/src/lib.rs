@@ -2,9 +2,10 @@
 //!
 //! The modules follow the data path: [`playbook`] (load and validate), [`expr`]
 //! (CEL), [`plan`] (what will run), [`engine`] (the run) over [`host`] and
-//! [`caps`] (plugins and what they may do), [`record`] and [`report`] (what
-//! happened), [`service`] (the one way every front end prepares, starts and
-//! reads runs), and [`cli`] at the edge. docs/architecture.md is the map.
+//! [`caps`] (plugins and what they may do), [`run_state`] (a run as its events
+//! tell it), [`record`] and [`report`] (what happened), [`service`] (the one
+//! way every front end prepares, starts and reads runs), and [`cli`] at the
+//! edge. docs/architecture.md is the map.
 
 pub mod builtins;
 pub mod caps;
@@ -19,5 +20,6 @@ pub mod plan;
 pub mod playbook;
 pub mod record;
 pub mod report;
+pub mod run_state;
 pub mod service;
 pub mod settings;

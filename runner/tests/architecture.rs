@@ -6,10 +6,11 @@
 //! and `host` needs `caps`, neither can be read, tested or moved alone, and the
 //! next cycle costs nothing to add. The order, lowest first, is `clock`, `expr`,
 //! `identity`, `builtins`, `oci_ref`, `caps` → `playbook` → `settings`, `plan` →
-//! `host` → `engine` → `record`, `report` → `service` → `cli` (`caps` is below
-//! `playbook`: the model holds the grant types and validation calls the
-//! capabilities' parsers; `builtins` and `oci_ref` too: the checks name the
-//! built-in plugins and parse `oci://` references). The test does not hard-code
+//! `host` → `engine` → `run_state` → `record`, `report` → `service` → `cli`
+//! (`caps` is below `playbook`: the model holds the grant types and validation
+//! calls the capabilities' parsers; `builtins` and `oci_ref` too: the checks
+//! name the built-in plugins and parse `oci://` references; `run_state`, the
+//! fold of a run's events, is read by `report` and `cli`). The test does not hard-code
 //! it (a new module only has to keep the graph acyclic); it insists that the
 //! graph has no cycle.
 //!
