@@ -17,18 +17,19 @@
 
 use std::fmt::Write;
 
-use super::analysis::{self, Cause, Run};
+use super::analysis::{self, Run};
 use super::{RunInfo, Stamped, compact};
 use crate::engine::Event;
+use crate::run_state::Cause;
 
 pub(super) fn render(info: &RunInfo, events: &[Stamped]) -> String {
     let run = analysis::analyse(events);
     let mut cases = String::new();
     let (mut tests, mut failures, mut errors, mut skipped) = (0, 0, 0, 0);
-    for (s, step) in run.steps.iter().enumerate() {
+    for (s, step) in run.steps().iter().enumerate() {
         tests += 1;
         let mut class = info.playbook.clone();
-        if let Some(stage) = step.stage {
+        if let Some(stage) = &step.stage {
             class.push('.');
             class.push_str(stage);
         }
@@ -36,14 +37,15 @@ pub(super) fn render(info: &RunInfo, events: &[Stamped]) -> String {
             class.push('.');
             class.push_str(list.kind);
         }
-        let time = step.record.map_or(0.0, |r| r.duration_ms as f64 / 1000.0);
+        let record = run.record(s);
+        let time = record.map_or(0.0, |r| r.duration_ms as f64 / 1000.0);
         let _ = writeln!(
             cases,
             "    <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\">",
             attr(&class),
-            attr(step.id)
+            attr(&step.id)
         );
-        match step.record {
+        match record {
             None if step.cut && run.taken_up(s) => {
                 skipped += 1;
                 let _ = writeln!(
@@ -87,7 +89,7 @@ pub(super) fn render(info: &RunInfo, events: &[Stamped]) -> String {
                 _ => {}
             },
         }
-        if let Some(r) = step.record {
+        if let Some(r) = record {
             let mut out = r.summary.clone();
             if step.restored {
                 out.insert_str(
@@ -110,7 +112,7 @@ pub(super) fn render(info: &RunInfo, events: &[Stamped]) -> String {
         }
         let _ = writeln!(cases, "    </testcase>");
     }
-    if run.status != "succeeded" && failures + errors == 0 {
+    if run.status() != "succeeded" && failures + errors == 0 {
         tests += 1;
         let why = match run.cause() {
             Some(Cause::Stopped(i)) => match &run.events[i].event {
@@ -122,17 +124,17 @@ pub(super) fn render(info: &RunInfo, events: &[Stamped]) -> String {
                     format!("the run reached its timeout of {timeout_s} s")
                 }
                 Event::Interrupted { signal } => format!("the runner got {signal}"),
-                _ => format!("the run {}", run.status),
+                _ => format!("the run {}", run.status()),
             },
-            _ if run.finished.is_none() => "the events end without run_finished".to_owned(),
-            _ => format!("the run {}", run.status),
+            _ if run.finished().is_none() => "the events end without run_finished".to_owned(),
+            _ => format!("the run {}", run.status()),
         };
         let _ = writeln!(
             cases,
             "    <testcase classname=\"{}\" name=\"run\" time=\"{:.3}\">\n      <failure type=\"{}\" message=\"{}\"/>\n    </testcase>",
             attr(&info.playbook),
             run.duration(),
-            attr(run.status),
+            attr(run.status()),
             attr(&why)
         );
         failures += 1;
@@ -165,7 +167,7 @@ pub(super) fn render(info: &RunInfo, events: &[Stamped]) -> String {
     };
     property("run_id", &info.run_id);
     property("file", &info.file);
-    property("status", run.status);
+    property("status", run.status());
     for (k, v) in &info.inputs {
         property(&format!("input.{k}"), &compact(v));
     }

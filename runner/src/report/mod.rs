@@ -11,9 +11,11 @@
 //! report: not the plan, not the clock, not the environment. Only
 //! [`write_all`] touches the outside world (files, `$GITHUB_STEP_SUMMARY`).
 //!
-//! What the events alone cannot tell is said in the `analysis` module: which
-//! handler list a step of a stage's `on_budget_exceeded` belongs to is inferred
-//! from the order of the events, and is exact except in one case described there.
+//! Every report reads the same fold of the events, [`crate::run_state`] (which
+//! the live tree reads too), through `analysis`. What the events alone cannot
+//! tell is said there: which handler list a step of a stage's
+//! `on_budget_exceeded` belongs to is inferred from the order of the events,
+//! and is exact except in one case described in `run_state`.
 
 use std::fs;
 use std::io::Write as _;
@@ -24,6 +26,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::engine::Event;
+use crate::run_state::Cause;
 
 mod analysis;
 mod junit;
@@ -93,7 +96,7 @@ pub fn json(info: &RunInfo, events: &[Stamped]) -> String {
     }
     let document = Document {
         run: info,
-        status: run.status,
+        status: run.status(),
         duration_s: run.duration(),
         failure: failure(info, &run),
         events,
@@ -102,7 +105,7 @@ pub fn json(info: &RunInfo, events: &[Stamped]) -> String {
         // Only a serializer error can land here; the report still says so.
         serde_json::to_string_pretty(&json!({
             "run": info,
-            "status": run.status,
+            "status": run.status(),
             "error": format!("the events could not be written as JSON: {e}"),
         }))
         .unwrap_or_default()
@@ -113,9 +116,9 @@ pub fn json(info: &RunInfo, events: &[Stamped]) -> String {
 fn failure(info: &RunInfo, run: &analysis::Run<'_>) -> Option<Value> {
     let cause = run.cause()?;
     Some(match cause {
-        analysis::Cause::Step(s) => {
-            let step = &run.steps[s];
-            let r = step.record?;
+        Cause::Step(s) => {
+            let step = &run.steps()[s];
+            let r = run.record(s)?;
             let mut f = json!({
                 "kind": step.kind.unwrap_or("plugin"),
                 "stage": step.stage,
@@ -144,15 +147,15 @@ fn failure(info: &RunInfo, run: &analysis::Run<'_>) -> Option<Value> {
             }
             f
         }
-        analysis::Cause::Stopped(i) => {
+        Cause::Stopped(i) => {
             let mut f = serde_json::to_value(&run.events[i].event).unwrap_or(Value::Null);
-            f["cancelled"] = (0..run.steps.len())
-                .filter(|&s| run.steps[s].status() == "cancelled")
-                .map(|s| json!({"stage": run.steps[s].stage, "step": run.steps[s].id}))
+            f["cancelled"] = (0..run.steps().len())
+                .filter(|&s| run.steps()[s].status() == "cancelled")
+                .map(|s| json!({"stage": run.steps()[s].stage, "step": run.steps()[s].id}))
                 .collect();
             f
         }
-        analysis::Cause::Unknown => json!({"kind": "unknown"}),
+        Cause::Unknown => json!({"kind": "unknown"}),
     })
 }
 

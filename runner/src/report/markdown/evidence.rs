@@ -58,7 +58,7 @@ pub(super) fn gates(out: &mut String, info: &RunInfo, run: &Run<'_>) {
 }
 
 pub(super) fn watches(out: &mut String, run: &Run<'_>) {
-    let watched: Vec<usize> = (0..run.steps.len())
+    let watched: Vec<usize> = (0..run.steps().len())
         .filter(|&s| !run.measurements_of(s).is_empty())
         .collect();
     if watched.is_empty() {
@@ -66,15 +66,15 @@ pub(super) fn watches(out: &mut String, run: &Run<'_>) {
     }
     let _ = writeln!(out, "## Watches\n");
     for s in watched {
-        let step = &run.steps[s];
+        let step = &run.steps()[s];
         let _ = writeln!(
             out,
             "### {}{}: {}\n",
-            code(step.id),
+            code(&step.id),
             place(run, s),
             text(step.status())
         );
-        if let Some(r) = step.record.filter(|r| !r.summary.is_empty()) {
+        if let Some(r) = run.record(s).filter(|r| !r.summary.is_empty()) {
             let _ = writeln!(out, "{}\n", text(&r.summary));
         }
         measurement_table(out, run, &run.measurements_of(s));
@@ -178,12 +178,12 @@ pub(super) fn approvals(out: &mut String, run: &Run<'_>) {
 }
 
 pub(super) fn handlers(out: &mut String, run: &Run<'_>) {
-    if run.lists.is_empty() {
+    if run.lists().is_empty() {
         return;
     }
     let _ = writeln!(out, "## Handlers that ran\n");
-    for list in &run.lists {
-        let whose = match list.scope {
+    for list in run.lists() {
+        let whose = match &list.scope {
             Some(s) => format!("of stage {}", code(s)),
             None => "of the run".to_owned(),
         };
@@ -200,15 +200,15 @@ pub(super) fn handlers(out: &mut String, run: &Run<'_>) {
         let _ = writeln!(out, "| Step | Status | Duration | Summary or error |");
         let _ = writeln!(out, "| --- | --- | --- | --- |");
         for &s in &list.steps {
-            let step = &run.steps[s];
-            let (duration, what) = match step.record {
+            let step = &run.steps()[s];
+            let (duration, what) = match run.record(s) {
                 Some(r) => (secs(r.duration_ms as f64 / 1000.0), outcome_text(r)),
                 None => ("—".to_owned(), "never finished".to_owned()),
             };
             let _ = writeln!(
                 out,
                 "| {} | {} | {duration} | {what} |",
-                cell_code(step.id),
+                cell_code(&step.id),
                 cell_text(step.status())
             );
         }
@@ -219,8 +219,8 @@ pub(super) fn handlers(out: &mut String, run: &Run<'_>) {
 pub(super) fn failures(out: &mut String, run: &Run<'_>) {
     let failed = run.failures();
     let mut unfinished = run.unfinished();
-    unfinished.extend((0..run.steps.len()).filter(|&s| run.steps[s].cut));
-    unfinished.sort_by_key(|&s| run.steps[s].started);
+    unfinished.extend((0..run.steps().len()).filter(|&s| run.steps()[s].cut));
+    unfinished.sort_by_key(|&s| run.steps()[s].started);
     if failed.is_empty() && unfinished.is_empty() {
         return;
     }
@@ -231,17 +231,17 @@ pub(super) fn failures(out: &mut String, run: &Run<'_>) {
     );
     let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
     for s in failed.into_iter().chain(unfinished) {
-        let step = &run.steps[s];
+        let step = &run.steps()[s];
         let role = match run.list_of(s) {
             Some(l) => format!("{} handler", l.kind),
-            None if step.tolerated => "step, allowed to fail".to_owned(),
+            None if run.tolerated(s) => "step, allowed to fail".to_owned(),
             None => "step".to_owned(),
         };
         let at = step
             .finished
             .or(step.started)
             .map_or("—".to_owned(), |i| offset(run.events[i].offset_ms));
-        let (kind, error) = match step.record {
+        let (kind, error) = match run.record(s) {
             Some(r) => (
                 r.error_kind.map_or("—".to_owned(), cell_code),
                 r.error.as_deref().map_or("—".to_owned(), cell_text),
@@ -259,8 +259,8 @@ pub(super) fn failures(out: &mut String, run: &Run<'_>) {
         let _ = writeln!(
             out,
             "| {} | {} | {role} | {at} | {} | {kind} | {error} |",
-            cell_code(step.id),
-            step.stage.map_or("—".to_owned(), cell_code),
+            cell_code(&step.id),
+            step.stage.as_deref().map_or("—".to_owned(), cell_code),
             cell_text(step.status()),
         );
     }
@@ -268,8 +268,8 @@ pub(super) fn failures(out: &mut String, run: &Run<'_>) {
 }
 
 pub(super) fn outputs(out: &mut String, run: &Run<'_>) {
-    let with: Vec<usize> = (0..run.steps.len())
-        .filter(|&s| run.steps[s].record.is_some_and(|r| !r.outputs.is_empty()))
+    let with: Vec<usize> = (0..run.steps().len())
+        .filter(|&s| run.record(s).is_some_and(|r| !r.outputs.is_empty()))
         .collect();
     if with.is_empty() {
         return;
@@ -278,14 +278,14 @@ pub(super) fn outputs(out: &mut String, run: &Run<'_>) {
     let _ = writeln!(out, "| Step | Stage | Output | Value |");
     let _ = writeln!(out, "| --- | --- | --- | --- |");
     for s in with {
-        let step = &run.steps[s];
-        let Some(r) = step.record else { continue };
+        let step = &run.steps()[s];
+        let Some(r) = run.record(s) else { continue };
         for (k, v) in &r.outputs {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} |",
-                cell_code(step.id),
-                step.stage.map_or("—".to_owned(), cell_code),
+                cell_code(&step.id),
+                step.stage.as_deref().map_or("—".to_owned(), cell_code),
                 cell_code(k),
                 cell_value(v, OUTPUT_CHARS)
             );

@@ -54,7 +54,7 @@ pub(super) fn render(info: &RunInfo, events: &[Stamped]) -> String {
 }
 
 fn title(out: &mut String, info: &RunInfo, run: &Run<'_>) {
-    let mark = match run.status {
+    let mark = match run.status() {
         "succeeded" => "✅",
         "failed" => "❌",
         "timed_out" => "⏱️",
@@ -65,7 +65,7 @@ fn title(out: &mut String, info: &RunInfo, run: &Run<'_>) {
         out,
         "# {mark} {}: {}\n",
         text(&info.playbook),
-        text(run.status)
+        text(run.status())
     );
     if let Some(missing) = &info.journal {
         let _ = writeln!(
@@ -85,9 +85,9 @@ fn summary(out: &mut String, info: &RunInfo, run: &Run<'_>) {
     row(out, "Run", cell_code(&info.run_id));
     row(out, "Playbook", cell_code(&info.playbook));
     row(out, "File", cell_code(&info.file));
-    row(out, "Status", cell_text(run.status));
+    row(out, "Status", cell_text(run.status()));
     row(out, "Started", cell_text(&info.started_at));
-    match run.finished.map(|f| &run.events[f]) {
+    match run.finished().map(|f| &run.events[f]) {
         Some(e) => row(out, "Finished", cell_text(&e.at)),
         None => row(out, "Finished", "never (incomplete)".to_owned()),
     }
@@ -95,14 +95,14 @@ fn summary(out: &mut String, info: &RunInfo, run: &Run<'_>) {
     row(
         out,
         "Duration",
-        if run.finished.is_some() {
+        if run.finished().is_some() {
             secs(duration)
         } else {
             format!("at least {} (up to the last event)", secs(duration))
         },
     );
-    if let Some(b) = run.budget_s {
-        let exceeded = run.budget_exceeded.is_some() || duration > b;
+    if let Some(b) = run.budget_s() {
+        let exceeded = run.budget_exceeded().is_some() || duration > b;
         row(
             out,
             "Budget",
@@ -117,10 +117,10 @@ fn summary(out: &mut String, info: &RunInfo, run: &Run<'_>) {
             ),
         );
     }
-    if let Some(t) = run.timeout_s {
+    if let Some(t) = run.timeout_s() {
         row(out, "Timeout", secs(t));
     }
-    if let Some(n) = run.handler_failures {
+    if let Some(n) = run.handler_failures() {
         row(out, "Handler failures", n.to_string());
     }
     if info.inputs.is_empty() {
@@ -137,7 +137,7 @@ fn summary(out: &mut String, info: &RunInfo, run: &Run<'_>) {
 }
 
 fn stages(out: &mut String, run: &Run<'_>) {
-    if run.stages.is_empty() {
+    if run.stages().is_empty() {
         return;
     }
     let _ = writeln!(out, "## Stages\n");
@@ -146,7 +146,7 @@ fn stages(out: &mut String, run: &Run<'_>) {
         "| Stage | Status | Duration | Budget | Against budget |"
     );
     let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
-    for s in &run.stages {
+    for s in run.stages() {
         let status = s.status.unwrap_or("unfinished");
         let duration = s.duration_s.map_or("—".to_owned(), secs);
         let budget = s.budget_s.map_or("—".to_owned(), secs);
@@ -158,7 +158,7 @@ fn stages(out: &mut String, run: &Run<'_>) {
         let _ = writeln!(
             out,
             "| {} | {} | {duration} | {budget} | {vs} |",
-            cell_code(s.id),
+            cell_code(&s.id),
             cell_text(status)
         );
     }

@@ -38,7 +38,7 @@ pub(super) fn timeline(out: &mut String, run: &Run<'_>) {
 /// One line of the timeline: the event in words, a table cell.
 pub(super) fn detail(run: &Run<'_>, i: usize) -> String {
     let role = || {
-        run.step_of[i]
+        run.step_of(i)
             .and_then(|s| run.list_of(s))
             .map_or(String::new(), |l| format!(" (handler in {})", list_name(l)))
     };

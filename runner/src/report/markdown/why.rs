@@ -9,21 +9,22 @@ use super::words::{
     cell_code, code, decisions_text, list_name, name, offset, place, secs, shown, step_name, text,
 };
 use crate::engine::Event;
-use crate::report::analysis::{self, Cause, Run};
+use crate::report::analysis::{self, Run};
 use crate::report::{RunInfo, compact};
+use crate::run_state::Cause;
 
 /// The section that explains a run that did not succeed: what stopped it, with
 /// the evidence (a gate's conditions and values, a watch's last measurements).
 pub(super) fn why(out: &mut String, info: &RunInfo, run: &Run<'_>) {
     let Some(cause) = run.cause() else { return };
-    let heading = match run.status {
+    let heading = match run.status() {
         "failed" => "Why it failed",
         "timed_out" => "Why it timed out",
         "interrupted" => "Why it stopped",
         _ => "Why it is incomplete",
     };
     let _ = writeln!(out, "## {heading}\n");
-    if run.finished.is_none() {
+    if run.finished().is_none() {
         let last = run.events.last();
         let _ = writeln!(
             out,
@@ -45,7 +46,7 @@ pub(super) fn why(out: &mut String, info: &RunInfo, run: &Run<'_>) {
     match cause {
         Cause::Step(s) => failed_step(out, info, run, s),
         Cause::Stopped(i) => stopped(out, run, i),
-        Cause::Unknown if run.finished.is_some() => {
+        Cause::Unknown if run.finished().is_some() => {
             let _ = writeln!(out, "No failed step or stop is recorded in the events.\n");
         }
         Cause::Unknown => {}
@@ -54,24 +55,25 @@ pub(super) fn why(out: &mut String, info: &RunInfo, run: &Run<'_>) {
         .failures()
         .into_iter()
         .filter(|&f| cause != Cause::Step(f))
-        .filter(|&f| run.steps[f].record.is_some_and(|r| r.status == "failed"))
+        .filter(|&f| run.record(f).is_some_and(|r| r.status == "failed"))
         .map(|f| {
-            let step = &run.steps[f];
+            let step = &run.steps()[f];
             let mut notes: Vec<String> = step
                 .stage
+                .as_deref()
                 .map(|st| format!("stage {}", code(st)))
                 .into_iter()
                 .collect();
-            if step.tolerated {
+            if run.tolerated(f) {
                 notes.push("allowed to fail".to_owned());
             }
             if let Some(l) = run.list_of(f) {
                 notes.push(format!("handler in {}", list_name(l)));
             }
             if notes.is_empty() {
-                code(step.id)
+                code(&step.id)
             } else {
-                format!("{} ({})", code(step.id), notes.join(", "))
+                format!("{} ({})", code(&step.id), notes.join(", "))
             }
         })
         .collect();
@@ -85,8 +87,8 @@ pub(super) fn why(out: &mut String, info: &RunInfo, run: &Run<'_>) {
 }
 
 pub(super) fn failed_step(out: &mut String, info: &RunInfo, run: &Run<'_>, s: usize) {
-    let step = &run.steps[s];
-    let Some(record) = step.record else { return };
+    let step = &run.steps()[s];
+    let Some(record) = run.record(s) else { return };
     let what = match step.kind {
         Some("gate") => "Gate",
         Some("watch") => "Watch",
@@ -97,7 +99,7 @@ pub(super) fn failed_step(out: &mut String, info: &RunInfo, run: &Run<'_>, s: us
     let _ = writeln!(
         out,
         "**{what} {}**{} failed{}{} after {}{}:\n",
-        code(step.id),
+        code(&step.id),
         place(run, s),
         record
             .error_kind
@@ -200,8 +202,8 @@ pub(super) fn stopped(out: &mut String, run: &Run<'_>, i: usize) {
         }
         _ => {}
     }
-    let cancelled: Vec<String> = (0..run.steps.len())
-        .filter(|&s| run.steps[s].status() == "cancelled")
+    let cancelled: Vec<String> = (0..run.steps().len())
+        .filter(|&s| run.steps()[s].status() == "cancelled")
         .map(|s| step_name(run, s))
         .collect();
     if cancelled.is_empty() {

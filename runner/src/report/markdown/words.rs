@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use super::{INLINE_CHARS, OUTPUT_CHARS};
 use crate::engine::Event;
-use crate::report::analysis::{self, Run};
+use crate::report::analysis::Run;
 use crate::report::{compact, cut};
+use crate::run_state::List;
 
 pub(super) fn decisions_text(decisions: &[crate::engine::approval::Decision]) -> String {
     decisions
@@ -57,9 +58,10 @@ pub(super) fn in_stage(stage: &Option<String>) -> String {
 
 /// ` in stage `x`` and the handler list, for prose.
 pub(super) fn place(run: &Run<'_>, s: usize) -> String {
-    let step = &run.steps[s];
+    let step = &run.steps()[s];
     let mut t = step
         .stage
+        .as_deref()
         .map_or(String::new(), |st| format!(" in stage {}", code(st)));
     if let Some(l) = run.list_of(s) {
         let _ = write!(t, " (handler in {})", list_name(l));
@@ -68,8 +70,8 @@ pub(super) fn place(run: &Run<'_>, s: usize) -> String {
 }
 
 /// `` `on_failure` of stage `deploy` ``, `` `finally` of the run ``.
-pub(super) fn list_name(l: &analysis::List<'_>) -> String {
-    match l.scope {
+pub(super) fn list_name(l: &List) -> String {
+    match &l.scope {
         Some(s) => format!("{} of stage {}", cell_code(l.kind), cell_code(s)),
         None => format!("{} of the run", cell_code(l.kind)),
     }
@@ -77,10 +79,10 @@ pub(super) fn list_name(l: &analysis::List<'_>) -> String {
 
 /// `` `deploy` (stage `x`) ``, for prose.
 pub(super) fn step_name(run: &Run<'_>, s: usize) -> String {
-    let step = &run.steps[s];
-    match step.stage {
-        Some(st) => format!("{} (stage {})", code(step.id), code(st)),
-        None => code(step.id),
+    let step = &run.steps()[s];
+    match &step.stage {
+        Some(st) => format!("{} (stage {})", code(&step.id), code(st)),
+        None => code(&step.id),
     }
 }
 
