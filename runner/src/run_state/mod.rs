@@ -19,7 +19,8 @@
 //! order is assumed and none panics: a finish without a start is a step that
 //! never started (as a skipped step is), a second finish is one more run of
 //! the step, the retries, measurements, gates and approvals of a step that is
-//! not running belong to no step, a stage that finishes without having
+//! not running belong to no step, a step (or list) seen before its stage
+//! started is that stage's once it does, a stage that finishes without having
 //! started is a stage of its own.
 //!
 //! Handler lists. A `handlers` event opens a list; the steps that follow belong
@@ -110,7 +111,8 @@ pub struct Step {
     /// stage's own step.
     pub list: Option<usize>,
     /// The stage it ran in (index into [`RunState::stages`]): the latest of its
-    /// id when the step first appeared; `None` when none had appeared yet.
+    /// id when the step first appeared, else the first to appear after it;
+    /// `None` while none has.
     pub in_stage: Option<usize>,
     /// Index of its `step_started` event.
     pub started: Option<usize>,
@@ -267,16 +269,14 @@ impl RunState {
                 let mut s = Stage::new(stage);
                 s.budget_s = *budget_s;
                 s.timeout_s = *timeout_s;
-                self.stages.push(s);
-                About::Stage(self.stages.len() - 1)
+                About::Stage(self.push_stage(s))
             }
             Event::StageSkipped { stage } => {
                 self.open = None;
                 let mut s = Stage::new(stage);
                 s.skipped = true;
                 s.status = Some("skipped");
-                self.stages.push(s);
-                About::Stage(self.stages.len() - 1)
+                About::Stage(self.push_stage(s))
             }
             Event::StepStarted {
                 stage,
@@ -425,10 +425,7 @@ impl RunState {
                     .rposition(|s| &s.id == stage && s.status.is_none());
                 let s = match unfinished {
                     Some(s) => s,
-                    None => {
-                        self.stages.push(Stage::new(stage));
-                        self.stages.len() - 1
-                    }
+                    None => self.push_stage(Stage::new(stage)),
                 };
                 let st = &mut self.stages[s];
                 st.status = Some(*status);
@@ -484,6 +481,28 @@ impl RunState {
             dropped: false,
         });
         index
+    }
+
+    /// A stage appears; the steps and lists of its id that came before any
+    /// stage of it (a damaged record) are its.
+    fn push_stage(&mut self, mut stage: Stage) -> usize {
+        let s = self.stages.len();
+        for (i, step) in self.steps.iter_mut().enumerate() {
+            if step.in_stage.is_none() && step.stage.as_deref() == Some(&stage.id) {
+                step.in_stage = Some(s);
+                if step.list.is_none() {
+                    stage.steps.push(i);
+                }
+            }
+        }
+        for (l, list) in self.lists.iter_mut().enumerate() {
+            if list.in_stage.is_none() && list.scope.as_deref() == Some(&stage.id) {
+                list.in_stage = Some(s);
+                stage.lists.push(l);
+            }
+        }
+        self.stages.push(stage);
+        s
     }
 
     /// The latest stage of that id.

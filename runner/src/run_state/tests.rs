@@ -369,7 +369,8 @@ fn a_damaged_record_is_told_as_it_is() {
         ]
     );
     let steps = state.steps();
-    assert_eq!(steps[0].in_stage, None);
+    // Seen before its stage started: it is that stage's.
+    assert_eq!(steps[0].in_stage, Some(0));
     assert_eq!(
         (steps[0].kind, steps[0].started, steps[0].finished),
         (None, None, Some(0))
@@ -380,7 +381,7 @@ fn a_damaged_record_is_told_as_it_is() {
     assert_eq!(state.latest(A, "x"), Some(2));
     assert_eq!(state.latest(A, "y"), Some(4));
     assert_eq!(state.unfinished(), [3, 4]);
-    assert_eq!(state.stages()[0].steps, [1, 2, 3, 4]);
+    assert_eq!(state.stages()[0].steps, [0, 1, 2, 3, 4]);
     assert_eq!(state.stages().len(), 2);
     assert_eq!(state.stages()[1].status, Some("succeeded"));
     assert_eq!(state.status(), "failed");

@@ -28,24 +28,20 @@
 //! expect (a step that never started, a run that ends with no stage) are drawn
 //! as they come, never dropped, never a panic.
 //!
-//! Handler lists: a `handlers` event opens one, and the new steps that follow
-//! are its. That is exact for `on_failure` and `finally` (they run alone, after
-//! the stage's steps) and for every run-level list (its steps carry no stage).
-//! A stage's `on_budget_exceeded` runs beside the stage steps already running,
-//! under the same stage id, and no event closes it. The tree reads it the way
-//! the run report does (`report::analysis`): handlers run one at a time and no
-//! stage step starts meanwhile, so a new step is a handler unless one of the
-//! stage steps that were running when the list began has ended since (it may
-//! have let a stage step start); then the list is taken as over. Only that last
-//! case is a guess, the same one the report makes. A timeout or a signal
-//! stops a budget handler that is running without any record of its end; its
-//! line says so instead of spinning on.
+//! What the events mean (which step an event is about, which handler list
+//! a step ran in, which steps a timeout dropped) is not worked out here: the
+//! tree holds the fold the reports read too ([`crate::run_state`], whose module
+//! doc gives the rules, the one guess about a stage's `on_budget_exceeded`
+//! included), so the screen and the report cannot place a step differently. A
+//! budget handler that a timeout or a signal stopped has no record of its end;
+//! its line says so instead of spinning on.
 //!
 //! Lines are built by plain functions of the tree and a moment ([`Tree::live`],
 //! [`Tree::apply`], [`Line::text`]), tested without a terminal; the terminal
 //! part ([`Progress`], this file) only maps those lines onto `indicatif` bars.
-//! Files: `line.rs` (a line and its words), `tree.rs` (the run as the events
-//! told it), `tree/view.rs` (the lines drawn from it), `tree/tests.rs`.
+//! Files: `line.rs` (a line and its words), `tree.rs` (the run's fold and
+//! what the display keeps beside it), `tree/view.rs` (the lines drawn from
+//! them), `tree/tests.rs`.
 //! Colour (`color`) is only ever a second cue: every state is also in the
 //! words or the mark, so `NO_COLOR` loses nothing. Text that comes from
 //! plugins or playbooks (summaries, errors, prompts) is put on one line, its

@@ -1,8 +1,10 @@
-//! The run as the events told it so far: stages, steps and handler lists,
-//! and what each event changes ([`Tree::apply`]); what is over goes above as
-//! text, what still runs is drawn by [`view`].
+//! The run as the events told it so far, for a terminal: the fold of the
+//! events that the reports read too ([`RunState`]: stages, steps, handler
+//! lists, how each ended) and what only a display keeps beside it: when each
+//! thing started by this machine's clock, the note a running step shows, which
+//! stage blocks are printed above already. [`Tree::apply`] takes an event in;
+//! [`view`] draws the lines.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -13,44 +15,35 @@ use super::{BOLD, DETAIL_MAX, RECENT_DONE, RED, YELLOW};
 use crate::engine::approval::Decision;
 use crate::engine::watch::Verdict;
 use crate::engine::{Event, StepRecord};
+use crate::run_state::{About, RunState};
 use view::decided;
 
 /// The run as the events told it so far.
 pub(crate) struct Tree {
     color: bool,
+    state: RunState,
     run: Option<Run>,
-    stages: Vec<Stage>,
-    /// Run-level handler lists (steps without a stage).
-    run_groups: Vec<Group>,
+    /// Beside each of the state's stages, by index.
+    stages: Vec<StageShown>,
+    /// Beside each of the state's steps, by index.
     steps: Vec<Step>,
-    /// The latest step for each (stage, step id).
-    latest: HashMap<(Option<String>, String), usize>,
     /// `run_finished` came, or the display finished: nothing is live.
     ended: bool,
-    /// The handler list the event being applied names for its step, if any;
-    /// taken by the next new step.
-    said: Option<&'static str>,
+    /// The steps and lists printed above with the run's end (a second
+    /// `run_finished` prints only what came since).
+    printed: (usize, usize),
 }
 
 struct Run {
     /// `None` for a resumed run (its event does not name the playbook).
     playbook: Option<String>,
     since: Instant,
-    budget: Option<Duration>,
-    timeout: Option<Duration>,
-    over: bool,
     signal: Option<&'static str>,
 }
 
-struct Stage {
-    name: String,
+#[derive(Default)]
+struct StageShown {
     since: Option<Instant>,
-    budget: Option<Duration>,
-    timeout: Option<Duration>,
-    over: bool,
-    end: Option<StageEnd>,
-    steps: Vec<usize>,
-    groups: Vec<Group>,
     /// Printed above: no longer on the live part.
     committed: bool,
 }
@@ -64,60 +57,12 @@ enum StageEnd {
     },
 }
 
-struct Group {
-    /// `on_failure`, `finally`, `on_budget_exceeded`; empty: steps without a list.
-    kind: String,
-    steps: Vec<usize>,
-    /// New steps of the stage go here.
-    accepting: bool,
-    /// A stage's `on_budget_exceeded`: its handlers run beside the stage's
-    /// steps, under the same stage id (see the module doc).
-    shared: Option<Shared>,
-    /// The events name this list's handlers (`handler`): a step they do not
-    /// name is a stage step, no guessing needed.
-    explicit: bool,
-}
-
-impl Group {
-    fn new(kind: &str) -> Group {
-        Group {
-            kind: one_line(kind),
-            steps: Vec::new(),
-            accepting: true,
-            shared: None,
-            explicit: false,
-        }
-    }
-}
-
-/// Where a stage's `on_budget_exceeded` list stands.
-struct Shared {
-    /// The stage's steps that were running when the list began.
-    running: Vec<usize>,
-    /// One of them has finished since: it may have let a stage step start.
-    released: bool,
-    phase: Phase,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// No handler yet.
-    First,
-    /// This handler runs.
-    In(usize),
-    /// A handler just ended: the next step is the next handler, or the list is over.
-    After,
-}
-
+/// A step as the screen shows it.
+#[derive(Default)]
 struct Step {
-    name: String,
-    stage: Option<usize>,
-    kind: Option<&'static str>,
     since: Option<Instant>,
     note: Note,
     end: Option<End>,
-    /// A budget handler stopped by a timeout or signal: it will not end.
-    dropped: bool,
 }
 
 struct End {
@@ -131,7 +76,9 @@ struct End {
 }
 
 /// What the step line says while the step runs.
+#[derive(Default)]
 enum Note {
+    #[default]
     None,
     Retry {
         attempt: u32,
@@ -163,19 +110,28 @@ impl Tree {
     pub(crate) fn new(color: bool) -> Tree {
         Tree {
             color,
+            state: RunState::new(),
             run: None,
             stages: Vec::new(),
-            run_groups: Vec::new(),
             steps: Vec::new(),
-            latest: HashMap::new(),
             ended: false,
-            said: None,
+            printed: (0, 0),
         }
     }
 
     /// Takes one event in, at `now`; gives the lines to print above the live
     /// part (notices, a finished stage's block, the verdict).
     pub(crate) fn apply(&mut self, event: &Event, now: Instant) -> Vec<String> {
+        let about = self.state.apply(event);
+        let index = self.state.events() - 1;
+        self.stages
+            .resize_with(self.state.stages().len(), StageShown::default);
+        self.steps
+            .resize_with(self.state.steps().len(), Step::default);
+        let step = match about {
+            About::Step(i) => Some(i),
+            _ => None,
+        };
         let mut above = Vec::new();
         match event {
             Event::RunStarted {
@@ -185,29 +141,25 @@ impl Tree {
                 by,
                 by_source,
             } => {
-                let run = Run {
-                    playbook: Some(one_line(playbook)),
-                    since: now,
-                    budget: budget_s.map(seconds),
-                    timeout: timeout_s.map(seconds),
-                    over: false,
-                    signal: None,
-                };
                 let mut limits = Vec::new();
                 if let Some(who) = crate::identity::recorded(by.as_deref(), by_source.as_deref()) {
                     limits.push(format!("by {}", one_line(&who)));
                 }
-                if let Some(b) = run.budget {
+                if let Some(b) = budget_s.map(seconds) {
                     limits.push(format!("budget {}", span(b)));
                 }
-                if let Some(t) = run.timeout {
+                if let Some(t) = timeout_s.map(seconds) {
                     limits.push(format!("timeout {}", span(t)));
                 }
                 let name = format!("run {}", one_line(playbook));
                 above.push(
                     self.render(&Line::new(0, Mark::Blank, &name).with_detail(&limits.join(" · "))),
                 );
-                self.run = Some(run);
+                self.run = Some(Run {
+                    playbook: Some(one_line(playbook)),
+                    since: now,
+                    signal: None,
+                });
             }
             Event::RunResumed {
                 restored,
@@ -217,9 +169,6 @@ impl Tree {
                 self.run = Some(Run {
                     playbook: None,
                     since: now,
-                    budget: None,
-                    timeout: None,
-                    over: false,
                     signal: None,
                 });
                 let mut text = format!(
@@ -235,98 +184,76 @@ impl Tree {
                 }
                 above.push(one_line(&text));
             }
-            Event::StageStarted {
-                stage,
-                timeout_s,
-                budget_s,
-            } => {
-                let s = self.stage_for_start(stage);
-                let st = &mut self.stages[s];
-                st.since = Some(now);
-                st.budget = budget_s.map(seconds);
-                st.timeout = timeout_s.map(seconds);
+            Event::StageStarted { .. } => {
+                if let About::Stage(s) = about {
+                    self.stages[s].since = Some(now);
+                }
             }
-            Event::StageSkipped { stage } => {
-                let s = self.stage_at(stage);
-                self.stages[s].end = Some(StageEnd::Skipped);
-                above.extend(self.commit(s));
+            Event::StageSkipped { .. } => {
+                if let About::Stage(s) = about {
+                    above.extend(self.commit(s));
+                }
             }
-            Event::StepStarted {
-                stage,
-                step,
-                kind,
-                handler,
-            } => {
-                self.said = *handler;
-                let i = match self.latest.get(&key(stage.as_deref(), step)) {
-                    // Something about it came before its start: same step.
-                    Some(&i) if self.steps[i].end.is_none() && self.steps[i].since.is_none() => i,
-                    _ => self.new_step(stage.as_deref(), step, true),
-                };
-                self.steps[i].since = Some(now);
-                self.steps[i].kind = Some(*kind);
+            Event::StepStarted { .. } => {
+                if let Some(i) = step {
+                    self.steps[i].since = Some(now);
+                }
             }
             Event::StepRestored(record) => {
-                self.said = record.handler;
-                let i = self.step_at(record.stage.as_deref(), &record.step);
-                self.steps[i].end = Some(end_of(record, true));
-                self.ended_in_shared_list(i);
-                above.extend(self.late(i));
+                // Restored as it is here: a step that finished earlier in
+                // these events is that run of it, already drawn.
+                if let Some(i) = step.filter(|&i| self.state.steps()[i].finished == Some(index)) {
+                    self.steps[i].end = Some(end_of(record, true));
+                    above.extend(self.late(i));
+                }
             }
             Event::Retry {
-                stage,
-                step,
                 attempt,
                 delay_ms,
                 error,
+                ..
             } => {
-                let i = self.step_at(stage.as_deref(), step);
-                self.steps[i].note = Note::Retry {
-                    attempt: *attempt,
-                    at: later(now, Duration::from_millis(*delay_ms)),
-                    error: error.clone(),
-                };
+                if let Some(i) = step {
+                    self.steps[i].note = Note::Retry {
+                        attempt: *attempt,
+                        at: later(now, Duration::from_millis(*delay_ms)),
+                        error: error.clone(),
+                    };
+                }
             }
             Event::Measurement {
-                stage,
-                step,
-                n,
-                verdict,
-                error,
-                ..
+                n, verdict, error, ..
             } => {
-                let i = self.step_at(stage.as_deref(), step);
-                self.steps[i].note = Note::Measurement {
-                    n: *n,
-                    verdict: verdict_word(*verdict),
-                    error: error.clone(),
-                };
+                if let Some(i) = step {
+                    self.steps[i].note = Note::Measurement {
+                        n: *n,
+                        verdict: verdict_word(*verdict),
+                        error: error.clone(),
+                    };
+                }
             }
-            Event::Gate {
-                stage,
-                step,
-                outcome,
-                ..
-            } => {
-                let i = self.step_at(stage.as_deref(), step);
-                self.steps[i].note = Note::Gate(outcome);
+            Event::Gate { outcome, .. } => {
+                if let Some(i) = step {
+                    self.steps[i].note = Note::Gate(outcome);
+                }
             }
             Event::ApprovalRequested {
                 stage,
-                step,
+                step: id,
                 prompt,
                 approvers,
                 timeout_s,
                 answer_with,
             } => {
-                let i = self.step_at(stage.as_deref(), step);
                 let wait = seconds(*timeout_s);
-                self.steps[i].note = Note::Approval {
-                    until: later(now, wait),
-                };
+                if let Some(i) = step {
+                    self.steps[i].note = Note::Approval {
+                        until: later(now, wait),
+                    };
+                }
                 let place = match stage {
-                    Some(s) => format!("step {} (stage {})", one_line(step), one_line(s)),
-                    None => format!("step {}", one_line(step)),
+                    Some(s) => format!("step {} (stage {})", one_line(id), one_line(s)),
+                    None => format!("step {}", one_line(id)),
                 };
                 above.push(format!(
                     "{} {place}: {}",
@@ -340,25 +267,25 @@ impl Tree {
                 above.push(format!("    {}", one_line(answer_with)));
             }
             Event::ApprovalDecided {
-                stage,
-                step,
+                step: id,
                 outcome,
                 decisions,
+                ..
             } => {
-                let i = self.step_at(stage.as_deref(), step);
-                self.steps[i].note = Note::Decided(outcome);
+                if let Some(i) = step {
+                    self.steps[i].note = Note::Decided(outcome);
+                }
                 above.push(format!(
                     "approval for step {}: {}",
-                    one_line(step),
+                    one_line(id),
                     capped(&one_line(&decided(outcome, decisions)), DETAIL_MAX)
                 ));
             }
             Event::StepFinished(record) => {
-                self.said = record.handler;
-                let i = self.step_at(record.stage.as_deref(), &record.step);
-                self.steps[i].end = Some(end_of(record, false));
-                self.ended_in_shared_list(i);
-                above.extend(self.late(i));
+                if let Some(i) = step {
+                    self.steps[i].end = Some(end_of(record, false));
+                    above.extend(self.late(i));
+                }
             }
             Event::BudgetExceeded {
                 stage,
@@ -372,21 +299,13 @@ impl Tree {
                 );
                 let text = match stage {
                     Some(name) => {
-                        let s = self.stage_at(name);
-                        self.stages[s].over = true;
                         format!("budget exceeded: stage {} has run {used}", one_line(name))
                     }
-                    None => {
-                        if let Some(run) = &mut self.run {
-                            run.over = true;
-                        }
-                        format!("budget exceeded: the run has run {used}")
-                    }
+                    None => format!("budget exceeded: the run has run {used}"),
                 };
                 above.push(paint(&text, Some(YELLOW), self.color));
             }
             Event::TimedOut { stage, timeout_s } => {
-                self.drop_shared_lists();
                 let text = match stage {
                     Some(s) => format!(
                         "timed out: stage {} reached its {} timeout; its running steps are cancelled",
@@ -401,7 +320,6 @@ impl Tree {
                 above.push(paint(&text, Some(RED), self.color));
             }
             Event::Interrupted { signal } => {
-                self.drop_shared_lists();
                 if let Some(run) = &mut self.run {
                     run.signal = Some(*signal);
                 }
@@ -411,48 +329,15 @@ impl Tree {
                 );
                 above.push(paint(&text, Some(RED), self.color));
             }
-            Event::Handlers { stage, kind } => {
-                let mut group = Group::new(kind);
-                let groups = match stage {
-                    Some(name) => {
-                        let s = self.stage_at(name);
-                        if *kind == "on_budget_exceeded" {
-                            let running = self.stages[s].steps.iter().copied();
-                            group.shared = Some(Shared {
-                                running: running.filter(|&i| self.steps[i].end.is_none()).collect(),
-                                released: false,
-                                phase: Phase::First,
-                            });
-                        }
-                        &mut self.stages[s].groups
+            Event::Handlers { .. } => {}
+            Event::StageFinished { .. } => {
+                if let About::Stage(s) = about {
+                    if self.stages[s].committed {
+                        let line = self.stage_line(s, true);
+                        above.push(self.render(&line));
+                    } else {
+                        above.extend(self.commit(s));
                     }
-                    None => &mut self.run_groups,
-                };
-                for g in groups.iter_mut() {
-                    g.accepting = false;
-                }
-                groups.push(group);
-            }
-            Event::StageFinished {
-                stage,
-                status,
-                duration_s,
-                budget_s,
-            } => {
-                let s = self.stage_at(stage);
-                let st = &mut self.stages[s];
-                st.end = Some(StageEnd::Finished {
-                    status,
-                    took: seconds(*duration_s),
-                });
-                if budget_s.is_some() {
-                    st.budget = budget_s.map(seconds);
-                }
-                if st.committed {
-                    let line = self.stage_line(&self.stages[s], true);
-                    above.push(self.render(&line));
-                } else {
-                    above.extend(self.commit(s));
                 }
             }
             Event::RunFinished {
@@ -462,9 +347,7 @@ impl Tree {
                 handler_failures,
             } => {
                 above.extend(self.commit_rest());
-                let budget = budget_s
-                    .map(seconds)
-                    .or_else(|| self.run.as_ref().and_then(|r| r.budget));
+                let budget = budget_s.or(self.state.budget_s()).map(seconds);
                 above.push(self.verdict(status, seconds(*duration_s), budget, *handler_failures));
                 self.ended = true;
             }
@@ -500,167 +383,31 @@ impl Tree {
             && self
                 .steps
                 .iter()
-                .any(|s| s.end.is_none() && !s.dropped && matches!(s.note, Note::Approval { .. }))
+                .zip(self.state.steps())
+                .any(|(shown, step)| {
+                    shown.end.is_none()
+                        && !step.dropped
+                        && matches!(shown.note, Note::Approval { .. })
+                })
     }
 
-    /// The stage a `stage_started` is about: a live one of that name that has
-    /// not started (something about it came first), else a new one.
-    fn stage_for_start(&mut self, name: &str) -> usize {
-        match self
-            .stages
-            .iter()
-            .rposition(|s| s.name == name && !s.committed)
-        {
-            Some(s) if self.stages[s].end.is_none() && self.stages[s].since.is_none() => s,
-            _ => self.push_stage(name),
-        }
-    }
-
-    /// The stage an event is about: the latest of that name, else a new one.
-    fn stage_at(&mut self, name: &str) -> usize {
-        match self.stages.iter().rposition(|s| s.name == name) {
-            Some(s) => s,
-            None => self.push_stage(name),
-        }
-    }
-
-    fn push_stage(&mut self, name: &str) -> usize {
-        self.stages.push(Stage {
-            name: one_line(name),
-            since: None,
-            budget: None,
-            timeout: None,
-            over: false,
-            end: None,
-            steps: Vec::new(),
-            groups: Vec::new(),
-            committed: false,
-        });
-        self.stages.len() - 1
-    }
-
-    /// The step an event is about: the latest of that id in that stage that
-    /// has not ended, else a new one.
-    fn step_at(&mut self, stage: Option<&str>, step: &str) -> usize {
-        match self.latest.get(&key(stage, step)) {
-            Some(&i) if self.steps[i].end.is_none() => i,
-            _ => self.new_step(stage, step, false),
-        }
-    }
-
-    /// A new step, where the engine runs it: in the handler list that is
-    /// taking steps, else in its stage (or at run level). `starts`: it comes
-    /// with a `step_started` (a skipped or restored step does not).
-    fn new_step(&mut self, stage: Option<&str>, step: &str, starts: bool) -> usize {
-        let said = self.said.take();
-        let i = self.steps.len();
-        let at = stage.map(|name| self.stage_at(name));
-        self.steps.push(Step {
-            name: one_line(step),
-            stage: at,
-            kind: None,
-            since: None,
-            note: Note::None,
-            end: None,
-            dropped: false,
-        });
-        self.latest.insert(key(stage, step), i);
-        match at {
-            None => {
-                if self.run_groups.is_empty() {
-                    self.run_groups.push(Group::new(""));
-                }
-                if let Some(g) = self.run_groups.last_mut() {
-                    g.steps.push(i);
-                }
-            }
-            Some(s) => {
-                let st = &mut self.stages[s];
-                let list = st.groups.last_mut().filter(|g| g.accepting);
-                // The engine names every handler's list: no need to guess.
-                match (said, list) {
-                    (Some(_), Some(g)) => {
-                        g.explicit = true;
-                        if let Some(shared) = &mut g.shared {
-                            shared.phase = if starts { Phase::In(i) } else { Phase::After };
-                        }
-                        g.steps.push(i);
-                        return i;
-                    }
-                    (None, Some(g)) if g.explicit => {
-                        st.steps.push(i);
-                        return i;
-                    }
-                    _ => {}
-                }
-                let list = st.groups.last_mut().filter(|g| g.accepting);
-                match list {
-                    Some(g) => match &mut g.shared {
-                        None => g.steps.push(i),
-                        Some(shared) => match shared.phase {
-                            // Handlers run one at a time, and no stage step
-                            // starts while one runs.
-                            Phase::In(_) => st.steps.push(i),
-                            // A stage step may have been let start: the list
-                            // ends here.
-                            Phase::After if shared.released => {
-                                g.accepting = false;
-                                st.steps.push(i);
-                            }
-                            Phase::First | Phase::After => {
-                                shared.phase = if starts { Phase::In(i) } else { Phase::After };
-                                g.steps.push(i);
-                            }
-                        },
-                    },
-                    None => st.steps.push(i),
-                }
-            }
-        }
-        i
-    }
-
-    /// Keeps a stage's `on_budget_exceeded` list up to date when step `i` ends.
-    fn ended_in_shared_list(&mut self, i: usize) {
-        let Some(s) = self.steps[i].stage else { return };
-        let list = self.stages[s].groups.last_mut().filter(|g| g.accepting);
-        if let Some(shared) = list.and_then(|g| g.shared.as_mut()) {
-            if shared.phase == Phase::In(i) {
-                shared.phase = Phase::After;
-            }
-            if shared.running.contains(&i) {
-                shared.released = true;
-            }
-        }
-    }
-
-    /// A timeout or a signal drops the `on_budget_exceeded` handlers that
-    /// were running (the engine stops them with the stage, without a record).
-    fn drop_shared_lists(&mut self) {
-        let mut dropped = Vec::new();
-        let budget_lists = self
-            .stages
-            .iter_mut()
-            .flat_map(|st| st.groups.iter_mut())
-            .chain(self.run_groups.iter_mut())
-            .filter(|g| g.kind == "on_budget_exceeded");
-        for g in budget_lists {
-            g.accepting = false;
-            dropped.extend(g.steps.iter().copied());
-        }
-        for i in dropped {
-            let step = &mut self.steps[i];
-            step.dropped = step.end.is_none();
+    /// The stage whose block shows step `i`: for a handler, its list's (none
+    /// for the run's lists), else its own.
+    fn block_of(&self, i: usize) -> Option<usize> {
+        let step = &self.state.steps()[i];
+        match step.list {
+            Some(l) => self.state.lists()[l].in_stage,
+            None => step.in_stage,
         }
     }
 
     /// A step that ended after its stage's block was printed: its own line.
     fn late(&self, i: usize) -> Vec<String> {
-        match self.steps[i].stage {
+        match self.block_of(i) {
             Some(s) if self.stages[s].committed => {
                 let line = self.step_line(i, 2, true);
                 let mut text = self.render(&line);
-                let _ = write!(text, "  (stage {})", self.stages[s].name);
+                let _ = write!(text, "  (stage {})", one_line(&self.state.stages()[s].id));
                 vec![text]
             }
             _ => Vec::new(),
@@ -669,11 +416,11 @@ impl Tree {
 
     /// A stage's whole block, to print above; it leaves the live part.
     fn commit(&mut self, s: usize) -> Vec<String> {
-        let st = &self.stages[s];
-        let mut lines = vec![self.stage_line(st, true)];
-        lines.extend(st.steps.iter().map(|&i| self.step_line(i, 2, true)));
-        for g in &st.groups {
-            self.group_lines(g, 2, true, &mut lines);
+        let stage = &self.state.stages()[s];
+        let mut lines = vec![self.stage_line(s, true)];
+        lines.extend(stage.steps.iter().map(|&i| self.step_line(i, 2, true)));
+        for &l in &stage.lists {
+            self.list_lines(l, 2, true, &mut lines);
         }
         let texts = lines.iter().map(|l| self.render(l)).collect();
         self.stages[s].committed = true;
@@ -689,17 +436,12 @@ impl Tree {
             }
         }
         let mut lines = Vec::new();
-        for g in &self.run_groups {
-            self.group_lines(g, 1, true, &mut lines);
-        }
+        self.unannounced_lines(self.printed, true, &mut lines);
+        self.run_lines(self.printed, true, &mut lines);
         above.extend(lines.iter().map(|l| self.render(l)));
-        self.run_groups.clear();
+        self.printed = (self.state.steps().len(), self.state.lists().len());
         above
     }
-}
-
-fn key(stage: Option<&str>, step: &str) -> (Option<String>, String) {
-    (stage.map(str::to_owned), step.to_owned())
 }
 
 fn end_of(r: &StepRecord, restored: bool) -> End {

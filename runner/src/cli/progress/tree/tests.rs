@@ -906,3 +906,42 @@ fn finish_without_run_finished_says_no_end_was_reported() {
     assert!(tree.live().is_empty());
     assert!(Tree::new(false).finish(t.at(0.0)).is_empty());
 }
+
+/// A damaged record: steps of a stage no event announced get a block of
+/// their own, and a second `run_finished` prints the run's lists only once.
+#[test]
+fn a_damaged_record_still_shows_each_step_once() {
+    let t = Clock0(Instant::now());
+    let mut tree = Tree::new(false);
+    tree.apply(&started(Some("ghost"), "x", "plugin"), t.at(0.0));
+    tree.apply(&handlers(None, "finally"), t.at(0.0));
+    tree.apply(&started(None, "report", "plugin"), t.at(0.0));
+    let done = rec(None, "report", "succeeded", 1, 100, "", None);
+    tree.apply(&Event::StepFinished(done), t.at(0.1));
+    assert_eq!(
+        live(&tree, t.at(1.0)),
+        [
+            "  ⠋ ghost",
+            "    ⠋ x  1s",
+            "  finally",
+            "    ✓ report  100ms"
+        ]
+    );
+    let end = Event::RunFinished {
+        status: "succeeded",
+        duration_s: 1.0,
+        budget_s: None,
+        handler_failures: 0,
+    };
+    assert_eq!(
+        tree.apply(&end, t.at(1.0)),
+        [
+            "  ? ghost  no end was reported",
+            "    ? x  no end was reported",
+            "  finally",
+            "    ✓ report  100ms",
+            "✓ run succeeded in 1.0s",
+        ]
+    );
+    assert_eq!(tree.apply(&end, t.at(1.0)), ["✓ run succeeded in 1.0s"]);
+}

@@ -16,25 +16,104 @@ impl Tree {
             let mut header = Line::new(0, Mark::Spinner, &self.run_name());
             header.since = Some(run.since);
             header.clock = Clock::Running {
-                budget: run.budget,
-                timeout: run.timeout,
-                over: run.over,
+                budget: self.state.budget_s().map(seconds),
+                timeout: self.state.timeout_s().map(seconds),
+                over: self.state.budget_exceeded().is_some(),
             };
             lines.push(header);
         }
-        for st in self.stages.iter().filter(|s| !s.committed) {
-            lines.push(self.stage_line(st, false));
-            let (fold, shown) = self.fold(&st.steps);
+        for (s, stage) in self.state.stages().iter().enumerate() {
+            if self.stages[s].committed {
+                continue;
+            }
+            lines.push(self.stage_line(s, false));
+            let (fold, shown) = self.fold(&stage.steps);
             lines.extend(fold);
             lines.extend(shown.iter().map(|&i| self.step_line(i, 2, false)));
-            for g in &st.groups {
-                self.group_lines(g, 2, false, &mut lines);
+            for &l in &stage.lists {
+                self.list_lines(l, 2, false, &mut lines);
             }
         }
-        for g in &self.run_groups {
-            self.group_lines(g, 1, false, &mut lines);
-        }
+        self.unannounced_lines((0, 0), false, &mut lines);
+        self.run_lines((0, 0), false, &mut lines);
         lines
+    }
+
+    /// The steps and lists of stages no event has announced (a damaged
+    /// record): a block for each such stage, after the others. `from`: the
+    /// first step and list to show.
+    pub(super) fn unannounced_lines(
+        &self,
+        from: (usize, usize),
+        frozen: bool,
+        lines: &mut Vec<Line>,
+    ) {
+        let steps: Vec<(&str, usize)> = self
+            .state
+            .steps()
+            .iter()
+            .enumerate()
+            .skip(from.0)
+            .filter_map(|(i, step)| match (step.list, step.in_stage, &step.stage) {
+                (None, None, Some(id)) => Some((id.as_str(), i)),
+                _ => None,
+            })
+            .collect();
+        let lists: Vec<(&str, usize)> = self
+            .state
+            .lists()
+            .iter()
+            .enumerate()
+            .skip(from.1)
+            .filter_map(|(l, list)| match (list.in_stage, &list.scope) {
+                (None, Some(id)) => Some((id.as_str(), l)),
+                _ => None,
+            })
+            .collect();
+        let mut ids: Vec<&str> = Vec::new();
+        for &(id, _) in steps.iter().chain(&lists) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        for id in ids {
+            let mut line = Line::new(1, Mark::Spinner, id);
+            if frozen {
+                line.mark = Mark::Unknown;
+                line = line.with_detail("no end was reported");
+            } else {
+                line.clock = Clock::Running {
+                    budget: None,
+                    timeout: None,
+                    over: false,
+                };
+            }
+            lines.push(line);
+            for &(_, i) in steps.iter().filter(|s| s.0 == id) {
+                lines.push(self.step_line(i, 2, frozen));
+            }
+            for &(_, l) in lists.iter().filter(|l| l.0 == id) {
+                self.list_lines(l, 2, frozen, lines);
+            }
+        }
+    }
+
+    /// The run's own steps: those of no list (a damaged record), then its
+    /// handler lists. `from`: the first step and list to show.
+    pub(super) fn run_lines(&self, from: (usize, usize), frozen: bool, lines: &mut Vec<Line>) {
+        let stray = self
+            .state
+            .steps()
+            .iter()
+            .enumerate()
+            .skip(from.0)
+            .filter(|(_, s)| s.list.is_none() && s.stage.is_none());
+        lines.extend(stray.map(|(i, _)| self.step_line(i, 1, frozen)));
+        for (l, list) in self.state.lists().iter().enumerate().skip(from.1) {
+            if list.scope.is_none() {
+                self.list_lines(l, 1, frozen, lines);
+            }
+        }
     }
 
     /// A line for the scrollback. These lines have no spinner, clock or
@@ -53,14 +132,15 @@ impl Tree {
         }
     }
 
-    pub(super) fn group_lines(&self, g: &Group, depth: usize, frozen: bool, lines: &mut Vec<Line>) {
-        let depth = if g.kind.is_empty() {
-            depth
-        } else {
-            lines.push(Line::new(depth, Mark::Blank, &g.kind));
-            depth + 1
-        };
-        lines.extend(g.steps.iter().map(|&i| self.step_line(i, depth, frozen)));
+    /// A handler list: its name, then its steps one level deeper.
+    pub(super) fn list_lines(&self, l: usize, depth: usize, frozen: bool, lines: &mut Vec<Line>) {
+        let list = &self.state.lists()[l];
+        lines.push(Line::new(depth, Mark::Blank, list.kind));
+        lines.extend(
+            list.steps
+                .iter()
+                .map(|&i| self.step_line(i, depth + 1, frozen)),
+        );
     }
 
     /// The steps of a live stage: older ones that succeeded or were skipped
@@ -102,21 +182,28 @@ impl Tree {
         (Some(Line::new(2, Mark::Fold, &what)), shown)
     }
 
-    /// A stage's line. `frozen`: for the scrollback, where nothing moves.
-    pub(super) fn stage_line(&self, st: &Stage, frozen: bool) -> Line {
-        let mut line = Line::new(1, Mark::Spinner, &st.name);
-        line.since = st.since;
-        match st.end {
+    /// Stage `s`'s line. `frozen`: for the scrollback, where nothing moves.
+    pub(super) fn stage_line(&self, s: usize, frozen: bool) -> Line {
+        let stage = &self.state.stages()[s];
+        let mut line = Line::new(1, Mark::Spinner, &stage.id);
+        line.since = self.stages[s].since;
+        let budget = stage.budget_s.map(seconds);
+        let end = match stage.status {
+            _ if stage.skipped => Some(StageEnd::Skipped),
+            Some(status) => Some(StageEnd::Finished {
+                status,
+                took: seconds(stage.duration_s.unwrap_or_default()),
+            }),
+            None => None,
+        };
+        match end {
             Some(StageEnd::Skipped) => {
                 line.mark = Mark::Skipped;
                 line = line.with_detail("skipped: its `if` is false");
             }
             Some(StageEnd::Finished { status, took }) => {
                 line.mark = Mark::of_status(status);
-                line.clock = Clock::Took {
-                    took,
-                    budget: st.budget,
-                };
+                line.clock = Clock::Took { took, budget };
                 line = line.with_detail(match status {
                     "succeeded" => "",
                     "timed_out" => "timed out",
@@ -129,9 +216,9 @@ impl Tree {
             }
             None => {
                 line.clock = Clock::Running {
-                    budget: st.budget,
-                    timeout: st.timeout,
-                    over: st.over,
+                    budget,
+                    timeout: stage.timeout_s.map(seconds),
+                    over: stage.budget_exceeded.is_some(),
                 };
             }
         }
@@ -140,8 +227,8 @@ impl Tree {
 
     /// A step's line at `depth`. `frozen`: for the scrollback.
     pub(super) fn step_line(&self, i: usize, depth: usize, frozen: bool) -> Line {
-        let step = &self.steps[i];
-        let mut line = Line::new(depth, Mark::Spinner, &step.name);
+        let (step, told) = (&self.steps[i], &self.state.steps()[i]);
+        let mut line = Line::new(depth, Mark::Spinner, &told.id);
         line.since = step.since;
         match &step.end {
             Some(end) => {
@@ -152,9 +239,9 @@ impl Tree {
                         budget: None,
                     };
                 }
-                line.with_detail(&end_words(end, step.kind))
+                line.with_detail(&end_words(end, told.kind))
             }
-            None if step.dropped => {
+            None if told.dropped => {
                 line.mark = Mark::Unknown;
                 line.with_detail("dropped by the timeout or signal; no end was reported")
             }
