@@ -21,6 +21,8 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     /// The run journal when it is not `journal.sqlite` in the state directory.
     pub journal: Option<PathBuf>,
+    /// A shared journal in PostgreSQL instead of the SQLite file.
+    pub database: Option<DatabaseUrl>,
     /// Where compiled components (and pulled OCI blobs) are cached; `None`: no
     /// cache, every plugin is compiled each time.
     pub cache_dir: Option<PathBuf>,
@@ -36,7 +38,8 @@ impl Settings {
     ///
     /// - state: `RUNNER_STATE_DIR` (absolute), else `$XDG_STATE_HOME/runner`
     ///   (absolute), else `~/.local/state/runner`;
-    /// - journal: `RUNNER_JOURNAL`, else `journal.sqlite` in the state directory;
+    /// - journal: `RUNNER_DATABASE_URL` (a shared PostgreSQL journal), else
+    ///   `RUNNER_JOURNAL`, else `journal.sqlite` in the state directory;
     /// - cache: `RUNNER_CACHE_DIR`, else `$XDG_CACHE_HOME/runner`, else
     ///   `~/.cache/runner`;
     /// - retention: `RUNNER_RETENTION` (a duration such as `30d`), else 90 days;
@@ -68,6 +71,10 @@ impl Settings {
         Settings {
             state_dir,
             journal: var("RUNNER_JOURNAL").map(PathBuf::from),
+            database: std::env::var("RUNNER_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .map(DatabaseUrl),
             cache_dir,
             retention,
             step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
@@ -80,6 +87,7 @@ impl Settings {
         Settings {
             state_dir: Some(state_dir),
             journal: None,
+            database: None,
             cache_dir: None,
             retention: DEFAULT_RETENTION,
             step_summary: None,
@@ -97,5 +105,24 @@ impl Settings {
     /// Where compiled components are cached: `components/` in the cache dir.
     pub fn components_dir(&self) -> Option<PathBuf> {
         self.cache_dir.as_ref().map(|d| d.join("components"))
+    }
+}
+
+/// A database URL. It may hold a password, so it never prints: its `Debug`
+/// shows only that it is set, and messages name the database by
+/// [`crate::record::postgres::describe`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    /// The URL itself, for the one place that connects with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(..)")
     }
 }

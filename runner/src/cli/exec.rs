@@ -35,17 +35,25 @@ fn tokio() -> tokio::runtime::Runtime {
 }
 
 /// The service of this process: its settings from the environment, the
-/// journal from `--journal` when given.
-pub(crate) fn service(journal: Option<&std::path::Path>) -> Service {
+/// journal from `--journal` or `--database` when given.
+pub(crate) fn service(journal: Option<&super::JournalArg>) -> Service {
     let mut settings = Settings::from_env();
-    if let Some(j) = journal {
-        settings.journal = Some(j.to_owned());
+    if let Some(arg) = journal {
+        if let Some(j) = &arg.journal {
+            // A file named on the command line is meant over the database of
+            // the environment.
+            settings.journal = Some(j.clone());
+            settings.database = None;
+        }
+        if let Some(url) = &arg.database {
+            settings.database = Some(crate::settings::DatabaseUrl(url.clone()));
+        }
     }
     Service::new(settings)
 }
 
 pub fn exec(args: &super::ExecArgs) -> u8 {
-    let service = service(args.journal.as_deref());
+    let service = service(Some(&args.journal));
     let request = super::plan_request(&args.run);
     drive(
         &service,

@@ -126,6 +126,24 @@ pub enum Command {
     },
 }
 
+/// Where a command finds the journal.
+#[derive(Debug, clap::Args)]
+pub struct JournalArg {
+    /// The run journal (SQLite); default: journal.sqlite in the state directory.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "RUNNER_JOURNAL",
+        conflicts_with = "database"
+    )]
+    pub journal: Option<PathBuf>,
+    /// A shared journal in PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/DB)
+    /// instead of the SQLite file; default: RUNNER_DATABASE_URL. Prefer the
+    /// variable: a password on the command line is visible to other users.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+}
+
 /// What `exec` takes: a playbook with its inputs, and where secrets come from.
 #[derive(Debug, clap::Args)]
 pub struct ExecArgs {
@@ -133,9 +151,8 @@ pub struct ExecArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub access: AccessArgs,
-    /// The run journal (SQLite); default: journal.sqlite in the state directory.
-    #[arg(long, value_name = "FILE", env = "RUNNER_JOURNAL")]
-    pub journal: Option<PathBuf>,
+    #[command(flatten)]
+    pub journal: JournalArg,
     #[command(flatten)]
     pub record: RecordArgs,
 }

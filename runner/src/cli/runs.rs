@@ -1,21 +1,11 @@
 //! The commands over the journal: `resume`, `rerun`, `runs list|show|prune`,
 //! `stats`.
 
-use std::path::PathBuf;
-
 use super::exec::{Drive, drive, human, refused, service};
-use super::{EXIT_INVALID, EXIT_OK, Output, print};
+use super::{EXIT_INVALID, EXIT_OK, JournalArg, Output, print};
 use crate::playbook::scalars::parse_duration;
 use crate::record::{self, Journal, RunRow};
 use crate::service::Service;
-
-/// Where a command finds the journal and the secrets.
-#[derive(Debug, clap::Args)]
-pub struct JournalArg {
-    /// The run journal (SQLite); default: journal.sqlite in the state directory.
-    #[arg(long, value_name = "FILE", env = "RUNNER_JOURNAL")]
-    pub journal: Option<PathBuf>,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct ResumeArgs {
@@ -121,7 +111,7 @@ fn refuse(message: impl std::fmt::Display) -> u8 {
 
 /// Opens the journal of `arg` to read; the exit code when it cannot be.
 fn reading(arg: &JournalArg) -> Result<(Service, Box<dyn Journal>), u8> {
-    let service = service(arg.journal.as_deref());
+    let service = service(Some(arg));
     let journal = service.journal_to_read().map_err(|e| refused(&e))?;
     Ok((service, journal))
 }
@@ -142,7 +132,7 @@ fn since_ms(text: &str) -> Result<i64, u8> {
 
 /// `runner resume RUN_ID`.
 pub fn resume(args: &ResumeArgs) -> u8 {
-    let service = service(args.journal.journal.as_deref());
+    let service = service(Some(&args.journal));
     drive(
         &service,
         Drive::Resume {
@@ -156,7 +146,7 @@ pub fn resume(args: &ResumeArgs) -> u8 {
 
 /// `runner rerun RUN_ID --from STEP`.
 pub fn rerun(args: &RerunArgs) -> u8 {
-    let service = service(args.journal.journal.as_deref());
+    let service = service(Some(&args.journal));
     drive(
         &service,
         Drive::Rerun {
@@ -333,7 +323,7 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
             older_than,
             journal,
         } => {
-            let service = service(journal.journal.as_deref());
+            let service = service(Some(journal));
             let mut j = match service.journal() {
                 Ok(j) => j,
                 Err(e) => return refused(&e),

@@ -12,7 +12,8 @@
 //!
 //! What a journal does is the [`Journal`] trait; [`SqliteJournal`] (one file
 //! under the state directory) is the default and what every front end uses
-//! when no shared journal is configured. The [`recorder`] puts a run's events
+//! when no shared journal is configured; [`PgJournal`] is the shared one, a
+//! PostgreSQL database several machines write to. The [`recorder`] puts a run's events
 //! into a journal in order, holding them while it refuses writes; [`stats`]
 //! reads figures from any journal.
 
@@ -22,10 +23,12 @@ use serde_json::Value;
 
 use crate::engine::{Event, StepRecord};
 
+pub mod postgres;
 pub mod recorder;
 pub mod sqlite;
 pub mod stats;
 
+pub use postgres::PgJournal;
 pub use recorder::{Outcome, Recorder};
 pub use sqlite::{SCHEMA_VERSION, SqliteJournal};
 
@@ -116,6 +119,13 @@ pub struct Filter<'a> {
 pub trait Journal: Send {
     /// Where the journal is, for messages: a file's path, a server's address.
     fn location(&self) -> String;
+
+    /// Whether runners on other machines write to it too. A run's intact
+    /// mark (see [`recorder`]) is a file on the machine that runs it, which
+    /// nobody else can see: runs in a shared journal are begun without one.
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Records the start of a run.
     fn begin(&self, run: &RunRow) -> Result<(), String> {

@@ -77,7 +77,8 @@ pub struct Recorder {
     run_id: String,
     next_seq: i64,
     pending: VecDeque<Pending>,
-    mark: PathBuf,
+    /// `None`: the journal is shared and runs have no mark.
+    mark: Option<PathBuf>,
     /// The first error of the current lapse, with the sequence number of the
     /// first event it refused.
     lapse: Option<(i64, String)>,
@@ -86,7 +87,7 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder for run `id`, whose next event gets the next sequence number
     /// the journal has not used, and whose intact mark is `mark`.
-    pub fn new(journal: &dyn Journal, id: &str, mark: PathBuf) -> Result<Recorder, String> {
+    pub fn new(journal: &dyn Journal, id: &str, mark: Option<PathBuf>) -> Result<Recorder, String> {
         Ok(Recorder {
             run_id: id.to_owned(),
             next_seq: journal.next_seq(id)?,
@@ -139,7 +140,9 @@ impl Recorder {
                 // The journal has every event again: a crash from here on can
                 // be resumed. If the mark cannot be made, the run stays
                 // refused by `resume`, which is the safe side.
-                let _ = std::fs::File::create(&self.mark);
+                if let Some(mark) = &self.mark {
+                    let _ = std::fs::File::create(mark);
+                }
                 Outcome::CaughtUp(behind_by)
             }
             Ok(()) => Outcome::Written,
@@ -147,7 +150,9 @@ impl Recorder {
             Err(e) => {
                 // First the mark, so that a runner killed right now leaves a
                 // run that `resume` refuses.
-                let _ = std::fs::remove_file(&self.mark);
+                if let Some(mark) = &self.mark {
+                    let _ = std::fs::remove_file(mark);
+                }
                 let first = self.pending.front().map_or(self.next_seq - 1, |p| p.seq);
                 self.lapse = Some((first, e.clone()));
                 Outcome::Refused(e)
@@ -182,8 +187,10 @@ impl Recorder {
     /// Removes the intact mark of a run that ended with everything recorded:
     /// the journal says it ended, nothing will resume it.
     pub fn close(self) {
-        if self.pending.is_empty() {
-            let _ = std::fs::remove_file(&self.mark);
+        if self.pending.is_empty()
+            && let Some(mark) = &self.mark
+        {
+            let _ = std::fs::remove_file(mark);
         }
     }
 
@@ -228,7 +235,7 @@ mod tests {
             .unwrap();
         create_mark(&dir, "r").unwrap();
         let mark = mark_path(&dir, "r");
-        let mut rec = Recorder::new(&j, "r", mark.clone()).unwrap();
+        let mut rec = Recorder::new(&j, "r", Some(mark.clone())).unwrap();
         assert_eq!(
             rec.record(&mut j, 1_000, 0, &started("a")),
             Outcome::Written

@@ -215,18 +215,31 @@ pub(super) async fn launch(
         Ok(_) => {}
         Err(e) => observer.notice(&run_id, &Notice::PruneFailed(e.to_string())),
     }
+    // A shared journal has no intact marks (other machines cannot see this
+    // one's files), so nothing would stop a resume elsewhere from a journal
+    // that lacks what this run did: such a run stops when its journal does.
+    let shared = journal.shared();
+    if shared && options.on_journal_error == OnJournalError::Continue {
+        return Err(RunError::Refused(format!(
+            "--on-journal-error continue needs a journal on this machine; with the shared journal {} a run stops when its events cannot be written (drop the option, or use a local journal)",
+            journal.location()
+        )));
+    }
     // The intact mark before the run's row: a row without its mark would be
     // taken for a run whose journal failed (see record::recorder).
-    record::recorder::create_mark(&state, &run_id).map_err(|error| RunError::Start {
-        run_id: run_id.clone(),
-        error,
-    })?;
+    if !shared {
+        record::recorder::create_mark(&state, &run_id).map_err(|error| RunError::Start {
+            run_id: run_id.clone(),
+            error,
+        })?;
+    }
     let begun = if resume.resumed {
         journal.reopen(&run_id)
     } else {
-        let row = first_row(
+        let mut row = first_row(
             &run_id, &request, &validated, &plan, &env, started_ms, parent, options,
         );
+        row.guarded = !shared;
         // The texts the run starts from, so that it can be resumed or re-run
         // where the files are not.
         let mut sources = vec![record::SourceFile {
@@ -247,7 +260,7 @@ pub(super) async fn launch(
         Recorder::new(
             journal.as_ref(),
             &run_id,
-            record::recorder::mark_path(&state, &run_id),
+            (!shared).then(|| record::recorder::mark_path(&state, &run_id)),
         )
     });
     let recorder = match recorder {

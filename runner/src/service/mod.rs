@@ -35,8 +35,9 @@ use crate::host::runtime::Runtime;
 use crate::identity::Principal;
 use crate::plan::{self, Plan};
 use crate::playbook::{self, Validated, environment::Environment};
-use crate::record::{Journal, RunRow, SqliteJournal};
+use crate::record::{Journal, PgJournal, RunRow, SqliteJournal};
 use crate::report::Stamped;
+use crate::settings::DatabaseUrl;
 use crate::settings::Settings;
 
 /// Sets a run's interrupt: the first value sent stops the run (its handlers
@@ -184,25 +185,33 @@ impl Service {
         Ok(Arc::new(engine::lock::FileLocks::new(state)))
     }
 
-    /// Opens the journal to write (creating it): the SQLite file of the
-    /// settings.
-    pub fn journal(&self) -> Result<Box<dyn Journal>, RunError> {
-        let path = self.settings.journal_path().ok_or(RunError::NoJournal)?;
-        let journal = SqliteJournal::open(&path).map_err(RunError::Journal)?;
-        Ok(Box::new(journal))
+    /// Where this service's journal is: the PostgreSQL database of the
+    /// settings, else their SQLite file.
+    pub fn store(&self) -> Result<Store, RunError> {
+        match &self.settings.database {
+            Some(url) => Ok(Store::Postgres(url.clone())),
+            None => self
+                .settings
+                .journal_path()
+                .map(Store::Sqlite)
+                .ok_or(RunError::NoJournal),
+        }
     }
 
-    /// Opens the journal to read: one this user cannot write is opened
-    /// read-only.
+    /// Opens the journal to write (creating it, or its schema).
+    pub fn journal(&self) -> Result<Box<dyn Journal>, RunError> {
+        self.store()?.open().map_err(RunError::Journal)
+    }
+
+    /// Opens the journal to read: a SQLite file this user cannot write is
+    /// opened read-only.
     pub fn journal_to_read(&self) -> Result<Box<dyn Journal>, RunError> {
-        let path = self.settings.journal_path().ok_or(RunError::NoJournal)?;
-        let journal = SqliteJournal::open_read(&path).map_err(RunError::Journal)?;
-        Ok(Box::new(journal))
+        self.store()?.open_read().map_err(RunError::Journal)
     }
 
     /// Where `run_report(ID)` reads: this service's journal.
     pub fn reports(&self) -> Option<Arc<dyn crate::expr::RunReports>> {
-        let journal = self.settings.journal_path()?;
+        let journal = self.store().ok()?;
         Some(Arc::new(JournalReports {
             journal,
             state_dir: self.settings.state_dir.clone(),
@@ -600,4 +609,31 @@ fn current_thread() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a single-threaded tokio runtime can always be built")
+}
+
+/// Where a journal is: which implementation of [`Journal`], and its place.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// A SQLite file (the default).
+    Sqlite(std::path::PathBuf),
+    /// A shared PostgreSQL database.
+    Postgres(DatabaseUrl),
+}
+
+impl Store {
+    /// Opens it to write.
+    pub fn open(&self) -> Result<Box<dyn Journal>, String> {
+        Ok(match self {
+            Store::Sqlite(path) => Box::new(SqliteJournal::open(path)?),
+            Store::Postgres(url) => Box::new(PgJournal::open(url.expose())?),
+        })
+    }
+
+    /// Opens it to read.
+    pub fn open_read(&self) -> Result<Box<dyn Journal>, String> {
+        Ok(match self {
+            Store::Sqlite(path) => Box::new(SqliteJournal::open_read(path)?),
+            Store::Postgres(url) => Box::new(PgJournal::open(url.expose())?),
+        })
+    }
 }

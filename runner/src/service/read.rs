@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::record::{Journal, RunRow, SqliteJournal, Stored};
+use crate::record::{RunRow, Stored};
 use crate::report::{RunInfo, Stamped};
 
 /// What the journal lacks of `run`: a run started with an intact mark (see
@@ -51,16 +51,16 @@ pub fn markdown_report(state_dir: Option<&Path>, run: &RunRow, events: Vec<Store
 /// one journal (opened read-only at each call: the run may still be writing
 /// it).
 pub struct JournalReports {
-    pub journal: PathBuf,
+    pub journal: super::Store,
     pub state_dir: Option<PathBuf>,
 }
 
 impl crate::expr::RunReports for JournalReports {
     fn markdown(&self, id: &str) -> Result<String, String> {
-        let j = SqliteJournal::open_read(&self.journal)?;
+        let j = self.journal.open_read()?;
         let run = j
             .run(id)?
-            .ok_or_else(|| format!("no run `{id}` in the journal `{}`", self.journal.display()))?;
+            .ok_or_else(|| format!("no run `{id}` in the journal `{}`", j.location()))?;
         Ok(markdown_report(
             self.state_dir.as_deref(),
             &run,

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a subset
 
 pub mod kube;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,607 @@
+//! The shared journal: PostgreSQL, for a team whose runs start on several
+//! machines and must share one history (`RUNNER_DATABASE_URL`, `--database`).
+//!
+//! The same records as the SQLite journal, in the same shape: the events and a
+//! step's final record are kept as the JSON text the runner wrote (not `jsonb`,
+//! which reorders keys), so a report read from either journal is the same
+//! report. Everything lives in the `runner` schema of the database, so the
+//! journal can share a database with other programs.
+//!
+//! Schema versions are the rows of `runner.schema_version`; `MIGRATIONS[n]`
+//! turns version n into n + 1. They are applied when the journal is opened, in
+//! one transaction under an advisory lock, so runners that start together on a
+//! new database create it once. A database written by a newer runner is
+//! refused with a message that says so.
+//!
+//! Why a thread per journal: the [`Journal`] trait is synchronous (an event is
+//! committed before the engine moves on, from inside the engine's async task),
+//! and the `postgres` client drives its own small runtime, which must not run
+//! on a thread of another. So each journal owns a connection on a thread of its
+//! own and each call waits for that thread's answer, as a call to SQLite waits
+//! for the disk. A connection that broke is opened again on the next call.
+//!
+//! Why the `postgres` crate (rust-postgres's synchronous client over
+//! tokio-postgres): the journal, the locks and the approvals are synchronous
+//! traits, and it adds nothing the runner does not use (no pool, no macros,
+//! no compile-time database); `LISTEN`/`NOTIFY` come with it. Not `sqlx::Any`:
+//! the two journals need different SQL anyway (PRAGMAs and `WITHOUT ROWID`
+//! here, `SKIP LOCKED`, advisory locks and `NOTIFY` there).
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Row};
+use serde_json::Value;
+
+use super::{Filter, Journal, RunRow, SourceFile, SourceKind, StepStates, Stored, stamp};
+use crate::engine::{Event, StepRecord};
+
+/// The schema version this runner writes.
+pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// `MIGRATIONS[n]` turns version n into version n + 1.
+const MIGRATIONS: [&str; 1] = [
+    // 1: runs, their events, their steps' states and their source files.
+    "
+CREATE TABLE runs (
+    id           text PRIMARY KEY,
+    playbook     text NOT NULL,
+    file         text NOT NULL,
+    file_sha256  text NOT NULL,
+    input_args   text NOT NULL,      -- JSON array of the KEY=VALUE arguments given
+    inputs       text NOT NULL,      -- JSON object of the resolved inputs
+    started_at   text NOT NULL,
+    started_ms   bigint NOT NULL,
+    finished_ms  bigint,
+    duration_ms  bigint,
+    status       text NOT NULL,      -- running, succeeded, failed, timed_out, interrupted
+    rolled_back  boolean NOT NULL DEFAULT false,
+    parent       text,               -- the run this one re-runs
+    pid          bigint NOT NULL,
+    env_file     text,
+    guarded      boolean NOT NULL DEFAULT false,
+    started_by   text
+);
+CREATE INDEX runs_started ON runs (started_ms);
+CREATE INDEX runs_playbook ON runs (playbook, started_ms);
+CREATE TABLE events (
+    run_id     text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq        bigint NOT NULL,
+    at         text NOT NULL,
+    offset_ms  bigint NOT NULL,
+    kind       text NOT NULL,
+    stage      text,
+    step       text,
+    body       text NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE steps (
+    run_id    text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    step      text NOT NULL,
+    status    text NOT NULL,         -- running, or the final status
+    attempts  integer NOT NULL,
+    record    text,                  -- the final StepRecord as JSON
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE sources (
+    run_id  text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    kind    text NOT NULL,           -- playbook, environment
+    path    text NOT NULL,
+    text    text NOT NULL,
+    PRIMARY KEY (run_id, kind)
+);
+",
+];
+
+/// The advisory lock that makes opening (and migrating) one at a time.
+const MIGRATION_LOCK: i64 = 0x7275_6e6e_6572; // "runner"
+
+/// How long connecting may take before the journal gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A journal in a PostgreSQL database.
+pub struct PgJournal {
+    conn: Connection,
+    location: String,
+}
+
+/// A call to run on the connection's thread.
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// The connection, on a thread of its own (see the module doc).
+struct Connection {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Connection {
+    /// Connects, on a new thread; returns once connected.
+    fn open(config: postgres::Config, location: String) -> Result<Connection, String> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready, connected) = mpsc::sync_channel::<Result<(), String>>(1);
+        let where_ = location.clone();
+        std::thread::Builder::new()
+            .name("journal-postgres".into())
+            .spawn(move || {
+                let connect = || {
+                    let mut client = config.connect(NoTls)?;
+                    client.batch_execute("SET search_path = runner")?;
+                    Ok::<_, postgres::Error>(client)
+                };
+                let mut client = match connect() {
+                    Ok(c) => {
+                        let _ = ready.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(connect_error(&where_, &e)));
+                        return;
+                    }
+                };
+                for job in queue {
+                    if client.is_closed() {
+                        // Broken since the last call (a restart of the
+                        // server, a network blip): one new attempt; if it
+                        // fails the job's own query says so.
+                        if let Ok(c) = connect() {
+                            client = c;
+                        }
+                    }
+                    job(&mut client);
+                }
+            })
+            .map_err(|e| format!("journal: cannot start its connection thread: {e}"))?;
+        match connected.recv() {
+            Ok(result) => result.map(|()| Connection { jobs }),
+            Err(_) => Err(format!("journal {location}: the connection thread stopped")),
+        }
+    }
+
+    /// Runs `f` on the connection and waits for its answer.
+    fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<R, postgres::Error> + Send + 'static,
+    ) -> Result<R, String> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Box::new(move |client| {
+                let _ = answer.send(f(client).map_err(|e| db_error(&e)));
+            }))
+            .map_err(|_| "journal: the connection thread stopped".to_owned())?;
+        answered
+            .recv()
+            .map_err(|_| "journal: the connection thread stopped".to_owned())?
+    }
+}
+
+/// An error of the database, with what the server said in full.
+fn db_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("journal: {} ({})", db.message(), db.code().code()),
+        None => format!("journal: {e}"),
+    }
+}
+
+fn connect_error(location: &str, e: &postgres::Error) -> String {
+    let why = match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => {
+            // The source names the cause (refused, timed out, no such host).
+            let mut text = e.to_string();
+            if let Some(source) = std::error::Error::source(e) {
+                text = format!("{text}: {source}");
+            }
+            text
+        }
+    };
+    format!(
+        "cannot connect to the journal database {location}: {why}; check RUNNER_DATABASE_URL (or --database) and that the server is up"
+    )
+}
+
+/// `postgres://user@host:port/db`: where the journal is, without the password.
+pub fn describe(config: &postgres::Config) -> String {
+    let user = config.get_user().unwrap_or("");
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) if h.contains(':') => format!("[{h}]"),
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or(user);
+    let at = if user.is_empty() {
+        String::new()
+    } else {
+        format!("{user}@")
+    };
+    format!("postgres://{at}{host}:{port}/{db}")
+}
+
+/// Parses a database URL (`postgres://…` or `key=value …`), with a message
+/// that does not repeat it (it may hold a password).
+pub fn parse_url(url: &str) -> Result<postgres::Config, String> {
+    let mut config: postgres::Config = url.parse().map_err(|e| {
+        format!(
+            "the database URL (RUNNER_DATABASE_URL or --database) cannot be read: {e}; write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+        )
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("runner");
+    }
+    Ok(config)
+}
+
+impl PgJournal {
+    /// Connects to the database at `url` and brings its schema up to date
+    /// (creating it in a new database).
+    pub fn open(url: &str) -> Result<PgJournal, String> {
+        let config = parse_url(url)?;
+        let location = describe(&config);
+        let conn = Connection::open(config, location.clone())?;
+        let journal = PgJournal { conn, location };
+        journal.migrate()?;
+        Ok(journal)
+    }
+
+    /// Creates or upgrades the schema, one runner at a time; refuses a newer one.
+    fn migrate(&self) -> Result<(), String> {
+        let location = self.location.clone();
+        let outcome = self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            tx.batch_execute(
+                "CREATE SCHEMA IF NOT EXISTS runner;
+                 CREATE TABLE IF NOT EXISTS runner.schema_version (version bigint NOT NULL)",
+            )?;
+            let version: Option<i64> = tx
+                .query_opt("SELECT max(version) FROM runner.schema_version", &[])?
+                .and_then(|r| r.get(0));
+            let version = version.unwrap_or(0);
+            if version > PG_SCHEMA_VERSION {
+                return Ok(Err(format!(
+                    "the journal database {location} has schema version {version}, written by a newer runner (this one reads {PG_SCHEMA_VERSION}); upgrade the runner or use another database"
+                )));
+            }
+            for (n, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                tx.batch_execute(migration)?;
+                tx.execute(
+                    "INSERT INTO runner.schema_version (version) VALUES ($1)",
+                    &[&(n as i64 + 1)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(Ok(()))
+        })?;
+        outcome.map_err(|e| e.to_string())
+    }
+
+    /// The schema version the database holds.
+    pub fn schema_version(&self) -> Result<i64, String> {
+        self.conn.call(|c| {
+            let row = c.query_one("SELECT max(version) FROM runner.schema_version", &[])?;
+            Ok(row.get::<_, Option<i64>>(0).unwrap_or(0))
+        })
+    }
+}
+
+const RUN_COLUMNS: &str = "SELECT id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, finished_ms, duration_ms, status, rolled_back, parent, pid, env_file, guarded, started_by FROM runs";
+
+fn run_row(r: &Row) -> RunRow {
+    RunRow {
+        id: r.get(0),
+        playbook: r.get(1),
+        file: r.get(2),
+        file_sha256: r.get(3),
+        input_args: serde_json::from_str(r.get::<_, &str>(4)).unwrap_or_default(),
+        inputs: serde_json::from_str(r.get::<_, &str>(5)).unwrap_or(Value::Null),
+        started_at: r.get(6),
+        started_ms: r.get(7),
+        finished_ms: r.get(8),
+        duration_ms: r.get(9),
+        status: r.get(10),
+        rolled_back: r.get(11),
+        parent: r.get(12),
+        pid: r.get(13),
+        env_file: r.get(14),
+        guarded: r.get(15),
+        started_by: r.get(16),
+    }
+}
+
+impl Journal for PgJournal {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn begin_with(&self, run: &RunRow, sources: &[SourceFile]) -> Result<(), String> {
+        let run = run.clone();
+        let sources: Vec<(String, String, String)> = sources
+            .iter()
+            .map(|f| (f.kind.as_str().to_owned(), f.path.clone(), f.text.clone()))
+            .collect();
+        self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid, env_file, guarded, started_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', $9, $10, $11, $12, $13)",
+                &[
+                    &run.id,
+                    &run.playbook,
+                    &run.file,
+                    &run.file_sha256,
+                    &serde_json::to_string(&run.input_args).unwrap_or_default(),
+                    &run.inputs.to_string(),
+                    &run.started_at,
+                    &run.started_ms,
+                    &run.parent,
+                    &run.pid,
+                    &run.env_file,
+                    &run.guarded,
+                    &run.started_by,
+                ],
+            )?;
+            for (kind, path, text) in &sources {
+                tx.execute(
+                    "INSERT INTO sources (run_id, kind, path, text) VALUES ($1, $2, $3, $4)",
+                    &[&run.id, kind, path, text],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn sources(&self, id: &str) -> Result<Vec<SourceFile>, String> {
+        let id = id.to_owned();
+        let rows = self.conn.call(move |c| {
+            c.query(
+                "SELECT kind, path, text FROM sources WHERE run_id = $1 ORDER BY kind DESC",
+                &[&id],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let kind = match r.get::<_, &str>(0) {
+                    "playbook" => SourceKind::Playbook,
+                    "environment" => SourceKind::Environment,
+                    // Written by a newer runner: not ours to use.
+                    _ => return None,
+                };
+                Some(SourceFile {
+                    kind,
+                    path: r.get(1),
+                    text: r.get(2),
+                })
+            })
+            .collect())
+    }
+
+    fn reopen(&self, id: &str) -> Result<(), String> {
+        let id = id.to_owned();
+        let pid = i64::from(std::process::id());
+        self.conn.call(move |c| {
+            c.execute(
+                "UPDATE runs SET status = 'running', finished_ms = NULL, duration_ms = NULL, pid = $2, guarded = false WHERE id = $1",
+                &[&id, &pid],
+            )
+            .map(drop)
+        })
+    }
+
+    fn has_event(&self, id: &str, seq: i64) -> Result<bool, String> {
+        let id = id.to_owned();
+        self.conn.call(move |c| {
+            c.query_opt(
+                "SELECT 1 FROM events WHERE run_id = $1 AND seq = $2",
+                &[&id, &seq],
+            )
+            .map(|r| r.is_some())
+        })
+    }
+
+    fn next_seq(&self, id: &str) -> Result<i64, String> {
+        let id = id.to_owned();
+        self.conn.call(move |c| {
+            c.query_one(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = $1",
+                &[&id],
+            )
+            .map(|r| r.get(0))
+        })
+    }
+
+    fn record(
+        &mut self,
+        id: &str,
+        seq: i64,
+        at_ms: i64,
+        offset_ms: i64,
+        event: &Event,
+    ) -> Result<(), String> {
+        let body = serde_json::to_value(event).map_err(|e| format!("journal: {e}"))?;
+        let kind = body["event"].as_str().unwrap_or("").to_owned();
+        let stage = body["stage"].as_str().map(str::to_owned);
+        let step = body["step"].as_str().map(str::to_owned);
+        let body = body.to_string();
+        let id = id.to_owned();
+        let at = stamp(at_ms);
+        // What the event changes besides its own row.
+        let change: Option<(&'static str, Vec<Param>)> = match event {
+            Event::StepStarted { step, .. } => Some((
+                "INSERT INTO steps (run_id, step, status, attempts) VALUES ($1, $2, 'running', 1)
+                 ON CONFLICT (run_id, step) DO UPDATE SET status = 'running', attempts = steps.attempts + 1, record = NULL",
+                vec![Param::Text(id.clone()), Param::Text(step.clone())],
+            )),
+            Event::Retry { step, attempt, .. } => Some((
+                "UPDATE steps SET attempts = $3 WHERE run_id = $1 AND step = $2",
+                vec![
+                    Param::Text(id.clone()),
+                    Param::Text(step.clone()),
+                    Param::Int(i32::try_from(attempt.saturating_add(1)).unwrap_or(i32::MAX)),
+                ],
+            )),
+            Event::StepFinished(r) | Event::StepRestored(r) => Some((
+                "INSERT INTO steps (run_id, step, status, attempts, record) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (run_id, step) DO UPDATE SET status = $3, attempts = $4, record = $5",
+                vec![
+                    Param::Text(id.clone()),
+                    Param::Text(r.step.clone()),
+                    Param::Text(r.status.to_owned()),
+                    Param::Int(i32::try_from(r.attempts).unwrap_or(i32::MAX)),
+                    Param::Text(serde_json::to_string(r).map_err(|e| format!("journal: {e}"))?),
+                ],
+            )),
+            Event::Handlers {
+                kind: "on_failure", ..
+            } => Some((
+                "UPDATE runs SET rolled_back = true WHERE id = $1",
+                vec![Param::Text(id.clone())],
+            )),
+            Event::RunFinished { status, .. } => Some((
+                "UPDATE runs SET status = $2, finished_ms = $3, duration_ms = $3 - started_ms WHERE id = $1",
+                vec![
+                    Param::Text(id.clone()),
+                    Param::Text((*status).to_owned()),
+                    Param::Big(at_ms),
+                ],
+            )),
+            _ => None,
+        };
+        self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO events (run_id, seq, at, offset_ms, kind, stage, step, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&id, &seq, &at, &offset_ms, &kind, &stage, &step, &body],
+            )?;
+            if let Some((statement, params)) = &change {
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    params.iter().map(Param::as_sql).collect();
+                tx.execute(*statement, &refs)?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunRow>, String> {
+        let id = id.to_owned();
+        let row = self
+            .conn
+            .call(move |c| c.query_opt(&format!("{RUN_COLUMNS} WHERE id = $1"), &[&id]))?;
+        Ok(row.as_ref().map(run_row))
+    }
+
+    fn list(&self, f: &Filter) -> Result<Vec<RunRow>, String> {
+        let playbook = f.playbook.map(str::to_owned);
+        let status = f.status.map(str::to_owned);
+        let since = f.since_ms;
+        let limit = f.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows = self.conn.call(move |c| {
+            c.query(
+                &format!(
+                    "{RUN_COLUMNS} WHERE ($1::text IS NULL OR playbook = $1) AND ($2::text IS NULL OR status = $2) AND ($3::bigint IS NULL OR started_ms >= $3)
+                     ORDER BY started_ms DESC, id DESC LIMIT $4"
+                ),
+                &[&playbook, &status, &since, &limit],
+            )
+        })?;
+        Ok(rows.iter().map(run_row).collect())
+    }
+
+    fn events(&self, id: &str) -> Result<Vec<Stored>, String> {
+        let run = id.to_owned();
+        let rows = self.conn.call(move |c| {
+            c.query(
+                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = $1 ORDER BY seq",
+                &[&run],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.get(0);
+                let event = serde_json::from_str::<Event>(r.get::<_, &str>(3)).map_err(|e| {
+                    format!(
+                        "journal: event {seq} of run {id} cannot be read ({e}); the journal was damaged or written by another version of runner"
+                    )
+                })?;
+                Ok(Stored {
+                    seq,
+                    at: r.get(1),
+                    offset_ms: r.get(2),
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    fn steps(&self, id: &str) -> Result<StepStates, String> {
+        let run = id.to_owned();
+        let rows = self.conn.call(move |c| {
+            c.query(
+                "SELECT step, status, attempts, record FROM steps WHERE run_id = $1",
+                &[&run],
+            )
+        })?;
+        let mut out = StepStates::default();
+        for r in &rows {
+            let step: String = r.get(0);
+            let status: &str = r.get(1);
+            let attempts = u32::try_from(r.get::<_, i32>(2)).unwrap_or(0);
+            if status == "running" {
+                out.in_flight.insert(step, attempts);
+                continue;
+            }
+            let record = r
+                .get::<_, Option<&str>>(3)
+                .ok_or_else(|| "no record".to_owned())
+                .and_then(|t| serde_json::from_str::<StepRecord>(t).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    format!(
+                        "journal: the record of step `{step}` of run {id} ({status}) cannot be read ({e}); the journal was damaged or written by another version of runner"
+                    )
+                })?;
+            out.finished.insert(step, record);
+        }
+        Ok(out)
+    }
+
+    fn prune(&mut self, before_ms: i64) -> Result<Vec<RunRow>, String> {
+        let rows = self.conn.call(move |c| {
+            c.query(
+                &format!(
+                    "DELETE FROM runs WHERE started_ms < $1 AND status <> 'running'
+                     RETURNING {}",
+                    RUN_COLUMNS
+                        .trim_start_matches("SELECT ")
+                        .trim_end_matches(" FROM runs")
+                ),
+                &[&before_ms],
+            )
+        })?;
+        Ok(rows.iter().map(run_row).collect())
+    }
+}
+
+/// A parameter of a statement built before the call (the call's closure must
+/// own what it sends).
+enum Param {
+    Text(String),
+    Int(i32),
+    Big(i64),
+}
+
+impl Param {
+    fn as_sql(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        match self {
+            Param::Text(t) => t,
+            Param::Int(i) => i,
+            Param::Big(i) => i,
+        }
+    }
+}

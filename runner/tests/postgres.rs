@@ -1,0 +1,509 @@
+//! The shared journal on a real PostgreSQL server (tests/common/postgres.rs):
+//! the journal's contract as the SQLite journal keeps it, its schema versions,
+//! and the commands of two "machines" (two state directories) sharing one
+//! history through `RUNNER_DATABASE_URL` and `--database`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::postgres::Postgres;
+use runner::engine::{Event, StepRecord};
+use runner::record::{Filter, Journal, PgJournal, RunRow, SourceFile, SourceKind};
+
+fn row(id: &str, playbook: &str, started_ms: i64) -> RunRow {
+    RunRow {
+        id: id.into(),
+        playbook: playbook.into(),
+        file: "p.yaml".into(),
+        file_sha256: "00".into(),
+        input_args: vec!["service=api".into()],
+        inputs: serde_json::json!({ "service": "api", "n": 2 }),
+        started_at: runner::record::stamp(started_ms),
+        started_ms,
+        finished_ms: None,
+        duration_ms: None,
+        status: "running".into(),
+        rolled_back: false,
+        parent: None,
+        pid: 1,
+        env_file: None,
+        guarded: false,
+        started_by: Some("alice (--as)".into()),
+    }
+}
+
+fn started(step: &str) -> Event {
+    Event::StepStarted {
+        stage: Some("deploy".into()),
+        step: step.into(),
+        kind: "plugin",
+        handler: None,
+    }
+}
+
+fn finished(step: &str, status: &str) -> Event {
+    let r: StepRecord = serde_json::from_value(serde_json::json!({
+        "stage": "deploy", "step": step, "status": status, "attempts": 2, "duration_ms": 5,
+        // Key order is kept as written (not as jsonb would sort it).
+        "outputs": { "zeta": 1, "alpha": "a", "sha": "abc" }
+    }))
+    .unwrap();
+    Event::StepFinished(r)
+}
+
+#[test]
+fn the_journal_keeps_what_sqlite_keeps() {
+    let pg = Postgres::start();
+    let url = pg.create_db("contract");
+    let mut j = PgJournal::open(&url).unwrap();
+    assert_eq!(
+        j.location(),
+        format!("postgres://runner@{}:5432/contract", pg.host),
+        "the password is not part of where the journal is"
+    );
+    assert!(j.shared());
+
+    let sources = [
+        SourceFile {
+            kind: SourceKind::Playbook,
+            path: "/a/p.yaml".into(),
+            text: "name: p\n# ünïcode\n".into(),
+        },
+        SourceFile {
+            kind: SourceKind::Environment,
+            path: "/a/prod.yaml".into(),
+            text: "secrets: {}\n".into(),
+        },
+    ];
+    j.begin_with(&row("r1", "p", 1_000), &sources).unwrap();
+    j.begin(&row("r2", "q", 2_000)).unwrap();
+    assert_eq!(j.sources("r1").unwrap(), sources);
+    assert!(j.sources("r2").unwrap().is_empty());
+    // A second run of the same id is refused, not merged.
+    assert!(j.begin(&row("r1", "p", 1_000)).is_err());
+
+    assert_eq!(j.next_seq("r1").unwrap(), 0);
+    let events = [
+        Event::RunStarted {
+            playbook: "p".into(),
+            timeout_s: Some(60.0),
+            budget_s: None,
+            by: Some("alice".into()),
+            by_source: Some("--as".into()),
+        },
+        started("migrate"),
+        finished("migrate", "succeeded"),
+        started("smoke"),
+        Event::Retry {
+            stage: Some("deploy".into()),
+            step: "smoke".into(),
+            attempt: 1,
+            delay_ms: 10,
+            error: "boom".into(),
+        },
+        started("rollout"),
+        Event::Handlers {
+            stage: Some("deploy".into()),
+            kind: "on_failure",
+        },
+    ];
+    for (seq, e) in events.iter().enumerate() {
+        j.record("r1", seq as i64, 1_000 + seq as i64, seq as i64, e)
+            .unwrap();
+    }
+    // The same event number twice is refused: nothing is overwritten.
+    assert!(j.record("r1", 3, 5_000, 0, &started("x")).is_err());
+    assert!(j.has_event("r1", 6).unwrap());
+    assert!(!j.has_event("r1", 7).unwrap());
+    assert_eq!(j.next_seq("r1").unwrap(), 7);
+
+    let stored = j.events("r1").unwrap();
+    assert_eq!(stored.len(), 7);
+    assert_eq!(stored[2].at, runner::record::stamp(1_002));
+    assert_eq!(
+        serde_json::to_string(&stored[2].event).unwrap(),
+        serde_json::to_string(&events[2]).unwrap(),
+        "an event reads back as it was written, byte for byte"
+    );
+
+    let steps = j.steps("r1").unwrap();
+    assert_eq!(steps.finished.len(), 1);
+    assert_eq!(steps.finished["migrate"].attempts, 2);
+    let outputs: Vec<&String> = steps.finished["migrate"].outputs.keys().collect();
+    assert_eq!(outputs, ["zeta", "alpha", "sha"]);
+    let mut in_flight: Vec<(&String, &u32)> = steps.in_flight.iter().collect();
+    in_flight.sort();
+    assert_eq!(
+        in_flight,
+        [(&"rollout".to_owned(), &1), (&"smoke".to_owned(), &2)],
+        "a retry counts the attempt that starts next"
+    );
+
+    let r1 = j.run("r1").unwrap().unwrap();
+    assert!(
+        r1.rolled_back,
+        "on_failure handlers mark the run rolled back"
+    );
+    assert_eq!(r1.status, "running");
+    assert_eq!(r1.inputs, serde_json::json!({ "service": "api", "n": 2 }));
+    assert_eq!(r1.input_args, ["service=api"]);
+    assert_eq!(r1.started_by.as_deref(), Some("alice (--as)"));
+    j.record(
+        "r1",
+        7,
+        9_000,
+        8_000,
+        &Event::RunFinished {
+            status: "failed",
+            duration_s: 8.0,
+            budget_s: None,
+            handler_failures: 0,
+        },
+    )
+    .unwrap();
+    let r1 = j.run("r1").unwrap().unwrap();
+    assert_eq!(
+        (r1.status.as_str(), r1.finished_ms, r1.duration_ms),
+        ("failed", Some(9_000), Some(8_000))
+    );
+    j.reopen("r1").unwrap();
+    let r1 = j.run("r1").unwrap().unwrap();
+    assert_eq!((r1.status.as_str(), r1.finished_ms), ("running", None));
+    assert!(!r1.guarded, "runs in a shared journal have no intact mark");
+    assert!(j.run("nope").unwrap().is_none());
+
+    // Newest first, filtered as asked.
+    let ids = |rows: Vec<RunRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(j.list(&Filter::default()).unwrap()), ["r2", "r1"]);
+    let only_p = Filter {
+        playbook: Some("p"),
+        ..Filter::default()
+    };
+    assert_eq!(ids(j.list(&only_p).unwrap()), ["r1"]);
+    let since = Filter {
+        since_ms: Some(1_500),
+        ..Filter::default()
+    };
+    assert_eq!(ids(j.list(&since).unwrap()), ["r2"]);
+    let one = Filter {
+        limit: Some(1),
+        ..Filter::default()
+    };
+    assert_eq!(ids(j.list(&one).unwrap()), ["r2"]);
+
+    // Prune takes finished runs only, with everything of theirs.
+    j.record(
+        "r2",
+        0,
+        2_500,
+        500,
+        &Event::RunFinished {
+            status: "succeeded",
+            duration_s: 0.5,
+            budget_s: None,
+            handler_failures: 0,
+        },
+    )
+    .unwrap();
+    let pruned = j.prune(10_000).unwrap();
+    assert_eq!(ids(pruned), ["r2"], "r1 runs again: it stays");
+    assert!(j.run("r2").unwrap().is_none());
+    assert_eq!(
+        pg.sql(
+            "contract",
+            "SELECT count(*) FROM runner.events WHERE run_id = 'r2'"
+        ),
+        "0"
+    );
+    assert_eq!(j.events("r1").unwrap().len(), 8);
+}
+
+#[test]
+fn damaged_rows_are_refused_not_skipped() {
+    let pg = Postgres::start();
+    let url = pg.create_db("damaged");
+    let mut j = PgJournal::open(&url).unwrap();
+    j.begin(&row("r1", "p", 1_000)).unwrap();
+    j.record("r1", 0, 1_000, 0, &finished("deploy", "succeeded"))
+        .unwrap();
+    pg.sql(
+        "damaged",
+        "UPDATE runner.steps SET record = '{\"step\": 1' WHERE run_id = 'r1'",
+    );
+    let e = j.steps("r1").unwrap_err();
+    assert!(
+        e.contains("the record of step `deploy` of run r1 (succeeded) cannot be read"),
+        "{e}"
+    );
+    pg.sql(
+        "damaged",
+        "UPDATE runner.events SET body = 'not json' WHERE run_id = 'r1'",
+    );
+    let e = j.events("r1").unwrap_err();
+    assert!(e.contains("event 0 of run r1 cannot be read"), "{e}");
+}
+
+#[test]
+fn runners_opening_a_new_database_at_once_create_its_schema_once() {
+    let pg = Postgres::start();
+    let url = pg.create_db("fresh");
+    let opened: Vec<Result<i64, String>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| PgJournal::open(&url).and_then(|j| j.schema_version())))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for o in &opened {
+        assert_eq!(
+            o.as_ref().unwrap(),
+            &runner::record::postgres::PG_SCHEMA_VERSION
+        );
+    }
+    assert_eq!(
+        pg.sql("fresh", "SELECT count(*) FROM runner.schema_version"),
+        runner::record::postgres::PG_SCHEMA_VERSION.to_string()
+    );
+    // It lives in its own schema: the database's `public` is left alone.
+    assert_eq!(
+        pg.sql(
+            "fresh",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn a_database_from_a_newer_runner_is_refused() {
+    let pg = Postgres::start();
+    let url = pg.create_db("newer");
+    drop(PgJournal::open(&url).unwrap());
+    pg.sql(
+        "newer",
+        "INSERT INTO runner.schema_version (version) VALUES (99)",
+    );
+    let e = PgJournal::open(&url).err().unwrap();
+    assert!(
+        e.contains("has schema version 99, written by a newer runner")
+            && e.contains("upgrade the runner"),
+        "{e}"
+    );
+    assert!(!e.contains("secret-pw"), "{e}");
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The runner on a "machine": its own state directory; the database from
+/// `RUNNER_DATABASE_URL` when `url` is given.
+fn runner(state: &Path, url: Option<&str>, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
+    c.current_dir(root())
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", state)
+        .env_remove("RUNNER_JOURNAL")
+        .env_remove("RUNNER_DATABASE_URL")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .args(args);
+    if let Some(url) = url {
+        c.env("RUNNER_DATABASE_URL", url);
+    }
+    c.output().unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn log(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A run started on machine A is listed, shown, counted and re-run on
+/// machine B, which has neither A's state directory nor the playbook file.
+#[test]
+fn two_machines_share_one_history_through_the_database() {
+    let pg = Postgres::start();
+    let url = pg.create_db("shared");
+    let base = common::scratch("pg-machines");
+    let (a, b, data) = (base.join("a"), base.join("b"), base.join("data"));
+    std::fs::create_dir_all(&data).unwrap();
+    // The playbook is somewhere only machine A has.
+    let playbook = base.join("only-on-a").join("fixable.yaml");
+    std::fs::create_dir_all(playbook.parent().unwrap()).unwrap();
+    std::fs::copy(root().join("tests/runs/fixable.yaml"), &playbook).unwrap();
+    let input = format!("dir={}", data.display());
+
+    let first = runner(
+        &a,
+        Some(&url),
+        &[
+            "exec",
+            playbook.to_str().unwrap(),
+            "-i",
+            &input,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(log(&data), ["compile", "migrate", "smoke", "rollback"]);
+    assert!(
+        !a.join("journal.sqlite").exists(),
+        "nothing went to a local journal"
+    );
+
+    // Machine B: `--database` on the command line this time.
+    let list = json(&runner(
+        &b,
+        None,
+        &["runs", "list", "--database", &url, "--output", "json"],
+    ));
+    let failed = list[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(list[0]["status"], "failed");
+    assert_eq!(list[0]["rolled_back"], true);
+    let md = runner(
+        &b,
+        Some(&url),
+        &["runs", "show", &failed, "--output", "markdown"],
+    );
+    let md = String::from_utf8_lossy(&md.stdout);
+    let why = md.find("## Why it failed").expect("a why section");
+    assert!(md[why..].contains("`smoke`"), "{md}");
+    assert!(
+        !md.contains("journal stopped taking"),
+        "a run from another machine is not taken for one whose journal failed: {md}"
+    );
+
+    // The file is gone; B re-runs from the failed step with the text the
+    // journal kept.
+    std::fs::remove_dir_all(playbook.parent().unwrap()).unwrap();
+    std::fs::write(data.join("fixed"), "").unwrap();
+    std::fs::remove_file(data.join("log")).unwrap();
+    let again = runner(
+        &b,
+        Some(&url),
+        &["rerun", &failed, "--from", "smoke", "--output", "json"],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(log(&data), ["smoke", "announce"]);
+
+    // A sees B's run, and the statistics count both.
+    let list = json(&runner(
+        &a,
+        Some(&url),
+        &["runs", "list", "--output", "json"],
+    ));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["status"], "succeeded");
+    assert_eq!(list[0]["parent"], failed.as_str());
+    let stats = json(&runner(&a, Some(&url), &["stats", "--output", "json"]));
+    assert_eq!(stats[0]["playbook"], "fixable");
+    assert_eq!(stats[0]["runs"], 2);
+    assert_eq!(stats[0]["success_rate"], 0.5);
+
+    // `--journal FILE` on the command line means that file, not the database.
+    let local = base.join("local.sqlite");
+    let list = json(&runner(
+        &b,
+        Some(&url),
+        &[
+            "runs",
+            "list",
+            "--journal",
+            local.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(list.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_database_that_cannot_be_reached_is_named_without_its_password() {
+    let pg = Postgres::start();
+    let base = common::scratch("pg-unreachable");
+    // A wrong password, then a port nothing listens on.
+    let wrong = format!(
+        "postgres://runner:not-the-pw@{}:{}/postgres",
+        pg.host, pg.port
+    );
+    let nobody = format!("postgres://runner:secret-pw@{}:1/postgres", pg.host);
+    for url in [&wrong, &nobody] {
+        let out = runner(
+            &base,
+            Some(url),
+            &["exec", "examples/hello.yaml", "-i", "name=x"],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("cannot connect to the journal database postgres://runner@")
+                && err.contains("RUNNER_DATABASE_URL"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("secret-pw") && !err.contains("not-the-pw"),
+            "{err}"
+        );
+        let list = runner(&base, Some(url), &["runs", "list"]);
+        assert_eq!(list.status.code(), Some(2));
+        assert!(!String::from_utf8_lossy(&list.stderr).contains("-pw"));
+    }
+    // A URL that is not one says how to write it, without repeating it.
+    let out = runner(
+        &base,
+        Some("postgres://runner:pw-in-a-bad-url@[::1"),
+        &["runs", "list"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("postgres://USER:PASSWORD@HOST:PORT/DATABASE"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-in-a-bad-url"), "{err}");
+    // `--on-journal-error continue` needs a local journal.
+    let url = pg.create_db("cont");
+    let out = runner(
+        &base,
+        Some(&url),
+        &[
+            "exec",
+            "examples/hello.yaml",
+            "-i",
+            "name=x",
+            "--on-journal-error",
+            "continue",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs a journal on this machine"), "{err}");
+}
