@@ -10,6 +10,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How long a run's lease in a shared journal lasts when nothing says otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 /// How long finished runs are kept when nothing says otherwise.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
@@ -23,6 +26,9 @@ pub struct Settings {
     pub journal: Option<PathBuf>,
     /// A shared journal in PostgreSQL instead of the SQLite file.
     pub database: Option<DatabaseUrl>,
+    /// How long a run's lease in a shared journal lasts unless renewed: after
+    /// its runner died, another may take the run over that much later.
+    pub lease: Duration,
     /// Where compiled components (and pulled OCI blobs) are cached; `None`: no
     /// cache, every plugin is compiled each time.
     pub cache_dir: Option<PathBuf>,
@@ -43,6 +49,7 @@ impl Settings {
     /// - cache: `RUNNER_CACHE_DIR`, else `$XDG_CACHE_HOME/runner`, else
     ///   `~/.cache/runner`;
     /// - retention: `RUNNER_RETENTION` (a duration such as `30d`), else 90 days;
+    /// - lease: `RUNNER_LEASE` (a duration, at least `1s`), else 30 seconds;
     /// - step summary: `GITHUB_STEP_SUMMARY`.
     ///
     /// A relative `RUNNER_STATE_DIR` would put the journal and the locks in
@@ -68,6 +75,10 @@ impl Settings {
             .ok()
             .and_then(|t| crate::playbook::scalars::parse_duration(&t).ok())
             .unwrap_or(DEFAULT_RETENTION);
+        let lease = std::env::var("RUNNER_LEASE")
+            .ok()
+            .and_then(|t| crate::playbook::scalars::parse_duration(&t).ok())
+            .map_or(DEFAULT_LEASE, |d| d.max(Duration::from_secs(1)));
         Settings {
             state_dir,
             journal: var("RUNNER_JOURNAL").map(PathBuf::from),
@@ -77,6 +88,7 @@ impl Settings {
                 .map(DatabaseUrl),
             cache_dir,
             retention,
+            lease,
             step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
         }
     }
@@ -90,6 +102,7 @@ impl Settings {
             database: None,
             cache_dir: None,
             retention: DEFAULT_RETENTION,
+            lease: DEFAULT_LEASE,
             step_summary: None,
         }
     }

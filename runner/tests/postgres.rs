@@ -507,3 +507,394 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("needs a journal on this machine"), "{err}");
 }
+
+/// A playbook of one concurrency group: `quick` leaves a line, `slow` leaves
+/// one when it starts and one when it ends (it is idempotent: a runner that
+/// takes the run over runs it again).
+fn slow_playbook(dir: &Path, on_conflict: &str) -> PathBuf {
+    let file = dir.join(format!("slow-{on_conflict}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            r#"version: 1
+name: slow
+inputs:
+  dir: {{ type: string, required: true }}
+  secs: {{ type: string, default: "4" }}
+  tag: {{ type: string, default: "run" }}
+concurrency: {{ group: deploy-api, on_conflict: {on_conflict} }}
+plugins:
+  sh: {{ uses: exec, grants: {{ process: [sh] }} }}
+stages:
+  - id: deploy
+    steps:
+      - {{ id: quick, uses: sh, with: {{ program: sh, args: ["-c", "echo quick-${{{{ inputs.tag }}}} >> ${{{{ inputs.dir }}}}/log"] }} }}
+      - id: slow
+        uses: sh
+        idempotent: true
+        with: {{ program: sh, args: ["-c", "echo slow-start-${{{{ inputs.tag }}}} >> ${{{{ inputs.dir }}}}/log; sleep ${{{{ inputs.secs }}}}; echo slow-end-${{{{ inputs.tag }}}} >> ${{{{ inputs.dir }}}}/log"] }}
+"#
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// Starts the runner in the background, as [`runner`] does.
+fn spawn(state: &Path, url: &str, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(root())
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", state)
+        .env("RUNNER_DATABASE_URL", url)
+        .env("RUNNER_LEASE", "2s")
+        .env_remove("RUNNER_JOURNAL")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to a minute) until `dir/log` has `line`.
+fn wait_for_line(dir: &Path, line: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !log(dir).iter().any(|l| l == line) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{line}` in {:?}",
+            log(dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The runner with a 2 s lease.
+fn runner_leased(state: &Path, url: &str, args: &[&str]) -> Output {
+    spawn(state, url, args).wait_with_output().unwrap()
+}
+
+fn events_of(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The run's events as the journal has them.
+fn journal_events(pg: &Postgres, db: &str, run: &str) -> Vec<serde_json::Value> {
+    pg.sql(
+        db,
+        &format!("SELECT body FROM runner.events WHERE run_id = '{run}' ORDER BY seq"),
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// The newest run in database `db`.
+fn newest_run(pg: &Postgres, db: &str) -> String {
+    pg.sql(
+        db,
+        "SELECT id FROM runner.runs ORDER BY started_ms DESC LIMIT 1",
+    )
+}
+
+/// A runner killed with SIGKILL mid-run: its run keeps its concurrency group
+/// (another run of the group is refused), cannot be resumed while its lease
+/// may still be renewed, and is then taken over on another machine: the
+/// finished step is not run again, the one in flight is (it is idempotent),
+/// and the group is free once the run ends.
+#[test]
+fn a_dead_runners_run_keeps_its_group_and_is_taken_over_elsewhere() {
+    let pg = Postgres::start();
+    let url = pg.create_db("takeover");
+    let base = common::scratch("pg-takeover");
+    let (a, b, c, data) = (
+        base.join("a"),
+        base.join("b"),
+        base.join("c"),
+        base.join("data"),
+    );
+    std::fs::create_dir_all(&data).unwrap();
+    let fail = slow_playbook(&base, "fail");
+    let input = format!("dir={}", data.display());
+
+    let mut first = spawn(
+        &a,
+        &url,
+        &[
+            "exec",
+            fail.to_str().unwrap(),
+            "-i",
+            &input,
+            "-i",
+            "secs=30",
+            "-i",
+            "tag=a",
+        ],
+    );
+    wait_for_line(&data, "slow-start-a");
+    let run = newest_run(&pg, "takeover");
+
+    // The group is taken, from another machine too.
+    let busy = runner_leased(
+        &c,
+        &url,
+        &["exec", fail.to_str().unwrap(), "-i", &input, "-i", "tag=c"],
+    );
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert_eq!(busy.status.code(), Some(3), "{err}");
+    assert!(err.contains(&format!("held by run {run}")), "{err}");
+
+    // The run goes on on A: B may not take it.
+    let early = runner_leased(&b, &url, &["resume", &run]);
+    let err = String::from_utf8_lossy(&early.stderr);
+    assert_eq!(early.status.code(), Some(2), "{err}");
+    assert!(err.contains("still running"), "{err}");
+
+    first.kill().unwrap();
+    let _ = first.wait();
+    // Dead, but its run still holds the group.
+    let still = runner_leased(
+        &c,
+        &url,
+        &["exec", fail.to_str().unwrap(), "-i", &input, "-i", "tag=c"],
+    );
+    assert_eq!(
+        still.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&still.stderr)
+    );
+
+    // Once the lease ran out (2 s), B takes the run over.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let resumed = runner_leased(&b, &url, &["resume", &run, "--output", "json"]);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let lines = log(&data);
+    assert_eq!(
+        lines.iter().filter(|l| *l == "quick-a").count(),
+        1,
+        "the finished step did not run again: {lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| *l == "slow-start-a").count(),
+        2,
+        "the step in flight ran again: {lines:?}"
+    );
+    assert_eq!(
+        pg.sql(
+            "takeover",
+            &format!("SELECT epoch, takeovers FROM runner.leases WHERE run_id = '{run}'")
+        ),
+        "2|1"
+    );
+
+    // The run ended: its group is free.
+    let after = runner_leased(
+        &c,
+        &url,
+        &[
+            "exec",
+            fail.to_str().unwrap(),
+            "-i",
+            &input,
+            "-i",
+            "secs=0",
+            "-i",
+            "tag=c",
+        ],
+    );
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+}
+
+/// A runner paused (SIGSTOP) past its lease loses its run to another one;
+/// woken up (SIGCONT), it finds out, stops with exit code 4, and the journal
+/// holds nothing it wrote after the takeover.
+#[test]
+fn a_paused_runner_is_fenced_and_writes_nothing_after_the_takeover() {
+    let pg = Postgres::start();
+    let url = pg.create_db("fenced");
+    let base = common::scratch("pg-fenced");
+    let (a, b, data) = (base.join("a"), base.join("b"), base.join("data"));
+    std::fs::create_dir_all(&data).unwrap();
+    let wait = slow_playbook(&base, "wait");
+    let input = format!("dir={}", data.display());
+
+    let paused = spawn(
+        &a,
+        &url,
+        &[
+            "exec",
+            wait.to_str().unwrap(),
+            "-i",
+            &input,
+            "-i",
+            "secs=3",
+            "-i",
+            "tag=a",
+            "--output",
+            "json",
+        ],
+    );
+    wait_for_line(&data, "slow-start-a");
+    let run = newest_run(&pg, "fenced");
+    let pid = paused.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let taken = runner_leased(&b, &url, &["resume", &run, "--output", "json"]);
+    assert_eq!(
+        taken.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let woken = paused.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&woken.stderr);
+    assert_eq!(woken.status.code(), Some(4), "{err}");
+    assert!(err.contains("taken over by another runner"), "{err}");
+
+    // Everything from B's `run_resumed` on is what B wrote, and nothing else.
+    let journal = journal_events(&pg, "fenced", &run);
+    // (The command line adds the run's id to each event it prints.)
+    let written_by_b: Vec<serde_json::Value> = events_of(&taken)
+        .into_iter()
+        .map(|mut e| {
+            e.as_object_mut().unwrap().remove("run");
+            e
+        })
+        .collect();
+    let k = journal
+        .iter()
+        .position(|e| e["event"] == "run_resumed")
+        .expect("B resumed the run");
+    let from_b = written_by_b
+        .iter()
+        .position(|e| e["event"] == "run_resumed")
+        .unwrap();
+    assert_eq!(&journal[k..], &written_by_b[from_b..]);
+    assert_eq!(journal.last().unwrap()["event"], "run_finished");
+    // Before it, what A wrote before the pause; A saw its step end after
+    // waking (and printed it), but that end is not in the journal.
+    let said_by_a: Vec<serde_json::Value> = events_of(&woken)
+        .into_iter()
+        .map(|mut e| {
+            e.as_object_mut().unwrap().remove("run");
+            e
+        })
+        .collect();
+    assert_eq!(&journal[..k], &said_by_a[..k]);
+    assert!(
+        said_by_a[k..]
+            .iter()
+            .any(|e| e["event"] == "step_finished" && e["step"] == "slow"),
+        "{said_by_a:?}"
+    );
+}
+
+/// Runs of one group from two machines wait for each other, first come
+/// first served; none overlaps another (the journal's times say so).
+#[test]
+fn runs_of_one_group_from_two_machines_never_overlap_and_wait_in_order() {
+    let pg = Postgres::start();
+    let url = pg.create_db("groups");
+    let base = common::scratch("pg-groups");
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let wait = slow_playbook(&base, "wait");
+    let input = format!("dir={}", data.display());
+    let mut children = Vec::new();
+    for (n, tag) in ["r1", "r2", "r3"].iter().enumerate() {
+        let state = base.join(format!("machine-{}", n % 2));
+        children.push(spawn(
+            &state,
+            &url,
+            &[
+                "exec",
+                wait.to_str().unwrap(),
+                "-i",
+                &input,
+                "-i",
+                "secs=5",
+                "-i",
+                &format!("tag={tag}"),
+            ],
+        ));
+        // Each one holds the group or queues before the next starts.
+        if n == 0 {
+            wait_for_line(&data, "slow-start-r1");
+        } else {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while pg.sql("groups", "SELECT count(*) FROM runner.group_queue") != n.to_string() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "run {tag} never queued"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // In the order they came, one after the other.
+    let lines: Vec<String> = log(&data)
+        .into_iter()
+        .filter(|l| l.starts_with("slow-"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "slow-start-r1",
+            "slow-end-r1",
+            "slow-start-r2",
+            "slow-end-r2",
+            "slow-start-r3",
+            "slow-end-r3"
+        ]
+    );
+    // And by the journal's clock: each run's first event after the previous
+    // run's end.
+    let spans = pg.sql(
+        "groups",
+        "SELECT started_ms, finished_ms FROM runner.runs ORDER BY started_ms",
+    );
+    let spans: Vec<(i64, i64)> = spans
+        .lines()
+        .map(|l| {
+            let (s, f) = l.split_once('|').unwrap();
+            (s.parse().unwrap(), f.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(spans.len(), 3);
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "overlap: {spans:?}");
+    }
+    assert_eq!(pg.sql("groups", "SELECT count(*) FROM runner.groups"), "0");
+    assert_eq!(
+        pg.sql("groups", "SELECT count(*) FROM runner.group_queue"),
+        "0"
+    );
+}

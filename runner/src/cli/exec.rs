@@ -22,6 +22,8 @@ use crate::settings::Settings;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code: the concurrency group is held by another run (`on_conflict: fail`).
 pub const EXIT_BUSY: u8 = 3;
+/// The run was taken over by another runner (a shared journal's lease was lost).
+pub const EXIT_TAKEN_OVER: u8 = 4;
 /// Exit code: stopped by SIGINT (Ctrl-C); handlers ran.
 pub const EXIT_INTERRUPTED: u8 = 130;
 /// Exit code: stopped by SIGTERM; handlers ran.
@@ -267,6 +269,10 @@ pub(crate) fn refused(e: &RunError) -> u8 {
         RunError::GroupBusy(_) => {
             eprintln!("error: {e}");
             EXIT_BUSY
+        }
+        RunError::TakenOver { .. } => {
+            eprintln!("error: {e}");
+            EXIT_TAKEN_OVER
         }
         _ => {
             eprintln!("error: {e}");

@@ -77,7 +77,7 @@ pub enum Command {
     Plan(RunArgs),
     /// Run a playbook: each step in its WebAssembly sandbox.
     #[command(
-        after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded; 1 the run failed or timed out, or its journal stopped taking writes (handlers ran); 2 invalid playbook, inputs or plugins (nothing ran); 3 concurrency group busy; 130 SIGINT and 143 SIGTERM (handlers ran; a second Ctrl-C exits at once).\nApprovals prompt on a terminal; from anywhere, answer with `runner approve RUN_ID STEP`."
+        after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded; 1 the run failed or timed out, or its journal stopped taking writes (handlers ran); 2 invalid playbook, inputs or plugins (nothing ran); 3 concurrency group busy; 4 taken over by another runner (shared journal); 130 SIGINT and 143 SIGTERM (handlers ran; a second Ctrl-C exits at once).\nApprovals prompt on a terminal; from anywhere, answer with `runner approve RUN_ID STEP`."
     )]
     Exec(ExecArgs),
     /// Approve (or reject) a step of a run that waits for a manual approval.

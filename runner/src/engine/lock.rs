@@ -239,14 +239,16 @@ pub async fn acquire(
 }
 
 /// Where runs take their locks: the lock that says a run is alive
-/// (`run-<id>`, taken with [`Locks::try_acquire`]) and concurrency groups.
+/// (`run-<id>`, taken with [`Locks::hold_run`]) and concurrency groups.
 /// [`FileLocks`] (flock files under the state directory, the rest of this
 /// module) is the default; a shared journal's database can be another. Every
 /// implementation keeps the promises of the module doc: no two holders at
 /// once, a dead holder's group comes free, waiters are served in order.
 pub trait Locks: Send + Sync {
-    /// Takes `group` for `me` if no one holds it; never waits.
-    fn try_acquire(&self, group: &str, me: &Holder) -> Result<Held, LockError>;
+    /// Takes the lock that says run `run_id` is alive, held by `me` for as
+    /// long as the run goes on here; never waits. [`LockError::Busy`]: the
+    /// run goes on somewhere else.
+    fn hold_run(&self, run_id: &str, me: &Holder) -> Result<Held, LockError>;
 
     /// Takes `group` for `me`, first come, first served (see [`acquire`]);
     /// `on_wait` is called once, with the holder, when the run must wait.
@@ -267,12 +269,40 @@ pub trait Locks: Send + Sync {
 pub struct Held {
     group: String,
     _guard: Box<dyn Send + Sync>,
+    /// A lease (a shared journal's run lock): its epoch, and word of its loss.
+    lease: Option<(i64, tokio::sync::watch::Receiver<bool>)>,
 }
 
 impl Held {
+    /// `guard` gives the lock back when dropped.
+    pub fn new(group: impl Into<String>, guard: Box<dyn Send + Sync>) -> Held {
+        Held {
+            group: group.into(),
+            _guard: guard,
+            lease: None,
+        }
+    }
+
+    /// A lock that may be lost while held (a lease that another runner took
+    /// over): `epoch` fences the run's writes, `lost` turns true on loss.
+    pub fn leased(mut self, epoch: i64, lost: tokio::sync::watch::Receiver<bool>) -> Held {
+        self.lease = Some((epoch, lost));
+        self
+    }
+
     /// The group held.
     pub fn group(&self) -> &str {
         &self.group
+    }
+
+    /// The lease's epoch, for a lock that is one.
+    pub fn epoch(&self) -> Option<i64> {
+        self.lease.as_ref().map(|(e, _)| *e)
+    }
+
+    /// Turns true when the lock is lost (`None`: it cannot be, as a flock).
+    pub fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.lease.as_ref().map(|(_, l)| l.clone())
     }
 }
 
@@ -284,10 +314,7 @@ impl std::fmt::Debug for Held {
 
 impl From<GroupLock> for Held {
     fn from(lock: GroupLock) -> Held {
-        Held {
-            group: lock.group.clone(),
-            _guard: Box::new(lock),
-        }
+        Held::new(lock.group.clone(), Box::new(lock))
     }
 }
 
@@ -306,8 +333,8 @@ impl FileLocks {
 }
 
 impl Locks for FileLocks {
-    fn try_acquire(&self, group: &str, me: &Holder) -> Result<Held, LockError> {
-        try_acquire(&self.state_dir, group, me).map(Held::from)
+    fn hold_run(&self, run_id: &str, me: &Holder) -> Result<Held, LockError> {
+        try_acquire(&self.state_dir, &format!("run-{run_id}"), me).map(Held::from)
     }
 
     fn acquire<'a>(

@@ -28,7 +28,7 @@ pub mod recorder;
 pub mod sqlite;
 pub mod stats;
 
-pub use postgres::PgJournal;
+pub use postgres::{PgJournal, PgLocks};
 pub use recorder::{Outcome, Recorder};
 pub use sqlite::{SCHEMA_VERSION, SqliteJournal};
 
@@ -124,6 +124,18 @@ pub trait Journal: Send {
     /// mark (see [`recorder`]) is a file on the machine that runs it, which
     /// nobody else can see: runs in a shared journal are begun without one.
     fn shared(&self) -> bool {
+        false
+    }
+
+    /// Writes of run `run_id` from now on are refused unless the run's lease
+    /// is still at `epoch` (see `engine::lock::Held::epoch`): a runner that
+    /// lost the run to another writes nothing more. A journal without leases
+    /// ignores it.
+    fn fence(&mut self, _run_id: &str, _epoch: i64) {}
+
+    /// Whether a write was refused because the run was taken over (see
+    /// [`Journal::fence`]).
+    fn taken_over(&self) -> bool {
         false
     }
 

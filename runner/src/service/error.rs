@@ -67,6 +67,13 @@ pub enum RunError {
     /// No such run in the journal.
     #[error("no run `{run_id}` in the journal `{journal}`; `runner runs list` shows the runs")]
     NotFound { run_id: String, journal: String },
+    /// The run's lease went to another runner (this one was paused or cut
+    /// off for longer than the lease): it stopped where it was, without its
+    /// handlers, and wrote nothing more; the new owner carries it on.
+    #[error(
+        "run {run_id} was taken over by another runner while this one could not renew its lease; this runner stopped it here without running its handlers (the new owner runs them) and wrote nothing more"
+    )]
+    TakenOver { run_id: String },
     /// The run cannot be resumed or re-run as asked; the text says why and
     /// what to do instead.
     #[error("{0}")]

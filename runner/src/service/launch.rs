@@ -51,15 +51,13 @@ pub(super) fn new_run_id() -> String {
 pub(super) fn hold_run(service: &Service, run_id: &str) -> Result<engine::lock::Held, RunError> {
     let me = engine::lock::Holder::me(run_id);
     let locks = service.locks()?;
-    locks
-        .try_acquire(&format!("run-{run_id}"), &me)
-        .map_err(|e| match e {
-            engine::lock::LockError::Busy { holder, .. } => RunError::StillRunning {
-                run_id: run_id.to_owned(),
-                holder,
-            },
-            other => RunError::Lock(other.to_string()),
-        })
+    locks.hold_run(run_id, &me).map_err(|e| match e {
+        engine::lock::LockError::Busy { holder, .. } => RunError::StillRunning {
+            run_id: run_id.to_owned(),
+            holder,
+        },
+        other => RunError::Lock(other.to_string()),
+    })
 }
 
 /// Removes what pruned runs left in the state directory: artifacts, approval
@@ -162,10 +160,16 @@ pub(super) async fn launch(
     let state = settings.state_dir.clone().ok_or(RunError::NoStateDir)?;
     // While this lock is held, the run is alive: `runner resume` refuses it.
     let me = engine::lock::Holder::me(&run_id);
-    let _alive = match alive {
+    let alive = match alive {
         Some(lock) => lock,
         None => hold_run(service, &run_id)?,
     };
+    // A lease (shared journal): the run's writes are fenced by its epoch, and
+    // the run stops where it is if another runner takes it over.
+    if let Some(epoch) = alive.epoch() {
+        journal.fence(&run_id, epoch);
+    }
+    let lost = alive.lost();
     // Programs the steps start are registered here while they run. A runner
     // killed with SIGKILL cannot stop what they started; the one that resumes
     // the run stops it before any step starts again, so an attempt never
@@ -280,9 +284,11 @@ pub(super) async fn launch(
         .map_or(started_ms, |r| r.started_ms);
     let resumed = resume.resumed;
     let approvals = service.approvals();
+    let (fenced, mut fenced_seen) = tokio::sync::watch::channel(false);
     let fanout = Fanout {
         run_id: run_id.clone(),
         on_journal_error: options.on_journal_error,
+        fenced,
         interrupt: interrupt.clone(),
         started_ms,
         process_start: std::time::Instant::now(),
@@ -308,8 +314,32 @@ pub(super) async fn launch(
         events: &fanout,
         resume,
     };
-    let report = executor.run(&plan, &run_id).await;
+    // The lease lost (its heartbeat says so, or it stopped beating), or a
+    // write refused by its fence.
+    let taken_over = async {
+        match lost {
+            Some(mut lost) => drop(lost.wait_for(|lost| *lost).await),
+            None => std::future::pending().await,
+        }
+    };
+    let report = tokio::select! {
+        // Looked at first each time the run waits.
+        biased;
+        // The run is another runner's now: it stops here, without its
+        // handlers and without a word more in the journal (the new owner runs
+        // them and writes the rest).
+        _ = taken_over => return Err(RunError::TakenOver { run_id }),
+        _ = fenced_seen.wait_for(|fenced| *fenced) => {
+            return Err(RunError::TakenOver { run_id });
+        }
+        report = executor.run(&plan, &run_id) => report,
+    };
     drop(executor);
+    // The run may have reached its end without waiting once after a fenced
+    // write: its end was not written either, and it is not this runner's.
+    if *fenced_seen.borrow() || alive.lost().is_some_and(|l| *l.borrow()) {
+        return Err(RunError::TakenOver { run_id });
+    }
     // Every program was stopped with its step: the folder is empty.
     let _ = std::fs::remove_dir(&programs);
     let Inner {
@@ -421,6 +451,9 @@ fn first_row(
 struct Fanout<'o> {
     run_id: String,
     on_journal_error: OnJournalError,
+    /// Turns true when the journal refused a write because another runner
+    /// took the run over.
+    fenced: tokio::sync::watch::Sender<bool>,
     interrupt: Interrupter,
     started_ms: i64,
     process_start: std::time::Instant,
@@ -450,6 +483,10 @@ impl EventSink for Fanout<'_> {
             .record(inner.journal.as_mut(), at, offset, event)
         {
             record::Outcome::Written | record::Outcome::StillRefused => {}
+            // Not a journal that failed: the run is another runner's now.
+            record::Outcome::Refused(_) if inner.journal.taken_over() => {
+                let _ = self.fenced.send(true);
+            }
             record::Outcome::Refused(error) => {
                 let stopping = self.on_journal_error == OnJournalError::Stop;
                 if stopping {

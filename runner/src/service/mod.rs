@@ -140,6 +140,8 @@ pub struct RunOutcome {
 pub struct Service {
     settings: Settings,
     runtime: OnceLock<Arc<Runtime>>,
+    /// The shared journal's locks, connected on first use.
+    shared_locks: OnceLock<Arc<dyn engine::lock::Locks>>,
 }
 
 impl Service {
@@ -147,6 +149,7 @@ impl Service {
         Service {
             settings,
             runtime: OnceLock::new(),
+            shared_locks: OnceLock::new(),
         }
     }
 
@@ -175,8 +178,17 @@ impl Service {
     }
 
     /// Where this service's runs take their locks (their own and their
-    /// concurrency groups): files under the state directory.
+    /// concurrency groups): with a shared journal its database (leases and
+    /// groups owned by runs), else files under the state directory.
     pub fn locks(&self) -> Result<Arc<dyn engine::lock::Locks>, RunError> {
+        if let Some(url) = &self.settings.database {
+            if let Some(l) = self.shared_locks.get() {
+                return Ok(l.clone());
+            }
+            let locks = crate::record::PgLocks::open(url.expose(), self.settings.lease)
+                .map_err(RunError::Journal)?;
+            return Ok(self.shared_locks.get_or_init(|| Arc::new(locks)).clone());
+        }
         let state = self
             .settings
             .state_dir

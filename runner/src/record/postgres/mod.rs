@@ -27,20 +27,25 @@
 //! the two journals need different SQL anyway (PRAGMAs and `WITHOUT ROWID`
 //! here, `SKIP LOCKED`, advisory locks and `NOTIFY` there).
 
-use std::sync::mpsc;
 use std::time::Duration;
 
-use postgres::{Client, NoTls, Row};
+use postgres::Row;
 use serde_json::Value;
 
 use super::{Filter, Journal, RunRow, SourceFile, SourceKind, StepStates, Stored, stamp};
 use crate::engine::{Event, StepRecord};
 
+mod connection;
+pub mod locks;
+
+pub use connection::Connection;
+pub use locks::PgLocks;
+
 /// The schema version this runner writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[n]` turns version n into version n + 1.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 1: runs, their events, their steps' states and their source files.
     "
 CREATE TABLE runs (
@@ -91,6 +96,29 @@ CREATE TABLE sources (
     PRIMARY KEY (run_id, kind)
 );
 ",
+    // 2: the locks of runners on many machines (see locks.rs): runs' leases,
+    // the groups runs hold, the runs that wait for a group.
+    "
+CREATE TABLE leases (
+    run_id     text PRIMARY KEY,
+    epoch      bigint NOT NULL,      -- grows at each taking: fences the run's writes
+    until      timestamptz NOT NULL, -- on the database's clock; -infinity: given back
+    holder     text NOT NULL,        -- JSON: run_id, pid, host, since
+    takeovers  integer NOT NULL DEFAULT 0
+);
+CREATE TABLE groups (
+    grp     text PRIMARY KEY,
+    run_id  text NOT NULL,
+    holder  text NOT NULL,
+    since   timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE group_queue (
+    grp     text NOT NULL,
+    run_id  text NOT NULL,
+    ticket  bigserial,
+    PRIMARY KEY (grp, run_id)
+);
+",
 ];
 
 /// The advisory lock that makes opening (and migrating) one at a time.
@@ -103,99 +131,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PgJournal {
     conn: Connection,
     location: String,
-}
-
-/// A call to run on the connection's thread.
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
-
-/// The connection, on a thread of its own (see the module doc).
-struct Connection {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl Connection {
-    /// Connects, on a new thread; returns once connected.
-    fn open(config: postgres::Config, location: String) -> Result<Connection, String> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let (ready, connected) = mpsc::sync_channel::<Result<(), String>>(1);
-        let where_ = location.clone();
-        std::thread::Builder::new()
-            .name("journal-postgres".into())
-            .spawn(move || {
-                let connect = || {
-                    let mut client = config.connect(NoTls)?;
-                    client.batch_execute("SET search_path = runner")?;
-                    Ok::<_, postgres::Error>(client)
-                };
-                let mut client = match connect() {
-                    Ok(c) => {
-                        let _ = ready.send(Ok(()));
-                        c
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(connect_error(&where_, &e)));
-                        return;
-                    }
-                };
-                for job in queue {
-                    if client.is_closed() {
-                        // Broken since the last call (a restart of the
-                        // server, a network blip): one new attempt; if it
-                        // fails the job's own query says so.
-                        if let Ok(c) = connect() {
-                            client = c;
-                        }
-                    }
-                    job(&mut client);
-                }
-            })
-            .map_err(|e| format!("journal: cannot start its connection thread: {e}"))?;
-        match connected.recv() {
-            Ok(result) => result.map(|()| Connection { jobs }),
-            Err(_) => Err(format!("journal {location}: the connection thread stopped")),
-        }
-    }
-
-    /// Runs `f` on the connection and waits for its answer.
-    fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Client) -> Result<R, postgres::Error> + Send + 'static,
-    ) -> Result<R, String> {
-        let (answer, answered) = mpsc::sync_channel(1);
-        self.jobs
-            .send(Box::new(move |client| {
-                let _ = answer.send(f(client).map_err(|e| db_error(&e)));
-            }))
-            .map_err(|_| "journal: the connection thread stopped".to_owned())?;
-        answered
-            .recv()
-            .map_err(|_| "journal: the connection thread stopped".to_owned())?
-    }
-}
-
-/// An error of the database, with what the server said in full.
-fn db_error(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("journal: {} ({})", db.message(), db.code().code()),
-        None => format!("journal: {e}"),
-    }
-}
-
-fn connect_error(location: &str, e: &postgres::Error) -> String {
-    let why = match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => {
-            // The source names the cause (refused, timed out, no such host).
-            let mut text = e.to_string();
-            if let Some(source) = std::error::Error::source(e) {
-                text = format!("{text}: {source}");
-            }
-            text
-        }
-    };
-    format!(
-        "cannot connect to the journal database {location}: {why}; check RUNNER_DATABASE_URL (or --database) and that the server is up"
-    )
+    /// The run whose writes are fenced, and the epoch of its lease.
+    fence: Option<(String, i64)>,
+    /// A write was refused by the fence.
+    taken_over: std::sync::atomic::AtomicBool,
 }
 
 /// `postgres://user@host:port/db`: where the journal is, without the password.
@@ -241,41 +180,23 @@ impl PgJournal {
         let config = parse_url(url)?;
         let location = describe(&config);
         let conn = Connection::open(config, location.clone())?;
-        let journal = PgJournal { conn, location };
-        journal.migrate()?;
+        let journal = PgJournal {
+            conn,
+            location,
+            fence: None,
+            taken_over: Default::default(),
+        };
+        migrate(&journal.conn, &journal.location)?;
         Ok(journal)
     }
 
-    /// Creates or upgrades the schema, one runner at a time; refuses a newer one.
-    fn migrate(&self) -> Result<(), String> {
-        let location = self.location.clone();
-        let outcome = self.conn.call(move |c| {
-            let mut tx = c.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-            tx.batch_execute(
-                "CREATE SCHEMA IF NOT EXISTS runner;
-                 CREATE TABLE IF NOT EXISTS runner.schema_version (version bigint NOT NULL)",
-            )?;
-            let version: Option<i64> = tx
-                .query_opt("SELECT max(version) FROM runner.schema_version", &[])?
-                .and_then(|r| r.get(0));
-            let version = version.unwrap_or(0);
-            if version > PG_SCHEMA_VERSION {
-                return Ok(Err(format!(
-                    "the journal database {location} has schema version {version}, written by a newer runner (this one reads {PG_SCHEMA_VERSION}); upgrade the runner or use another database"
-                )));
-            }
-            for (n, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-                tx.batch_execute(migration)?;
-                tx.execute(
-                    "INSERT INTO runner.schema_version (version) VALUES ($1)",
-                    &[&(n as i64 + 1)],
-                )?;
-            }
-            tx.commit()?;
-            Ok(Ok(()))
-        })?;
-        outcome.map_err(|e| e.to_string())
+    /// Remembers a write the fence refused (see [`Journal::taken_over`]).
+    fn note_fence(&self, written: Result<(), String>) -> Result<(), String> {
+        if written.is_err() {
+            self.taken_over
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        written
     }
 
     /// The schema version the database holds.
@@ -285,6 +206,62 @@ impl PgJournal {
             Ok(row.get::<_, Option<i64>>(0).unwrap_or(0))
         })
     }
+}
+
+/// `Err`: the run's lease has moved on to another epoch (another runner took
+/// the run over), so this runner may write nothing more of it.
+fn fenced(
+    tx: &mut postgres::Transaction<'_>,
+    fence: Option<&(String, i64)>,
+) -> Result<Result<(), String>, postgres::Error> {
+    let Some((run_id, epoch)) = fence else {
+        return Ok(Ok(()));
+    };
+    let now: Option<i64> = tx
+        .query_opt(
+            "SELECT epoch FROM leases WHERE run_id = $1 FOR SHARE",
+            &[run_id],
+        )?
+        .map(|r| r.get(0));
+    Ok(match now {
+        Some(now) if now == *epoch => Ok(()),
+        now => Err(format!(
+            "journal: run {run_id} was taken over by another runner (its lease is at epoch {}, this runner held epoch {epoch}); this runner writes nothing more of it",
+            now.map_or("none".to_owned(), |n| n.to_string())
+        )),
+    })
+}
+
+/// Creates or upgrades the schema, one runner at a time; refuses a newer one.
+pub(super) fn migrate(conn: &Connection, location: &str) -> Result<(), String> {
+    let location = location.to_owned();
+    let outcome = conn.call(move |c| {
+        let mut tx = c.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+        tx.batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS runner;
+             CREATE TABLE IF NOT EXISTS runner.schema_version (version bigint NOT NULL)",
+        )?;
+        let version: Option<i64> = tx
+            .query_opt("SELECT max(version) FROM runner.schema_version", &[])?
+            .and_then(|r| r.get(0));
+        let version = version.unwrap_or(0);
+        if version > PG_SCHEMA_VERSION {
+            return Ok(Err(format!(
+                "the journal database {location} has schema version {version}, written by a newer runner (this one reads {PG_SCHEMA_VERSION}); upgrade the runner or use another database"
+            )));
+        }
+        for (n, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.batch_execute(migration)?;
+            tx.execute(
+                "INSERT INTO runner.schema_version (version) VALUES ($1)",
+                &[&(n as i64 + 1)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Ok(()))
+    })?;
+    outcome.map_err(|e| e.to_string())
 }
 
 const RUN_COLUMNS: &str = "SELECT id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, finished_ms, duration_ms, status, rolled_back, parent, pid, env_file, guarded, started_by FROM runs";
@@ -320,14 +297,29 @@ impl Journal for PgJournal {
         true
     }
 
+    /// From now on every write of run `run_id` first checks, in its own
+    /// transaction, that its lease still has `epoch` (and holds the lease's
+    /// row until it commits, so no taking over comes between).
+    fn fence(&mut self, run_id: &str, epoch: i64) {
+        self.fence = Some((run_id.to_owned(), epoch));
+    }
+
+    fn taken_over(&self) -> bool {
+        self.taken_over.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn begin_with(&self, run: &RunRow, sources: &[SourceFile]) -> Result<(), String> {
         let run = run.clone();
         let sources: Vec<(String, String, String)> = sources
             .iter()
             .map(|f| (f.kind.as_str().to_owned(), f.path.clone(), f.text.clone()))
             .collect();
-        self.conn.call(move |c| {
+        let fence = self.fence.clone();
+        let written = self.conn.call(move |c| {
             let mut tx = c.transaction()?;
+            if let Err(e) = fenced(&mut tx, fence.as_ref())? {
+                return Ok(Err(e));
+            }
             tx.execute(
                 "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid, env_file, guarded, started_by)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', $9, $10, $11, $12, $13)",
@@ -353,8 +345,9 @@ impl Journal for PgJournal {
                     &[&run.id, kind, path, text],
                 )?;
             }
-            tx.commit()
-        })
+            tx.commit().map(Ok)
+        })?;
+        self.note_fence(written)
     }
 
     fn sources(&self, id: &str) -> Result<Vec<SourceFile>, String> {
@@ -386,13 +379,19 @@ impl Journal for PgJournal {
     fn reopen(&self, id: &str) -> Result<(), String> {
         let id = id.to_owned();
         let pid = i64::from(std::process::id());
-        self.conn.call(move |c| {
-            c.execute(
+        let fence = self.fence.clone();
+        let written = self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            if let Err(e) = fenced(&mut tx, fence.as_ref())? {
+                return Ok(Err(e));
+            }
+            tx.execute(
                 "UPDATE runs SET status = 'running', finished_ms = NULL, duration_ms = NULL, pid = $2, guarded = false WHERE id = $1",
                 &[&id, &pid],
-            )
-            .map(drop)
-        })
+            )?;
+            tx.commit().map(Ok)
+        })?;
+        self.note_fence(written)
     }
 
     fn has_event(&self, id: &str, seq: i64) -> Result<bool, String> {
@@ -474,8 +473,12 @@ impl Journal for PgJournal {
             )),
             _ => None,
         };
-        self.conn.call(move |c| {
+        let fence = self.fence.clone();
+        let written = self.conn.call(move |c| {
             let mut tx = c.transaction()?;
+            if let Err(e) = fenced(&mut tx, fence.as_ref())? {
+                return Ok(Err(e));
+            }
             tx.execute(
                 "INSERT INTO events (run_id, seq, at, offset_ms, kind, stage, step, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[&id, &seq, &at, &offset_ms, &kind, &stage, &step, &body],
@@ -485,8 +488,9 @@ impl Journal for PgJournal {
                     params.iter().map(Param::as_sql).collect();
                 tx.execute(*statement, &refs)?;
             }
-            tx.commit()
-        })
+            tx.commit().map(Ok)
+        })?;
+        self.note_fence(written)
     }
 
     fn run(&self, id: &str) -> Result<Option<RunRow>, String> {
