@@ -898,3 +898,168 @@ fn runs_of_one_group_from_two_machines_never_overlap_and_wait_in_order() {
         "0"
     );
 }
+
+/// A run on machine A waits for two roles; they answer from machine B with
+/// `runner approve`, and the run goes on. The second answer comes after the
+/// connection the run listens on was cut (`pg_terminate_backend`).
+#[test]
+fn approvers_on_another_machine_answer_through_the_database() {
+    let pg = Postgres::start();
+    let url = pg.create_db("approvals");
+    let base = common::scratch("pg-approvals");
+    let (a, b) = (base.join("a"), base.join("b"));
+    let playbook = base.join("ask.yaml");
+    std::fs::write(
+        &playbook,
+        r#"version: 1
+name: ask
+stages:
+  - id: deploy
+    steps:
+      - id: go
+        approval:
+          prompt: "Roll out?"
+          approvers: [tech-lead, on-call]
+          timeout: 2m
+          on_timeout: fail
+"#,
+    )
+    .unwrap();
+    let waiting = spawn(
+        &a,
+        &url,
+        &["exec", playbook.to_str().unwrap(), "--output", "json"],
+    );
+    let run = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            // (The table comes with the schema the runner creates.)
+            let open = pg
+                .try_sql(
+                    "approvals",
+                    "SELECT run_id FROM runner.approval_requests WHERE open",
+                )
+                .unwrap_or_default();
+            if !open.is_empty() {
+                break open;
+            }
+            assert!(std::time::Instant::now() < deadline, "no request opened");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let approve = |role: &str, with_flag: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
+        c.env("RUNNER_STATE_DIR", &b)
+            .env("RUNNER_USER", format!("{role}-person"))
+            .env_remove("RUNNER_DATABASE_URL")
+            .args(["approve", &run, "go", "--role", role]);
+        if with_flag {
+            c.args(["--database", &url]);
+        } else {
+            c.env("RUNNER_DATABASE_URL", &url);
+        }
+        c.output().unwrap()
+    };
+    // A role the step does not list is refused, as with the file mailbox.
+    let wrong = approve("intern", true);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("takes no answer as `intern`"));
+    let first = approve("tech-lead", true);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Cut the connection the run listens on.
+    let cut = pg.sql(
+        "postgres",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'runner-approvals-listen'",
+    );
+    assert_ne!(cut, "0", "the run listens on a connection of its own");
+    let second = approve("on-call", false);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let done = waiting.wait_with_output().unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let decided = events_of(&done)
+        .into_iter()
+        .find(|e| e["event"] == "approval_decided")
+        .unwrap();
+    assert_eq!(decided["outcome"], "approved");
+    let who: Vec<(&str, &str)> = decided["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["by"].as_str().unwrap(), d["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("tech-lead-person", "tech-lead"),
+            ("on-call-person", "on-call")
+        ]
+    );
+    // The request is closed; the answers stay as the record.
+    assert_eq!(
+        pg.sql(
+            "approvals",
+            "SELECT count(*) FROM runner.approval_requests WHERE open"
+        ),
+        "0"
+    );
+    assert_eq!(
+        pg.sql(
+            "approvals",
+            "SELECT count(*) FROM runner.approval_decisions"
+        ),
+        "2"
+    );
+    // Nothing went into either machine's state directory.
+    assert!(!a.join("approvals").exists() && !b.join("approvals").exists());
+}
+
+/// An answer whose notification never comes (written without one, as if the
+/// listening connection had missed it) is still seen: the waiting run looks
+/// again on its own every two seconds.
+#[test]
+fn an_answer_without_a_notification_is_seen_all_the_same() {
+    use runner::engine::approval::{self, Approvals, Outcome, Request};
+    let pg = Postgres::start();
+    let url = pg.create_db("fallback");
+    let approvals = runner::record::PgApprovals::open(&url).unwrap();
+    let request = Request::new("r1", "go", "go?", &[], std::time::Duration::from_secs(60));
+    approvals.open(&request).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            pg.sql(
+                "fallback",
+                r#"INSERT INTO runner.approval_decisions (run_id, step, decision)
+                   VALUES ('r1', 'go', '{"approved": true, "by": "bob", "at": "2026-12-06T00:00:00Z", "via": "command"}')"#,
+            );
+        });
+        rt.block_on(approval::wait(
+            &approvals,
+            &request,
+            std::time::Duration::from_secs(30),
+        ))
+    });
+    match outcome {
+        Outcome::Approved(by) => assert_eq!(by[0].by, "bob"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -6,11 +6,26 @@ use crate::engine::approval::{Decision, submit};
 
 /// Records the decision; 0 with a one-line confirmation, 2 with the reason.
 pub fn approve(args: &ApproveArgs) -> u8 {
-    let Some(approvals) = super::exec::service(None).approvals() else {
-        eprintln!(
-            "no state directory to look for the run's approvals in; set RUNNER_STATE_DIR to an absolute path (or HOME) as for the run"
-        );
-        return EXIT_INVALID;
+    let service = super::exec::service(Some(&super::JournalArg {
+        journal: None,
+        database: args.database.clone(),
+    }));
+    let approvals = if service.settings().database.is_some() {
+        match service.shared_approvals() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_INVALID;
+            }
+        }
+    } else {
+        let Some(approvals) = service.approvals() else {
+            eprintln!(
+                "no state directory to look for the run's approvals in; set RUNNER_STATE_DIR to an absolute path (or HOME) as for the run"
+            );
+            return EXIT_INVALID;
+        };
+        approvals
     };
     let decision = Decision::now(
         !args.reject,

@@ -227,6 +227,10 @@ pub struct ApproveArgs {
     /// user.email`, else your OS user.
     #[arg(long = "as", value_name = "NAME")]
     pub actor: Option<String>,
+    /// The shared journal the run is in, whose database holds its approvals
+    /// (postgres://USER:PASSWORD@HOST:PORT/DB); default: RUNNER_DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
 }
 
 /// A playbook with its inputs: what `plan` and `exec` take.

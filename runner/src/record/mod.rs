@@ -28,7 +28,7 @@ pub mod recorder;
 pub mod sqlite;
 pub mod stats;
 
-pub use postgres::{PgJournal, PgLocks};
+pub use postgres::{PgApprovals, PgJournal, PgLocks};
 pub use recorder::{Outcome, Recorder};
 pub use sqlite::{SCHEMA_VERSION, SqliteJournal};
 

@@ -142,6 +142,8 @@ pub struct Service {
     runtime: OnceLock<Arc<Runtime>>,
     /// The shared journal's locks, connected on first use.
     shared_locks: OnceLock<Arc<dyn engine::lock::Locks>>,
+    /// The shared journal's approvals, connected on first use.
+    shared_approvals: OnceLock<Arc<dyn engine::approval::Approvals>>,
 }
 
 impl Service {
@@ -150,6 +152,7 @@ impl Service {
             settings,
             runtime: OnceLock::new(),
             shared_locks: OnceLock::new(),
+            shared_approvals: OnceLock::new(),
         }
     }
 
@@ -168,13 +171,35 @@ impl Service {
         Ok(self.runtime.get_or_init(|| Arc::new(runtime)).clone())
     }
 
-    /// Where approvals of this service's runs wait; `None` without a state
-    /// directory (approval steps then fail, saying so).
+    /// Where approvals of this service's runs wait: with a shared journal its
+    /// database, else files under the state directory; `None` without either
+    /// (approval steps then fail, saying so) or when the database cannot be
+    /// reached ([`Service::shared_approvals`] says why).
     pub fn approvals(&self) -> Option<Arc<dyn engine::approval::Approvals>> {
+        if self.settings.database.is_some() {
+            return self.shared_approvals().ok();
+        }
         self.settings
             .state_dir
             .as_deref()
             .map(|s| Arc::new(engine::approval::FileApprovals::new(s)) as _)
+    }
+
+    /// The shared journal's approvals, connected on first use.
+    pub fn shared_approvals(&self) -> Result<Arc<dyn engine::approval::Approvals>, String> {
+        if let Some(a) = self.shared_approvals.get() {
+            return Ok(a.clone());
+        }
+        let url = self
+            .settings
+            .database
+            .as_ref()
+            .ok_or("no shared journal is set (RUNNER_DATABASE_URL or --database)")?;
+        let approvals = crate::record::PgApprovals::open(url.expose())?;
+        Ok(self
+            .shared_approvals
+            .get_or_init(|| Arc::new(approvals))
+            .clone())
     }
 
     /// Where this service's runs take their locks (their own and their

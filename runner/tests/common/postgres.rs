@@ -147,18 +147,22 @@ impl Postgres {
 
     /// Runs `sql` in database `db` with psql; its output (unaligned, no headers).
     pub fn sql(&self, db: &str, sql: &str) -> String {
+        self.try_sql(db, sql)
+            .unwrap_or_else(|e| panic!("psql {sql}: {e}"))
+    }
+
+    /// [`Postgres::sql`], with psql's complaint when it fails.
+    pub fn try_sql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", self.dir.to_str().unwrap(), "-U", "runner", "-d", db])
             .args(["-c", sql])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     pub fn dir(&self) -> &Path {

@@ -156,6 +156,18 @@ pub trait Approvals: Send + Sync {
     fn record(&self, run_id: &str, step: &str, decision: &Decision) -> io::Result<()>;
     /// The run no longer waits for `step`; the answers stay as the record.
     fn close(&self, run_id: &str, step: &str);
+
+    /// Returns when an answer for `step` may have come, and at the latest
+    /// after `within`. The default looks again every 200 ms; a store that
+    /// hears of answers (a database's notifications) returns as one comes.
+    fn changed<'a>(
+        &'a self,
+        _run_id: &'a str,
+        _step: &'a str,
+        within: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(tokio::time::sleep(POLL.min(within)))
+    }
 }
 
 /// What `runner approve` does: records `decision` for `step` of `run_id`.
@@ -272,7 +284,7 @@ pub enum Outcome {
 }
 
 /// Waits up to `timeout` for a verdict on `request`, looking at `approvals`
-/// every 200 ms. Whoever answers (`runner approve`, a terminal, later a server)
+/// whenever they may have changed ([`Approvals::changed`]). Whoever answers (`runner approve`, a terminal, later a server)
 /// answers through the same store; the engine never talks to a person itself.
 /// The request must be opened first ([`Approvals::open`]) so that answers are
 /// taken; close it afterwards.
@@ -291,7 +303,9 @@ pub async fn wait(approvals: &dyn Approvals, request: &Request, timeout: Duratio
         if now >= deadline {
             return Outcome::TimedOut;
         }
-        tokio::time::sleep(POLL.min(deadline - now)).await;
+        approvals
+            .changed(&request.run_id, &request.step, deadline - now)
+            .await;
     }
 }
 

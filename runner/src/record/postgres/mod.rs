@@ -35,9 +35,11 @@ use serde_json::Value;
 use super::{Filter, Journal, RunRow, SourceFile, SourceKind, StepStates, Stored, stamp};
 use crate::engine::{Event, StepRecord};
 
+pub mod approvals;
 mod connection;
 pub mod locks;
 
+pub use approvals::PgApprovals;
 pub use connection::Connection;
 pub use locks::PgLocks;
 
@@ -45,7 +47,7 @@ pub use locks::PgLocks;
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[n]` turns version n into version n + 1.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 1: runs, their events, their steps' states and their source files.
     "
 CREATE TABLE runs (
@@ -118,6 +120,23 @@ CREATE TABLE group_queue (
     ticket  bigserial,
     PRIMARY KEY (grp, run_id)
 );
+",
+    // 3: approvals (see approvals.rs): what runs wait for, and every answer.
+    "
+CREATE TABLE approval_requests (
+    run_id   text NOT NULL,
+    step     text NOT NULL,
+    request  text NOT NULL,          -- JSON: prompt, approvers, deadline
+    open     boolean NOT NULL,       -- the run waits for it now
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE approval_decisions (
+    seq       bigserial PRIMARY KEY,
+    run_id    text NOT NULL,
+    step      text NOT NULL,
+    decision  text NOT NULL          -- JSON: approved, by, role, at, comment, via
+);
+CREATE INDEX approval_decisions_step ON approval_decisions (run_id, step, seq);
 ",
 ];
 
