@@ -489,6 +489,15 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
         "{err}"
     );
     assert!(!err.contains("pw-in-a-bad-url"), "{err}");
+    // TLS is not spoken yet: a URL that requires it is refused, not ignored.
+    let out = runner(
+        &base,
+        Some(&format!("{}?sslmode=require", pg.url("postgres"))),
+        &["runs", "list"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("sslmode=require"), "{err}");
     // `--on-journal-error continue` needs a local journal.
     let url = pg.create_db("cont");
     let out = runner(

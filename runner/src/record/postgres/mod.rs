@@ -183,6 +183,14 @@ pub fn parse_url(url: &str) -> Result<postgres::Config, String> {
             "the database URL (RUNNER_DATABASE_URL or --database) cannot be read: {e}; write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"
         )
     })?;
+    // This runner speaks to the database without TLS (see docs/scale-out.md):
+    // a URL that requires it is refused rather than quietly not honoured.
+    if config.get_ssl_mode() == postgres::config::SslMode::Require {
+        return Err(
+            "the database URL asks for TLS (sslmode=require), which this runner does not speak yet; reach the database over a trusted network or through a local TLS proxy, with sslmode=disable".to_owned(),
+        );
+    }
+    config.ssl_mode(postgres::config::SslMode::Disable);
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
