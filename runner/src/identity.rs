@@ -41,6 +41,21 @@ impl Source {
     }
 }
 
+impl Source {
+    /// The source a record names ([`Source::as_str`]).
+    pub fn parse(text: &str) -> Option<Source> {
+        [
+            Source::Flag,
+            Source::Environment,
+            Source::Git,
+            Source::Os,
+            Source::Uid,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
 /// Someone the record names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

@@ -1072,3 +1072,246 @@ fn an_answer_without_a_notification_is_seen_all_the_same() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A worker (or `submit`) with a 2 s lease, in a process group of its own so
+/// that a test can kill it with its children.
+fn spawn_group(state: &Path, url: &str, args: &[&str]) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(root())
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .env("RUNNER_STATE_DIR", state)
+        .env("RUNNER_DATABASE_URL", url)
+        .env("RUNNER_LEASE", "2s")
+        .env_remove("RUNNER_JOURNAL")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a worker and its children at once (SIGKILL to its process group).
+fn kill_group(child: &mut std::process::Child) {
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// Waits (up to two minutes) until `sql` answers `want`.
+fn wait_for_sql(pg: &Postgres, db: &str, sql: &str, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let got = pg.try_sql(db, sql).unwrap_or_default();
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sql}: {got}, not {want}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Twenty runs of one concurrency group submitted, three workers on two
+/// "machines": each run ran exactly once, none overlapped another.
+#[test]
+fn three_workers_run_twenty_submitted_runs_once_each_without_overlap() {
+    let pg = Postgres::start();
+    let url = pg.create_db("workers");
+    let base = common::scratch("pg-workers");
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let playbook = slow_playbook(&base, "wait");
+    let input = format!("dir={}", data.display());
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let out = runner(
+            &base.join("submitter"),
+            Some(&url),
+            &[
+                "submit",
+                playbook.to_str().unwrap(),
+                "-i",
+                &input,
+                "-i",
+                "secs=0",
+                "-i",
+                &format!("tag=t{n}"),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    let mut workers: Vec<_> = (0..3)
+        .map(|w| {
+            spawn_group(
+                &base.join(format!("machine-{}", w % 2)),
+                &url,
+                &["worker", "--concurrency", "2"],
+            )
+        })
+        .collect();
+    wait_for_sql(
+        &pg,
+        "workers",
+        "SELECT count(*) FROM runner.queue WHERE state = 'done' AND exit_code = 0",
+        "20",
+    );
+    for w in &mut workers {
+        kill_group(w);
+    }
+    let lines = log(&data);
+    for n in 0..20 {
+        let ran = lines
+            .iter()
+            .filter(|l| **l == format!("quick-t{n}"))
+            .count();
+        assert_eq!(ran, 1, "run t{n} ran {ran} times: {lines:?}");
+    }
+    assert_eq!(
+        pg.sql(
+            "workers",
+            "SELECT count(*) FROM runner.runs WHERE status = 'succeeded'"
+        ),
+        "20"
+    );
+    // Every submitted id is a run, and the work was shared.
+    let workers_used = pg.sql("workers", "SELECT count(DISTINCT worker) FROM runner.queue");
+    assert_ne!(workers_used, "1", "one worker did everything");
+    for id in &ids {
+        assert_eq!(
+            pg.sql(
+                "workers",
+                &format!("SELECT status FROM runner.runs WHERE id = '{id}'")
+            ),
+            "succeeded"
+        );
+    }
+    let spans = pg.sql(
+        "workers",
+        "SELECT started_ms, finished_ms FROM runner.runs ORDER BY started_ms",
+    );
+    let spans: Vec<(i64, i64)> = spans
+        .lines()
+        .map(|l| {
+            let (s, f) = l.split_once('|').unwrap();
+            (s.parse().unwrap(), f.parse().unwrap())
+        })
+        .collect();
+    for w in spans.windows(2) {
+        assert!(
+            w[0].1 <= w[1].0,
+            "two runs of the group overlapped: {spans:?}"
+        );
+    }
+}
+
+/// A worker killed with SIGKILL in the middle of a run (with the child that
+/// ran it): another worker takes the run over once the lease ran out; the
+/// finished step is not run again, the step in flight is not either (it is
+/// not idempotent): it fails as interrupted, and the rollback runs. `submit
+/// --wait` follows it all and exits 1.
+#[test]
+fn a_killed_workers_run_is_finished_by_another_with_its_rollback() {
+    let pg = Postgres::start();
+    let url = pg.create_db("killed");
+    let base = common::scratch("pg-killed");
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let playbook = base.join("risky.yaml");
+    std::fs::write(
+        &playbook,
+        r#"version: 1
+name: risky
+inputs:
+  dir: { type: string, required: true }
+plugins:
+  sh: { uses: exec, grants: { process: [sh] } }
+stages:
+  - id: deploy
+    steps:
+      - { id: quick, uses: sh, with: { program: sh, args: ["-c", "echo quick >> ${{ inputs.dir }}/log"] } }
+      - { id: migrate, uses: sh, with: { program: sh, args: ["-c", "echo migrate-start >> ${{ inputs.dir }}/log; sleep 30; echo migrate-end >> ${{ inputs.dir }}/log"] } }
+    handlers:
+      on_failure:
+        - { id: rollback, uses: sh, with: { program: sh, args: ["-c", "echo rollback >> ${{ inputs.dir }}/log"] } }
+"#,
+    )
+    .unwrap();
+    let input = format!("dir={}", data.display());
+    let mut doomed = spawn_group(&base.join("a"), &url, &["worker"]);
+    let waiting = spawn(
+        &base.join("submitter"),
+        &url,
+        &[
+            "submit",
+            playbook.to_str().unwrap(),
+            "-i",
+            &input,
+            "--wait",
+            "--output",
+            "json",
+        ],
+    );
+    wait_for_line(&data, "migrate-start");
+    kill_group(&mut doomed);
+    let mut rescuer = spawn_group(&base.join("b"), &url, &["worker"]);
+    let followed = waiting.wait_with_output().unwrap();
+    kill_group(&mut rescuer);
+    assert_eq!(
+        followed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    assert_eq!(log(&data), ["quick", "migrate-start", "rollback"]);
+    let events = events_of(&followed);
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"run_resumed"), "{names:?}");
+    let migrate = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "migrate")
+        .unwrap();
+    assert_eq!(migrate["status"], "failed");
+    assert_eq!(migrate["error_kind"], "interrupted");
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+    assert_eq!(events.last().unwrap()["status"], "failed");
+}
+
+/// `submit` checks the playbook first: an invalid one is refused with its
+/// location and nothing is queued; without a database it says what to set.
+#[test]
+fn submit_refuses_what_exec_would_refuse() {
+    let pg = Postgres::start();
+    let url = pg.create_db("refused");
+    let base = common::scratch("pg-refused");
+    let bad = base.join("bad.yaml");
+    std::fs::write(&bad, "version: 1\nname: bad\nstages: []\nnonsense: 1\n").unwrap();
+    let out = runner(&base, Some(&url), &["submit", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("bad.yaml:"), "{err}");
+    assert_eq!(
+        pg.try_sql("refused", "SELECT count(*) FROM runner.queue")
+            .unwrap_or_else(|_| "0".into()),
+        "0"
+    );
+    let out = runner(&base, None, &["submit", "examples/hello.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("RUNNER_DATABASE_URL"), "{err}");
+}

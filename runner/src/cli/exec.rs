@@ -69,8 +69,19 @@ pub fn exec(args: &super::ExecArgs) -> u8 {
 /// Which of the service's ways to run a playbook.
 pub(crate) enum Drive<'a> {
     Start(&'a crate::service::PlanRequest),
-    Resume { run_id: &'a str },
-    Rerun { run_id: &'a str, from: &'a str },
+    /// A run taken from the queue: its id and who submitted it come with it.
+    Submitted {
+        run_id: &'a str,
+        request: &'a crate::service::PlanRequest,
+        by: crate::identity::Principal,
+    },
+    Resume {
+        run_id: &'a str,
+    },
+    Rerun {
+        run_id: &'a str,
+        from: &'a str,
+    },
 }
 
 /// Runs `what` with this terminal as its front end; the exit code.
@@ -84,7 +95,10 @@ pub(crate) fn drive(
     let options = RunOptions {
         secrets: access.secrets.clone(),
         kube_context: access.kube_context.clone(),
-        actor: crate::identity::current(record.actor.as_deref()),
+        actor: match &what {
+            Drive::Submitted { by, .. } => by.clone(),
+            _ => crate::identity::current(record.actor.as_deref()),
+        },
         on_journal_error: match record.on_journal_error {
             super::OnJournalError::Stop => crate::service::OnJournalError::Stop,
             super::OnJournalError::Continue => crate::service::OnJournalError::Continue,
@@ -117,6 +131,13 @@ pub(crate) fn drive(
         let observer: &mut dyn Observer = &mut console;
         match what {
             Drive::Start(request) => service.start(request, &options, observer, &interrupt).await,
+            Drive::Submitted {
+                run_id, request, ..
+            } => {
+                service
+                    .start_as(run_id, request, &options, observer, &interrupt)
+                    .await
+            }
             Drive::Resume { run_id } => {
                 service.resume(run_id, &options, observer, &interrupt).await
             }
@@ -138,13 +159,39 @@ pub(crate) fn drive(
 }
 
 /// What the terminal shows of a run.
-struct Console {
+pub(crate) struct Console {
     /// The live tree, on a terminal.
     progress: Option<super::progress::Progress>,
     /// JSON Lines on stdout (else text lines).
     json: bool,
     /// Approval questions on this terminal.
     prompter: Option<super::prompt::Prompter>,
+}
+
+impl Console {
+    /// A console that only shows (no approval questions): for a run that
+    /// goes on elsewhere and is followed through the journal.
+    pub(crate) fn watching(output: Output) -> Console {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let json = output == Output::Json || (output == Output::Auto && !terminal);
+        let progress = (output == Output::Auto && terminal).then(|| {
+            let color = std::env::var_os("NO_COLOR").is_none()
+                && std::env::var("TERM").map_or(true, |t| t != "dumb");
+            super::progress::Progress::new(color)
+        });
+        Console {
+            progress,
+            json,
+            prompter: None,
+        }
+    }
+
+    /// Ends the live display.
+    pub(crate) fn finish(&mut self) {
+        if let Some(p) = self.progress.as_mut() {
+            p.finish();
+        }
+    }
 }
 
 impl Observer for Console {

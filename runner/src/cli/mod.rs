@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub(crate) mod exec;
 mod progress;
 mod prompt;
+mod queue;
 mod registry;
 mod runs;
 
@@ -80,6 +81,16 @@ pub enum Command {
         after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded; 1 the run failed or timed out, or its journal stopped taking writes (handlers ran); 2 invalid playbook, inputs or plugins (nothing ran); 3 concurrency group busy; 4 taken over by another runner (shared journal); 130 SIGINT and 143 SIGTERM (handlers ran; a second Ctrl-C exits at once).\nApprovals prompt on a terminal; from anywhere, answer with `runner approve RUN_ID STEP`."
     )]
     Exec(ExecArgs),
+    /// Queue a run in the shared journal for a worker to run; prints its id.
+    #[command(
+        after_help = "Examples:\n  runner submit playbooks/rollback.yaml -i service=api\n  runner submit playbooks/rollback.yaml -i service=api --wait\n\nThe playbook is checked as `exec` checks it (exit 2 when invalid, nothing queued); its text, the environment file's text and the inputs go with the run, so a worker needs neither file. Needs a shared journal (RUNNER_DATABASE_URL or --database; docs/scale-out.md).\nWith --wait: follows the run's events and exits as `exec` would (0, 1, 2, 3, 130, 143)."
+    )]
+    Submit(SubmitArgs),
+    /// Run queued runs, and take over runs whose runner is gone.
+    #[command(
+        after_help = "Examples:\n  runner worker --concurrency 4\n\nEach run goes in a child process of its own. A run whose lease ran out (its runner died) is taken over with the rules of `runner resume`. SIGTERM or SIGINT: no new runs; the worker ends when its running ones have (a second signal ends it at once). Needs a shared journal (RUNNER_DATABASE_URL or --database; docs/scale-out.md)."
+    )]
+    Worker(WorkerArgs),
     /// Approve (or reject) a step of a run that waits for a manual approval.
     #[command(
         after_help = "Examples:\n  runner approve 1738314300-4242 confirm_rollback --comment 'error rate confirmed'\n  runner approve 1738314300-4242 confirm_rollback --role tech-lead\n  runner approve 1738314300-4242 confirm_rollback --reject --comment 'traffic is recovering'\n\nThe run prints the command to use when it starts waiting. When the step lists approvers, each role answers with --role ROLE; one rejection rejects. The decision is recorded with who you are (--as NAME, else RUNNER_USER, else `git config user.email`, else your OS user, and which of those it was) and the time.\nExit codes: 0 recorded, 2 refused (no such run or pending step, or a wrong role; the message says which)."
@@ -203,6 +214,44 @@ pub struct AccessArgs {
     /// pod's service account when running in a cluster.
     #[arg(long, value_name = "NAME", env = "RUNNER_KUBE_CONTEXT")]
     pub kube_context: Option<String>,
+}
+
+/// What `submit` takes.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The shared journal (postgres://USER:PASSWORD@HOST:PORT/DB); default:
+    /// RUNNER_DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// Who submits the run, for the record; default: RUNNER_USER, else `git
+    /// config user.email`, else your OS user.
+    #[arg(long = "as", value_name = "NAME")]
+    pub actor: Option<String>,
+    /// Follow the run until it ends (shown as `--output` says, as for
+    /// `exec`), and exit with its exit code.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// What `worker` takes.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// How many runs at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub concurrency: usize,
+    /// The shared journal (postgres://USER:PASSWORD@HOST:PORT/DB); default:
+    /// RUNNER_DATABASE_URL.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// How runs show in the worker's output: JSON Lines (default) or text.
+    #[arg(long, value_enum, default_value_t = Output::Json)]
+    pub output: Output,
+    /// Run (or take over) this one run, in this process: what a worker starts
+    /// for each run.
+    #[arg(long, value_name = "RUN_ID", hide = true)]
+    pub run: Option<String>,
 }
 
 /// What `approve` takes: which run and step, and the answer.
@@ -351,6 +400,8 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan_command(&args),
         Command::Exec(args) => exec::exec(&args),
         Command::Approve(args) => approve::approve(&args),
+        Command::Submit(args) => queue::submit(&args),
+        Command::Worker(args) => queue::worker(&args),
         Command::Resume(args) => runs::resume(&args),
         Command::Rerun(args) => runs::rerun(&args),
         Command::Runs(cmd) => runs::runs(&cmd),

@@ -30,19 +30,28 @@ pub(super) struct Launch<'a> {
     pub alive: Option<engine::lock::Held>,
 }
 
-/// A run id: the start time, the process id and a counter, unique without a
-/// journal (two runs started in one second by one process differ too).
-pub(super) fn new_run_id() -> String {
+/// A run id: the start time, the process id, a counter and a random tag,
+/// unique without a journal (two runs started in one second by one process
+/// differ by the counter; by two machines, by the tag).
+pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static STARTED: AtomicU64 = AtomicU64::new(0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    // Runners on several machines share one journal: the same second and the
+    // same pid (pid 1 in every container) must not give the same id. The
+    // standard library's hasher keys are random per process.
+    let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+    random.write_u64(n);
+    random.write_u128(now.as_nanos());
+    let tag = random.finish() & 0xff_ffff;
     if n == 0 {
-        format!("{}-{}", now.as_secs(), std::process::id())
+        format!("{}-{}-{tag:06x}", now.as_secs(), std::process::id())
     } else {
-        format!("{}-{}-{n}", now.as_secs(), std::process::id())
+        format!("{}-{}-{n}-{tag:06x}", now.as_secs(), std::process::id())
     }
 }
 

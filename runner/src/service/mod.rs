@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 pub use error::{PrepareError, RunError};
+pub use launch::new_run_id;
 pub use read::{JournalReports, lacking, markdown_report};
 
 use crate::engine::{self, Interrupt};
@@ -357,6 +358,20 @@ impl Service {
         observer: &mut dyn Observer,
         interrupt: &Interrupter,
     ) -> Result<RunOutcome, RunError> {
+        self.start_as(&launch::new_run_id(), request, options, observer, interrupt)
+            .await
+    }
+
+    /// [`Service::start`] with the run's id given: a run submitted to a queue
+    /// got its id when it was queued ([`new_run_id`]).
+    pub async fn start_as(
+        &self,
+        run_id: &str,
+        request: &PlanRequest,
+        options: &RunOptions,
+        observer: &mut dyn Observer,
+        interrupt: &Interrupter,
+    ) -> Result<RunOutcome, RunError> {
         let journal = self.journal()?;
         launch::launch(
             self,
@@ -364,7 +379,7 @@ impl Service {
                 request: request.clone(),
                 options,
                 journal,
-                run_id: launch::new_run_id(),
+                run_id: run_id.to_owned(),
                 resume: engine::Resume::default(),
                 parent: None,
                 alive: None,

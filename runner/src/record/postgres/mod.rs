@@ -38,16 +38,18 @@ use crate::engine::{Event, StepRecord};
 pub mod approvals;
 mod connection;
 pub mod locks;
+pub mod queue;
 
 pub use approvals::PgApprovals;
 pub use connection::Connection;
 pub use locks::PgLocks;
+pub use queue::PgQueue;
 
 /// The schema version this runner writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[n]` turns version n into version n + 1.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 1: runs, their events, their steps' states and their source files.
     "
 CREATE TABLE runs (
@@ -137,6 +139,20 @@ CREATE TABLE approval_decisions (
     decision  text NOT NULL          -- JSON: approved, by, role, at, comment, via
 );
 CREATE INDEX approval_decisions_step ON approval_decisions (run_id, step, seq);
+",
+    // 4: the run queue (see queue.rs).
+    "
+CREATE TABLE queue (
+    run_id      text PRIMARY KEY,
+    state       text NOT NULL,       -- queued, claimed, done
+    run         text NOT NULL,       -- JSON: the playbook's text, inputs, environment, who
+    queued_at   timestamptz NOT NULL DEFAULT now(),
+    worker      text,
+    claimed_at  timestamptz,
+    exit_code   integer,
+    done_at     timestamptz
+);
+CREATE INDEX queue_waiting ON queue (queued_at, run_id) WHERE state = 'queued';
 ",
 ];
 
