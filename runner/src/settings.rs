@@ -13,6 +13,9 @@ use std::time::Duration;
 /// How long a run's lease in a shared journal lasts when nothing says otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
+/// How many times a run may be taken over when nothing says otherwise.
+pub const DEFAULT_TAKEOVER_LIMIT: u32 = 3;
+
 /// How long finished runs are kept when nothing says otherwise.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
@@ -29,6 +32,9 @@ pub struct Settings {
     /// How long a run's lease in a shared journal lasts unless renewed: after
     /// its runner died, another may take the run over that much later.
     pub lease: Duration,
+    /// How many times a run may be taken over from runners that died on it;
+    /// the next taking fails it (its failure path runs).
+    pub takeover_limit: u32,
     /// Where compiled components (and pulled OCI blobs) are cached; `None`: no
     /// cache, every plugin is compiled each time.
     pub cache_dir: Option<PathBuf>,
@@ -50,6 +56,7 @@ impl Settings {
     ///   `~/.cache/runner`;
     /// - retention: `RUNNER_RETENTION` (a duration such as `30d`), else 90 days;
     /// - lease: `RUNNER_LEASE` (a duration, at least `1s`), else 30 seconds;
+    /// - takeover limit: `RUNNER_TAKEOVER_LIMIT`, else 3;
     /// - step summary: `GITHUB_STEP_SUMMARY`.
     ///
     /// A relative `RUNNER_STATE_DIR` would put the journal and the locks in
@@ -79,6 +86,10 @@ impl Settings {
             .ok()
             .and_then(|t| crate::playbook::scalars::parse_duration(&t).ok())
             .map_or(DEFAULT_LEASE, |d| d.max(Duration::from_secs(1)));
+        let takeover_limit = std::env::var("RUNNER_TAKEOVER_LIMIT")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(DEFAULT_TAKEOVER_LIMIT);
         Settings {
             state_dir,
             journal: var("RUNNER_JOURNAL").map(PathBuf::from),
@@ -89,6 +100,7 @@ impl Settings {
             cache_dir,
             retention,
             lease,
+            takeover_limit,
             step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
         }
     }
@@ -103,6 +115,7 @@ impl Settings {
             cache_dir: None,
             retention: DEFAULT_RETENTION,
             lease: DEFAULT_LEASE,
+            takeover_limit: DEFAULT_TAKEOVER_LIMIT,
             step_summary: None,
         }
     }

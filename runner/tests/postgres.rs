@@ -1315,3 +1315,109 @@ fn submit_refuses_what_exec_would_refuse() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("RUNNER_DATABASE_URL"), "{err}");
 }
+
+/// A run whose runners keep dying is not carried on forever: past
+/// RUNNER_TAKEOVER_LIMIT takeovers the runner that takes it fails what was in
+/// flight (idempotent or not) and runs the failure path. `runs show` tells the
+/// owner, the lease and the takeovers.
+#[test]
+fn a_run_taken_over_too_often_fails_with_the_reason() {
+    let pg = Postgres::start();
+    let url = pg.create_db("limit");
+    let base = common::scratch("pg-limit");
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let playbook = base.join("doomed.yaml");
+    std::fs::write(
+        &playbook,
+        r#"version: 1
+name: doomed
+inputs:
+  dir: { type: string, required: true }
+plugins:
+  sh: { uses: exec, grants: { process: [sh] } }
+stages:
+  - id: deploy
+    steps:
+      - id: rollout
+        uses: sh
+        idempotent: true
+        with: { program: sh, args: ["-c", "echo rollout >> ${{ inputs.dir }}/log; sleep 30"] }
+    handlers:
+      on_failure:
+        - { id: rollback, uses: sh, with: { program: sh, args: ["-c", "echo rollback >> ${{ inputs.dir }}/log"] } }
+"#,
+    )
+    .unwrap();
+    let input = format!("dir={}", data.display());
+    let limited = |state: &str, args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .current_dir(root())
+            .env(
+                "RUNNER_CACHE_DIR",
+                std::env::temp_dir().join("runner-test-cache"),
+            )
+            .env("RUNNER_STATE_DIR", base.join(state))
+            .env("RUNNER_DATABASE_URL", &url)
+            .env("RUNNER_LEASE", "1s")
+            .env("RUNNER_TAKEOVER_LIMIT", "1")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let rollouts = || log(&data).iter().filter(|l| *l == "rollout").count();
+    let wait_rollouts = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while rollouts() < n {
+            assert!(std::time::Instant::now() < deadline, "{:?}", log(&data));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let mut first = limited("a", &["exec", playbook.to_str().unwrap(), "-i", &input]);
+    wait_rollouts(1);
+    let run = newest_run(&pg, "limit");
+    kill_group(&mut first);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut second = limited("b", &["resume", &run]);
+    wait_rollouts(2);
+    kill_group(&mut second);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let shown = runner(&base.join("c"), Some(&url), &["runs", "show", &run]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("lease ran out") && shown.contains("taken over once"),
+        "{shown}"
+    );
+    let third = limited("c", &["resume", &run, "--output", "json"])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(
+        third.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert_eq!(log(&data), ["rollout", "rollout", "rollback"]);
+    let rollout = events_of(&third)
+        .into_iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "rollout")
+        .unwrap();
+    assert_eq!(rollout["error_kind"], "interrupted");
+    assert!(
+        rollout["error"]
+            .as_str()
+            .unwrap()
+            .contains("taken over 2 times, more than RUNNER_TAKEOVER_LIMIT (1)"),
+        "{rollout}"
+    );
+    let shown = runner(&base.join("c"), Some(&url), &["runs", "show", &run]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("(failed)") && shown.contains("lease given back, taken over 2 times"),
+        "{shown}"
+    );
+}

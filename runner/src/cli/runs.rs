@@ -265,11 +265,15 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                 Err(e) => return refuse(e),
             };
             let lacks = crate::service::lacking(state.as_deref(), &run, &events);
+            let lease = j.lease(run_id).ok().flatten();
             match output {
                 ShowFormat::Json => {
                     let mut shown = serde_json::json!({ "run": run, "events": events });
                     if let Some(l) = &lacks {
                         shown["journal"] = l.as_str().into();
+                    }
+                    if let Some(l) = &lease {
+                        shown["lease"] = serde_json::to_value(l).unwrap_or_default();
                     }
                     print(&format!(
                         "{}\n",
@@ -304,6 +308,9 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
                         out.push_str(&format!(
                             "  INCOMPLETE RECORD: {l}; `runner resume` refuses this run\n\n"
                         ));
+                    }
+                    if let Some(l) = &lease {
+                        out.push_str(&format!("  {}\n\n", lease_line(l, &run.status)));
                     }
                     for e in &events {
                         if let Some(line) = human(&e.event) {
@@ -353,6 +360,34 @@ pub fn runs(cmd: &RunsCommand) -> u8 {
 }
 
 /// `runner stats`.
+/// Who carries a run on in a shared journal, and how fresh that is.
+fn lease_line(l: &record::Lease, status: &str) -> String {
+    let who = format!(
+        "{}pid {}",
+        l.holder
+            .host
+            .as_ref()
+            .map(|h| format!("{} ", crate::host::text::printable(h)))
+            .unwrap_or_default(),
+        l.holder.pid
+    );
+    let state = match l.left_s {
+        None => "lease given back".to_owned(),
+        Some(left) if left >= 0.0 => format!("lease runs {left:.0}s more (renewed)"),
+        Some(left) if status == "running" => format!(
+            "lease ran out {:.0}s ago: its runner is gone; a worker or `runner resume` takes it over",
+            -left
+        ),
+        Some(left) => format!("lease ran out {:.0}s ago", -left),
+    };
+    let taken = match l.takeovers {
+        0 => String::new(),
+        1 => ", taken over once".to_owned(),
+        n => format!(", taken over {n} times"),
+    };
+    format!("owner {who}: {state}{taken}")
+}
+
 pub fn stats(args: &StatsArgs) -> u8 {
     let (_, j) = match reading(&args.journal) {
         Ok(j) => j,

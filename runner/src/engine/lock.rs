@@ -271,6 +271,8 @@ pub struct Held {
     _guard: Box<dyn Send + Sync>,
     /// A lease (a shared journal's run lock): its epoch, and word of its loss.
     lease: Option<(i64, tokio::sync::watch::Receiver<bool>)>,
+    /// How many times the run was taken over, this taking included.
+    takeovers: u32,
 }
 
 impl Held {
@@ -280,6 +282,7 @@ impl Held {
             group: group.into(),
             _guard: guard,
             lease: None,
+            takeovers: 0,
         }
     }
 
@@ -288,6 +291,18 @@ impl Held {
     pub fn leased(mut self, epoch: i64, lost: tokio::sync::watch::Receiver<bool>) -> Held {
         self.lease = Some((epoch, lost));
         self
+    }
+
+    /// How many times a lease was taken from a runner that stopped renewing
+    /// it, this taking included (0 for a lock that is no lease).
+    pub fn with_takeovers(mut self, takeovers: u32) -> Held {
+        self.takeovers = takeovers;
+        self
+    }
+
+    /// See [`Held::with_takeovers`].
+    pub fn takeovers(&self) -> u32 {
+        self.takeovers
     }
 
     /// The group held.

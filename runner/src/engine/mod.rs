@@ -238,6 +238,9 @@ pub struct Resume {
     /// (see [`stopping`]): the resumed run finishes that path and starts no
     /// main step.
     pub stopping: Option<Stopping>,
+    /// Set when the run is not to be carried on (taken over too many times):
+    /// every step in flight fails with this reason, idempotent or not.
+    pub give_up: Option<String>,
 }
 
 /// Where a run stood on its failure path when its runner died.

@@ -70,14 +70,15 @@ impl Executor<'_> {
         let started = *self.resume.in_flight.get(id)?;
         let plugin = p.step.uses.is_some();
         let attempts = p.step.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
-        if !plugin || p.step.idempotent || started < attempts {
+        let give_up = self.resume.give_up.as_deref();
+        if give_up.is_none() && (!plugin || p.step.idempotent || started < attempts) {
             return None;
         }
         let mut record = StepRecord::new(stage, id);
         record.attempts = started;
         record.fail(
             "interrupted",
-            "the runner died while this step was running; it is not `idempotent` and has no retry attempts left, so it is not run again",
+            give_up.unwrap_or("the runner died while this step was running; it is not `idempotent` and has no retry attempts left, so it is not run again"),
         );
         Some((record, Event::StepFinished))
     }

@@ -139,6 +139,12 @@ pub trait Journal: Send {
         false
     }
 
+    /// Who carries run `run_id` on, for a journal with leases (`None`
+    /// otherwise, or when the run never had one).
+    fn lease(&self, _run_id: &str) -> Result<Option<Lease>, String> {
+        Ok(None)
+    }
+
     /// Records the start of a run.
     fn begin(&self, run: &RunRow) -> Result<(), String> {
         self.begin_with(run, &[])
@@ -186,6 +192,19 @@ pub trait Journal: Send {
     /// Deletes the finished runs that started before `before_ms`, with their
     /// events, steps and sources; returns them.
     fn prune(&mut self, before_ms: i64) -> Result<Vec<RunRow>, String>;
+}
+
+/// A run's lease in a shared journal, as `runner runs show` tells it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Lease {
+    /// The runner that took it last (run id, pid, host, since).
+    pub holder: crate::engine::lock::Holder,
+    /// Seconds until it runs out (negative: it ran out that long ago); `None`
+    /// when it was given back (the run ended there).
+    pub left_s: Option<f64>,
+    /// How many times it was taken from a runner that stopped renewing it.
+    pub takeovers: u32,
+    pub epoch: i64,
 }
 
 /// Milliseconds since the Unix epoch.

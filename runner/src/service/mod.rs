@@ -432,7 +432,24 @@ impl Service {
         let request = request_of(journal.as_ref(), &run)?;
         let steps = journal.steps(&run.id).map_err(RunError::Journal)?;
         // A run that had started its failure path finishes that path only.
-        let stopping = engine::stopping(events.iter().map(|s| &s.event));
+        let mut stopping = engine::stopping(events.iter().map(|s| &s.event));
+        // A run taken over too many times (each runner died on it) is not
+        // carried on once more: what was in flight fails, the failure path runs.
+        let limit = self.settings.takeover_limit;
+        let give_up = (alive.takeovers() > limit).then(|| {
+            format!(
+                "the run was taken over {} times, more than RUNNER_TAKEOVER_LIMIT ({limit}): every runner that carried it died, so it is not carried on again; what was running fails and its failure handlers run",
+                alive.takeovers()
+            )
+        });
+        // What was in flight fails with the reason, and that failure starts
+        // the failure path; with nothing in flight, the path starts here.
+        if give_up.is_some() && stopping.is_none() && steps.in_flight.is_empty() {
+            stopping = Some(engine::Stopping {
+                status: engine::RunStatus::Failed,
+                stage: open_stage(events.iter().map(|s| &s.event)),
+            });
+        }
         launch::launch(
             self,
             launch::Launch {
@@ -445,6 +462,7 @@ impl Service {
                     restored: steps.finished,
                     in_flight: steps.in_flight,
                     stopping,
+                    give_up,
                 },
                 parent: None,
                 alive: Some(alive),
@@ -497,6 +515,7 @@ impl Service {
                     restored,
                     in_flight: Default::default(),
                     stopping: None,
+                    give_up: None,
                 },
                 parent: Some(run.id.clone()),
                 alive: None,
@@ -540,6 +559,21 @@ pub fn find(journal: &dyn Journal, id: &str) -> Result<RunRow, RunError> {
 /// place must not have changed: a run is not continued, or re-run, with
 /// another version of its playbook or environment than the one it started
 /// with. Where the file is gone (another machine), the journal's copy is used.
+/// The stage a run's events left started and not finished.
+fn open_stage<'e>(events: impl IntoIterator<Item = &'e engine::Event>) -> Option<String> {
+    let mut open = None;
+    for event in events {
+        match event {
+            engine::Event::StageStarted { stage, .. } => open = Some(stage.clone()),
+            engine::Event::StageFinished { stage, .. } if open.as_ref() == Some(stage) => {
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    open
+}
+
 fn request_of(journal: &dyn Journal, run: &RunRow) -> Result<PlanRequest, RunError> {
     use crate::record::SourceKind;
     let sources = journal.sources(&run.id).map_err(RunError::Journal)?;

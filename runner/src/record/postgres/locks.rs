@@ -300,11 +300,11 @@ impl Locks for PgLocks {
                             holder = EXCLUDED.holder,
                             takeovers = leases.takeovers + (leases.until > '-infinity')::int
                       WHERE leases.until < now()
-                     RETURNING epoch",
+                     RETURNING epoch, takeovers",
                     &[&id, &holder, &secs],
                 )?;
                 match row {
-                    Some(r) => Ok(Ok(r.get::<_, i64>(0))),
+                    Some(r) => Ok(Ok((r.get::<_, i64>(0), r.get::<_, i32>(1)))),
                     None => {
                         let holder: Option<String> = c
                             .query_opt("SELECT holder FROM leases WHERE run_id = $1", &[&id])?
@@ -314,7 +314,7 @@ impl Locks for PgLocks {
                 }
             })
             .map_err(LockError::Io)?;
-        let epoch = taken.map_err(|holder| LockError::Busy {
+        let (epoch, takeovers) = taken.map_err(|holder| LockError::Busy {
             group: format!("run-{run_id}"),
             holder,
         })?;
@@ -339,7 +339,9 @@ impl Locks for PgLocks {
             stop,
             heartbeat: Some(beat),
         };
-        Ok(Held::new(format!("run-{run_id}"), Box::new(lease)).leased(epoch, lost_rx))
+        Ok(Held::new(format!("run-{run_id}"), Box::new(lease))
+            .leased(epoch, lost_rx)
+            .with_takeovers(u32::try_from(takeovers).unwrap_or(0)))
     }
 
     fn acquire<'a>(

@@ -347,6 +347,27 @@ impl Journal for PgJournal {
         self.fence = Some((run_id.to_owned(), epoch));
     }
 
+    fn lease(&self, run_id: &str) -> Result<Option<super::Lease>, String> {
+        let id = run_id.to_owned();
+        let row = self.conn.call(move |c| {
+            c.query_opt(
+                "SELECT holder, CASE WHEN until = '-infinity' THEN NULL
+                                     ELSE extract(epoch FROM until - now())::float8 END,
+                        takeovers, epoch
+                   FROM leases WHERE run_id = $1",
+                &[&id],
+            )
+        })?;
+        Ok(row.and_then(|r| {
+            Some(super::Lease {
+                holder: serde_json::from_str(r.get::<_, &str>(0)).ok()?,
+                left_s: r.get(1),
+                takeovers: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
+                epoch: r.get(3),
+            })
+        }))
+    }
+
     fn taken_over(&self) -> bool {
         self.taken_over.load(std::sync::atomic::Ordering::SeqCst)
     }
