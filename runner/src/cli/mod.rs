@@ -73,9 +73,9 @@ pub enum Command {
     },
     /// Show what a playbook will do with these inputs, without running anything.
     #[command(
-        after_help = "Examples:\n  runner plan playbooks/rollback.yaml -i service=api -i reason=test -i production_url=http://127.0.0.1:8080\n  runner plan playbooks/rollback.yaml -i service=api -i reason=test -i production_url=http://127.0.0.1:8080 --output json\n\nRequired inputs that are missing are all listed, with their descriptions, before anything else happens."
+        after_help = "Examples:\n  runner plan playbooks/rollback.yaml -i service=api -i reason=test -i production_url=http://127.0.0.1:8080\n  runner plan playbooks/rollback.yaml -i service=api -i reason=test -i production_url=http://127.0.0.1:8080 --output json\n  runner plan playbooks/rollback.yaml -i service=api -i reason=test -i production_url=http://127.0.0.1:8080 --rbac | kubectl apply -f -\n\nRequired inputs that are missing are all listed, with their descriptions, before anything else happens.\nWith --rbac: the Kubernetes Role (one per namespace) and RoleBinding that a worker's service account needs for the playbook's `kube` grants (environment file's included), and nothing more."
     )]
-    Plan(RunArgs),
+    Plan(PlanArgs),
     /// Run a playbook: each step in its WebAssembly sandbox.
     #[command(
         after_help = "Examples:\n  runner exec examples/hello.yaml -i name=world\n  runner exec examples/hello.yaml --output json\n\nExit codes: 0 succeeded; 1 the run failed or timed out, or its journal stopped taking writes (handlers ran); 2 invalid playbook, inputs or plugins (nothing ran); 3 concurrency group busy; 4 taken over by another runner (shared journal); 130 SIGINT and 143 SIGTERM (handlers ran; a second Ctrl-C exits at once).\nApprovals prompt on a terminal; from anywhere, answer with `runner approve RUN_ID STEP`."
@@ -214,6 +214,24 @@ pub struct AccessArgs {
     /// pod's service account when running in a cluster.
     #[arg(long, value_name = "NAME", env = "RUNNER_KUBE_CONTEXT")]
     pub kube_context: Option<String>,
+}
+
+/// What `plan` takes.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Print the Kubernetes Role and RoleBinding the playbook's `kube` grants
+    /// need (YAML), instead of the plan.
+    #[arg(long)]
+    pub rbac: bool,
+    /// With --rbac: the service account to bind, NAMESPACE/NAME.
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        default_value = "runner/runner-worker"
+    )]
+    pub service_account: String,
 }
 
 /// What `submit` takes.
@@ -632,12 +650,41 @@ pub(crate) fn plan_request(args: &RunArgs) -> crate::service::PlanRequest {
     }
 }
 
-fn plan_command(args: &RunArgs) -> u8 {
+fn plan_command(args: &PlanArgs) -> u8 {
+    let subject = match args.service_account.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            crate::plan::rbac::Subject {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+            }
+        }
+        _ => {
+            eprintln!(
+                "error: --service-account takes NAMESPACE/NAME (e.g. runner/runner-worker), not `{}`",
+                args.service_account
+            );
+            return EXIT_INVALID;
+        }
+    };
     // `run_report(ID)` in an expression reads the journal `exec` would use.
-    match exec::service(None).prepare(&plan_request(args)) {
+    match exec::service(None).prepare(&plan_request(&args.run)) {
+        Ok(prepared) if args.rbac => {
+            let grants = prepared
+                .validated
+                .playbook
+                .plugins
+                .values()
+                .flat_map(|d| d.grants.kube.iter().map(|e| e.written()));
+            print(&crate::plan::rbac::render(
+                &prepared.plan.playbook,
+                grants,
+                &subject,
+            ));
+            EXIT_OK
+        }
         Ok(prepared) => {
             let p = prepared.plan;
-            match args.output {
+            match args.run.output {
                 Output::Auto | Output::Text => print(&plan::render_text(&p)),
                 Output::Json => print(&format!(
                     "{}\n",

@@ -7,6 +7,7 @@
 //! the on-call engineer sees exactly which decisions are made now and which later.
 
 pub mod inputs;
+pub mod rbac;
 mod render;
 
 use serde::Serialize;
