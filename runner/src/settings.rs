@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long a run's lease in a shared journal lasts when nothing says otherwise.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(25);
 
 /// How many times a run may be taken over when nothing says otherwise.
 pub const DEFAULT_TAKEOVER_LIMIT: u32 = 3;
@@ -55,7 +55,7 @@ impl Settings {
     /// - cache: `RUNNER_CACHE_DIR`, else `$XDG_CACHE_HOME/runner`, else
     ///   `~/.cache/runner`;
     /// - retention: `RUNNER_RETENTION` (a duration such as `30d`), else 90 days;
-    /// - lease: `RUNNER_LEASE` (a duration, at least `1s`), else 30 seconds;
+    /// - lease: `RUNNER_LEASE` (a duration, at least `1s`), else 25 seconds;
     /// - takeover limit: `RUNNER_TAKEOVER_LIMIT`, else 3;
     /// - step summary: `GITHUB_STEP_SUMMARY`.
     ///

@@ -16,8 +16,12 @@ use super::{EXIT_INVALID, JournalArg, Output, print};
 use crate::record::postgres::queue::{PgQueue, Submitted};
 use crate::service::{Observer, PlanRequest, Service};
 
-/// How often a worker looks for work, and a follower for events.
+/// How often an idle worker looks for work, and a follower for events.
 const POLL: Duration = Duration::from_millis(250);
+
+/// How often a busy worker looks whether one of its runs ended; it looks for
+/// work at once when one did.
+const BUSY_POLL: Duration = Duration::from_millis(20);
 
 /// The service of a command that needs the shared journal; the message when
 /// none is set.
@@ -182,7 +186,9 @@ pub fn worker(args: &super::WorkerArgs) -> u8 {
         ),
         args.concurrency
     );
+    let mut looked = std::time::Instant::now() - POLL;
     loop {
+        let running = children.len();
         children.retain(|run, child| match child.try_wait() {
             Ok(None) => true,
             Ok(Some(status)) => {
@@ -191,6 +197,12 @@ pub fn worker(args: &super::WorkerArgs) -> u8 {
             }
             Err(_) => false,
         });
+        let freed = children.len() < running;
+        if !freed && looked.elapsed() < POLL {
+            std::thread::sleep(BUSY_POLL);
+            continue;
+        }
+        looked = std::time::Instant::now();
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             if children.is_empty() {
                 eprintln!("worker {me}: stopped");
@@ -229,7 +241,7 @@ pub fn worker(args: &super::WorkerArgs) -> u8 {
                 }
             }
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(BUSY_POLL);
     }
 }
 

@@ -40,8 +40,20 @@ fn bin_dir() -> PathBuf {
 
 impl Postgres {
     /// Starts a new server; the superuser is `runner`, without a password
-    /// over the socket and with password `secret-pw` over TCP.
+    /// over the socket and with password `secret-pw` over TCP. Without fsync
+    /// and without waiting for its log at commit: a test's data needs no
+    /// durability.
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A server that flushes its log at every commit, as a production one
+    /// does: for the figures of a benchmark.
+    pub fn start_durable() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let bin = bin_dir();
         let dir = super::scratch("postgres");
         let as_root = unsafe { libc::geteuid() } == 0;
@@ -88,8 +100,13 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let quick = if durable {
+            ""
+        } else {
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let options = format!(
-            "-c listen_addresses={} -p {} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            "-c listen_addresses={} -p {} -k {}{quick} -c max_connections=200",
             pg.host,
             pg.port,
             pg.dir.display()
