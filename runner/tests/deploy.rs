@@ -48,10 +48,16 @@ fn dry_run(cp: &ControlPlane, ns: Option<&str>, yaml: &str) -> String {
 fn the_worker_manifests_are_accepted_by_the_api_server() {
     let cp = ControlPlane::shared();
     let ns = cp.new_namespace("runner");
-    let yaml = std::fs::read_to_string(root().join("deploy/kubernetes/worker.yaml")).unwrap();
+    let read = |f: &str| std::fs::read_to_string(root().join("deploy/kubernetes").join(f)).unwrap();
+    let yaml = format!(
+        "{}\n---\n{}",
+        read("database-secret.yaml"),
+        read("worker.yaml")
+    );
     let applied = dry_run(cp, Some(&ns), &yaml);
     assert!(
-        applied.contains("serviceaccount/runner-worker")
+        applied.contains("secret/runner-database")
+            && applied.contains("serviceaccount/runner-worker")
             && applied.contains("deployment.apps/runner-worker"),
         "{applied}"
     );

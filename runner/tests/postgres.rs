@@ -1421,3 +1421,110 @@ stages:
         "{shown}"
     );
 }
+
+/// A worker paused with its run (SIGSTOP to its process group) past the
+/// lease: another worker takes the run over and finishes it; woken up
+/// (SIGCONT), the paused run's process stops with exit code 4, its worker
+/// does not mark the run done, and the journal holds only what the new owner
+/// wrote after its `run_resumed`.
+#[test]
+fn a_paused_worker_is_fenced_and_its_run_finished_by_another() {
+    let pg = Postgres::start();
+    let url = pg.create_db("pausedworker");
+    let base = common::scratch("pg-paused-worker");
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let playbook = slow_playbook(&base, "wait");
+    let input = format!("dir={}", data.display());
+    let submitted = runner(
+        &base.join("submitter"),
+        Some(&url),
+        &[
+            "submit",
+            playbook.to_str().unwrap(),
+            "-i",
+            &input,
+            "-i",
+            "secs=3",
+            "-i",
+            "tag=a",
+        ],
+    );
+    assert_eq!(submitted.status.code(), Some(0));
+    let run = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let said = base.join("worker-a.log");
+    let mut paused = {
+        use std::os::unix::process::CommandExt;
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .current_dir(root())
+            .env(
+                "RUNNER_CACHE_DIR",
+                std::env::temp_dir().join("runner-test-cache"),
+            )
+            .env("RUNNER_STATE_DIR", base.join("a"))
+            .env("RUNNER_DATABASE_URL", &url)
+            .env("RUNNER_LEASE", "2s")
+            .args(["worker"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&said).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    wait_for_line(&data, "slow-start-a");
+    let group = -(paused.id() as i32);
+    unsafe { libc::kill(group, libc::SIGSTOP) };
+    // Written by A before the pause.
+    let before = journal_events(&pg, "pausedworker", &run).len();
+    let mut rescuer = spawn_group(&base.join("b"), &url, &["worker"]);
+    wait_for_sql(
+        &pg,
+        "pausedworker",
+        &format!("SELECT status FROM runner.runs WHERE id = '{run}'"),
+        "succeeded",
+    );
+    kill_group(&mut rescuer);
+    let finished = journal_events(&pg, "pausedworker", &run);
+    unsafe { libc::kill(group, libc::SIGCONT) };
+    // A's process for the run finds it was taken over and ends with 4.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ended = format!("run {run} ended (exit status: 4)");
+    while !std::fs::read_to_string(&said)
+        .unwrap_or_default()
+        .contains(&ended)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&said).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    kill_group(&mut paused);
+    let after = journal_events(&pg, "pausedworker", &run);
+    assert_eq!(
+        after, finished,
+        "nothing was written after the takeover's end"
+    );
+    let k = after
+        .iter()
+        .position(|e| e["event"] == "run_resumed")
+        .expect("B resumed the run");
+    assert_eq!(k, before, "B's record follows A's directly");
+    assert_eq!(
+        after
+            .iter()
+            .filter(|e| e["event"] == "run_finished")
+            .count(),
+        1
+    );
+    // The queue says what B's process said: done, 0 (A's taken-over process
+    // did not mark it).
+    assert_eq!(
+        pg.sql(
+            "pausedworker",
+            &format!("SELECT state, exit_code FROM runner.queue WHERE run_id = '{run}'")
+        ),
+        "done|0"
+    );
+}
