@@ -1528,3 +1528,78 @@ fn a_paused_worker_is_fenced_and_its_run_finished_by_another() {
         "done|0"
     );
 }
+
+/// A worker does not take a run that could only wait for its busy group: with
+/// two slots, one run of service `a` going and another queued behind it, the
+/// worker runs service `b`'s run meanwhile; the second `a` starts when the
+/// first has ended.
+#[test]
+fn a_worker_runs_another_group_while_a_busy_groups_runs_wait_in_the_queue() {
+    let pg = Postgres::start();
+    let url = pg.create_db("busygroup");
+    let base = common::scratch("pg-busy-group");
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let playbook = base.join("service.yaml");
+    std::fs::write(
+        &playbook,
+        r#"version: 1
+name: service
+inputs:
+  dir: { type: string, required: true }
+  service: { type: string, required: true }
+  tag: { type: string, required: true }
+  secs: { type: string, required: true }
+concurrency: { group: "deploy-${{ inputs.service }}", on_conflict: wait }
+plugins:
+  sh: { uses: exec, grants: { process: [sh] } }
+stages:
+  - id: deploy
+    steps:
+      - { id: go, uses: sh, with: { program: sh, args: ["-c", "echo start-${{ inputs.tag }} >> ${{ inputs.dir }}/log; sleep ${{ inputs.secs }}; echo end-${{ inputs.tag }} >> ${{ inputs.dir }}/log"] } }
+"#,
+    )
+    .unwrap();
+    let input = format!("dir={}", data.display());
+    for (service, tag, secs) in [("a", "a1", "4"), ("a", "a2", "0"), ("b", "b", "0")] {
+        let out = runner(
+            &base.join("submitter"),
+            Some(&url),
+            &[
+                "submit",
+                playbook.to_str().unwrap(),
+                "-i",
+                &input,
+                "-i",
+                &format!("service={service}"),
+                "-i",
+                &format!("tag={tag}"),
+                "-i",
+                &format!("secs={secs}"),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut worker = spawn_group(&base.join("w"), &url, &["worker", "--concurrency", "2"]);
+    wait_for_sql(
+        &pg,
+        "busygroup",
+        "SELECT count(*) FROM runner.queue WHERE state = 'done' AND exit_code = 0",
+        "3",
+    );
+    kill_group(&mut worker);
+    let lines = log(&data);
+    let at = |l: &str| {
+        lines
+            .iter()
+            .position(|x| x == l)
+            .unwrap_or_else(|| panic!("no {l} in {lines:?}"))
+    };
+    assert!(at("end-b") < at("end-a1"), "b waited for a1: {lines:?}");
+    assert!(at("end-a1") < at("start-a2"), "a2 overlapped a1: {lines:?}");
+}

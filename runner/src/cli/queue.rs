@@ -78,7 +78,15 @@ pub fn submit(args: &super::SubmitArgs) -> u8 {
         by_source: by.source.as_str().to_owned(),
     };
     let run_id = crate::service::new_run_id();
-    if let Err(e) = queue.submit(&run_id, &run) {
+    // A run that waits for its group waits in the queue, not in a worker; one
+    // that fails on a busy group is taken at once, and fails (exit 3).
+    let group = prepared
+        .plan
+        .concurrency
+        .as_ref()
+        .filter(|c| c.on_conflict == crate::engine::lock::OnConflict::Wait)
+        .map(|c| c.group.as_str());
+    if let Err(e) = queue.submit(&run_id, &run, group) {
         eprintln!("error: cannot queue the run: {e}");
         return EXIT_INVALID;
     }

@@ -49,7 +49,7 @@ pub use queue::PgQueue;
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[n]` turns version n into version n + 1.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     // 1: runs, their events, their steps' states and their source files.
     "
 CREATE TABLE runs (
@@ -154,6 +154,9 @@ CREATE TABLE queue (
 );
 CREATE INDEX queue_waiting ON queue (queued_at, run_id) WHERE state = 'queued';
 ",
+    // 5: a queued run's concurrency group, so that a worker does not take a run
+    // that could only wait for its group.
+    "ALTER TABLE queue ADD COLUMN grp text",
 ];
 
 /// The advisory lock that makes opening (and migrating) one at a time.

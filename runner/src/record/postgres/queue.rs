@@ -61,28 +61,45 @@ impl PgQueue {
         })
     }
 
-    /// Queues run `run_id`.
-    pub fn submit(&self, run_id: &str, run: &Submitted) -> Result<(), String> {
+    /// Queues run `run_id`, of concurrency group `group` if it has one.
+    pub fn submit(&self, run_id: &str, run: &Submitted, group: Option<&str>) -> Result<(), String> {
         let id = run_id.to_owned();
+        let group = group.map(str::to_owned);
         let text = serde_json::to_string(run).map_err(|e| e.to_string())?;
         self.conn
             .call(move |c| {
                 c.execute(
-                    "INSERT INTO queue (run_id, state, run) VALUES ($1, 'queued', $2)",
-                    &[&id, &text],
+                    "INSERT INTO queue (run_id, state, run, grp) VALUES ($1, 'queued', $2, $3)",
+                    &[&id, &text, &group],
                 )
             })
             .map(drop)
     }
 
-    /// Claims the oldest queued run for `worker`.
+    /// Claims the oldest queued run for `worker` that can start now: one whose
+    /// concurrency group nobody holds or waits for (a run of a busy group
+    /// would only wait, holding a worker's slot that a run of another group
+    /// could use; it is claimed when its group comes free, oldest first).
     pub fn claim(&self, worker: &str) -> Result<Option<(String, Submitted)>, String> {
         let worker = worker.to_owned();
         let row = self.conn.call(move |c| {
             c.query_opt(
                 "UPDATE queue SET state = 'claimed', worker = $1, claimed_at = now()
-                  WHERE run_id = (SELECT run_id FROM queue WHERE state = 'queued'
-                                   ORDER BY queued_at, run_id
+                  WHERE run_id = (SELECT q.run_id FROM queue q
+                                   WHERE q.state = 'queued'
+                                     AND (q.grp IS NULL OR NOT (
+                                          -- held, by a run that goes on (see locks.rs)
+                                          EXISTS (SELECT 1 FROM groups g WHERE g.grp = q.grp
+                                                  AND (EXISTS (SELECT 1 FROM runs r WHERE r.id = g.run_id AND r.status = 'running')
+                                                       OR (NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = g.run_id)
+                                                           AND EXISTS (SELECT 1 FROM leases l WHERE l.run_id = g.run_id AND l.until > now()))))
+                                          -- waited for, by a runner that is alive
+                                          OR EXISTS (SELECT 1 FROM group_queue w JOIN leases l ON l.run_id = w.run_id
+                                                     WHERE w.grp = q.grp AND l.until > now())
+                                          -- taken by a worker, not ended yet
+                                          OR EXISTS (SELECT 1 FROM queue o WHERE o.grp = q.grp AND o.state = 'claimed'
+                                                     AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = o.run_id AND r.status <> 'running'))))
+                                   ORDER BY q.queued_at, q.run_id
                                    FOR UPDATE SKIP LOCKED LIMIT 1)
                  RETURNING run_id, run",
                 &[&worker],
