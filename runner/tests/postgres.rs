@@ -489,15 +489,6 @@ fn a_database_that_cannot_be_reached_is_named_without_its_password() {
         "{err}"
     );
     assert!(!err.contains("pw-in-a-bad-url"), "{err}");
-    // TLS is not spoken yet: a URL that requires it is refused, not ignored.
-    let out = runner(
-        &base,
-        Some(&format!("{}?sslmode=require", pg.url("postgres"))),
-        &["runs", "list"],
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("sslmode=require"), "{err}");
     // `--on-journal-error continue` needs a local journal.
     let url = pg.create_db("cont");
     let out = runner(
@@ -1602,4 +1593,65 @@ stages:
     };
     assert!(at("end-b") < at("end-a1"), "b waited for a1: {lines:?}");
     assert!(at("end-a1") < at("start-a2"), "a2 overlapped a1: {lines:?}");
+}
+
+/// TLS to the database: the server's certificate is always checked (against
+/// `sslrootcert` when the URL names one), also under the default `prefer`; a
+/// certificate that does not check out is refused, never talked past.
+#[test]
+fn tls_to_the_database_checks_the_servers_certificate() {
+    let pg = Postgres::start_tls();
+    pg.sql("postgres", "CREATE DATABASE tls");
+    let ca = pg.ca();
+    let base = pg.url("tls");
+    let ssl_of_runner = || {
+        pg.sql(
+            "tls",
+            "SELECT string_agg(s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'runner'",
+        )
+    };
+    for mode in ["require", "verify-full", "verify-ca"] {
+        let url = format!("{base}?sslmode={mode}&sslrootcert={}", ca.display());
+        let j = PgJournal::open(&url).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        j.begin(&row(&format!("r-{mode}"), "p", 1_000)).unwrap();
+        assert_eq!(ssl_of_runner(), "true", "{mode}");
+        drop(j);
+    }
+    // The default, `prefer`, with the CA: TLS.
+    let j = PgJournal::open(&format!("{base}?sslrootcert={}", ca.display())).unwrap();
+    assert_eq!(ssl_of_runner(), "true");
+    drop(j);
+    // Without the CA the certificate does not check out: refused, whether
+    // TLS is required or only preferred; the message names the database, not
+    // its password.
+    for url in [format!("{base}?sslmode=require"), base.clone()] {
+        let e = PgJournal::open(&url).err().expect("refused");
+        assert!(
+            e.contains("cannot connect to the journal database postgres://runner@")
+                && e.contains("certificate")
+                && !e.contains("secret-pw"),
+            "{e}"
+        );
+    }
+    // `disable`: plain.
+    let j = PgJournal::open(&format!("{base}?sslmode=disable")).unwrap();
+    assert_eq!(ssl_of_runner(), "false");
+    drop(j);
+    // A root file that is missing or not PEM is said so.
+    let e = PgJournal::open(&format!(
+        "{base}?sslmode=require&sslrootcert=/nonexistent/ca.pem"
+    ))
+    .err()
+    .unwrap();
+    assert!(
+        e.contains("`/nonexistent/ca.pem` (sslrootcert) cannot be read"),
+        "{e}"
+    );
+    let e = PgJournal::open(&format!(
+        "{base}?sslrootcert={}",
+        pg.dir().join("pw").display()
+    ))
+    .err()
+    .unwrap();
+    assert!(e.contains("holds no certificate"), "{e}");
 }

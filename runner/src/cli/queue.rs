@@ -189,9 +189,7 @@ pub fn worker(args: &super::WorkerArgs) -> u8 {
     let mut children: HashMap<String, Child> = HashMap::new();
     eprintln!(
         "worker {me}: taking runs from {} ({} at a time)",
-        crate::record::postgres::describe(
-            &crate::record::postgres::parse_url(&url).unwrap_or_default()
-        ),
+        crate::record::postgres::describe(&url).unwrap_or_default(),
         args.concurrency
     );
     let mut looked = std::time::Instant::now() - POLL;

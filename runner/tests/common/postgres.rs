@@ -54,6 +54,21 @@ impl Postgres {
     }
 
     fn start_with(durable: bool) -> Postgres {
+        Postgres::start_full(durable, false)
+    }
+
+    /// A server that speaks TLS too, with a certificate for its address signed
+    /// by a test CA of its own ([`Postgres::ca`]; made with openssl).
+    pub fn start_tls() -> Postgres {
+        Postgres::start_full(false, true)
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn start_full(durable: bool, tls: bool) -> Postgres {
         let bin = bin_dir();
         let dir = super::scratch("postgres");
         let as_root = unsafe { libc::geteuid() } == 0;
@@ -105,6 +120,16 @@ impl Postgres {
         } else {
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         };
+        let ssl = if tls {
+            pg.certificates();
+            format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.pem -c ssl_key_file={0}/server.key",
+                pg.dir.display()
+            )
+        } else {
+            String::new()
+        };
+        let quick = format!("{quick}{ssl}");
         let options = format!(
             "-c listen_addresses={} -p {} -k {}{quick} -c max_connections=200",
             pg.host,
@@ -134,6 +159,106 @@ impl Postgres {
             std::fs::read_to_string(pg.dir.join("log")).unwrap_or_default()
         );
         pg
+    }
+
+    /// A test CA and a server certificate for the server's address (its IP
+    /// in subjectAltName), the key readable by the cluster's owner only.
+    fn certificates(&self) {
+        let dir = &self.dir;
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .expect("openssl (Debian's `openssl` package)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=runner test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    &format!("/CN={}", self.host),
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("server.ext"),
+            format!(
+                "subjectAltName=IP:{}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+                self.host
+            ),
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        if self.as_root {
+            for f in ["server.key", "server.pem", "ca.pem"] {
+                let _ = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(dir.join(f))
+                    .status();
+            }
+        }
     }
 
     /// One of the server's programs, as the cluster's owner.

@@ -45,9 +45,9 @@ impl Drop for PgApprovals {
 impl PgApprovals {
     /// Approvals in the database at `url` (its schema brought up to date).
     pub fn open(url: &str) -> Result<PgApprovals, String> {
-        let config = super::parse_url(url)?;
-        let location = super::describe(&config);
-        let conn = Connection::open(config.clone(), location.clone())?;
+        let target = super::Target::parse(url)?;
+        let location = target.describe();
+        let conn = Connection::open(target.clone(), location.clone())?;
         super::migrate(&conn, &location)?;
         let (answered, _) = tokio::sync::broadcast::channel(64);
         let stop = Arc::new(AtomicBool::new(false));
@@ -55,7 +55,7 @@ impl PgApprovals {
             let (answered, stop) = (answered.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("approvals-listen".into())
-                .spawn(move || listen(config, answered, stop))
+                .spawn(move || listen(target, answered, stop))
                 .map_err(|e| format!("cannot start the approvals' listener: {e}"))?;
         }
         Ok(PgApprovals {
@@ -70,13 +70,13 @@ impl PgApprovals {
 /// Listens on [`CHANNEL`] until `stop`, connecting again when the connection
 /// breaks; passes each payload on.
 fn listen(
-    mut config: postgres::Config,
+    target: super::Target,
     answered: tokio::sync::broadcast::Sender<String>,
     stop: Arc<AtomicBool>,
 ) {
-    config.application_name("runner-approvals-listen");
+    let target = target.named("runner-approvals-listen");
     while !stop.load(Ordering::SeqCst) {
-        let Ok(mut client) = config.connect(postgres::NoTls) else {
+        let Ok(mut client) = target.connect() else {
             std::thread::sleep(Duration::from_secs(1));
             continue;
         };

@@ -5,7 +5,9 @@
 
 use std::sync::mpsc;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
+
+use super::Target;
 
 /// A call to run on the connection's thread.
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
@@ -17,7 +19,7 @@ pub struct Connection {
 
 impl Connection {
     /// Connects, on a new thread; returns once connected.
-    pub fn open(config: postgres::Config, location: String) -> Result<Connection, String> {
+    pub fn open(target: Target, location: String) -> Result<Connection, String> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, connected) = mpsc::sync_channel::<Result<(), String>>(1);
         let where_ = location.clone();
@@ -25,7 +27,7 @@ impl Connection {
             .name("journal-postgres".into())
             .spawn(move || {
                 let connect = || {
-                    let mut client = config.connect(NoTls)?;
+                    let mut client = target.connect()?;
                     // A runner stopped inside a transaction (SIGSTOP, a
                     // pause) would hold its run's lease row, and whoever takes
                     // the run over would wait for it forever: the server ends

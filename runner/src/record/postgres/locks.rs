@@ -42,9 +42,9 @@ impl PgLocks {
     /// Locks in the database at `url` (its schema brought up to date, as a
     /// journal's); leases last `lease`.
     pub fn open(url: &str, lease: Duration) -> Result<PgLocks, String> {
-        let config = super::parse_url(url)?;
-        let location = super::describe(&config);
-        let conn = Connection::open(config, location.clone())?;
+        let target = super::Target::parse(url)?;
+        let location = target.describe();
+        let conn = Connection::open(target, location.clone())?;
         super::migrate(&conn, &location)?;
         Ok(PgLocks {
             conn: Arc::new(conn),

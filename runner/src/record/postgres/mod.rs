@@ -27,8 +27,6 @@
 //! the two journals need different SQL anyway (PRAGMAs and `WITHOUT ROWID`
 //! here, `SKIP LOCKED`, advisory locks and `NOTIFY` there).
 
-use std::time::Duration;
-
 use postgres::Row;
 use serde_json::Value;
 
@@ -39,11 +37,13 @@ pub mod approvals;
 mod connection;
 pub mod locks;
 pub mod queue;
+mod target;
 
 pub use approvals::PgApprovals;
 pub use connection::Connection;
 pub use locks::PgLocks;
 pub use queue::PgQueue;
+pub use target::Target;
 
 /// The schema version this runner writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -162,9 +162,6 @@ CREATE INDEX queue_waiting ON queue (queued_at, run_id) WHERE state = 'queued';
 /// The advisory lock that makes opening (and migrating) one at a time.
 const MIGRATION_LOCK: i64 = 0x7275_6e6e_6572; // "runner"
 
-/// How long connecting may take before the journal gives up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A journal in a PostgreSQL database.
 pub struct PgJournal {
     conn: Connection,
@@ -175,57 +172,19 @@ pub struct PgJournal {
     taken_over: std::sync::atomic::AtomicBool,
 }
 
-/// `postgres://user@host:port/db`: where the journal is, without the password.
-pub fn describe(config: &postgres::Config) -> String {
-    let user = config.get_user().unwrap_or("");
-    let host = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) if h.contains(':') => format!("[{h}]"),
-        Some(postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config.get_dbname().unwrap_or(user);
-    let at = if user.is_empty() {
-        String::new()
-    } else {
-        format!("{user}@")
-    };
-    format!("postgres://{at}{host}:{port}/{db}")
-}
-
-/// Parses a database URL (`postgres://…` or `key=value …`), with a message
-/// that does not repeat it (it may hold a password).
-pub fn parse_url(url: &str) -> Result<postgres::Config, String> {
-    let mut config: postgres::Config = url.parse().map_err(|e| {
-        format!(
-            "the database URL (RUNNER_DATABASE_URL or --database) cannot be read: {e}; write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-        )
-    })?;
-    // This runner speaks to the database without TLS (see docs/scale-out.md):
-    // a URL that requires it is refused rather than quietly not honoured.
-    if config.get_ssl_mode() == postgres::config::SslMode::Require {
-        return Err(
-            "the database URL asks for TLS (sslmode=require), which this runner does not speak yet; reach the database over a trusted network or through a local TLS proxy, with sslmode=disable".to_owned(),
-        );
-    }
-    config.ssl_mode(postgres::config::SslMode::Disable);
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("runner");
-    }
-    Ok(config)
+/// `postgres://user@host:port/db`: where the database of `url` is, without
+/// its password; `None` when the URL cannot be read.
+pub fn describe(url: &str) -> Option<String> {
+    Target::parse(url).ok().map(|t| t.describe())
 }
 
 impl PgJournal {
     /// Connects to the database at `url` and brings its schema up to date
     /// (creating it in a new database).
     pub fn open(url: &str) -> Result<PgJournal, String> {
-        let config = parse_url(url)?;
-        let location = describe(&config);
-        let conn = Connection::open(config, location.clone())?;
+        let target = Target::parse(url)?;
+        let location = target.describe();
+        let conn = Connection::open(target, location.clone())?;
         let journal = PgJournal {
             conn,
             location,

@@ -52,9 +52,9 @@ pub struct PgQueue {
 impl PgQueue {
     /// The queue in the database at `url` (its schema brought up to date).
     pub fn open(url: &str) -> Result<PgQueue, String> {
-        let config = super::parse_url(url)?;
-        let location = super::describe(&config);
-        let conn = Connection::open(config, location.clone())?;
+        let target = super::Target::parse(url)?;
+        let location = target.describe();
+        let conn = Connection::open(target, location.clone())?;
         super::migrate(&conn, &location)?;
         Ok(PgQueue {
             conn: Arc::new(conn),
