@@ -9,6 +9,14 @@ use super::approval;
 use super::vars::seconds;
 use super::{Event, Executor};
 
+/// Who may answer a question.
+pub(super) struct Answerers<'a> {
+    /// Roles that must each approve; empty: anyone.
+    pub(super) roles: &'a [String],
+    /// Who may not approve (the run's starter, under `prevent_self_approval`).
+    pub(super) not: Option<String>,
+}
+
 impl Executor<'_> {
     /// Asks for an approval through [`approval::Approvals`]; whoever answers
     /// (a terminal, `runner approve`) answers there.
@@ -17,10 +25,14 @@ impl Executor<'_> {
         stage: Option<&str>,
         step: &str,
         prompt: &str,
-        approvers: &[String],
+        who: Answerers<'_>,
         timeout: Duration,
         run_id: &str,
     ) -> Asked {
+        let Answerers {
+            roles: approvers,
+            not: not_approved_by,
+        } = who;
         let Some(approvals) = self.approvals else {
             return Asked::Unavailable(
                 "approvals need a state directory (set RUNNER_STATE_DIR or HOME)".into(),
@@ -32,6 +44,7 @@ impl Executor<'_> {
             prompt: prompt.to_owned(),
             approvers: approvers.to_vec(),
             deadline: approval::rfc3339(std::time::SystemTime::now() + timeout),
+            not_approved_by,
         };
         if let Err(e) = approvals.open(&request) {
             return Asked::Unavailable(format!("cannot open the approval request: {e}"));

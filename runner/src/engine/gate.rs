@@ -133,7 +133,10 @@ impl Executor<'_> {
                         record.stage.as_deref(),
                         &record.step.clone(),
                         &prompt,
-                        &[],
+                        super::ask::Answerers {
+                            roles: &[],
+                            not: None,
+                        },
                         INCONCLUSIVE_APPROVAL_TIMEOUT,
                         run_id,
                     )

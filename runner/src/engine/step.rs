@@ -48,6 +48,8 @@ pub(super) struct ApprovalWork {
     approvers: Vec<String>,
     timeout: Duration,
     on_timeout: OnTimeout,
+    /// `prevent_self_approval`: the run's starter may not approve.
+    prevent_self_approval: bool,
 }
 
 /// Which event reports a step record: `StepFinished` or `StepRestored`.
@@ -145,6 +147,7 @@ impl Executor<'_> {
                 timeout: parse_duration(a.timeout.as_str())
                     .unwrap_or(INCONCLUSIVE_APPROVAL_TIMEOUT),
                 on_timeout: a.on_timeout,
+                prevent_self_approval: a.prevent_self_approval,
             });
         }
         let Some(local) = &step.uses else {
@@ -233,7 +236,10 @@ impl Executor<'_> {
                         stage,
                         p.step.id.as_str(),
                         &a.prompt,
-                        &a.approvers,
+                        super::ask::Answerers {
+                            roles: &a.approvers,
+                            not: a.prevent_self_approval.then(|| self.actor.name.clone()),
+                        },
                         a.timeout,
                         run_id,
                     )

@@ -530,6 +530,10 @@ pub struct Approval {
     /// step, or `rollback`: fail the run at once, whatever `continue_on_error` says, so
     /// the failure handlers run.
     pub on_timeout: OnTimeout,
+    /// The one who started the run may not approve it (they may still reject
+    /// it): another person must.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_self_approval: bool,
 }
 
 /// What an approval that timed out does.

@@ -38,6 +38,10 @@ pub struct Request {
     pub approvers: Vec<String>,
     /// When the run stops waiting (RFC 3339, UTC).
     pub deadline: String,
+    /// Who may not approve (the run's starter, when the step says
+    /// `prevent_self_approval`); their rejection still counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_approved_by: Option<String>,
 }
 
 impl Request {
@@ -58,7 +62,14 @@ impl Request {
             prompt: prompt.to_owned(),
             approvers: approvers.to_vec(),
             deadline: rfc3339(deadline),
+            not_approved_by: None,
         }
+    }
+
+    /// Whether `decision` counts for this request: an approval by the one
+    /// who may not approve does not (their rejection does).
+    pub fn counts(&self, decision: &Decision) -> bool {
+        !(decision.approved && self.not_approved_by.as_deref() == Some(decision.by.as_str()))
     }
 }
 
@@ -198,6 +209,12 @@ pub fn submit(
             ),
         });
     };
+    if !request.counts(&decision) {
+        return Err(format!(
+            "step `{step}` of run `{run_id}` may not be approved by `{}`, who started the run (the step says `prevent_self_approval`); another person must approve it (a rejection is taken)",
+            decision.by
+        ));
+    }
     if !request.approvers.is_empty() {
         match &decision.role {
             None => {
@@ -291,9 +308,14 @@ pub enum Outcome {
 pub async fn wait(approvals: &dyn Approvals, request: &Request, timeout: Duration) -> Outcome {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let decisions = approvals
+        // An approval the request does not take counts for nothing, however
+        // it got into the store.
+        let decisions: Vec<Decision> = approvals
             .decisions(&request.run_id, &request.step)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| request.counts(d))
+            .collect();
         match verdict(&request.approvers, &decisions) {
             Verdict::Pending { .. } => {}
             Verdict::Approved(by) => return Outcome::Approved(by),
@@ -637,6 +659,43 @@ mod tests {
             outcome
         });
         assert_eq!(outcome, Outcome::Approved(vec![approval]));
+    }
+
+    /// `prevent_self_approval`: the run's starter may reject but not approve,
+    /// through `submit` and however else an approval got into the store.
+    #[test]
+    fn the_runs_starter_may_not_approve_when_the_step_says_so() {
+        let tmp = TempDir::new("self-approval");
+        let store = FileApprovals::new(&tmp.0);
+        let mut req = request("r1", "deploy", &[]);
+        req.not_approved_by = Some("alice".into());
+        store.open(&req).unwrap();
+        let own = decision(true, None);
+        let e = submit(&store, "r1", "deploy", own.clone()).unwrap_err();
+        assert!(
+            e.contains("may not be approved by `alice`, who started the run")
+                && e.contains("prevent_self_approval"),
+            "{e}"
+        );
+        assert!(store.decisions("r1", "deploy").unwrap().is_empty());
+        // Written past `submit`: the waiting run does not count it.
+        store.record("r1", "deploy", &own).unwrap();
+        let outcome = runtime().block_on(wait(&store, &req, Duration::from_millis(300)));
+        assert_eq!(outcome, Outcome::TimedOut);
+        // Someone else approves.
+        let mut bob = decision(true, None);
+        bob.by = "bob".into();
+        submit(&store, "r1", "deploy", bob.clone()).unwrap();
+        let outcome = runtime().block_on(wait(&store, &req, Duration::from_millis(300)));
+        assert_eq!(outcome, Outcome::Approved(vec![bob]));
+        // The starter's rejection is taken.
+        let mut req2 = request("r1", "again", &[]);
+        req2.not_approved_by = Some("alice".into());
+        store.open(&req2).unwrap();
+        let no = decision(false, None);
+        submit(&store, "r1", "again", no.clone()).unwrap();
+        let outcome = runtime().block_on(wait(&store, &req2, Duration::from_millis(300)));
+        assert_eq!(outcome, Outcome::Rejected(no));
     }
 
     #[test]
