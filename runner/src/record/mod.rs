@@ -207,6 +207,65 @@ pub struct Lease {
     pub epoch: i64,
 }
 
+/// An event as a journal's row keeps it: its JSON text, and the kind, stage
+/// and step it is about (columns to query by).
+pub(crate) struct EventRow {
+    pub body: String,
+    pub kind: String,
+    pub stage: Option<String>,
+    pub step: Option<String>,
+}
+
+impl EventRow {
+    pub(crate) fn of(event: &Event) -> Result<EventRow, String> {
+        let body = serde_json::to_value(event).map_err(|e| format!("journal: {e}"))?;
+        Ok(EventRow {
+            kind: body["event"].as_str().unwrap_or("").to_owned(),
+            stage: body["stage"].as_str().map(str::to_owned),
+            step: body["step"].as_str().map(str::to_owned),
+            body: body.to_string(),
+        })
+    }
+}
+
+/// Event `seq` of run `id` read back from its text. One that cannot be read is
+/// reported, never skipped: a history with a hole in it would tell a
+/// post-mortem something false.
+pub(crate) fn read_event(id: &str, seq: i64, body: &str) -> Result<Event, String> {
+    serde_json::from_str(body).map_err(|e| {
+        format!(
+            "journal: event {seq} of run {id} cannot be read ({e}); the journal was damaged or written by another version of runner"
+        )
+    })
+}
+
+/// Adds a step's stored state to `out`: in flight (`running`), or finished
+/// with its record. A finished step whose record cannot be read is not taken
+/// for one in flight (that would run it again): the run is refused.
+pub(crate) fn add_step(
+    out: &mut StepStates,
+    id: &str,
+    step: String,
+    status: &str,
+    attempts: u32,
+    record: Option<&str>,
+) -> Result<(), String> {
+    if status == "running" {
+        out.in_flight.insert(step, attempts);
+        return Ok(());
+    }
+    let record = record
+        .ok_or_else(|| "no record".to_owned())
+        .and_then(|r| serde_json::from_str::<StepRecord>(r).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            format!(
+                "journal: the record of step `{step}` of run {id} ({status}) cannot be read ({e}); the journal was damaged or written by another version of runner"
+            )
+        })?;
+    out.finished.insert(step, record);
+    Ok(())
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()

@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::{Filter, Journal, RunRow, SourceFile, SourceKind, StepStates, Stored, stamp};
-use crate::engine::{Event, StepRecord};
+use crate::engine::Event;
 
 /// The schema this runner writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 5;
@@ -274,16 +274,18 @@ impl SqliteJournal {
         offset_ms: i64,
         event: &Event,
     ) -> Result<(), String> {
-        let body = serde_json::to_value(event).map_err(|e| format!("journal: {e}"))?;
-        let kind = body["event"].as_str().unwrap_or("").to_owned();
-        let stage = body["stage"].as_str().map(str::to_owned);
-        let step = body["step"].as_str().map(str::to_owned);
+        let super::EventRow {
+            body,
+            kind,
+            stage,
+            step,
+        } = super::EventRow::of(event)?;
         let tx = self.conn.transaction().map_err(sql)?;
         tx.prepare_cached(
             "INSERT INTO events (run_id, seq, at, offset_ms, kind, stage, step, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .and_then(|mut st| {
-            st.execute(params![id, seq, stamp(at_ms), offset_ms, kind, stage, step, body.to_string()])
+            st.execute(params![id, seq, stamp(at_ms), offset_ms, kind, stage, step, body])
         })
         .map_err(sql)?;
         match event {
@@ -498,13 +500,7 @@ impl Journal for SqliteJournal {
         let mut out = Vec::new();
         for row in rows {
             let (seq, at, offset_ms, body) = row.map_err(sql)?;
-            // A record that cannot be read is reported, never skipped: a history
-            // with a hole in it would tell a post-mortem something false.
-            let event = serde_json::from_str::<Event>(&body).map_err(|e| {
-                format!(
-                    "journal: event {seq} of run {id} cannot be read ({e}); the journal was damaged or written by another version of runner"
-                )
-            })?;
+            let event = super::read_event(id, seq, &body)?;
             out.push(Stored {
                 seq,
                 at,
@@ -534,21 +530,7 @@ impl Journal for SqliteJournal {
         let mut out = StepStates::default();
         for row in rows {
             let (step, status, attempts, record) = row.map_err(sql)?;
-            if status == "running" {
-                out.in_flight.insert(step, attempts);
-                continue;
-            }
-            // A finished step whose record cannot be read is not taken for one
-            // in flight (that would run it again): the run is refused.
-            let record = record
-                .ok_or_else(|| "no record".to_owned())
-                .and_then(|r| serde_json::from_str::<StepRecord>(&r).map_err(|e| e.to_string()))
-                .map_err(|e| {
-                    format!(
-                        "journal: the record of step `{step}` of run {id} ({status}) cannot be read ({e}); the journal was damaged or written by another version of runner"
-                    )
-                })?;
-            out.finished.insert(step, record);
+            super::add_step(&mut out, id, step, &status, attempts, record.as_deref())?;
         }
         Ok(out)
     }
@@ -615,7 +597,7 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::engine::Event;
+    use crate::engine::StepRecord;
 
     fn journal(name: &str) -> (SqliteJournal, PathBuf) {
         let dir =

@@ -31,7 +31,7 @@ use postgres::Row;
 use serde_json::Value;
 
 use super::{Filter, Journal, RunRow, SourceFile, SourceKind, StepStates, Stored, stamp};
-use crate::engine::{Event, StepRecord};
+use crate::engine::Event;
 
 pub mod approvals;
 mod connection;
@@ -450,11 +450,12 @@ impl Journal for PgJournal {
         offset_ms: i64,
         event: &Event,
     ) -> Result<(), String> {
-        let body = serde_json::to_value(event).map_err(|e| format!("journal: {e}"))?;
-        let kind = body["event"].as_str().unwrap_or("").to_owned();
-        let stage = body["stage"].as_str().map(str::to_owned);
-        let step = body["step"].as_str().map(str::to_owned);
-        let body = body.to_string();
+        let super::EventRow {
+            body,
+            kind,
+            stage,
+            step,
+        } = super::EventRow::of(event)?;
         let id = id.to_owned();
         let at = stamp(at_ms);
         // What the event changes besides its own row.
@@ -555,11 +556,7 @@ impl Journal for PgJournal {
         rows.iter()
             .map(|r| {
                 let seq: i64 = r.get(0);
-                let event = serde_json::from_str::<Event>(r.get::<_, &str>(3)).map_err(|e| {
-                    format!(
-                        "journal: event {seq} of run {id} cannot be read ({e}); the journal was damaged or written by another version of runner"
-                    )
-                })?;
+                let event = super::read_event(id, seq, r.get(3))?;
                 Ok(Stored {
                     seq,
                     at: r.get(1),
@@ -580,23 +577,8 @@ impl Journal for PgJournal {
         })?;
         let mut out = StepStates::default();
         for r in &rows {
-            let step: String = r.get(0);
-            let status: &str = r.get(1);
             let attempts = u32::try_from(r.get::<_, i32>(2)).unwrap_or(0);
-            if status == "running" {
-                out.in_flight.insert(step, attempts);
-                continue;
-            }
-            let record = r
-                .get::<_, Option<&str>>(3)
-                .ok_or_else(|| "no record".to_owned())
-                .and_then(|t| serde_json::from_str::<StepRecord>(t).map_err(|e| e.to_string()))
-                .map_err(|e| {
-                    format!(
-                        "journal: the record of step `{step}` of run {id} ({status}) cannot be read ({e}); the journal was damaged or written by another version of runner"
-                    )
-                })?;
-            out.finished.insert(step, record);
+            super::add_step(&mut out, id, r.get(0), r.get(1), attempts, r.get(3))?;
         }
         Ok(out)
     }
