@@ -297,9 +297,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The runner on a "machine": its own state directory; the database from
-/// `RUNNER_DATABASE_URL` when `url` is given.
-fn runner(state: &Path, url: Option<&str>, args: &[&str]) -> Output {
+/// The runner on a "machine": its own state directory, the test compile cache,
+/// nothing from this process's journal settings; the database `url` if given.
+fn command(state: &Path, url: Option<&str>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
     c.current_dir(root())
         .env(
@@ -309,12 +309,25 @@ fn runner(state: &Path, url: Option<&str>, args: &[&str]) -> Output {
         .env("RUNNER_STATE_DIR", state)
         .env_remove("RUNNER_JOURNAL")
         .env_remove("RUNNER_DATABASE_URL")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .args(args);
+        .env_remove("GITHUB_STEP_SUMMARY");
     if let Some(url) = url {
         c.env("RUNNER_DATABASE_URL", url);
     }
-    c.output().unwrap()
+    c
+}
+
+/// [`command`] with a lease of `lease` (as `RUNNER_LEASE` writes it), in a
+/// process group of its own so that a test can kill it with its children.
+fn leased(state: &Path, url: &str, lease: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = command(state, Some(url));
+    c.env("RUNNER_LEASE", lease).process_group(0);
+    c
+}
+
+/// Runs the runner to its end.
+fn runner(state: &Path, url: Option<&str>, args: &[&str]) -> Output {
+    command(state, url).args(args).output().unwrap()
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -540,19 +553,9 @@ stages:
     file
 }
 
-/// Starts the runner in the background, as [`runner`] does.
+/// Starts the runner in the background with a 2 s lease, its output kept.
 fn spawn(state: &Path, url: &str, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .current_dir(root())
-        .env(
-            "RUNNER_CACHE_DIR",
-            std::env::temp_dir().join("runner-test-cache"),
-        )
-        .env("RUNNER_STATE_DIR", state)
-        .env("RUNNER_DATABASE_URL", url)
-        .env("RUNNER_LEASE", "2s")
-        .env_remove("RUNNER_JOURNAL")
-        .env_remove("GITHUB_STEP_SUMMARY")
+    leased(state, url, "2s")
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -948,15 +951,11 @@ stages:
         }
     };
     let approve = |role: &str, with_flag: bool| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
-        c.env("RUNNER_STATE_DIR", &b)
-            .env("RUNNER_USER", format!("{role}-person"))
-            .env_remove("RUNNER_DATABASE_URL")
+        let mut c = command(&b, (!with_flag).then_some(url.as_str()));
+        c.env("RUNNER_USER", format!("{role}-person"))
             .args(["approve", &run, "go", "--role", role]);
         if with_flag {
             c.args(["--database", &url]);
-        } else {
-            c.env("RUNNER_DATABASE_URL", &url);
         }
         c.output().unwrap()
     };
@@ -1064,25 +1063,12 @@ fn an_answer_without_a_notification_is_seen_all_the_same() {
     }
 }
 
-/// A worker (or `submit`) with a 2 s lease, in a process group of its own so
-/// that a test can kill it with its children.
+/// A worker (or `submit`) with a 2 s lease, its output dropped.
 fn spawn_group(state: &Path, url: &str, args: &[&str]) -> std::process::Child {
-    use std::os::unix::process::CommandExt;
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .current_dir(root())
-        .env(
-            "RUNNER_CACHE_DIR",
-            std::env::temp_dir().join("runner-test-cache"),
-        )
-        .env("RUNNER_STATE_DIR", state)
-        .env("RUNNER_DATABASE_URL", url)
-        .env("RUNNER_LEASE", "2s")
-        .env_remove("RUNNER_JOURNAL")
-        .env_remove("GITHUB_STEP_SUMMARY")
+    leased(state, url, "2s")
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .process_group(0)
         .spawn()
         .unwrap()
 }
@@ -1342,21 +1328,11 @@ stages:
     .unwrap();
     let input = format!("dir={}", data.display());
     let limited = |state: &str, args: &[&str]| {
-        use std::os::unix::process::CommandExt;
-        Command::new(env!("CARGO_BIN_EXE_runner"))
-            .current_dir(root())
-            .env(
-                "RUNNER_CACHE_DIR",
-                std::env::temp_dir().join("runner-test-cache"),
-            )
-            .env("RUNNER_STATE_DIR", base.join(state))
-            .env("RUNNER_DATABASE_URL", &url)
-            .env("RUNNER_LEASE", "1s")
+        leased(&base.join(state), &url, "1s")
             .env("RUNNER_TAKEOVER_LIMIT", "1")
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
-            .process_group(0)
             .spawn()
             .unwrap()
     };
@@ -1444,24 +1420,12 @@ fn a_paused_worker_is_fenced_and_its_run_finished_by_another() {
     assert_eq!(submitted.status.code(), Some(0));
     let run = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
     let said = base.join("worker-a.log");
-    let mut paused = {
-        use std::os::unix::process::CommandExt;
-        Command::new(env!("CARGO_BIN_EXE_runner"))
-            .current_dir(root())
-            .env(
-                "RUNNER_CACHE_DIR",
-                std::env::temp_dir().join("runner-test-cache"),
-            )
-            .env("RUNNER_STATE_DIR", base.join("a"))
-            .env("RUNNER_DATABASE_URL", &url)
-            .env("RUNNER_LEASE", "2s")
-            .args(["worker"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&said).unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap()
-    };
+    let mut paused = leased(&base.join("a"), &url, "2s")
+        .args(["worker"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&said).unwrap())
+        .spawn()
+        .unwrap();
     wait_for_line(&data, "slow-start-a");
     let group = -(paused.id() as i32);
     unsafe { libc::kill(group, libc::SIGSTOP) };
