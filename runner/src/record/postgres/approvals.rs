@@ -34,6 +34,11 @@ pub struct PgApprovals {
     /// `RUN_ID/STEP` of each answer recorded, from the listening thread.
     answered: tokio::sync::broadcast::Sender<String>,
     stop: Arc<AtomicBool>,
+    /// Where the listening connection goes, and whether it was started: only
+    /// a run that waits for an answer listens (`runner approve` and runs
+    /// without approvals open no second connection).
+    target: super::Target,
+    listening: std::sync::Once,
 }
 
 impl Drop for PgApprovals {
@@ -50,20 +55,29 @@ impl PgApprovals {
         let conn = Connection::open(target.clone(), location.clone())?;
         super::migrate(&conn, &location)?;
         let (answered, _) = tokio::sync::broadcast::channel(64);
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let (answered, stop) = (answered.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("approvals-listen".into())
-                .spawn(move || listen(target, answered, stop))
-                .map_err(|e| format!("cannot start the approvals' listener: {e}"))?;
-        }
         Ok(PgApprovals {
             conn: Arc::new(conn),
             location,
             answered,
-            stop,
+            stop: Arc::new(AtomicBool::new(false)),
+            target,
+            listening: std::sync::Once::new(),
         })
+    }
+
+    /// Starts listening, once. Should the thread not start, the waiting run
+    /// still looks every [`FALLBACK_POLL`].
+    fn listen(&self) {
+        self.listening.call_once(|| {
+            let (target, answered, stop) = (
+                self.target.clone(),
+                self.answered.clone(),
+                self.stop.clone(),
+            );
+            let _ = std::thread::Builder::new()
+                .name("approvals-listen".into())
+                .spawn(move || listen(target, answered, stop));
+        });
     }
 }
 
@@ -223,6 +237,7 @@ impl Approvals for PgApprovals {
         step: &'a str,
         within: Duration,
     ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        self.listen();
         let mut answers = self.answered.subscribe();
         let key = format!("{run_id}/{step}");
         Box::pin(async move {
