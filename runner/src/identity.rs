@@ -3,7 +3,8 @@
 //!
 //! Why: the record is evidence for a post-mortem, and "approved by unknown"
 //! tells it nothing. A principal comes from, in this order: the server's
-//! authentication (when a server starts the run; not in the command line),
+//! authentication (an API token of `runner serve`, an alert route, a Slack
+//! user or a signed link the server maps to a principal; never the command line),
 //! an explicit `--as NAME` or `RUNNER_USER`, `git config user.email`, the
 //! operating system's user from the password database (not `$USER`, which
 //! anyone can set to anything), and last the numeric user id, which always
@@ -26,6 +27,14 @@ pub enum Source {
     Os,
     /// Only the numeric user id: it has no entry in the password database.
     Uid,
+    /// An API token of `runner serve` (its principal, authenticated).
+    Token,
+    /// An alert delivered to `runner serve` (the route's name).
+    Alert,
+    /// A Slack user mapped to a principal by the server's configuration.
+    Slack,
+    /// A signed approval link `runner serve` sent to that principal.
+    Link,
 }
 
 impl Source {
@@ -37,6 +46,10 @@ impl Source {
             Source::Git => "git user.email",
             Source::Os => "os user",
             Source::Uid => "uid without a user name",
+            Source::Token => "api token",
+            Source::Alert => "alert",
+            Source::Slack => "slack",
+            Source::Link => "approval link",
         }
     }
 }
@@ -50,6 +63,10 @@ impl Source {
             Source::Git,
             Source::Os,
             Source::Uid,
+            Source::Token,
+            Source::Alert,
+            Source::Slack,
+            Source::Link,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -66,6 +83,16 @@ pub struct Principal {
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name, self.source.as_str())
+    }
+}
+
+impl Principal {
+    /// A principal named `name` (cut to one printable line) from `source`.
+    pub fn named(name: &str, source: Source) -> Principal {
+        Principal {
+            name: clean(name),
+            source,
+        }
     }
 }
 

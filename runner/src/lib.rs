@@ -21,5 +21,6 @@ pub mod playbook;
 pub mod record;
 pub mod report;
 pub mod run_state;
+pub mod server;
 pub mod service;
 pub mod settings;

@@ -54,6 +54,7 @@ fn options() -> RunOptions {
             source: Source::Flag,
         },
         on_journal_error: OnJournalError::Stop,
+        trigger: None,
     }
 }
 

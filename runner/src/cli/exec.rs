@@ -103,6 +103,7 @@ pub(crate) fn drive(
             super::OnJournalError::Stop => crate::service::OnJournalError::Stop,
             super::OnJournalError::Continue => crate::service::OnJournalError::Continue,
         },
+        trigger: None,
     };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let json = output == Output::Json || (output == Output::Auto && !terminal);

@@ -13,6 +13,7 @@ mod prompt;
 mod queue;
 mod registry;
 mod runs;
+mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -91,6 +92,14 @@ pub enum Command {
         after_help = "Examples:\n  runner worker --concurrency 4\n\nEach run goes in a child process of its own. A run whose lease ran out (its runner died) is taken over with the rules of `runner resume`. SIGTERM or SIGINT: no new runs; the worker ends when its running ones have (a second signal ends it at once). Needs a shared journal (RUNNER_DATABASE_URL or --database; docs/scale-out.md)."
     )]
     Worker(WorkerArgs),
+    /// Serve the HTTP API: start, follow, approve and cancel runs; alerts and webhooks.
+    #[command(
+        after_help = "Examples:\n  runner token add --tokens examples/serve-tokens.yaml --principal alice --role operator --role tech-lead\n  runner serve --listen 127.0.0.1:8700 --config examples/serve.yaml\n\nRuns are started from the configuration's catalog (a folder of playbooks, never an uploaded one) and executed by this process, at most limits.concurrent_runs at once. Every /api/v1 request carries `Authorization: Bearer TOKEN`; approval steps take the roles their playbook names. SIGHUP reads the token file again; SIGTERM or SIGINT stop taking requests and stop the running runs as SIGTERM stops `runner exec` (their handlers run). The API: GET /api/v1/openapi.json; docs/server.md."
+    )]
+    Serve(ServeArgs),
+    /// Make API tokens for `runner serve`.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Approve (or reject) a step of a run that waits for a manual approval.
     #[command(
         after_help = "Examples:\n  runner approve 1738314300-4242 confirm_rollback --comment 'error rate confirmed'\n  runner approve 1738314300-4242 confirm_rollback --role tech-lead\n  runner approve 1738314300-4242 confirm_rollback --reject --comment 'traffic is recovering'\n\nThe run prints the command to use when it starts waiting. When the step lists approvers, each role answers with --role ROLE; one rejection rejects. The decision is recorded with who you are (--as NAME, else RUNNER_USER, else `git config user.email`, else your OS user, and which of those it was) and the time.\nExit codes: 0 recorded, 2 refused (no such run or pending step, or a wrong role; the message says which)."
@@ -272,6 +281,43 @@ pub struct WorkerArgs {
     pub run: Option<String>,
 }
 
+/// What `serve` takes.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The address to listen on (HOST:PORT). Without TLS in front of it, keep
+    /// it on a loopback or private address (docs/server.md).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8700")]
+    pub listen: std::net::SocketAddr,
+    /// The server's configuration (catalog, token file, limits, hooks).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub journal: JournalArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for a principal with roles; prints it once and keeps only its hash.
+    #[command(
+        after_help = "Examples:\n  runner token add --tokens tokens.yaml --principal alice --role tech-lead --note 'phone'\n\nThe token is printed on stdout and nowhere else: store it where the caller keeps secrets. The file keeps its SHA-256, the principal, the roles and the time (created readable by its owner only). Revoke a token by deleting its entry and sending SIGHUP to the server."
+    )]
+    Add {
+        /// The token file (`tokens:` in the server's configuration).
+        #[arg(long, value_name = "FILE")]
+        tokens: PathBuf,
+        /// Who the token is: recorded with every run they start and every decision.
+        #[arg(long, value_name = "NAME")]
+        principal: String,
+        /// A role (repeat for several): the approver roles of playbooks,
+        /// `operator` (access.operate) to start and cancel runs.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// What the token is for.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+}
+
 /// What `approve` takes: which run and step, and the answer.
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
@@ -420,6 +466,13 @@ pub fn main() -> ExitCode {
         Command::Approve(args) => approve::approve(&args),
         Command::Submit(args) => queue::submit(&args),
         Command::Worker(args) => queue::worker(&args),
+        Command::Serve(args) => serve::serve(&args),
+        Command::Token(TokenCommand::Add {
+            tokens,
+            principal,
+            roles,
+            note,
+        }) => serve::token_add(&tokens, &principal, &roles, note.as_deref()),
         Command::Resume(args) => runs::resume(&args),
         Command::Rerun(args) => runs::rerun(&args),
         Command::Runs(cmd) => runs::runs(&cmd),

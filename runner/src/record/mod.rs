@@ -74,6 +74,9 @@ pub struct SourceFile {
 pub enum SourceKind {
     Playbook,
     Environment,
+    /// What started the run, when not a person: the alert or webhook body
+    /// (JSON) that `runner serve` started it for.
+    Trigger,
 }
 
 impl SourceKind {
@@ -81,6 +84,7 @@ impl SourceKind {
         match self {
             SourceKind::Playbook => "playbook",
             SourceKind::Environment => "environment",
+            SourceKind::Trigger => "trigger",
         }
     }
 }
@@ -184,7 +188,13 @@ pub trait Journal: Send {
     fn list(&self, f: &Filter) -> Result<Vec<RunRow>, String>;
 
     /// The events of run `id`, in order.
-    fn events(&self, id: &str) -> Result<Vec<Stored>, String>;
+    fn events(&self, id: &str) -> Result<Vec<Stored>, String> {
+        self.events_after(id, -1)
+    }
+
+    /// The events of run `id` numbered above `after`, in order: what a
+    /// reader who has seen up to `after` has not seen yet.
+    fn events_after(&self, id: &str, after: i64) -> Result<Vec<Stored>, String>;
 
     /// What `runner resume` needs about the steps of run `id`.
     fn steps(&self, id: &str) -> Result<StepStates, String>;

@@ -41,7 +41,7 @@ const UPGRADES: [&str; SCHEMA_VERSION as usize - 1] = [
 const SOURCES: &str = "
 CREATE TABLE sources (
     run_id  TEXT NOT NULL,
-    kind    TEXT NOT NULL,            -- playbook, environment
+    kind    TEXT NOT NULL,            -- playbook, environment, trigger
     path    TEXT NOT NULL,            -- where the file was when the run started
     text    TEXT NOT NULL,
     PRIMARY KEY (run_id, kind)
@@ -391,6 +391,7 @@ impl Journal for SqliteJournal {
             let kind = match kind.as_str() {
                 "playbook" => SourceKind::Playbook,
                 "environment" => SourceKind::Environment,
+                "trigger" => SourceKind::Trigger,
                 // Written by a newer runner: not ours to use.
                 _ => continue,
             };
@@ -482,13 +483,15 @@ impl Journal for SqliteJournal {
 
     /// The events of a run, in order. Events this runner cannot read (from a
     /// newer one) are skipped.
-    fn events(&self, id: &str) -> Result<Vec<Stored>, String> {
+    fn events_after(&self, id: &str, after: i64) -> Result<Vec<Stored>, String> {
         let mut stmt = self
             .conn
-            .prepare("SELECT seq, at, offset_ms, body FROM events WHERE run_id = ?1 ORDER BY seq")
+            .prepare_cached(
+                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+            )
             .map_err(sql)?;
         let rows = stmt
-            .query_map([id], |r| {
+            .query_map(rusqlite::params![id, after], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,

@@ -267,6 +267,13 @@ pub(super) async fn launch(
                 text,
             });
         }
+        if let Some((via, body)) = &options.trigger {
+            sources.push(record::SourceFile {
+                kind: record::SourceKind::Trigger,
+                path: via.clone(),
+                text: body.clone(),
+            });
+        }
         journal.begin_with(&row, &sources)
     };
     let recorder = begun.and_then(|()| {

@@ -95,6 +95,10 @@ pub struct RunOptions {
     /// Who starts (or resumes) the run: recorded with it.
     pub actor: Principal,
     pub on_journal_error: OnJournalError,
+    /// What started the run when not a person: the alert or webhook body
+    /// (JSON), kept with the run's sources ([`crate::record::SourceKind::Trigger`])
+    /// under the name `trigger.0` (the route or hook it came through).
+    pub trigger: Option<(String, String)>,
 }
 
 /// What a front end is told while a run goes.
@@ -145,6 +149,8 @@ pub struct Service {
     shared_locks: OnceLock<Arc<dyn engine::lock::Locks>>,
     /// The shared journal's approvals, connected on first use.
     shared_approvals: OnceLock<Arc<dyn engine::approval::Approvals>>,
+    /// The store a front end gave ([`Service::with_approvals`]).
+    given_approvals: Option<Arc<dyn engine::approval::Approvals>>,
 }
 
 impl Service {
@@ -154,7 +160,16 @@ impl Service {
             runtime: OnceLock::new(),
             shared_locks: OnceLock::new(),
             shared_approvals: OnceLock::new(),
+            given_approvals: None,
         }
+    }
+
+    /// This service with its runs' approvals kept by `approvals` instead of
+    /// the store of its settings: a server wraps that store to hear of the
+    /// answers it records itself at once.
+    pub fn with_approvals(mut self, approvals: Arc<dyn engine::approval::Approvals>) -> Service {
+        self.given_approvals = Some(approvals);
+        self
     }
 
     pub fn settings(&self) -> &Settings {
@@ -177,6 +192,9 @@ impl Service {
     /// (approval steps then fail, saying so) or when the database cannot be
     /// reached ([`Service::shared_approvals`] says why).
     pub fn approvals(&self) -> Option<Arc<dyn engine::approval::Approvals>> {
+        if let Some(given) = &self.given_approvals {
+            return Some(given.clone());
+        }
         if self.settings.database.is_some() {
             return self.shared_approvals().ok();
         }

@@ -331,6 +331,16 @@ pub async fn wait(approvals: &dyn Approvals, request: &Request, timeout: Duratio
     }
 }
 
+/// Refuses a run id that could not be one (it would become a file name).
+pub fn check_run_id(id: &str) -> Result<(), String> {
+    check_id(id, IdKind::Run)
+}
+
+/// Refuses a step id that could not be one.
+pub fn check_step_id(id: &str) -> Result<(), String> {
+    check_id(id, IdKind::Step)
+}
+
 /// Which id a name is, for messages and for what it may contain.
 #[derive(Clone, Copy)]
 enum IdKind {

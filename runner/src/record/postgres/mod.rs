@@ -390,6 +390,7 @@ impl Journal for PgJournal {
                 let kind = match r.get::<_, &str>(0) {
                     "playbook" => SourceKind::Playbook,
                     "environment" => SourceKind::Environment,
+                    "trigger" => SourceKind::Trigger,
                     // Written by a newer runner: not ours to use.
                     _ => return None,
                 };
@@ -545,12 +546,12 @@ impl Journal for PgJournal {
         Ok(rows.iter().map(run_row).collect())
     }
 
-    fn events(&self, id: &str) -> Result<Vec<Stored>, String> {
+    fn events_after(&self, id: &str, after: i64) -> Result<Vec<Stored>, String> {
         let run = id.to_owned();
         let rows = self.conn.call(move |c| {
             c.query(
-                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = $1 ORDER BY seq",
-                &[&run],
+                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+                &[&run, &after],
             )
         })?;
         rows.iter()

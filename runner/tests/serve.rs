@@ -1,0 +1,937 @@
+//! `runner serve` against the real binary on 127.0.0.1: runs started and
+//! followed over HTTP, approvals with roles, cancel, reports, alert and
+//! webhook deliveries, and hostile requests.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const QUICK: &str = r#"version: 1
+name: quick
+inputs:
+  service: { type: string, pattern: "[a-z]+", default: shop }
+plugins:
+  echo: { uses: echo }
+stages:
+  - id: s
+    steps:
+      - id: one
+        uses: echo
+        with: { message: "hello ${{ inputs.service }}", outputs: { greeting: "hi ${{ inputs.service }}" } }
+      - id: two
+        uses: echo
+        with: { message: "<script>alert(1)</script> \u001b[31m" }
+"#;
+
+const ASK: &str = r#"version: 1
+name: ask
+plugins:
+  echo: { uses: echo }
+stages:
+  - id: s
+    steps:
+      - id: go
+        approval: { prompt: "deploy?", approvers: [tech-lead], timeout: 2m, on_timeout: fail, prevent_self_approval: true }
+      - id: after
+        uses: echo
+        with: { message: "approved" }
+"#;
+
+const SLOW: &str = r#"version: 1
+name: slow
+inputs:
+  service: { type: string, default: shop }
+  reason: { type: string, default: "" }
+  started: { type: string, default: "" }
+plugins:
+  echo: { uses: echo }
+stages:
+  - id: s
+    steps:
+      - id: wait
+        uses: echo
+        timeout: 2m
+        with: { message: "waiting", sleep_ms: 60000 }
+handlers:
+  on_failure:
+    - id: undo
+      uses: echo
+      with: { message: "rolled back" }
+"#;
+
+struct Server {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+    tokens: std::collections::HashMap<String, String>,
+}
+
+impl Server {
+    fn start(name: &str, extra_config: &str, env: &[(&str, &str)]) -> Server {
+        let dir = common::scratch(&format!("serve-{name}"));
+        let books = dir.join("playbooks");
+        std::fs::create_dir_all(&books).unwrap();
+        for (n, text) in [("quick", QUICK), ("ask", ASK), ("slow", SLOW)] {
+            std::fs::write(books.join(format!("{n}.yaml")), text).unwrap();
+        }
+        let config = dir.join("serve.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "catalog:\n  playbooks: playbooks\ntokens: tokens.yaml\npublic_url: http://runner.test\n{extra_config}"
+            ),
+        )
+        .unwrap();
+        let mut tokens = std::collections::HashMap::new();
+        for (who, roles) in [
+            ("alice", &["operator", "tech-lead"][..]),
+            ("bob", &["tech-lead"][..]),
+            ("carol", &["viewer"][..]),
+            ("am", &["alertmanager"][..]),
+            ("dave", &["operator"][..]),
+        ] {
+            tokens.insert(
+                who.to_owned(),
+                add_token(&dir.join("tokens.yaml"), who, roles),
+            );
+        }
+        Server::spawn(dir, &config, tokens, env)
+    }
+
+    fn spawn(
+        dir: PathBuf,
+        config: &Path,
+        tokens: std::collections::HashMap<String, String>,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .env("RUNNER_STATE_DIR", dir.join("state"))
+            .env(
+                "RUNNER_CACHE_DIR",
+                std::env::temp_dir().join("runner-test-cache"),
+            )
+            .env_remove("RUNNER_DATABASE_URL")
+            .env_remove("RUNNER_JOURNAL")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("runner serve: listening on http://")
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            addr,
+            dir,
+            tokens,
+        }
+    }
+
+    fn token(&self, who: &str) -> &str {
+        &self.tokens[who]
+    }
+
+    fn call(&self, method: &str, path: &str, who: Option<&str>, body: Option<&Value>) -> Reply {
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.raw(
+            method,
+            path,
+            who.map(|w| self.token(w)),
+            &[],
+            body.as_deref(),
+        )
+    }
+
+    fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(t) = token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        if let Some(b) = body {
+            bytes.extend_from_slice(b);
+        }
+        // The server may answer (413) before it read a huge body.
+        let _ = s.write_all(&bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        Reply::parse(&out)
+    }
+
+    fn wait_for(&self, id: &str, what: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let r = self.call("GET", &format!("/api/v1/runs/{id}"), Some("carol"), None);
+            if r.status == 200 && what(&r.json()) {
+                return r.json();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} never got there: {}",
+                r.body
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn add_token(file: &Path, who: &str, roles: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
+    cmd.args(["token", "add", "--tokens"])
+        .arg(file)
+        .args(["--principal", who]);
+    for r in roles {
+        cmd.args(["--role", r]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Reply {
+    fn parse(raw: &[u8]) -> Reply {
+        let text = String::from_utf8_lossy(raw);
+        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        };
+        Reply {
+            status,
+            headers: head.to_owned(),
+            body,
+        }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Reads a run's Server-Sent Events to the end: the `data:` of each `event`
+/// and the status of `end`.
+fn follow(server: &Server, id: &str) -> (Vec<Value>, String) {
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    write!(
+        s,
+        "GET /api/v1/runs/{id}/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        server.token("carol")
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let reply = Reply::parse(&out);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.headers.contains("text/event-stream"),
+        "{}",
+        reply.headers
+    );
+    let mut events = Vec::new();
+    let mut end = String::new();
+    let mut kind = String::new();
+    for line in reply.body.lines() {
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k.to_owned();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            let v: Value = serde_json::from_str(d).unwrap();
+            if kind == "end" {
+                end = v["status"].as_str().unwrap().to_owned();
+            } else {
+                events.push(v);
+            }
+        }
+    }
+    (events, end)
+}
+
+#[test]
+fn a_run_started_through_the_api_is_followed_to_its_end_and_its_report_is_the_journals() {
+    let server = Server::start("follow", "", &[]);
+    let started = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "quick", "inputs": { "service": "cart" } })),
+    );
+    assert_eq!(started.status, 201, "{}", started.body);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        started.json()["url"],
+        format!("http://runner.test/api/v1/runs/{id}")
+    );
+    let (events, end) = follow(&server, &id);
+    assert_eq!(end, "succeeded");
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"]["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as i64).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+
+    // A stream resumed after event 2 gets what came after it only.
+    let rest = server.call(
+        "GET",
+        &format!("/api/v1/runs/{id}/events?after=2"),
+        Some("carol"),
+        None,
+    );
+    assert_eq!(
+        rest.json()["events"].as_array().unwrap().len(),
+        seqs.len() - 3
+    );
+
+    let shown = server
+        .call("GET", &format!("/api/v1/runs/{id}"), Some("carol"), None)
+        .json();
+    assert_eq!(shown["run"]["status"], "succeeded");
+    assert_eq!(shown["run"]["started_by"], "alice (api token)");
+    let one = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "one")
+        .unwrap();
+    assert_eq!(one["outputs"]["greeting"], "hi cart");
+
+    // The reports equal `runner runs show`'s, read from the same journal.
+    let markdown = server.call(
+        "GET",
+        &format!("/api/v1/runs/{id}/report"),
+        Some("carol"),
+        None,
+    );
+    assert_eq!(markdown.status, 200);
+    let cli = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["runs", "show", &id, "--output", "markdown"])
+        .env("RUNNER_STATE_DIR", server.dir.join("state"))
+        .env_remove("RUNNER_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(markdown.body, String::from_utf8_lossy(&cli.stdout));
+    let json_report = server.call(
+        "GET",
+        &format!("/api/v1/runs/{id}/report?format=json"),
+        Some("carol"),
+        None,
+    );
+    assert_eq!(json_report.json()["status"], "succeeded");
+    let junit = server.call(
+        "GET",
+        &format!("/api/v1/runs/{id}/report?format=junit"),
+        Some("carol"),
+        None,
+    );
+    assert!(junit.body.starts_with("<?xml"), "{}", junit.body);
+
+    // Listed, in the history, in the figures and the metrics.
+    let list = server.call(
+        "GET",
+        "/api/v1/runs?playbook=quick&status=succeeded&since=1h",
+        Some("carol"),
+        None,
+    );
+    assert_eq!(list.json()["runs"][0]["id"], id.as_str());
+    let history = server.call("GET", "/api/v1/history?limit=10", Some("carol"), None);
+    assert_eq!(history.json()["runs"][0]["id"], id.as_str());
+    let stats = server.call("GET", "/api/v1/stats?period=30", Some("carol"), None);
+    assert_eq!(stats.json()["playbooks"][0]["success_rate"], 1.0);
+    let metrics = server.call("GET", "/metrics", None, None);
+    assert!(
+        metrics.body.contains("runner_runs{status=\"succeeded\"} 1"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("runner_step_duration_seconds_count 2"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(server.call("GET", "/healthz", None, None).status, 200);
+    assert_eq!(server.call("GET", "/readyz", None, None).status, 200);
+}
+
+#[test]
+fn inputs_are_checked_as_exec_checks_them_and_only_operators_start_runs() {
+    let server = Server::start("inputs", "", &[]);
+    let bad = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "quick", "inputs": { "service": "NOT OK" } })),
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.error().contains("service"), "{}", bad.body);
+    let unknown = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "quick", "inputs": { "nope": "x" } })),
+    );
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    let expression = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "quick", "inputs": { "service": "${{ 1 + 1 }}" } })),
+    );
+    assert_eq!(
+        expression.status, 422,
+        "an input is never code: {}",
+        expression.body
+    );
+    let missing = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "../quick" })),
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    let viewer = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("carol"),
+        Some(&json!({ "playbook": "quick" })),
+    );
+    assert_eq!(viewer.status, 403);
+    assert!(viewer.error().contains("`operator`"), "{}", viewer.body);
+    let nobody = server.call(
+        "POST",
+        "/api/v1/runs",
+        None,
+        Some(&json!({ "playbook": "quick" })),
+    );
+    assert_eq!(nobody.status, 401);
+    assert!(
+        nobody.headers.contains("www-authenticate"),
+        "{}",
+        nobody.headers
+    );
+    let forged = server.raw(
+        "GET",
+        "/api/v1/runs",
+        Some("rnr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        &[],
+        None,
+    );
+    assert_eq!(forged.status, 401);
+    // Nothing was started by any of these.
+    assert_eq!(
+        server
+            .call("GET", "/api/v1/runs", Some("carol"), None)
+            .json()["runs"],
+        json!([])
+    );
+    let catalog = server
+        .call("GET", "/api/v1/playbooks", Some("carol"), None)
+        .json();
+    let names: Vec<&str> = catalog["playbooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ask", "quick", "slow"]);
+}
+
+#[test]
+fn approvals_take_the_right_role_refuse_the_wrong_one_and_the_starter() {
+    let server = Server::start("approve", "", &[]);
+    let started = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "ask" })),
+    );
+    assert_eq!(started.status, 201, "{}", started.body);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    server.wait_for(&id, |r| !r["waiting_for"].as_array().unwrap().is_empty());
+    let path = format!("/api/v1/runs/{id}/approvals/go");
+    let approve = json!({ "decision": "approve", "comment": "looks fine" });
+
+    // Bob sees it among his; Carol (viewer) does not.
+    let bobs = server
+        .call("GET", "/api/v1/approvals", Some("bob"), None)
+        .json();
+    assert_eq!(bobs["approvals"][0]["run"], id.as_str());
+    let carols = server
+        .call("GET", "/api/v1/approvals", Some("carol"), None)
+        .json();
+    assert_eq!(carols["approvals"], json!([]));
+
+    let nobody = server.call("POST", &path, None, Some(&approve));
+    assert_eq!(nobody.status, 401);
+    let viewer = server.call("POST", &path, Some("carol"), Some(&approve));
+    assert_eq!(viewer.status, 403);
+    assert!(
+        viewer.error().contains("`tech-lead`"),
+        "the role needed is named: {}",
+        viewer.body
+    );
+    let claimed = server.call(
+        "POST",
+        &path,
+        Some("carol"),
+        Some(&json!({ "decision": "approve", "role": "tech-lead" })),
+    );
+    assert_eq!(
+        claimed.status, 403,
+        "a role is held, not claimed: {}",
+        claimed.body
+    );
+    let own = server.call("POST", &path, Some("alice"), Some(&approve));
+    assert_eq!(own.status, 403, "{}", own.body);
+    assert!(
+        own.error().contains("prevent_self_approval"),
+        "{}",
+        own.body
+    );
+    // Still waiting after all of that.
+    let run = server
+        .call("GET", &format!("/api/v1/runs/{id}"), Some("carol"), None)
+        .json();
+    assert_eq!(run["run"]["status"], "running");
+    assert_eq!(run["waiting_for"][0]["step"], "go");
+
+    let ok = server.call("POST", &path, Some("bob"), Some(&approve));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["decision"]["by"], "bob");
+    assert_eq!(ok.json()["decision"]["by_source"], "api token");
+    assert_eq!(ok.json()["decision"]["role"], "tech-lead");
+    let done = server.wait_for(&id, |r| r["run"]["status"] != "running");
+    assert_eq!(done["run"]["status"], "succeeded");
+    let report = server
+        .call(
+            "GET",
+            &format!("/api/v1/runs/{id}/report"),
+            Some("carol"),
+            None,
+        )
+        .body;
+    assert!(
+        report.contains("bob (api token)"),
+        "the decision names its principal: {report}"
+    );
+    let late = server.call("POST", &path, Some("bob"), Some(&approve));
+    assert_eq!(late.status, 404, "{}", late.body);
+}
+
+#[test]
+fn cancel_stops_the_run_and_runs_its_rollback() {
+    let server = Server::start("cancel", "", &[]);
+    let started = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "slow" })),
+    );
+    assert_eq!(started.status, 201, "{}", started.body);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    server.wait_for(&id, |r| r["in_flight"].get("wait").is_some());
+    let viewer = server.call(
+        "POST",
+        &format!("/api/v1/runs/{id}/cancel"),
+        Some("carol"),
+        None,
+    );
+    assert_eq!(viewer.status, 403);
+    let cancel = server.call(
+        "POST",
+        &format!("/api/v1/runs/{id}/cancel"),
+        Some("dave"),
+        None,
+    );
+    assert_eq!(cancel.status, 202, "{}", cancel.body);
+    let done = server.wait_for(&id, |r| r["run"]["status"] != "running");
+    assert_eq!(done["run"]["status"], "interrupted");
+    assert_eq!(done["run"]["rolled_back"], true);
+    let undo = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "undo")
+        .unwrap();
+    assert_eq!(undo["status"], "succeeded");
+    let again = server.call(
+        "POST",
+        &format!("/api/v1/runs/{id}/cancel"),
+        Some("dave"),
+        None,
+    );
+    assert_eq!(again.status, 409);
+}
+
+const ALERTS: &str = "alertmanager:\n  routes:\n    - name: slow-alert\n      match: { alertname: Slow }\n      playbook: slow\n      inputs:\n        service: { label: service }\n        started: { alert: starts_at }\nwebhooks:\n  - name: deploys\n    secret_env: TEST_HOOK_KEY\n    playbook: slow\n    inputs:\n      service: { field: /service }\n    dedup: /id\n";
+
+fn alert(status: &str) -> Value {
+    json!({
+        "version": "4", "groupKey": "{}:{alertname=\"Slow\"}", "status": status, "receiver": "runner",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0,
+        "alerts": [{
+            "status": status, "labels": { "alertname": "Slow", "service": "cart" }, "annotations": {},
+            "startsAt": "2026-12-06T05:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prom/graph", "fingerprint": "c0ffee"
+        }]
+    })
+}
+
+#[test]
+fn the_same_alert_twice_starts_one_run_and_a_resolved_one_none() {
+    let server = Server::start("alerts", ALERTS, &[]);
+    let path = "/api/v1/hooks/alertmanager";
+    assert_eq!(
+        server
+            .call("POST", path, None, Some(&alert("firing")))
+            .status,
+        401
+    );
+    assert_eq!(
+        server
+            .call("POST", path, Some("carol"), Some(&alert("firing")))
+            .status,
+        403
+    );
+    let resolved = server.call("POST", path, Some("am"), Some(&alert("resolved")));
+    assert_eq!(resolved.status, 200, "{}", resolved.body);
+    assert_eq!(resolved.json()["alerts"][0]["outcome"], "resolved");
+    assert_eq!(
+        server
+            .call("GET", "/api/v1/runs", Some("carol"), None)
+            .json()["runs"],
+        json!([])
+    );
+
+    let first = server.call("POST", path, Some("am"), Some(&alert("firing")));
+    assert_eq!(
+        first.json()["alerts"][0]["outcome"],
+        "started",
+        "{}",
+        first.body
+    );
+    let id = first.json()["alerts"][0]["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = server.call("POST", path, Some("am"), Some(&alert("firing")));
+    assert_eq!(
+        second.json()["alerts"][0]["outcome"],
+        "duplicate",
+        "{}",
+        second.body
+    );
+    assert_eq!(second.json()["alerts"][0]["run"], id.as_str());
+    let runs = server
+        .call("GET", "/api/v1/runs", Some("carol"), None)
+        .json();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+    let run = server
+        .call("GET", &format!("/api/v1/runs/{id}"), Some("carol"), None)
+        .json();
+    assert_eq!(run["run"]["inputs"]["started"], "2026-12-06T05:00:00Z");
+    assert_eq!(run["run"]["inputs"]["service"], "cart");
+    assert_eq!(run["run"]["started_by"], "slow-alert (alert)");
+    assert_eq!(run["trigger"]["body"]["alert"]["fingerprint"], "c0ffee");
+    let log = std::fs::read_to_string(server.dir.join("state/hooks.jsonl")).unwrap();
+    let outcomes: Vec<String> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["outcome"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(outcomes, ["resolved", "started", "duplicate"]);
+}
+
+#[test]
+fn a_generic_webhook_needs_a_fresh_signature() {
+    let server = Server::start("webhook", ALERTS, &[("TEST_HOOK_KEY", "k3y")]);
+    let path = "/api/v1/hooks/generic/deploys";
+    let body = br#"{"id": "d-1", "service": "cart"}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let good = runner::server::hooks::signature(b"k3y", &now, body);
+    let send = |ts: &str, sig: &str| {
+        server.raw(
+            "POST",
+            path,
+            None,
+            &[("X-Runner-Timestamp", ts), ("X-Runner-Signature", sig)],
+            Some(body),
+        )
+    };
+    let unsigned = server.raw("POST", path, None, &[], Some(body));
+    assert_eq!(unsigned.status, 401);
+    let wrong = runner::server::hooks::signature(b"other", &now, body);
+    assert_eq!(send(&now, &wrong).status, 401);
+    let old = (now.parse::<u64>().unwrap() - 600).to_string();
+    let stale = runner::server::hooks::signature(b"k3y", &old, body);
+    assert_eq!(
+        send(&old, &stale).status,
+        401,
+        "a timestamp ten minutes old is refused"
+    );
+    let ok = send(&now, &good);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["outcome"], "started");
+    let replay = send(&now, &good);
+    assert_eq!(replay.status, 401, "{}", replay.body);
+    assert!(replay.error().contains("before"), "{}", replay.body);
+    assert_eq!(
+        server
+            .call("GET", "/api/v1/runs", Some("carol"), None)
+            .json()["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn hostile_requests_get_a_4xx_never_a_5xx() {
+    let server = Server::start("hostile", "limits:\n  max_body_bytes: 65536\n", &[]);
+    let alice = Some(server.token("alice"));
+    let huge = vec![b'['; 2 << 20];
+    let r = server.raw("POST", "/api/v1/runs", alice, &[], Some(&huge));
+    assert_eq!(r.status, 413, "{}", r.body);
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let r = server.raw("POST", "/api/v1/runs", alice, &[], Some(deep.as_bytes()));
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = server.raw(
+        "POST",
+        "/api/v1/runs",
+        alice,
+        &[],
+        Some(br#"{"playbook": "quick", "extra": 1}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("unknown field"), "{}", r.body);
+    let r = server.raw(
+        "POST",
+        "/api/v1/runs",
+        alice,
+        &[],
+        Some(b"{\"playbook\": \"\xff\xfe\"}"),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    for path in [
+        "/api/v1/runs/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/runs/../../etc/passwd",
+        "/api/v1/runs/%00",
+        "/api/v1/runs/%ff%fe",
+        "/api/v1/runs/a/report?format=../../x",
+        "/api/v1/runs?limit=-1",
+        "/api/v1/runs?status=evil",
+        "/api/v1/nothing",
+    ] {
+        let r = server.raw("GET", path, alice, &[], None);
+        assert!(
+            (400..500).contains(&r.status),
+            "{path}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let r = server.raw(
+        "POST",
+        "/api/v1/runs/x%2F..%2F/approvals/go",
+        alice,
+        &[],
+        Some(br#"{"decision":"approve"}"#),
+    );
+    assert!((400..500).contains(&r.status), "{} {}", r.status, r.body);
+    let r = server.raw("DELETE", "/api/v1/runs", alice, &[], None);
+    assert_eq!(r.status, 405);
+    // Still serving.
+    assert_eq!(server.call("GET", "/healthz", None, None).status, 200);
+}
+
+#[test]
+fn the_openapi_document_lists_exactly_the_routes() {
+    let doc: Value = serde_json::from_str(runner::server::openapi_document()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut routes: Vec<(String, String)> = runner::server::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    // Every route answers something other than "no such route" on the real server.
+    let server = Server::start("routes", ALERTS, &[("TEST_HOOK_KEY", "k")]);
+    for (method, path) in runner::server::ROUTES {
+        let path = path
+            .replace("{id}", "1-2-abcdef")
+            .replace("{step}", "go")
+            .replace("{name}", "deploys");
+        let r = server.raw(
+            &method.to_uppercase(),
+            &path,
+            Some(server.token("carol")),
+            &[],
+            Some(b"{}"),
+        );
+        assert_ne!(r.status, 405, "{method} {path}");
+        if r.status == 404 {
+            assert!(
+                !r.error().contains("no such resource"),
+                "{method} {path}: {}",
+                r.body
+            );
+        }
+        assert!(r.status < 500, "{method} {path}: {} {}", r.status, r.body);
+    }
+}
+
+#[test]
+fn the_example_configuration_serves_the_shipped_playbooks() {
+    let dir = common::scratch("serve-example");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    std::fs::create_dir_all(dir.join("examples")).unwrap();
+    std::fs::copy(
+        root.join("examples/serve.yaml"),
+        dir.join("examples/serve.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(root.join("playbooks"), dir.join("playbooks")).unwrap();
+    std::os::unix::fs::symlink(root.join("environments"), dir.join("environments")).unwrap();
+    let token = add_token(
+        &dir.join("examples/serve-tokens.yaml"),
+        "alice",
+        &["operator"],
+    );
+    let tokens = std::collections::HashMap::from([("alice".to_owned(), token)]);
+    let server = Server::spawn(dir.clone(), &dir.join("examples/serve.yaml"), tokens, &[]);
+    let catalog = server
+        .call("GET", "/api/v1/playbooks", Some("alice"), None)
+        .json();
+    let names: Vec<&str> = catalog["playbooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["canary", "hotfix", "postmortem", "rollback"]);
+    assert!(
+        catalog["playbooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["invalid"].is_null()),
+        "{catalog}"
+    );
+    assert_eq!(
+        catalog["environments"],
+        json!(["production.example", "sandbox"])
+    );
+}
