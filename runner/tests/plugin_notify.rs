@@ -173,6 +173,54 @@ fn a_slack_message_is_block_kit_coloured_by_severity() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Approval buttons: what `runner serve`'s Slack interaction reads back.
+#[test]
+fn a_slack_message_can_carry_approval_buttons() {
+    let dir = common::scratch("notify-slack-buttons");
+    let hook = Hook::start(&[]);
+    let grants = format!(
+        "{{ http: [\"http://127.0.0.1:{}\"], secrets: [SLACK_WEBHOOK] }}",
+        hook.port
+    );
+    let secrets = [(
+        "SLACK_WEBHOOK",
+        format!("http://127.0.0.1:{}/services/T0/B0/x", hook.port),
+    )];
+    let (code, step) = notify(
+        &dir,
+        &grants,
+        &secrets,
+        r#"{ channel: slack, webhook_secret: SLACK_WEBHOOK, title: "Deploy?", approval: { run: "1-2-abc", step: confirm } }"#,
+    );
+    assert_eq!(code, 0, "{step}");
+    let bodies = hook.bodies();
+    let blocks = bodies[0]["attachments"][0]["blocks"].as_array().unwrap();
+    let actions = blocks.iter().find(|b| b["type"] == "actions").unwrap();
+    let ids: Vec<&str> = actions["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["approve", "reject"]);
+    let value: serde_json::Value =
+        serde_json::from_str(actions["elements"][0]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({ "run": "1-2-abc", "step": "confirm" })
+    );
+    // An id that is not one, or buttons on another channel: refused, nothing sent.
+    let (code, step) = notify(
+        &dir,
+        &grants,
+        &secrets,
+        r#"{ channel: slack, webhook_secret: SLACK_WEBHOOK, title: t, approval: { run: "a b", step: confirm } }"#,
+    );
+    assert_eq!(code, 1, "{step}");
+    assert_eq!(hook.bodies().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_webhook_is_retried_with_backoff_on_5xx_but_not_on_4xx() {
     let dir = common::scratch("notify-webhook");

@@ -110,9 +110,20 @@ impl Server {
         tokens: std::collections::HashMap<String, String>,
         env: &[(&str, &str)],
     ) -> Server {
+        Server::spawn_with(dir, config, tokens, env, &[])
+    }
+
+    fn spawn_with(
+        dir: PathBuf,
+        config: &Path,
+        tokens: std::collections::HashMap<String, String>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
+            .args(args)
             .env("RUNNER_STATE_DIR", dir.join("state"))
             .env(
                 "RUNNER_CACHE_DIR",
@@ -132,6 +143,10 @@ impl Server {
         let addr = line
             .trim()
             .strip_prefix("runner serve: listening on http://")
+            .or_else(|| {
+                line.trim()
+                    .strip_prefix("runner serve: listening on https://")
+            })
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_owned();
         Server {
@@ -849,6 +864,20 @@ fn hostile_requests_get_a_4xx_never_a_5xx() {
 fn the_openapi_document_lists_exactly_the_routes() {
     let doc: Value = serde_json::from_str(runner::server::openapi_document()).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    let schema: Value = serde_json::from_str(include_str!("openapi/schema-3.1.json")).unwrap();
+    let validator = jsonschema::draft202012::options().build(&schema).unwrap();
+    let problems: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "not a valid OpenAPI 3.1 document: {problems:#?}"
+    );
+    // The schema is not a formality: a document without `info` is refused.
+    let mut broken = doc.clone();
+    broken.as_object_mut().unwrap().remove("info");
+    assert!(!validator.is_valid(&broken));
     let mut documented: Vec<(String, String)> = doc["paths"]
         .as_object()
         .unwrap()
@@ -933,5 +962,437 @@ fn the_example_configuration_serves_the_shipped_playbooks() {
     assert_eq!(
         catalog["environments"],
         json!(["production.example", "sandbox"])
+    );
+}
+
+fn slack_form(user: &str, action: &str, run: &str, step: &str) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "user": { "id": user, "username": "x", "team_id": "T1" },
+        "actions": [{ "action_id": action, "block_id": "b", "type": "button",
+                      "value": json!({ "run": run, "step": step }).to_string() }],
+        "response_url": "http://127.0.0.1:9/never",
+    });
+    url_encode(&[("payload", &payload.to_string())])
+}
+
+fn url_encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn slack_signature(secret: &str, ts: &str, body: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, format!("v0:{ts}:{body}").as_bytes());
+    format!(
+        "v0={}",
+        tag.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+#[test]
+fn a_signed_slack_button_approves_as_the_mapped_principal_and_nothing_else_does() {
+    let server = Server::start(
+        "slack",
+        "slack:\n  signing_secret_env: TEST_SLACK_SECRET\n  users: { U1: bob, U2: carol, U9: mallory }\n",
+        &[("TEST_SLACK_SECRET", "s3cret")],
+    );
+    let started = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "ask" })),
+    );
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    server.wait_for(&id, |r| !r["waiting_for"].as_array().unwrap().is_empty());
+    let path = "/api/v1/hooks/slack/interactive";
+    let post = |body: &str, ts: &str, sig: &str| {
+        server.raw(
+            "POST",
+            path,
+            None,
+            &[
+                ("X-Slack-Request-Timestamp", ts),
+                ("X-Slack-Signature", sig),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            Some(body.as_bytes()),
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let bob = slack_form("U1", "approve", &id, "go");
+
+    let forged = post(&bob, &now, &slack_signature("wrong", &now, &bob));
+    assert_eq!(forged.status, 401, "{}", forged.body);
+    let old = (now.parse::<u64>().unwrap() - 400).to_string();
+    let stale = post(&bob, &old, &slack_signature("s3cret", &old, &bob));
+    assert_eq!(stale.status, 401, "{}", stale.body);
+    let carol = slack_form("U2", "approve", &id, "go");
+    let viewer = post(&carol, &now, &slack_signature("s3cret", &now, &carol));
+    assert_eq!(viewer.status, 403, "{}", viewer.body);
+    let mallory = slack_form("U9", "approve", &id, "go");
+    let unknown = post(&mallory, &now, &slack_signature("s3cret", &now, &mallory));
+    assert_eq!(unknown.status, 403, "{}", unknown.body);
+    let stranger = slack_form("U5", "approve", &id, "go");
+    let unmapped = post(&stranger, &now, &slack_signature("s3cret", &now, &stranger));
+    assert_eq!(unmapped.status, 403, "{}", unmapped.body);
+    assert_eq!(
+        server
+            .call("GET", &format!("/api/v1/runs/{id}"), Some("carol"), None)
+            .json()["run"]["status"],
+        "running"
+    );
+
+    let sig = slack_signature("s3cret", &now, &bob);
+    let ok = post(&bob, &now, &sig);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(
+        ok.json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("approved by bob (slack) as tech-lead"),
+        "{}",
+        ok.body
+    );
+    let replay = post(&bob, &now, &sig);
+    assert_eq!(replay.status, 401, "{}", replay.body);
+    let done = server.wait_for(&id, |r| r["run"]["status"] != "running");
+    assert_eq!(done["run"]["status"], "succeeded");
+}
+
+#[test]
+fn a_signed_link_decides_once_for_its_principal() {
+    let server = Server::start(
+        "links",
+        "links:\n  secret_env: TEST_LINK_KEY\n",
+        &[("TEST_LINK_KEY", "l1nk")],
+    );
+    let started = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "ask" })),
+    );
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    server.wait_for(&id, |r| !r["waiting_for"].as_array().unwrap().is_empty());
+    let links_path = format!("/api/v1/runs/{id}/approvals/go/links");
+    let body = json!({ "principals": ["bob"] });
+    assert_eq!(
+        server
+            .call("POST", &links_path, Some("carol"), Some(&body))
+            .status,
+        403
+    );
+    let made = server.call("POST", &links_path, Some("dave"), Some(&body));
+    assert_eq!(made.status, 200, "{}", made.body);
+    let approve = made.json()["links"][0]["approve"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let query = approve.split_once('?').unwrap().1.to_owned();
+    assert!(
+        approve.starts_with("http://runner.test/api/v1/approvals/link?"),
+        "{approve}"
+    );
+
+    // Opening it decides nothing.
+    let page = server.raw(
+        "GET",
+        &format!("/api/v1/approvals/link?{query}"),
+        None,
+        &[],
+        None,
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("deploy?") && page.body.contains("<form method=\"post\""),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        server
+            .call("GET", &format!("/api/v1/runs/{id}"), Some("carol"), None)
+            .json()["run"]["status"],
+        "running"
+    );
+
+    // Another principal, or another decision, under the same signature: refused.
+    let as_alice = query.replace("as=bob", "as=alice");
+    let form = |q: &str| {
+        server.raw(
+            "POST",
+            "/api/v1/approvals/link",
+            None,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(q.as_bytes()),
+        )
+    };
+    assert_eq!(form(&as_alice).status, 401);
+    assert_eq!(
+        form(&query.replace("decision=approve", "decision=reject")).status,
+        401
+    );
+    assert_eq!(
+        server
+            .call("GET", &format!("/api/v1/runs/{id}"), Some("carol"), None)
+            .json()["run"]["status"],
+        "running"
+    );
+
+    let used = form(&format!("{query}&comment=ok+from+mail"));
+    assert_eq!(used.status, 200, "{}", used.body);
+    assert_eq!(used.json()["decision"]["by_source"], "approval link");
+    let again = form(&query);
+    assert!(
+        again.status == 410 || again.status == 404,
+        "{} {}",
+        again.status,
+        again.body
+    );
+    let done = server.wait_for(&id, |r| r["run"]["status"] != "running");
+    assert_eq!(done["run"]["status"], "succeeded");
+}
+
+#[test]
+fn with_a_certificate_the_server_speaks_only_tls() {
+    let dir = common::scratch("serve-tls");
+    std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+    std::fs::write(dir.join("playbooks/quick.yaml"), QUICK).unwrap();
+    std::fs::write(
+        dir.join("serve.yaml"),
+        "catalog:\n  playbooks: playbooks\ntokens: tokens.yaml\n",
+    )
+    .unwrap();
+    let token = add_token(&dir.join("tokens.yaml"), "carol", &["viewer"]);
+    // A CA of the test's own, and the server's certificate for 127.0.0.1 signed by it.
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .expect("openssl (Debian's `openssl` package)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=runner test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+
+    // A key that is not there: refused before anything listens.
+    let bad = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.join("serve.yaml"))
+        .args(["--tls-cert", "cert.pem", "--tls-key", "missing.pem"])
+        .current_dir(&dir)
+        .env("RUNNER_STATE_DIR", dir.join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("missing.pem"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    let tokens = std::collections::HashMap::from([("carol".to_owned(), token.clone())]);
+    let server = Server::spawn_with(
+        dir.clone(),
+        &dir.join("serve.yaml"),
+        tokens,
+        &[],
+        &[
+            "--tls-cert",
+            dir.join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            dir.join("key.pem").to_str().unwrap(),
+        ],
+    );
+    // Plain HTTP to it gets no HTTP answer.
+    let plain = server.raw("GET", "/healthz", None, &[], None);
+    assert_eq!(plain.status, 0, "{plain:?}");
+
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(&server.addr).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(tls, "GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    let reply = Reply::parse(&out);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["principal"], "carol");
+
+    // `runner approve --server https://…` trusts the CA it is given, and only then.
+    let approve = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args([
+                "approve",
+                "1-2-abcdef",
+                "go",
+                "--server",
+                &format!("https://{}", server.addr),
+            ])
+            .args(extra)
+            .env("RUNNER_TOKEN", &token)
+            .output()
+            .unwrap()
+    };
+    let trusted = approve(&["--server-ca", dir.join("ca.pem").to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&trusted.stderr);
+    assert!(
+        said.contains("refused (404)") && said.contains("1-2-abcdef"),
+        "{said}"
+    );
+    let untrusted = approve(&[]);
+    let said = String::from_utf8_lossy(&untrusted.stderr);
+    assert_eq!(untrusted.status.code(), Some(2));
+    assert!(said.contains("TLS with 127.0.0.1"), "{said}");
+}
+
+#[test]
+fn runner_approve_answers_through_the_server_with_a_token() {
+    let server = Server::start("cli-approve", "", &[]);
+    let started = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "ask" })),
+    );
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    server.wait_for(&id, |r| !r["waiting_for"].as_array().unwrap().is_empty());
+    let approve = |token: Option<&str>, extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
+        cmd.args([
+            "approve",
+            &id,
+            "go",
+            "--server",
+            &format!("http://{}", server.addr),
+        ])
+        .args(extra)
+        .env_remove("RUNNER_TOKEN")
+        .env_remove("RUNNER_DATABASE_URL");
+        if let Some(t) = token {
+            cmd.env("RUNNER_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let none = approve(None, &[]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("RUNNER_TOKEN"));
+    let carol = approve(Some(server.token("carol")), &["--role", "tech-lead"]);
+    assert_eq!(carol.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&carol.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&carol.stderr)
+    );
+    let bob = approve(Some(server.token("bob")), &["--comment", "ok"]);
+    assert_eq!(
+        bob.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&bob.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&bob.stdout),
+        format!("step `go` of run `{id}`: approved by bob (api token) as tech-lead (\"ok\")\n")
+    );
+    assert_eq!(
+        server.wait_for(&id, |r| r["run"]["status"] != "running")["run"]["status"],
+        "succeeded"
     );
 }

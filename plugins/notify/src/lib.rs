@@ -53,6 +53,10 @@ struct Input {
     /// Slack and webhook: the granted secret holding the URL.
     #[serde(default)]
     webhook_secret: Option<String>,
+    /// Slack: Approve / Reject buttons for this approval step of this run,
+    /// answered through `runner serve` (its Slack interactivity URL).
+    #[serde(default)]
+    approval: Option<Approval>,
     /// Webhook: the JSON body; default `{title, text, severity, fields, link}`.
     #[serde(default)]
     payload: Option<Value>,
@@ -83,6 +87,34 @@ fn one_second() -> String {
 }
 fn ten_seconds() -> String {
     "10s".into()
+}
+
+/// Which approval the buttons answer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Approval {
+    run: String,
+    step: String,
+}
+
+impl Approval {
+    /// The buttons' value: what `runner serve` reads back.
+    fn value(&self) -> Result<String, StepError> {
+        let fits = |id: &str| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        if !fits(&self.run) || !fits(&self.step) {
+            return Err(StepError::invalid_input(
+                "`approval`: run and step must be ids (letters, digits, `-`, `_`, `.`; at most 128)"
+                    .to_string(),
+            ));
+        }
+        Ok(json!({ "run": self.run, "step": self.step }).to_string())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
@@ -139,6 +171,11 @@ impl Plugin for Notify {
     }
 
     fn run(input: Input) -> Result<Output, StepError> {
+        if input.approval.is_some() && input.channel != Channel::Slack {
+            return Err(StepError::invalid_input(
+                "`approval` buttons are Slack's: use it with `channel: slack`".to_string(),
+            ));
+        }
         let attempts = input.attempts.max(1);
         let mut wait = parse_duration(&input.backoff)
             .map_err(|e| StepError::invalid_input(format!("`backoff`: {e}")))?;
@@ -296,6 +333,18 @@ fn slack(input: &Input) -> Result<Value, StepError> {
         blocks.push(
             json!({ "type": "section", "text": { "type": "mrkdwn", "text": slack_link(link)? } }),
         );
+    }
+    if let Some(approval) = &input.approval {
+        let value = approval.value()?;
+        let button = |id: &str, label: &str, style: &str| {
+            json!({ "type": "button", "action_id": id, "style": style, "value": value,
+                    "text": { "type": "plain_text", "text": label } })
+        };
+        blocks.push(json!({
+            "type": "actions",
+            "block_id": "runner-approval",
+            "elements": [button("approve", "Approve", "primary"), button("reject", "Reject", "danger")],
+        }));
     }
     Ok(json!({
         "text": mrkdwn(&input.title),
@@ -579,6 +628,7 @@ fn schema() -> Value {
         json!({ "type": "string", "description": "A link to the report." }),
     );
     p.insert("webhook_secret".into(), json!({ "type": "string", "description": "slack, webhook: the granted secret holding the webhook URL (its host must be granted under `http`)." }));
+    p.insert("approval".into(), json!({ "type": "object", "required": ["run", "step"], "additionalProperties": false, "properties": { "run": { "type": "string" }, "step": { "type": "string" } }, "description": "slack: Approve / Reject buttons for approval step `step` of run `run` (`${{ run.id }}`), answered through `runner serve` (docs/server.md)." }));
     p.insert("payload".into(), json!({ "description": "webhook: the JSON body (build it with `${{ }}`); default {title, text, severity, fields, link, attachments}." }));
     p.insert("to".into(), json!({ "oneOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }], "description": "email: recipients (a list, or a comma-separated string)." }));
     p.insert(

@@ -102,7 +102,7 @@ pub enum Command {
     Token(TokenCommand),
     /// Approve (or reject) a step of a run that waits for a manual approval.
     #[command(
-        after_help = "Examples:\n  runner approve 1738314300-4242 confirm_rollback --comment 'error rate confirmed'\n  runner approve 1738314300-4242 confirm_rollback --role tech-lead\n  runner approve 1738314300-4242 confirm_rollback --reject --comment 'traffic is recovering'\n\nThe run prints the command to use when it starts waiting. When the step lists approvers, each role answers with --role ROLE; one rejection rejects. The decision is recorded with who you are (--as NAME, else RUNNER_USER, else `git config user.email`, else your OS user, and which of those it was) and the time.\nExit codes: 0 recorded, 2 refused (no such run or pending step, or a wrong role; the message says which)."
+        after_help = "Examples:\n  runner approve 1738314300-4242 confirm_rollback --comment 'error rate confirmed'\n  runner approve 1738314300-4242 confirm_rollback --role tech-lead\n  runner approve 1738314300-4242 confirm_rollback --reject --comment 'traffic is recovering'\n  RUNNER_TOKEN=rnr_… runner approve 1738314300-4242 confirm_rollback --server https://runner.example.com\n\nWith --server the answer goes through `runner serve`: the token says who you are and which roles you hold (docs/server.md). The run prints the command to use when it starts waiting. When the step lists approvers, each role answers with --role ROLE; one rejection rejects. The decision is recorded with who you are (--as NAME, else RUNNER_USER, else `git config user.email`, else your OS user, and which of those it was) and the time.\nExit codes: 0 recorded, 2 refused (no such run or pending step, or a wrong role; the message says which)."
     )]
     Approve(ApproveArgs),
     /// Continue a run whose runner died (crash, kill, lost machine).
@@ -291,6 +291,12 @@ pub struct ServeArgs {
     /// The server's configuration (catalog, token file, limits, hooks).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Serve HTTPS with this certificate chain (PEM); with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub journal: JournalArg,
 }
@@ -342,8 +348,22 @@ pub struct ApproveArgs {
     pub actor: Option<String>,
     /// The shared journal the run is in, whose database holds its approvals
     /// (postgres://USER:PASSWORD@HOST:PORT/DB); default: RUNNER_DATABASE_URL.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "server")]
     pub database: Option<String>,
+    /// Answer through `runner serve` at this URL (http://HOST:PORT or
+    /// https://…) with the API token in RUNNER_TOKEN: the server checks your
+    /// roles and records who the token says you are.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUNNER_SERVER",
+        conflicts_with = "actor"
+    )]
+    pub server: Option<String>,
+    /// With --server over https: a CA certificate (PEM) to trust besides the
+    /// system's web roots.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub server_ca: Option<PathBuf>,
 }
 
 /// A playbook with its inputs: what `plan` and `exec` take.

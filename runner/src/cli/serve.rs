@@ -13,7 +13,14 @@ pub fn serve(args: &ServeArgs) -> u8 {
         }
     };
     let service = super::exec::service(Some(&args.journal));
-    match crate::server::serve(config, service, args.listen) {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::server::Tls {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    match crate::server::serve(config, service, args.listen, tls) {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: {e}");

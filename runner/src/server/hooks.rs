@@ -330,7 +330,7 @@ pub fn verify(
     Ok(())
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+pub(super) fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }

@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod catalog;
+mod chat;
 pub mod config;
 mod error;
 pub mod hooks;
@@ -60,9 +61,23 @@ pub struct App {
     hooks: hooks::Hooks,
 }
 
-/// Starts serving on `listen` until SIGTERM or SIGINT; then stops the runs
-/// this server executes (their handlers run) and returns.
-pub fn serve(config: Config, service: Service, listen: SocketAddr) -> Result<(), String> {
+/// A certificate chain and its key, PEM files, to serve HTTPS.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Starts serving on `listen` (HTTPS with `tls`) until SIGTERM or SIGINT;
+/// then stops the runs this server executes (their handlers run) and returns.
+pub fn serve(
+    config: Config,
+    service: Service,
+    listen: SocketAddr,
+    tls: Option<Tls>,
+) -> Result<(), String> {
+    // Certificates first: a server that cannot speak TLS must not start plain.
+    let acceptor = tls.as_ref().map(acceptor).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,19 +88,96 @@ pub fn serve(config: Config, service: Service, listen: SocketAddr) -> Result<(),
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let app = App::new(config, service)?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
         // One line a script can wait for.
-        println!("runner serve: listening on http://{bound}");
+        println!("runner serve: listening on {scheme}://{bound}");
         let stop = shutdown_signal(app.clone());
-        axum::serve(
-            listener,
-            router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(|e| format!("the server failed: {e}"))?;
+        match acceptor {
+            None => axum::serve(listener, router(app.clone()))
+                .with_graceful_shutdown(stop)
+                .await
+                .map_err(|e| format!("the server failed: {e}"))?,
+            Some(acceptor) => serve_tls(listener, acceptor, router(app.clone()), stop).await,
+        }
         app.runs.stop_all().await;
         Ok(())
     })
+}
+
+/// The TLS side of `tls`: its certificate chain and key, read now.
+fn acceptor(tls: &Tls) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| {
+            format!(
+                "cannot read the certificates in `{}`: {e}",
+                tls.cert.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "`{}` holds no certificate (PEM)",
+            tls.cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
+        format!(
+            "cannot read the private key in `{}`: {e}",
+            tls.key.display()
+        )
+    })?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| {
+        format!(
+            "the certificate `{}` and the key `{}` do not make a TLS identity: {e}",
+            tls.cert.display(),
+            tls.key.display()
+        )
+    })?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves HTTPS until `stop`; then lets the open connections finish (10 s).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: Router,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            () = &mut stop => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // A client that does not finish its handshake in 10 s is dropped.
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = watcher.watch(connection).await;
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
 }
 
 impl App {
@@ -157,7 +249,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/api/v1/runs/{id}/rerun", post(runs::rerun))
         .route("/api/v1/runs/{id}/approvals/{step}", post(runs::decide))
+        .route(
+            "/api/v1/runs/{id}/approvals/{step}/links",
+            post(chat::make_links),
+        )
         .route("/api/v1/approvals", get(runs::pending))
+        .route(
+            "/api/v1/approvals/link",
+            get(chat::show_link).post(chat::use_link),
+        )
+        .route("/api/v1/hooks/slack/interactive", post(chat::slack))
         .route("/api/v1/history", get(runs::history))
         .route("/api/v1/history/{id}", get(runs::show))
         .route("/api/v1/stats", get(runs::stats))
@@ -190,7 +291,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/runs/{id}/cancel"),
     ("post", "/api/v1/runs/{id}/rerun"),
     ("post", "/api/v1/runs/{id}/approvals/{step}"),
+    ("post", "/api/v1/runs/{id}/approvals/{step}/links"),
     ("get", "/api/v1/approvals"),
+    ("get", "/api/v1/approvals/link"),
+    ("post", "/api/v1/approvals/link"),
+    ("post", "/api/v1/hooks/slack/interactive"),
     ("get", "/api/v1/history"),
     ("get", "/api/v1/history/{id}"),
     ("get", "/api/v1/stats"),
