@@ -1396,3 +1396,133 @@ fn runner_approve_answers_through_the_server_with_a_token() {
         "succeeded"
     );
 }
+
+/// With a shared journal the server queues what it starts and `runner
+/// worker`s run it: approvals and cancels from the API reach the worker's run.
+#[test]
+fn with_a_shared_journal_workers_run_what_the_server_starts() {
+    use std::os::unix::process::CommandExt;
+    let pg = common::postgres::Postgres::start();
+    let url = pg.create_db("serve");
+    let server = Server::start("pg", "", &[("RUNNER_DATABASE_URL", &url)]);
+
+    // Queued with no worker yet, then cancelled: it never starts.
+    let never = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "slow" })),
+    );
+    assert_eq!(never.status, 202, "{}", never.body);
+    assert_eq!(never.json()["status"], "queued");
+    let never = never.json()["id"].as_str().unwrap().to_owned();
+    let cancelled = server.call(
+        "POST",
+        &format!("/api/v1/runs/{never}/cancel"),
+        Some("dave"),
+        None,
+    );
+    assert_eq!(cancelled.status, 202, "{}", cancelled.body);
+    assert_eq!(cancelled.json()["status"], "cancelled");
+
+    let state = server.dir.join("worker-state");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["worker", "--concurrency", "2"])
+        .env("RUNNER_DATABASE_URL", &url)
+        .env("RUNNER_STATE_DIR", &state)
+        .env(
+            "RUNNER_CACHE_DIR",
+            std::env::temp_dir().join("runner-test-cache"),
+        )
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let ask = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "ask" })),
+    );
+    assert_eq!(ask.status, 202, "{}", ask.body);
+    let ask = ask.json()["id"].as_str().unwrap().to_owned();
+    // The stream waits for the queued run to begin, then follows it to its end.
+    let watcher = {
+        let (addr, token) = (server.addr.clone(), server.token("carol").to_owned());
+        let id = ask.clone();
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+            write!(s, "GET /api/v1/runs/{id}/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            Reply::parse(&out).body
+        })
+    };
+    let waiting = server.wait_for(&ask, |r| !r["waiting_for"].as_array().unwrap().is_empty());
+    assert_ne!(
+        waiting["run"]["pid"],
+        json!(server.child.id()),
+        "a worker runs it, not the server"
+    );
+    assert_eq!(waiting["run"]["started_by"], "alice (api token)");
+    let ok = server.call(
+        "POST",
+        &format!("/api/v1/runs/{ask}/approvals/go"),
+        Some("bob"),
+        Some(&json!({ "decision": "approve" })),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(
+        server.wait_for(&ask, |r| r["run"]["status"] != "running")["run"]["status"],
+        "succeeded"
+    );
+    let streamed = watcher.join().unwrap();
+    assert!(
+        streamed.contains("\"run_started\"")
+            && streamed.contains("event: end\ndata: {\"status\":\"succeeded\"}"),
+        "{streamed}"
+    );
+
+    let slow = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "slow" })),
+    );
+    let slow = slow.json()["id"].as_str().unwrap().to_owned();
+    server.wait_for(&slow, |r| r["in_flight"].get("wait").is_some());
+    let cancel = server.call(
+        "POST",
+        &format!("/api/v1/runs/{slow}/cancel"),
+        Some("dave"),
+        None,
+    );
+    assert_eq!(cancel.status, 202, "{}", cancel.body);
+    assert_eq!(cancel.json()["status"], "cancelling");
+    let done = server.wait_for(&slow, |r| r["run"]["status"] != "running");
+    assert_eq!(done["run"]["status"], "interrupted");
+    let undo = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "undo")
+        .unwrap();
+    assert_eq!(undo["status"], "succeeded");
+
+    // The cancelled run never began.
+    let runs = server
+        .call("GET", "/api/v1/runs", Some("carol"), None)
+        .json();
+    let ids: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&never.as_str()) && ids.len() == 2, "{ids:?}");
+    unsafe { libc::kill(-(worker.id() as i32), libc::SIGKILL) };
+    let _ = worker.wait();
+}

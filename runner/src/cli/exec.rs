@@ -74,6 +74,8 @@ pub(crate) enum Drive<'a> {
         run_id: &'a str,
         request: &'a crate::service::PlanRequest,
         by: crate::identity::Principal,
+        /// What started it when not a person (an alert through `runner serve`).
+        trigger: Option<(String, String)>,
     },
     Resume {
         run_id: &'a str,
@@ -103,7 +105,10 @@ pub(crate) fn drive(
             super::OnJournalError::Stop => crate::service::OnJournalError::Stop,
             super::OnJournalError::Continue => crate::service::OnJournalError::Continue,
         },
-        trigger: None,
+        trigger: match &what {
+            Drive::Submitted { trigger, .. } => trigger.clone(),
+            _ => None,
+        },
     };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let json = output == Output::Json || (output == Output::Auto && !terminal);
@@ -129,6 +134,9 @@ pub(crate) fn drive(
     let (interrupt, _) = tokio::sync::watch::channel(None);
     let outcome = tokio().block_on(async {
         watch_signals(interrupt.clone());
+        if let Drive::Submitted { run_id, .. } | Drive::Resume { run_id } = &what {
+            watch_cancel(service, run_id, interrupt.clone());
+        }
         let observer: &mut dyn Observer = &mut console;
         match what {
             Drive::Start(request) => service.start(request, &options, observer, &interrupt).await,
@@ -360,6 +368,39 @@ pub fn exit_code(report: &engine::RunReport) -> u8 {
 
 /// The first SIGINT or SIGTERM stops the run (its handlers still run); a second
 /// one exits at once.
+/// With a shared journal: stops run `run_id` as SIGTERM would when someone
+/// asks the queue to cancel it (`runner serve`'s cancel of a run a worker
+/// carries); looks every second.
+fn watch_cancel(service: &Service, run_id: &str, tx: Interrupter) {
+    let Some(url) = service.settings().database.as_ref() else {
+        return;
+    };
+    let (url, run_id) = (url.expose().to_owned(), run_id.to_owned());
+    tokio::spawn(async move {
+        let queue = match tokio::task::spawn_blocking(move || {
+            crate::record::postgres::queue::PgQueue::open(&url)
+        })
+        .await
+        {
+            Ok(Ok(q)) => std::sync::Arc::new(q),
+            _ => return,
+        };
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let (q, id) = (queue.clone(), run_id.clone());
+            if let Ok(Ok(Some(by))) =
+                tokio::task::spawn_blocking(move || q.cancel_requested(&id)).await
+            {
+                eprintln!(
+                    "run {run_id}: cancelled by {by}; running the failure and finally handlers"
+                );
+                let _ = tx.send(Some(engine::Interrupt::Term));
+                return;
+            }
+        }
+    });
+}
+
 fn watch_signals(tx: Interrupter) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (

@@ -76,6 +76,7 @@ pub fn submit(args: &super::SubmitArgs) -> u8 {
         env_text: prepared.env_text.clone(),
         by: by.name.clone(),
         by_source: by.source.as_str().to_owned(),
+        trigger: None,
     };
     let run_id = crate::service::new_run_id();
     // A run that waits for its group waits in the queue, not in a worker; one
@@ -359,6 +360,7 @@ fn run_one(service: &Service, queue: &PgQueue, run_id: &str, args: &super::Worke
                 run_id,
                 request: &request,
                 by,
+                trigger: submitted.trigger.clone(),
             },
             args.output,
             &access,

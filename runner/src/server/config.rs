@@ -30,11 +30,24 @@ pub struct Config {
     /// The URL the server is reached at, for links in messages.
     pub public_url: Option<String>,
     pub access: Access,
+    /// Who executes the runs started here; `None`: the workers' queue with a
+    /// shared journal, else the server.
+    pub execute: Option<Execute>,
     pub limits: Limits,
     pub alertmanager: Option<Alertmanager>,
     pub webhooks: Vec<Webhook>,
     pub slack: Option<Slack>,
     pub links: Option<Links>,
+}
+
+/// Who executes the runs a server starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Execute {
+    /// This process, at most `limits.concurrent_runs` at once.
+    Server,
+    /// `runner worker`s, through the shared journal's queue.
+    Workers,
 }
 
 /// Which roles may do what besides approving (approvals take the roles the
@@ -237,6 +250,8 @@ struct File {
     #[serde(default)]
     access: Access,
     #[serde(default)]
+    execute: Option<Execute>,
+    #[serde(default)]
     limits: Limits,
     #[serde(default)]
     alertmanager: Option<Alertmanager>,
@@ -311,6 +326,7 @@ impl Config {
             tokens: resolve(&file.tokens),
             public_url: file.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             access: file.access,
+            execute: file.execute,
             limits: file.limits,
             alertmanager: file.alertmanager,
             webhooks: file.webhooks,

@@ -59,6 +59,9 @@ pub struct App {
     runs: runs::Live,
     pub metrics: metrics::Metrics,
     hooks: hooks::Hooks,
+    /// The shared journal's queue, when `runner worker`s execute the runs
+    /// started here (`execute: workers`, the default with a shared journal).
+    queue: Option<Arc<crate::record::postgres::queue::PgQueue>>,
 }
 
 /// A certificate chain and its key, PEM files, to serve HTTPS.
@@ -191,6 +194,24 @@ impl App {
         let service = Arc::new(service.with_approvals(approvals.clone()));
         // The journal must open (and its schema exist) before the first request.
         store.open()?;
+        let database = service.settings().database.clone();
+        let execute = config.execute.unwrap_or(if database.is_some() {
+            config::Execute::Workers
+        } else {
+            config::Execute::Server
+        });
+        let queue = match (execute, database) {
+            (config::Execute::Server, _) => None,
+            (config::Execute::Workers, Some(url)) => Some(Arc::new(
+                crate::record::postgres::queue::PgQueue::open(url.expose())?,
+            )),
+            (config::Execute::Workers, None) => {
+                return Err(format!(
+                    "{}: `execute: workers` needs a shared journal, whose queue the workers take runs from: set RUNNER_DATABASE_URL (or --database)",
+                    config.file.display()
+                ));
+            }
+        };
         Ok(Arc::new(App {
             readers: Readers::new(store),
             limiter: Limiter::new(config.limits.requests_per_minute),
@@ -201,6 +222,7 @@ impl App {
             config,
             tokens: RwLock::new(tokens),
             approvals,
+            queue,
         }))
     }
 
@@ -218,6 +240,24 @@ impl App {
         read: impl FnOnce(&dyn Journal) -> Result<T, String> + Send + 'static,
     ) -> Result<T, ApiError> {
         self.readers.read(read).await
+    }
+
+    /// Whether run `id` waits to begin: for a slot of this server, or in the
+    /// workers' queue.
+    pub async fn is_queued(&self, id: &str) -> bool {
+        if self.runs.queued(id) {
+            return true;
+        }
+        let Some(queue) = self.queue.clone() else {
+            return false;
+        };
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || queue.entry(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .is_some_and(|e| e.state != "done")
     }
 
     /// The server's URL for `path`, when its public URL is configured.

@@ -64,7 +64,7 @@ impl Live {
         self.lock().get(id).map(|r| r.changed.subscribe())
     }
 
-    fn queued(&self, id: &str) -> bool {
+    pub fn queued(&self, id: &str) -> bool {
         self.lock().get(id).is_some_and(|r| r.queued)
     }
 
@@ -365,6 +365,10 @@ pub async fn start_request(
     })
     .await
     .map_err(|e| ApiError::unavailable(format!("the checks stopped: {e}")))??;
+    let run_id = crate::service::new_run_id();
+    if let Some(queue) = app.queue.clone() {
+        return submit(app, queue, run_id, request, actor, trigger).await;
+    }
     let options = RunOptions {
         secrets: None,
         kube_context: None,
@@ -372,8 +376,49 @@ pub async fn start_request(
         on_journal_error: crate::service::OnJournalError::Stop,
         trigger,
     };
-    let run_id = crate::service::new_run_id();
     launch(app, Work::Start { run_id, request }, options).await
+}
+
+/// Queues `request` for the workers, as `runner submit` does: 202 with its id.
+async fn submit(
+    app: &Arc<App>,
+    queue: Arc<crate::record::postgres::queue::PgQueue>,
+    run_id: String,
+    request: PlanRequest,
+    actor: crate::identity::Principal,
+    trigger: Option<(String, String)>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let service = app.service.clone();
+    let id = run_id.clone();
+    tokio::task::spawn_blocking(move || {
+        let prepared = service.prepare(&request)?;
+        let submitted = crate::record::postgres::queue::Submitted {
+            file: request.file.display().to_string(),
+            playbook_text: prepared.validated.source.text.clone(),
+            inputs: request.inputs.clone(),
+            env: request.env.as_ref().map(|e| e.display().to_string()),
+            env_text: prepared.env_text.clone(),
+            by: actor.name.clone(),
+            by_source: actor.source.as_str().to_owned(),
+            trigger,
+        };
+        // A run that would wait for its group waits in the queue.
+        let group = prepared
+            .plan
+            .concurrency
+            .as_ref()
+            .filter(|c| c.on_conflict == crate::engine::lock::OnConflict::Wait)
+            .map(|c| c.group.clone());
+        queue
+            .submit(&id, &submitted, group.as_deref())
+            .map_err(ApiError::journal)
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(format!("the submission stopped: {e}")))??;
+    Ok((
+        StatusCode::ACCEPTED,
+        json!({ "id": run_id, "status": "queued", "reason": "queued for the workers (runner worker) of the shared journal", "url": app.link(&format!("/api/v1/runs/{run_id}")) }),
+    ))
 }
 
 pub async fn start(
@@ -486,16 +531,15 @@ async fn find(app: &App, id: &str) -> Result<record::RunRow, ApiError> {
     check_run(id)?;
     let key = id.to_owned();
     let row = app.read(move |j| j.run(&key)).await?;
-    row.ok_or_else(|| {
-        if app.runs.queued(id) {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("run `{id}` is queued for a run slot of the server and has not begun"),
-            )
-        } else {
-            ApiError::not_found(format!("no run `{id}`; GET /api/v1/runs lists them"))
-        }
-    })
+    match row {
+        Some(r) => Ok(r),
+        None if app.is_queued(id).await => Err(ApiError::not_found(format!(
+            "run `{id}` is queued and has not begun; its stream (/api/v1/runs/{id}/stream) waits for it"
+        ))),
+        None => Err(ApiError::not_found(format!(
+            "no run `{id}`; GET /api/v1/runs lists them"
+        ))),
+    }
 }
 
 /// `GET /api/v1/runs/{id}`: the run, its steps with their outputs, what it
@@ -595,7 +639,9 @@ pub async fn stream(
     Query(q): Query<AfterQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    find(&app, &id).await?;
+    if !app.is_queued(&id).await {
+        find(&app, &id).await?;
+    }
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -656,10 +702,13 @@ impl Following {
                     return Some(SseEvent::default().event("error").data(e.message));
                 }
             };
-            let ended = run.as_ref().is_none_or(|r| r.status != "running")
-                || events
-                    .iter()
-                    .any(|s| matches!(s.event, Event::RunFinished { .. }));
+            let ended = match &run {
+                Some(r) => r.status != "running",
+                // Not begun: it waits for a slot or a worker, or never will.
+                None => !self.app.is_queued(&self.id).await,
+            } || events
+                .iter()
+                .any(|s| matches!(s.event, Event::RunFinished { .. }));
             if !events.is_empty() {
                 self.buffer.extend(events);
                 if ended {
@@ -762,18 +811,46 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     operator(&app, &caller, "cancel runs")?;
-    let run = find(&app, &id).await?;
-    if run.status != "running" {
+    check_run(&id)?;
+    let key = id.clone();
+    let row = app.read(move |j| j.run(&key)).await?;
+    if let Some(run) = &row
+        && run.status != "running"
+    {
         return Err(ApiError::conflict(format!(
             "run `{id}` already ended ({}); there is nothing to cancel",
             run.status
         )));
     }
     if !app.runs.cancel(&id) {
-        return Err(ApiError::conflict(format!(
-            "run `{id}` is executed by another process (pid {}), not this server: stop it there (SIGTERM runs its handlers)",
-            run.pid
-        )));
+        // A run of the workers: its worker's child stops it within a second;
+        // one still queued never starts.
+        if let Some(queue) = app.queue.clone() {
+            let (key, by) = (id.clone(), caller.name.clone());
+            let was = tokio::task::spawn_blocking(move || queue.cancel(&key, &by))
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?
+                .map_err(ApiError::journal)?;
+            if let Some(state) = was {
+                let status = if state == "queued" {
+                    "cancelled"
+                } else {
+                    "cancelling"
+                };
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    axum::Json(json!({ "id": id, "status": status, "by": caller.name })),
+                )
+                    .into_response());
+            }
+        }
+        return Err(match row {
+            None => ApiError::not_found(format!("no run `{id}`; GET /api/v1/runs lists them")),
+            Some(run) => ApiError::conflict(format!(
+                "run `{id}` is executed by another process (pid {}), not this server or its workers' queue: stop it there (SIGTERM runs its handlers)",
+                run.pid
+            )),
+        });
     }
     tracing::info!(run = %id, by = %caller.name, "run cancelled through the API");
     Ok((

@@ -49,7 +49,7 @@ pub use target::Target;
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[n]` turns version n into version n + 1.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     // 1: runs, their events, their steps' states and their source files.
     "
 CREATE TABLE runs (
@@ -157,6 +157,9 @@ CREATE INDEX queue_waiting ON queue (queued_at, run_id) WHERE state = 'queued';
     // 5: a queued run's concurrency group, so that a worker does not take a run
     // that could only wait for its group.
     "ALTER TABLE queue ADD COLUMN grp text",
+    // 6: who asked to cancel a queued run (`runner serve`); its worker's child
+    // stops it as SIGTERM would.
+    "ALTER TABLE queue ADD COLUMN cancel_by text",
 ];
 
 /// The advisory lock that makes opening (and migrating) one at a time.

@@ -31,6 +31,10 @@ pub struct Submitted {
     /// Who submitted it, and where that name came from (`identity::Source`).
     pub by: String,
     pub by_source: String,
+    /// What started it when not a person (`RunOptions::trigger`): the hook
+    /// it came through and the alert or body, JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<(String, String)>,
 }
 
 /// A queued run as the queue has it.
@@ -174,6 +178,42 @@ impl PgQueue {
             })
         })
         .transpose()
+    }
+
+    /// Asks for run `run_id` to be cancelled by `by`: a run still queued is
+    /// done at once (it never starts); a claimed one is stopped by its
+    /// worker's child ([`PgQueue::cancel_requested`]). The state the row was
+    /// in; `None` when the queue has no such run.
+    pub fn cancel(&self, run_id: &str, by: &str) -> Result<Option<String>, String> {
+        let (id, by) = (run_id.to_owned(), by.to_owned());
+        let row = self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            let old = tx.query_opt(
+                "SELECT state FROM queue WHERE run_id = $1 FOR UPDATE",
+                &[&id],
+            )?;
+            if old.is_some() {
+                tx.execute(
+                    "UPDATE queue SET cancel_by = $2,
+                            done_at = CASE WHEN state = 'queued' THEN now() ELSE done_at END,
+                            state = CASE WHEN state = 'queued' THEN 'done' ELSE state END
+                      WHERE run_id = $1",
+                    &[&id, &by],
+                )?;
+            }
+            tx.commit()?;
+            Ok(old)
+        })?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Who asked for run `run_id` to be cancelled, if anyone did.
+    pub fn cancel_requested(&self, run_id: &str) -> Result<Option<String>, String> {
+        let id = run_id.to_owned();
+        let row = self
+            .conn
+            .call(move |c| c.query_opt("SELECT cancel_by FROM queue WHERE run_id = $1", &[&id]))?;
+        Ok(row.and_then(|r| r.get(0)))
     }
 
     /// The queue's row of `run_id`.
