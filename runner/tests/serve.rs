@@ -1415,6 +1415,8 @@ fn with_a_shared_journal_workers_run_what_the_server_starts() {
     );
     assert_eq!(never.status, 202, "{}", never.body);
     assert_eq!(never.json()["status"], "queued");
+    let metrics = server.call("GET", "/metrics", None, None).body;
+    assert!(metrics.contains("runner_queue_depth 1"), "{metrics}");
     let never = never.json()["id"].as_str().unwrap().to_owned();
     let cancelled = server.call(
         "POST",
@@ -1467,6 +1469,8 @@ fn with_a_shared_journal_workers_run_what_the_server_starts() {
         json!(server.child.id()),
         "a worker runs it, not the server"
     );
+    let metrics = server.call("GET", "/metrics", None, None).body;
+    assert!(metrics.contains("runner_approvals_pending 1"), "{metrics}");
     assert_eq!(waiting["run"]["started_by"], "alice (api token)");
     let ok = server.call(
         "POST",

@@ -62,7 +62,13 @@ pub async fn render(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
             pending += app.approvals.pending(&r.id).len();
         }
     }
-    let (executing, queued) = app.runs.running();
+    let (executing, mut queued) = app.runs.running();
+    if let Some(queue) = app.queue.clone() {
+        queued += tokio::task::spawn_blocking(move || queue.depth())
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+            .map_err(ApiError::journal)? as usize;
+    }
     let mut out = String::new();
     let _ = writeln!(out, "# HELP runner_runs Runs in the journal by status.");
     let _ = writeln!(out, "# TYPE runner_runs gauge");
@@ -71,7 +77,7 @@ pub async fn render(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     }
     let _ = writeln!(
         out,
-        "# HELP runner_queue_depth Runs waiting for a run slot of this server."
+        "# HELP runner_queue_depth Runs waiting to start: for a run slot of this server, or in the workers' queue."
     );
     let _ = writeln!(out, "# TYPE runner_queue_depth gauge");
     let _ = writeln!(out, "runner_queue_depth {queued}");

@@ -61,7 +61,7 @@ pub struct App {
     hooks: hooks::Hooks,
     /// The shared journal's queue, when `runner worker`s execute the runs
     /// started here (`execute: workers`, the default with a shared journal).
-    queue: Option<Arc<crate::record::postgres::queue::PgQueue>>,
+    pub(crate) queue: Option<Arc<crate::record::postgres::queue::PgQueue>>,
 }
 
 /// A certificate chain and its key, PEM files, to serve HTTPS.

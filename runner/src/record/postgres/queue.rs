@@ -207,6 +207,14 @@ impl PgQueue {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// How many runs wait for a worker.
+    pub fn depth(&self) -> Result<i64, String> {
+        let row = self
+            .conn
+            .call(|c| c.query_one("SELECT count(*) FROM queue WHERE state = 'queued'", &[]))?;
+        Ok(row.get(0))
+    }
+
     /// Who asked for run `run_id` to be cancelled, if anyone did.
     pub fn cancel_requested(&self, run_id: &str) -> Result<Option<String>, String> {
         let id = run_id.to_owned();
