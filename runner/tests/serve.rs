@@ -229,8 +229,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        // Not a process reaped already (its pid may belong to another by now).
+        if let Ok(None) = self.child.try_wait() {
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
         }
         let _ = self.child.wait();
     }
@@ -1529,4 +1532,142 @@ fn with_a_shared_journal_workers_run_what_the_server_starts() {
     assert!(!ids.contains(&never.as_str()) && ids.len() == 2, "{ids:?}");
     unsafe { libc::kill(-(worker.id() as i32), libc::SIGKILL) };
     let _ = worker.wait();
+}
+
+#[test]
+fn a_principal_over_its_rate_is_told_when_to_come_back_and_others_are_not() {
+    let server = Server::start("rate", "limits:\n  requests_per_minute: 5\n", &[]);
+    for _ in 0..5 {
+        assert_eq!(
+            server.call("GET", "/api/v1/me", Some("carol"), None).status,
+            200
+        );
+    }
+    let over = server.call("GET", "/api/v1/me", Some("carol"), None);
+    assert_eq!(over.status, 429, "{}", over.body);
+    assert!(
+        over.headers.to_ascii_lowercase().contains("retry-after: "),
+        "{}",
+        over.headers
+    );
+    assert_eq!(
+        server.call("GET", "/api/v1/me", Some("bob"), None).status,
+        200
+    );
+}
+
+#[test]
+fn no_other_origin_is_allowed_and_no_secret_is_answered() {
+    let server = Server::start("cors", "", &[("SOME_SECRET", "hunter2-do-not-show")]);
+    let preflight = server.raw(
+        "OPTIONS",
+        "/api/v1/runs",
+        None,
+        &[
+            ("Origin", "http://evil.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        None,
+    );
+    assert!((400..500).contains(&preflight.status), "{preflight:?}");
+    let get = server.raw(
+        "GET",
+        "/api/v1/me",
+        Some(server.token("carol")),
+        &[("Origin", "http://evil.example")],
+        None,
+    );
+    assert_eq!(get.status, 200);
+    assert!(
+        !get.headers
+            .to_ascii_lowercase()
+            .contains("access-control-allow"),
+        "{}",
+        get.headers
+    );
+    // Neither a token nor the server's environment is ever in an answer.
+    for path in [
+        "/api/v1/me",
+        "/api/v1/playbooks",
+        "/api/v1/runs",
+        "/metrics",
+        "/api/v1/openapi.json",
+    ] {
+        let r = server.call("GET", path, Some("alice"), None);
+        assert!(
+            !r.body.contains(server.token("alice")) && !r.body.contains("hunter2"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_stops_the_servers_runs_with_their_handlers_then_the_server() {
+    let mut server = Server::start("shutdown", "", &[]);
+    let started = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "slow" })),
+    );
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    server.wait_for(&id, |r| r["in_flight"].get("wait").is_some());
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let shown = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["runs", "show", &id, "--output", "json"])
+        .env("RUNNER_STATE_DIR", server.dir.join("state"))
+        .env_remove("RUNNER_DATABASE_URL")
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["run"]["status"], "interrupted");
+    assert_eq!(shown["run"]["rolled_back"], true);
+}
+
+#[test]
+fn a_finished_run_is_rerun_from_a_step_with_its_inputs() {
+    let server = Server::start("rerun", "", &[]);
+    let started = server.call(
+        "POST",
+        "/api/v1/runs",
+        Some("alice"),
+        Some(&json!({ "playbook": "quick", "inputs": { "service": "cart" } })),
+    );
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    server.wait_for(&id, |r| r["run"]["status"] != "running");
+    let path = format!("/api/v1/runs/{id}/rerun");
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                &path,
+                Some("carol"),
+                Some(&json!({ "from": "two" }))
+            )
+            .status,
+        403
+    );
+    let bad = server.call(
+        "POST",
+        &path,
+        Some("alice"),
+        Some(&json!({ "from": "nope" })),
+    );
+    assert_eq!(bad.status, 409, "{}", bad.body);
+    assert!(bad.error().contains("no step `nope`"), "{}", bad.body);
+    let again = server.call(
+        "POST",
+        &path,
+        Some("alice"),
+        Some(&json!({ "from": "two" })),
+    );
+    assert_eq!(again.status, 201, "{}", again.body);
+    let new = again.json()["id"].as_str().unwrap().to_owned();
+    assert_ne!(new, id);
+    let done = server.wait_for(&new, |r| r["run"]["status"] != "running");
+    assert_eq!(done["run"]["status"], "succeeded");
+    assert_eq!(done["run"]["parent"], id.as_str());
+    assert_eq!(done["run"]["inputs"]["service"], "cart");
 }
