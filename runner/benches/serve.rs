@@ -51,7 +51,7 @@ fn twenty() -> String {
         text.push_str(&format!(
             "      - id: s{i}\n        uses: echo\n{}        with: {{ message: \"{i}\", sleep_ms: 100 }}\n",
             if i > 0 {
-                format!("        after: [s{}]\n", i - 1)
+                format!("        needs: [s{}]\n", i - 1)
             } else {
                 String::new()
             }
