@@ -26,8 +26,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::approvals::{Answer, decide_as};
 use super::auth::Caller;
-use super::runs::{Answer, decide_as};
 use super::{ApiError, App, JsonBody};
 use crate::engine::approval::Approvals;
 use crate::identity::Source;

@@ -17,15 +17,18 @@
 //! SIGTERM the server stops taking requests and stops its runs as a SIGTERM
 //! stops `runner exec` (their handlers run) before it exits.
 
+mod approvals;
 pub mod auth;
 pub mod catalog;
 mod chat;
 pub mod config;
 mod error;
 pub mod hooks;
+mod live;
 mod metrics;
 mod openapi;
 mod runs;
+mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,7 +59,7 @@ pub struct App {
     pub approvals: Arc<Notifying>,
     readers: Readers,
     limiter: Limiter,
-    runs: runs::Live,
+    runs: live::Live,
     pub metrics: metrics::Metrics,
     hooks: hooks::Hooks,
     /// The shared journal's queue, when `runner worker`s execute the runs
@@ -215,7 +218,7 @@ impl App {
         Ok(Arc::new(App {
             readers: Readers::new(store),
             limiter: Limiter::new(config.limits.requests_per_minute),
-            runs: runs::Live::new(config.limits.concurrent_runs),
+            runs: live::Live::new(config.limits.concurrent_runs),
             metrics: metrics::Metrics::default(),
             hooks: hooks::Hooks::new(service.settings().state_dir.as_deref()),
             service,
@@ -284,16 +287,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/runs", get(runs::list).post(runs::start))
         .route("/api/v1/runs/{id}", get(runs::show))
         .route("/api/v1/runs/{id}/events", get(runs::events))
-        .route("/api/v1/runs/{id}/stream", get(runs::stream))
+        .route("/api/v1/runs/{id}/stream", get(stream::stream))
         .route("/api/v1/runs/{id}/report", get(runs::report))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/api/v1/runs/{id}/rerun", post(runs::rerun))
-        .route("/api/v1/runs/{id}/approvals/{step}", post(runs::decide))
+        .route(
+            "/api/v1/runs/{id}/approvals/{step}",
+            post(approvals::decide),
+        )
         .route(
             "/api/v1/runs/{id}/approvals/{step}/links",
             post(chat::make_links),
         )
-        .route("/api/v1/approvals", get(runs::pending))
+        .route("/api/v1/approvals", get(approvals::pending))
         .route(
             "/api/v1/approvals/link",
             get(chat::show_link).post(chat::use_link),
