@@ -1671,3 +1671,49 @@ fn a_finished_run_is_rerun_from_a_step_with_its_inputs() {
     assert_eq!(done["run"]["parent"], id.as_str());
     assert_eq!(done["run"]["inputs"]["service"], "cart");
 }
+
+#[test]
+fn a_wrong_configuration_is_refused_at_its_place_before_anything_listens() {
+    let dir = common::scratch("serve-config");
+    std::fs::create_dir_all(dir.join("pb")).unwrap();
+    let serve = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config", name])
+            .current_dir(&dir)
+            .env("RUNNER_STATE_DIR", dir.join("state"))
+            .env_remove("RUNNER_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(out.stdout.is_empty(), "it never listened");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = serve(
+        "a.yaml",
+        "catalog:\n  playbooks: pb\ntokens: t.yaml\nlimits:\n  bogus: 1\n",
+    );
+    assert!(
+        e.starts_with("a.yaml:5:10: not a valid server configuration: unknown field `bogus`"),
+        "{e}"
+    );
+    let e = serve("b.yaml", "catalog:\n  playbooks: nope\ntokens: t.yaml\n");
+    assert!(
+        e.starts_with("b.yaml:2:14: the catalog's playbook folder"),
+        "{e}"
+    );
+    let e = serve("c.yaml", "catalog:\n  playbooks: pb\ntokens: t.yaml\n");
+    assert!(
+        e.contains("cannot read the token file") && e.contains("runner token add"),
+        "{e}"
+    );
+    std::fs::write(dir.join("t.yaml"), "").unwrap();
+    let e = serve(
+        "d.yaml",
+        "catalog:\n  playbooks: pb\ntokens: t.yaml\nexecute: workers\n",
+    );
+    assert!(
+        e.contains("`execute: workers` needs a shared journal"),
+        "{e}"
+    );
+}
