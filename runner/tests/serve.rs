@@ -1407,7 +1407,36 @@ fn with_a_shared_journal_workers_run_what_the_server_starts() {
     use std::os::unix::process::CommandExt;
     let pg = common::postgres::Postgres::start();
     let url = pg.create_db("serve");
-    let server = Server::start("pg", "", &[("RUNNER_DATABASE_URL", &url)]);
+    let server = Server::start("pg", ALERTS, &[("RUNNER_DATABASE_URL", &url)]);
+
+    // The same alert twice while its run waits in the queue: one run.
+    let path = "/api/v1/hooks/alertmanager";
+    let first = server.call("POST", path, Some("am"), Some(&alert("firing")));
+    assert_eq!(
+        first.json()["alerts"][0]["outcome"],
+        "accepted",
+        "{}",
+        first.body
+    );
+    let alerted = first.json()["alerts"][0]["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = server.call("POST", path, Some("am"), Some(&alert("firing")));
+    assert_eq!(
+        second.json()["alerts"][0]["outcome"],
+        "duplicate",
+        "{}",
+        second.body
+    );
+    assert_eq!(second.json()["alerts"][0]["run"], alerted.as_str());
+    let off = server.call(
+        "POST",
+        &format!("/api/v1/runs/{alerted}/cancel"),
+        Some("dave"),
+        None,
+    );
+    assert_eq!(off.json()["status"], "cancelled", "{}", off.body);
 
     // Queued with no worker yet, then cancelled: it never starts.
     let never = server.call(

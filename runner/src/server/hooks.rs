@@ -249,8 +249,24 @@ async fn start_once(
     )
 }
 
-/// The running run whose trigger has dedup key `key`.
+/// The running (or queued) run whose trigger has dedup key `key`.
 async fn active_run(app: &App, key: &str) -> Result<Option<String>, ApiError> {
+    let is_key = |text: &str, key: &str| {
+        serde_json::from_str::<Value>(text).is_ok_and(|t| t["dedup"].as_str() == Some(key))
+    };
+    if let Some(queue) = app.queue.clone() {
+        let undone = tokio::task::spawn_blocking(move || queue.undone())
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+            .map_err(ApiError::journal)?;
+        if let Some((id, _)) = undone.iter().find(|(_, s)| {
+            s.trigger
+                .as_ref()
+                .is_some_and(|(_, body)| is_key(body, key))
+        }) {
+            return Ok(Some(id.clone()));
+        }
+    }
     let key = key.to_owned();
     app.read(move |j| {
         let running = j.list(&crate::record::Filter {
@@ -259,10 +275,7 @@ async fn active_run(app: &App, key: &str) -> Result<Option<String>, ApiError> {
         })?;
         for run in running {
             for s in j.sources(&run.id)? {
-                if s.kind == crate::record::SourceKind::Trigger
-                    && serde_json::from_str::<Value>(&s.text)
-                        .is_ok_and(|t| t["dedup"].as_str() == Some(key.as_str()))
-                {
+                if s.kind == crate::record::SourceKind::Trigger && is_key(&s.text, &key) {
                     return Ok(Some(run.id));
                 }
             }

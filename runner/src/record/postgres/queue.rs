@@ -207,6 +207,24 @@ impl PgQueue {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// The runs submitted and not done (queued, or claimed by a worker),
+    /// with what was submitted.
+    pub fn undone(&self) -> Result<Vec<(String, Submitted)>, String> {
+        let rows = self.conn.call(|c| {
+            c.query(
+                "SELECT run_id, run FROM queue WHERE state <> 'done' ORDER BY queued_at",
+                &[],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let run: Submitted = serde_json::from_str(r.get::<_, &str>(1)).ok()?;
+                Some((r.get(0), run))
+            })
+            .collect())
+    }
+
     /// How many runs wait for a worker.
     pub fn depth(&self) -> Result<i64, String> {
         let row = self
