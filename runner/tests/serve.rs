@@ -811,6 +811,7 @@ fn hostile_requests_get_a_4xx_never_a_5xx() {
     let huge = vec![b'['; 2 << 20];
     let r = server.raw("POST", "/api/v1/runs", alice, &[], Some(&huge));
     assert_eq!(r.status, 413, "{}", r.body);
+    assert!(!r.error().is_empty(), "{}", r.body);
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let r = server.raw("POST", "/api/v1/runs", alice, &[], Some(deep.as_bytes()));
     assert_eq!(r.status, 400, "{}", r.body);
@@ -846,6 +847,11 @@ fn hostile_requests_get_a_4xx_never_a_5xx() {
             (400..500).contains(&r.status),
             "{path}: {} {}",
             r.status,
+            r.body
+        );
+        assert!(
+            !r.error().is_empty(),
+            "{path}: every refusal is the API's JSON: {}",
             r.body
         );
     }

@@ -316,6 +316,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             within(timeout, req, next)
         }))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(app.clone(), count))
         .with_state(app)
 }
@@ -376,6 +377,35 @@ async fn within(limit: Duration, req: Request, next: Next) -> Response {
         ))
         .into_response(),
     }
+}
+
+/// Refusals made by the framework itself (a query or path that does not
+/// parse, a body over the limit read by a webhook) come as plain text: they
+/// are answered in the API's JSON shape like every other error.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain"));
+    if !(response.status().is_client_error() && plain) {
+        return response;
+    }
+    let status = response.status();
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    ApiError::new(
+        status,
+        if message.is_empty() {
+            status.canonical_reason().unwrap_or("refused").to_owned()
+        } else {
+            message
+        },
+    )
+    .into_response()
 }
 
 /// Counts requests by status class for `/metrics`.
