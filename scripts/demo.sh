@@ -102,7 +102,9 @@ scripts/kube-control-plane.sh build
 work="$(mktemp -d -t runner-demo-XXXXXX)"
 export RUNNER_STATE_DIR="$work/state"
 sandbox_pid=""
+serve_pid=""
 cleanup() {
+  if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; fi
   if [ -n "$sandbox_pid" ]; then kill "$sandbox_pid" 2>/dev/null || true; wait "$sandbox_pid" 2>/dev/null || true; fi
   say "sandbox stopped; the run's files stay in $work"
 }
@@ -119,6 +121,45 @@ for _ in $(seq 1 300); do
 done
 [ -s "$env_file" ] || { say "the sandbox did not come up"; cat "$work/sandbox.log"; exit 1; }
 say "sandbox ready; environment file $env_file"
+
+# The web UI: `runner serve` on loopback over the same state folder, so the
+# run below shows there live and its approvals can be answered from a
+# browser as well as from this terminal. One token, for an on-call engineer
+# who holds every role the hotfix asks for.
+ui_port="${RUNNER_DEMO_UI_PORT:-8180}"
+cat > "$work/serve.yaml" <<YAML
+catalog:
+  playbooks: $PWD/playbooks
+tokens: $work/ui-tokens.yaml
+YAML
+ui_token="$("$runner" token add --tokens "$work/ui-tokens.yaml" --principal on-call \
+  --role operator --role on-call --role tech-lead --role reviewer --role security)"
+"$runner" serve --listen "127.0.0.1:$ui_port" --config "$work/serve.yaml" > "$work/serve.log" 2>&1 &
+serve_pid=$!
+ui=""
+for _ in $(seq 1 50); do
+  ui="$(sed -n 's/^runner serve: listening on //p' "$work/serve.log")"
+  [ -n "$ui" ] && break
+  kill -0 "$serve_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -n "$ui" ]; then
+  say "web UI: $ui/ui/login — log in with the token in $work/ui-token"
+  printf '%s\n' "$ui_token" > "$work/ui-token"
+  chmod 600 "$work/ui-token"
+  # The run's page, as soon as the run has an id.
+  (
+    for _ in $(seq 1 600); do
+      id="$("$runner" runs list --status running --limit 1 --output json 2>/dev/null \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0]["id"] if r else "")' 2>/dev/null)"
+      if [ -n "$id" ]; then say "follow the run live: $ui/ui/runs/$id"; exit 0; fi
+      sleep 1
+    done
+  ) &
+else
+  say "the web UI did not start (port $ui_port taken? set RUNNER_DEMO_UI_PORT); see $work/serve.log"
+  serve_pid=""
+fi
 
 # The developer: once the run has pushed its hotfix branch, push the fix to it.
 remote="$work/sandbox/git/shop.git"
@@ -178,5 +219,9 @@ set -e
 report="$(ls -t "$RUNNER_STATE_DIR"/reports/hotfix-*.md 2>/dev/null | head -1)"
 say "the run ended with exit code $code"
 [ -n "$report" ] && say "its report: $report"
+if [ -n "$ui" ] && [ -z "$yes" ] && [ -t 0 ]; then
+  say "the web UI stays up at $ui/ui/runs: press Enter to stop it and the sandbox"
+  read -r _ || true
+fi
 say "notifications the team would have received: $work/sandbox/notifications.jsonl"
 exit "$code"

@@ -35,6 +35,8 @@ pub enum Source {
     Slack,
     /// A signed approval link `runner serve` sent to that principal.
     Link,
+    /// A session of the web UI, opened with that principal's API token.
+    Web,
 }
 
 impl Source {
@@ -50,6 +52,7 @@ impl Source {
             Source::Alert => "alert",
             Source::Slack => "slack",
             Source::Link => "approval link",
+            Source::Web => "web session",
         }
     }
 }
@@ -67,6 +70,7 @@ impl Source {
             Source::Alert,
             Source::Slack,
             Source::Link,
+            Source::Web,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)

@@ -4,11 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use common::serve::{Reply, Server, add_token};
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -65,250 +67,14 @@ handlers:
       with: { message: "rolled back" }
 "#;
 
-struct Server {
-    child: Child,
-    addr: String,
-    dir: PathBuf,
-    tokens: std::collections::HashMap<String, String>,
-}
-
-impl Server {
-    fn start(name: &str, extra_config: &str, env: &[(&str, &str)]) -> Server {
-        let dir = common::scratch(&format!("serve-{name}"));
-        let books = dir.join("playbooks");
-        std::fs::create_dir_all(&books).unwrap();
-        for (n, text) in [("quick", QUICK), ("ask", ASK), ("slow", SLOW)] {
-            std::fs::write(books.join(format!("{n}.yaml")), text).unwrap();
-        }
-        let config = dir.join("serve.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "catalog:\n  playbooks: playbooks\ntokens: tokens.yaml\npublic_url: http://runner.test\n{extra_config}"
-            ),
-        )
-        .unwrap();
-        let mut tokens = std::collections::HashMap::new();
-        for (who, roles) in [
-            ("alice", &["operator", "tech-lead"][..]),
-            ("bob", &["tech-lead"][..]),
-            ("carol", &["viewer"][..]),
-            ("am", &["alertmanager"][..]),
-            ("dave", &["operator"][..]),
-        ] {
-            tokens.insert(
-                who.to_owned(),
-                add_token(&dir.join("tokens.yaml"), who, roles),
-            );
-        }
-        Server::spawn(dir, &config, tokens, env)
-    }
-
-    fn spawn(
-        dir: PathBuf,
-        config: &Path,
-        tokens: std::collections::HashMap<String, String>,
-        env: &[(&str, &str)],
-    ) -> Server {
-        Server::spawn_with(dir, config, tokens, env, &[])
-    }
-
-    fn spawn_with(
-        dir: PathBuf,
-        config: &Path,
-        tokens: std::collections::HashMap<String, String>,
-        env: &[(&str, &str)],
-        args: &[&str],
-    ) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .args(args)
-            .env("RUNNER_STATE_DIR", dir.join("state"))
-            .env(
-                "RUNNER_CACHE_DIR",
-                std::env::temp_dir().join("runner-test-cache"),
-            )
-            .env_remove("RUNNER_DATABASE_URL")
-            .env_remove("RUNNER_JOURNAL")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("runner serve: listening on http://")
-            .or_else(|| {
-                line.trim()
-                    .strip_prefix("runner serve: listening on https://")
-            })
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        Server {
-            child,
-            addr,
-            dir,
-            tokens,
-        }
-    }
-
-    fn token(&self, who: &str) -> &str {
-        &self.tokens[who]
-    }
-
-    fn call(&self, method: &str, path: &str, who: Option<&str>, body: Option<&Value>) -> Reply {
-        let body = body.map(|b| b.to_string().into_bytes());
-        self.raw(
-            method,
-            path,
-            who.map(|w| self.token(w)),
-            &[],
-            body.as_deref(),
-        )
-    }
-
-    fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> Reply {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        if let Some(t) = token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if let Some(b) = body {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        if let Some(b) = body {
-            bytes.extend_from_slice(b);
-        }
-        // The server may answer (413) before it read a huge body.
-        let _ = s.write_all(&bytes);
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        Reply::parse(&out)
-    }
-
-    fn wait_for(&self, id: &str, what: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let r = self.call("GET", &format!("/api/v1/runs/{id}"), Some("carol"), None);
-            if r.status == 200 && what(&r.json()) {
-                return r.json();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {id} never got there: {}",
-                r.body
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Not a process reaped already (its pid may belong to another by now).
-        if let Ok(None) = self.child.try_wait() {
-            unsafe {
-                libc::kill(self.child.id() as i32, libc::SIGTERM);
-            }
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn add_token(file: &Path, who: &str, roles: &[&str]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
-    cmd.args(["token", "add", "--tokens"])
-        .arg(file)
-        .args(["--principal", who]);
-    for r in roles {
-        cmd.args(["--role", r]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: String,
-    body: String,
-}
-
-impl Reply {
-    fn parse(raw: &[u8]) -> Reply {
-        let text = String::from_utf8_lossy(raw);
-        let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(rest)
-        } else {
-            rest.to_owned()
-        };
-        Reply {
-            status,
-            headers: head.to_owned(),
-            body,
-        }
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-
-    fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_owned()
-    }
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
+/// A server of the QUICK, ASK and SLOW playbooks.
+fn server(name: &str, extra_config: &str, env: &[(&str, &str)]) -> Server {
+    Server::start_with(
+        name,
+        &[("quick", QUICK), ("ask", ASK), ("slow", SLOW)],
+        extra_config,
+        env,
+    )
 }
 
 /// Reads a run's Server-Sent Events to the end: the `data:` of each `event`
@@ -351,7 +117,7 @@ fn follow(server: &Server, id: &str) -> (Vec<Value>, String) {
 
 #[test]
 fn a_run_started_through_the_api_is_followed_to_its_end_and_its_report_is_the_journals() {
-    let server = Server::start("follow", "", &[]);
+    let server = server("follow", "", &[]);
     let started = server.call(
         "POST",
         "/api/v1/runs",
@@ -465,7 +231,7 @@ fn a_run_started_through_the_api_is_followed_to_its_end_and_its_report_is_the_jo
 
 #[test]
 fn inputs_are_checked_as_exec_checks_them_and_only_operators_start_runs() {
-    let server = Server::start("inputs", "", &[]);
+    let server = server("inputs", "", &[]);
     let bad = server.call(
         "POST",
         "/api/v1/runs",
@@ -548,7 +314,7 @@ fn inputs_are_checked_as_exec_checks_them_and_only_operators_start_runs() {
 
 #[test]
 fn approvals_take_the_right_role_refuse_the_wrong_one_and_the_starter() {
-    let server = Server::start("approve", "", &[]);
+    let server = server("approve", "", &[]);
     let started = server.call(
         "POST",
         "/api/v1/runs",
@@ -630,7 +396,7 @@ fn approvals_take_the_right_role_refuse_the_wrong_one_and_the_starter() {
 
 #[test]
 fn cancel_stops_the_run_and_runs_its_rollback() {
-    let server = Server::start("cancel", "", &[]);
+    let server = server("cancel", "", &[]);
     let started = server.call(
         "POST",
         "/api/v1/runs",
@@ -689,7 +455,7 @@ fn alert(status: &str) -> Value {
 
 #[test]
 fn the_same_alert_twice_starts_one_run_and_a_resolved_one_none() {
-    let server = Server::start("alerts", ALERTS, &[]);
+    let server = server("alerts", ALERTS, &[]);
     let path = "/api/v1/hooks/alertmanager";
     assert_eq!(
         server
@@ -758,7 +524,7 @@ fn the_same_alert_twice_starts_one_run_and_a_resolved_one_none() {
 
 #[test]
 fn a_generic_webhook_needs_a_fresh_signature() {
-    let server = Server::start("webhook", ALERTS, &[("TEST_HOOK_KEY", "k3y")]);
+    let server = server("webhook", ALERTS, &[("TEST_HOOK_KEY", "k3y")]);
     let path = "/api/v1/hooks/generic/deploys";
     let body = br#"{"id": "d-1", "service": "cart"}"#;
     let now = std::time::SystemTime::now()
@@ -806,7 +572,7 @@ fn a_generic_webhook_needs_a_fresh_signature() {
 
 #[test]
 fn hostile_requests_get_a_4xx_never_a_5xx() {
-    let server = Server::start("hostile", "limits:\n  max_body_bytes: 65536\n", &[]);
+    let server = server("hostile", "limits:\n  max_body_bytes: 65536\n", &[]);
     let alice = Some(server.token("alice"));
     let huge = vec![b'['; 2 << 20];
     let r = server.raw("POST", "/api/v1/runs", alice, &[], Some(&huge));
@@ -906,7 +672,7 @@ fn the_openapi_document_lists_exactly_the_routes() {
     routes.sort();
     assert_eq!(documented, routes);
     // Every route answers something other than "no such route" on the real server.
-    let server = Server::start("routes", ALERTS, &[("TEST_HOOK_KEY", "k")]);
+    let server = server("routes", ALERTS, &[("TEST_HOOK_KEY", "k")]);
     for (method, path) in runner::server::ROUTES {
         let path = path
             .replace("{id}", "1-2-abcdef")
@@ -1017,7 +783,7 @@ fn slack_signature(secret: &str, ts: &str, body: &str) -> String {
 
 #[test]
 fn a_signed_slack_button_approves_as_the_mapped_principal_and_nothing_else_does() {
-    let server = Server::start(
+    let server = server(
         "slack",
         "slack:\n  signing_secret_env: TEST_SLACK_SECRET\n  users: { U1: bob, U2: carol, U9: mallory }\n",
         &[("TEST_SLACK_SECRET", "s3cret")],
@@ -1091,7 +857,7 @@ fn a_signed_slack_button_approves_as_the_mapped_principal_and_nothing_else_does(
 
 #[test]
 fn a_signed_link_decides_once_for_its_principal() {
-    let server = Server::start(
+    let server = server(
         "links",
         "links:\n  secret_env: TEST_LINK_KEY\n",
         &[("TEST_LINK_KEY", "l1nk")],
@@ -1353,7 +1119,7 @@ fn with_a_certificate_the_server_speaks_only_tls() {
 
 #[test]
 fn runner_approve_answers_through_the_server_with_a_token() {
-    let server = Server::start("cli-approve", "", &[]);
+    let server = server("cli-approve", "", &[]);
     let started = server.call(
         "POST",
         "/api/v1/runs",
@@ -1413,7 +1179,7 @@ fn with_a_shared_journal_workers_run_what_the_server_starts() {
     use std::os::unix::process::CommandExt;
     let pg = common::postgres::Postgres::start();
     let url = pg.create_db("serve");
-    let server = Server::start("pg", ALERTS, &[("RUNNER_DATABASE_URL", &url)]);
+    let server = server("pg", ALERTS, &[("RUNNER_DATABASE_URL", &url)]);
 
     // The same alert twice while its run waits in the queue: one run.
     let path = "/api/v1/hooks/alertmanager";
@@ -1571,7 +1337,7 @@ fn with_a_shared_journal_workers_run_what_the_server_starts() {
 
 #[test]
 fn a_principal_over_its_rate_is_told_when_to_come_back_and_others_are_not() {
-    let server = Server::start("rate", "limits:\n  requests_per_minute: 5\n", &[]);
+    let server = server("rate", "limits:\n  requests_per_minute: 5\n", &[]);
     for _ in 0..5 {
         assert_eq!(
             server.call("GET", "/api/v1/me", Some("carol"), None).status,
@@ -1593,7 +1359,7 @@ fn a_principal_over_its_rate_is_told_when_to_come_back_and_others_are_not() {
 
 #[test]
 fn no_other_origin_is_allowed_and_no_secret_is_answered() {
-    let server = Server::start("cors", "", &[("SOME_SECRET", "hunter2-do-not-show")]);
+    let server = server("cors", "", &[("SOME_SECRET", "hunter2-do-not-show")]);
     let preflight = server.raw(
         "OPTIONS",
         "/api/v1/runs",
@@ -1638,7 +1404,7 @@ fn no_other_origin_is_allowed_and_no_secret_is_answered() {
 
 #[test]
 fn sigterm_stops_the_servers_runs_with_their_handlers_then_the_server() {
-    let mut server = Server::start("shutdown", "", &[]);
+    let mut server = server("shutdown", "", &[]);
     let started = server.call(
         "POST",
         "/api/v1/runs",
@@ -1663,7 +1429,7 @@ fn sigterm_stops_the_servers_runs_with_their_handlers_then_the_server() {
 
 #[test]
 fn a_finished_run_is_rerun_from_a_step_with_its_inputs() {
-    let server = Server::start("rerun", "", &[]);
+    let server = server("rerun", "", &[]);
     let started = server.call(
         "POST",
         "/api/v1/runs",

@@ -3,7 +3,7 @@
 //! Definitions (also in `runner stats --help`):
 //! - success rate: succeeded runs / finished runs;
 //! - rollback rate: finished runs in which an `on_failure` handler list ran / finished runs;
-//! - duration: mean and 95th percentile (nearest rank) of finished runs;
+//! - duration: mean, median and 95th percentile (nearest rank) of finished runs;
 //! - mean time to restore: for each run that did not succeed, the time from its end
 //!   to the end of the next succeeded run of the same playbook; the mean of those
 //!   (runs never followed by a success are not counted, and are reported apart).
@@ -24,6 +24,7 @@ pub struct PlaybookStats {
     pub success_rate: Option<f64>,
     pub rollback_rate: Option<f64>,
     pub mean_duration_s: Option<f64>,
+    pub p50_duration_s: Option<f64>,
     pub p95_duration_s: Option<f64>,
     pub mean_time_to_restore_s: Option<f64>,
     /// Failed runs with no later success in the window.
@@ -54,7 +55,8 @@ pub fn stats(
         .collect())
 }
 
-fn figures(playbook: &str, runs: &[&RunRow]) -> PlaybookStats {
+/// The figures of `runs` (oldest first), named `playbook`.
+pub fn figures(playbook: &str, runs: &[&RunRow]) -> PlaybookStats {
     let finished: Vec<&&RunRow> = runs.iter().filter(|r| r.status != "running").collect();
     let succeeded = finished.iter().filter(|r| r.status == "succeeded").count();
     let rolled_back = finished.iter().filter(|r| r.rolled_back).count();
@@ -63,10 +65,13 @@ fn figures(playbook: &str, runs: &[&RunRow]) -> PlaybookStats {
     durations.sort_unstable();
     let mean = (!durations.is_empty())
         .then(|| durations.iter().sum::<i64>() as f64 / durations.len() as f64 / 1000.0);
-    let p95 = (!durations.is_empty()).then(|| {
-        let rank = (0.95 * durations.len() as f64).ceil() as usize;
-        durations[rank.clamp(1, durations.len()) - 1] as f64 / 1000.0
-    });
+    let rank = |q: f64| {
+        (!durations.is_empty()).then(|| {
+            let rank = (q * durations.len() as f64).ceil() as usize;
+            durations[rank.clamp(1, durations.len()) - 1] as f64 / 1000.0
+        })
+    };
+    let (p50, p95) = (rank(0.5), rank(0.95));
     // Walk back from the newest run, remembering the end of the latest success
     // seen so far (the next success after each earlier run).
     let mut restores = Vec::new();
@@ -93,6 +98,7 @@ fn figures(playbook: &str, runs: &[&RunRow]) -> PlaybookStats {
         success_rate: rate(succeeded),
         rollback_rate: rate(rolled_back),
         mean_duration_s: mean,
+        p50_duration_s: p50,
         p95_duration_s: p95,
         mean_time_to_restore_s: mttr,
         unrestored,
@@ -142,6 +148,8 @@ mod tests {
         assert_eq!(s.mean_duration_s, Some(21.0));
         // Nearest rank: ceil(0.95 × 5) = 5th of [5, 10, 20, 30, 40].
         assert_eq!(s.p95_duration_s, Some(40.0));
+        // ceil(0.5 × 5) = 3rd.
+        assert_eq!(s.p50_duration_s, Some(20.0));
         // (230 - 120) and (230 - 135): 110 s and 95 s.
         assert_eq!(s.mean_time_to_restore_s, Some(102.5));
         assert_eq!(s.unrestored, 1);

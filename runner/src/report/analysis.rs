@@ -12,13 +12,13 @@ use crate::run_state::RunState;
 
 /// A run: its events and their fold.
 #[derive(Debug)]
-pub(super) struct Run<'a> {
+pub(crate) struct Run<'a> {
     pub events: &'a [Stamped],
     pub state: RunState,
 }
 
 /// The fold of `events`.
-pub(super) fn analyse(events: &[Stamped]) -> Run<'_> {
+pub(crate) fn analyse(events: &[Stamped]) -> Run<'_> {
     Run {
         events,
         state: RunState::from_events(events.iter().map(|e| &e.event)),
@@ -77,7 +77,7 @@ impl<'a> Run<'a> {
 
 /// A gate's conditions with their values, and the values they refer to.
 #[derive(Debug)]
-pub(super) struct GateView<'a> {
+pub(crate) struct GateView<'a> {
     pub outcome: &'static str,
     /// (`pass` or `fail`, the expression, its value).
     pub conditions: Vec<(&'static str, &'a str, &'a Value)>,
@@ -87,7 +87,7 @@ pub(super) struct GateView<'a> {
 }
 
 /// The gate event at `index`, explained.
-pub(super) fn gate_view<'a>(run: &Run<'a>, info: &RunInfo, index: usize) -> Option<GateView<'a>> {
+pub(crate) fn gate_view<'a>(run: &Run<'a>, info: &RunInfo, index: usize) -> Option<GateView<'a>> {
     let Event::Gate {
         outcome,
         pass,
@@ -129,7 +129,7 @@ pub(super) fn gate_view<'a>(run: &Run<'a>, info: &RunInfo, index: usize) -> Opti
 /// The dotted paths under `steps`, `stages` and `inputs` that a CEL expression
 /// names, in order, without method calls (`x.startsWith(…)` gives `x`) and
 /// ignoring string literals.
-pub(super) fn references(expr: &str) -> Vec<String> {
+pub(crate) fn references(expr: &str) -> Vec<String> {
     let chars: Vec<char> = expr.chars().collect();
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut found: Vec<String> = Vec::new();

@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 use crate::engine::Event;
 use crate::run_state::Cause;
 
-mod analysis;
+pub(crate) mod analysis;
 mod junit;
 mod markdown;
 
@@ -324,7 +324,7 @@ fn compact_time(rfc3339: &str) -> String {
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (the fraction is dropped).
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
     let num = |from: usize, len: usize| -> Option<i64> {
         let part = s.get(from..from + len)?;

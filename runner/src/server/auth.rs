@@ -115,12 +115,17 @@ impl Tokens {
         if !token.starts_with(PREFIX) {
             return None;
         }
-        let hash = sha256(token.as_bytes());
-        let entry = &self.entries[*self.by_hash.get(&hash)?];
+        self.by_hash(&sha256(token.as_bytes()), Source::Token)
+    }
+
+    /// The caller whose token has SHA-256 `hash`, if the file still holds it
+    /// (a web session keeps only the hash; a revoked token ends it).
+    pub fn by_hash(&self, hash: &[u8; 32], source: Source) -> Option<Caller> {
+        let entry = &self.entries[*self.by_hash.get(hash)?];
         Some(Caller {
             name: entry.principal.clone(),
             roles: self.roles_of(&entry.principal),
-            source: Source::Token,
+            source,
         })
     }
 

@@ -29,6 +29,7 @@ mod metrics;
 mod openapi;
 mod runs;
 mod stream;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,6 +66,11 @@ pub struct App {
     /// The shared journal's queue, when `runner worker`s execute the runs
     /// started here (`execute: workers`, the default with a shared journal).
     pub(crate) queue: Option<Arc<crate::record::postgres::queue::PgQueue>>,
+    /// The web UI's sessions.
+    sessions: ui::session::Sessions,
+    /// Whether browsers reach the server over HTTPS (its own TLS, or its
+    /// public URL): session cookies are then `Secure`.
+    secure: bool,
 }
 
 /// A certificate chain and its key, PEM files, to serve HTTPS.
@@ -92,7 +98,7 @@ pub fn serve(
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let app = App::new(config, service)?;
+        let app = App::new(config, service, acceptor.is_some())?;
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         // One line a script can wait for.
@@ -187,7 +193,7 @@ async fn serve_tls(
 }
 
 impl App {
-    pub fn new(config: Config, service: Service) -> Result<Arc<App>, String> {
+    pub fn new(config: Config, service: Service, tls: bool) -> Result<Arc<App>, String> {
         let tokens = auth::Tokens::load(&config.tokens)?;
         let store = service.store().map_err(|e| e.to_string())?;
         let inner = service.approvals().ok_or_else(|| {
@@ -215,7 +221,14 @@ impl App {
                 ));
             }
         };
+        let secure = tls
+            || config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"));
         Ok(Arc::new(App {
+            sessions: ui::session::Sessions::default(),
+            secure,
             readers: Readers::new(store),
             limiter: Limiter::new(config.limits.requests_per_minute),
             runs: live::Live::new(config.limits.concurrent_runs),
@@ -310,6 +323,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/stats", get(runs::stats))
         .route("/api/v1/hooks/alertmanager", post(hooks::alertmanager))
         .route("/api/v1/hooks/generic/{name}", post(hooks::generic))
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_body_bytes))
@@ -466,14 +480,10 @@ impl FromRequestParts<Arc<App>> for auth::Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "no API token: send `Authorization: Bearer TOKEN` (tokens are made with `runner token add`)",
-                )
-            })?;
+        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+            // A page's script calls the API with the session cookie instead.
+            return session_caller(parts, app);
+        };
         let token = header
             .to_str()
             .ok()
@@ -493,6 +503,39 @@ impl FromRequestParts<Arc<App>> for auth::Caller {
         app.limiter.take(&caller.name)?;
         Ok(caller)
     }
+}
+
+/// The caller of an API request that carries a web session's cookie and no
+/// token: anything but GET and HEAD must also carry the session's CSRF token
+/// in `X-CSRF-Token`, so another site cannot make a browser act.
+fn session_caller(parts: &Parts, app: &Arc<App>) -> Result<auth::Caller, ApiError> {
+    let no_token = || {
+        ApiError::unauthorized(
+            "no API token: send `Authorization: Bearer TOKEN` (tokens are made with `runner token add`)",
+        )
+    };
+    let id = ui::session::cookie(&parts.headers, ui::session::COOKIE).ok_or_else(no_token)?;
+    let viewer = app.sessions.viewer(app, id).ok_or_else(|| {
+        ApiError::unauthorized("the web session has ended (logged out, expired or its token revoked): log in again at /ui/login")
+    })?;
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !safe {
+        let given = parts
+            .headers
+            .get(ui::session::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ui::session::same(given, &viewer.csrf) {
+            return Err(ApiError::forbidden(
+                "a request with the session cookie must carry the session's CSRF token in X-CSRF-Token",
+            ));
+        }
+    }
+    app.limiter.take(&viewer.caller.name)?;
+    Ok(viewer.caller)
 }
 
 /// A JSON body, read within the size limit and refused with a clear 400

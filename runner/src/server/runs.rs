@@ -16,7 +16,6 @@ use super::live::{Work, launch};
 use super::{ApiError, App, JsonBody};
 use crate::engine::approval::{self, Approvals};
 use crate::record;
-use crate::report::{RunInfo, Stamped};
 use crate::service::{PlanRequest, RunOptions};
 
 /// `POST /api/v1/runs`.
@@ -414,22 +413,7 @@ pub async fn report(
             "text/markdown; charset=utf-8",
         ),
         other => {
-            let info = RunInfo {
-                journal: crate::service::lacking(state.as_deref(), &run, &events),
-                run_id: run.id.clone(),
-                playbook: run.playbook.clone(),
-                file: run.file.clone(),
-                started_at: run.started_at.clone(),
-                inputs: run.inputs.as_object().cloned().unwrap_or_default(),
-            };
-            let stamped: Vec<Stamped> = events
-                .into_iter()
-                .map(|s| Stamped {
-                    at: s.at,
-                    offset_ms: s.offset_ms.max(0) as u64,
-                    event: s.event,
-                })
-                .collect();
+            let (info, stamped) = crate::service::report_input(state.as_deref(), &run, events);
             if other == "junit" {
                 (
                     crate::report::junit(&info, &stamped),
@@ -503,7 +487,7 @@ pub async fn cancel(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RerunBody {
-    from: String,
+    pub from: String,
 }
 
 /// `POST /api/v1/runs/{id}/rerun`: a new run with the same inputs from step

@@ -29,7 +29,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use error::{PrepareError, RunError};
 pub use launch::new_run_id;
-pub use read::{JournalReports, lacking, markdown_report};
+pub use read::{JournalReports, lacking, markdown_report, report_input};
 
 use crate::engine::{self, Interrupt};
 use crate::host::runtime::Runtime;

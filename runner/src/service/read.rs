@@ -26,8 +26,12 @@ pub fn lacking(state_dir: Option<&Path>, run: &RunRow, events: &[Stored]) -> Opt
     })
 }
 
-/// A run's markdown report, rebuilt from its rows in the journal.
-pub fn markdown_report(state_dir: Option<&Path>, run: &RunRow, events: Vec<Stored>) -> String {
+/// What a report of `run` is made from: its facts and its events, stamped.
+pub fn report_input(
+    state_dir: Option<&Path>,
+    run: &RunRow,
+    events: Vec<Stored>,
+) -> (RunInfo, Vec<Stamped>) {
     let info = RunInfo {
         journal: lacking(state_dir, run, &events),
         run_id: run.id.clone(),
@@ -36,7 +40,7 @@ pub fn markdown_report(state_dir: Option<&Path>, run: &RunRow, events: Vec<Store
         started_at: run.started_at.clone(),
         inputs: run.inputs.as_object().cloned().unwrap_or_default(),
     };
-    let stamped: Vec<Stamped> = events
+    let stamped = events
         .into_iter()
         .map(|s| Stamped {
             at: s.at,
@@ -44,6 +48,12 @@ pub fn markdown_report(state_dir: Option<&Path>, run: &RunRow, events: Vec<Store
             event: s.event,
         })
         .collect();
+    (info, stamped)
+}
+
+/// A run's markdown report, rebuilt from its rows in the journal.
+pub fn markdown_report(state_dir: Option<&Path>, run: &RunRow, events: Vec<Stored>) -> String {
+    let (info, stamped) = report_input(state_dir, run, events);
     crate::report::markdown(&info, &stamped)
 }
 

@@ -5,6 +5,7 @@
 
 pub mod kube;
 pub mod postgres;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
