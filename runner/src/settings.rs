@@ -43,6 +43,10 @@ pub struct Settings {
     /// A file the markdown report is appended to as well: GitHub Actions'
     /// job summary (`GITHUB_STEP_SUMMARY`).
     pub step_summary: Option<PathBuf>,
+    /// Where `runner serve`'s web UI is reached (`RUNNER_PUBLIC_URL`, or the
+    /// server's `public_url`): a run's page is `URL/ui/runs/ID`, given to
+    /// playbooks as `run.url` (empty when unknown).
+    pub public_url: Option<String>,
 }
 
 impl Settings {
@@ -102,6 +106,10 @@ impl Settings {
             lease,
             takeover_limit,
             step_summary: var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+            public_url: var("RUNNER_PUBLIC_URL")
+                .and_then(|u| u.into_string().ok())
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .filter(|u| u.starts_with("http://") || u.starts_with("https://")),
         }
     }
 
@@ -117,6 +125,7 @@ impl Settings {
             lease: DEFAULT_LEASE,
             takeover_limit: DEFAULT_TAKEOVER_LIMIT,
             step_summary: None,
+            public_url: None,
         }
     }
 

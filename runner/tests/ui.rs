@@ -45,7 +45,7 @@ stages:
     steps:
       - id: one
         uses: echo
-        with: { message: "built ${{ inputs.service }}", sleep_ms: 1500 }
+        with: { message: "built ${{ inputs.service }}; page ${{ run.url }}", sleep_ms: 1500 }
       - id: two
         uses: echo
         needs: [one]
@@ -293,6 +293,12 @@ async fn the_ui_in_a_real_browser() {
         "step one succeeded",
     )
     .await;
+    // `run.url` is the run's page under the server's public URL.
+    let one = text_of(c, "#step-build\\.one .summary").await;
+    assert_eq!(
+        one,
+        format!("built shop; page http://runner.test/ui/runs/{id}")
+    );
     until(
         c,
         &step_is("step-build.three", "succeeded"),

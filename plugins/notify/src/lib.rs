@@ -170,7 +170,9 @@ impl Plugin for Notify {
         .capabilities(&[capability::SECRETS, "http?", "tcp?", "fs?"])
     }
 
-    fn run(input: Input) -> Result<Output, StepError> {
+    fn run(mut input: Input) -> Result<Output, StepError> {
+        // `link: ${{ run.url }}` is empty when the web UI's address is unknown.
+        input.link = input.link.take().filter(|l| !l.trim().is_empty());
         if input.approval.is_some() && input.channel != Channel::Slack {
             return Err(StepError::invalid_input(
                 "`approval` buttons are Slack's: use it with `channel: slack`".to_string(),
@@ -625,7 +627,7 @@ fn schema() -> Value {
     p.insert("fields".into(), json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": "Name/value pairs shown as fields." }));
     p.insert(
         "link".into(),
-        json!({ "type": "string", "description": "A link to the report." }),
+        json!({ "type": "string", "description": "A link: the run's page in the web UI (`${{ run.url }}`, empty when the server's public URL is not configured) or a report. Empty: no link." }),
     );
     p.insert("webhook_secret".into(), json!({ "type": "string", "description": "slack, webhook: the granted secret holding the webhook URL (its host must be granted under `http`)." }));
     p.insert("approval".into(), json!({ "type": "object", "required": ["run", "step"], "additionalProperties": false, "properties": { "run": { "type": "string" }, "step": { "type": "string" } }, "description": "slack: Approve / Reject buttons for approval step `step` of run `run` (`${{ run.id }}`), answered through `runner serve` (docs/server.md)." }));

@@ -12,7 +12,8 @@ pub fn serve(args: &ServeArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let service = super::exec::service(Some(&args.journal));
+    let service =
+        super::exec::service(Some(&args.journal)).with_public_url(config.public_url.as_deref());
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(crate::server::Tls {
             cert: cert.clone(),

@@ -213,6 +213,8 @@ pub struct Executor<'a> {
     pub reports: Option<std::sync::Arc<dyn expr::RunReports>>,
     /// Who runs it: recorded with the run's start.
     pub actor: crate::identity::Principal,
+    /// The run's page in the web UI (`run.url`), when its address is known.
+    pub run_url: Option<String>,
     /// Set once when the process gets SIGINT or SIGTERM.
     pub interrupt: tokio::sync::watch::Receiver<Option<Interrupt>>,
     /// Receives every event, in order.
@@ -408,6 +410,7 @@ impl Executor<'_> {
                 "status": "running",
                 "elapsed": 0.0,
                 "budget_left": budget.map(seconds),
+                "url": self.run_url.clone().unwrap_or_default(),
             }),
         );
         if let Some(stopping) = &self.resume.stopping {

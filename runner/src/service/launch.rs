@@ -326,6 +326,11 @@ pub(super) async fn launch(
         approvals: approvals.as_deref(),
         reports: service.reports(),
         actor: options.actor.clone(),
+        run_url: service
+            .settings()
+            .public_url
+            .as_ref()
+            .map(|u| format!("{u}/ui/runs/{run_id}")),
         interrupt: interrupt.subscribe(),
         events: &fanout,
         resume,

@@ -172,6 +172,15 @@ impl Service {
         self
     }
 
+    /// The web UI's address for the runs of this service (a server's
+    /// `public_url`), when the environment did not give one.
+    pub fn with_public_url(mut self, url: Option<&str>) -> Service {
+        if let Some(u) = url {
+            self.settings.public_url = Some(u.trim_end_matches('/').to_owned());
+        }
+        self
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

@@ -39,6 +39,7 @@ pub const RUN_FIELDS: &[&str] = &[
     "elapsed",
     "budget_left",
     "status",
+    "url",
 ];
 
 /// What validation learnt of one distinct expression.

@@ -29,6 +29,18 @@ pub struct Rule {
 /// A line chart: points joined in order, each drawn with its mark, and the
 /// rules; the y axis spans the points and the rules.
 pub fn line(title: &str, x_label: &str, points: &[Point], rules: &[Rule]) -> Markup {
+    // Rules at one height (a watch's failure and success thresholds) share a line.
+    let mut merged: Vec<Rule> = Vec::new();
+    for r in rules {
+        match merged.iter_mut().find(|m| m.y == r.y) {
+            Some(m) => m.label = format!("{} · {}", m.label, r.label),
+            None => merged.push(Rule {
+                y: r.y,
+                label: r.label.clone(),
+            }),
+        }
+    }
+    let rules = &merged[..];
     let ys = points.iter().map(|p| p.y).chain(rules.iter().map(|r| r.y));
     let (mut lo, mut hi) = bounds(ys);
     if lo == hi {
@@ -68,8 +80,8 @@ pub fn line(title: &str, x_label: &str, points: &[Point], rules: &[Rule]) -> Mar
                 line.axis x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(H - BOTTOM) {}
                 text.tick x=(LEFT - 4.0) y=(sy(hi) + 4.0) text-anchor="end" { (number(hi)) }
                 text.tick x=(LEFT - 4.0) y=(sy(lo)) text-anchor="end" { (number(lo)) }
-                text.tick x=(LEFT) y=(H - 8.0) { (number(x0)) }
-                text.tick x=(W - RIGHT) y=(H - 8.0) text-anchor="end" { (x_label) " " (number(x1)) }
+                text.tick x=(LEFT) y=(H - 8.0) { (format!("{x0:.0}")) }
+                text.tick x=(W - RIGHT) y=(H - 8.0) text-anchor="end" { (x_label) " " (format!("{x1:.0}")) }
                 @for r in rules {
                     line.rule x1=(LEFT) y1=(sy(r.y)) x2=(W - RIGHT) y2=(sy(r.y)) {}
                     text.rule-label x=(W - RIGHT - 2.0) y=(sy(r.y) - 3.0) text-anchor="end" { (r.label) }
@@ -200,6 +212,20 @@ mod tests {
         assert_eq!(svg.matches("class=\"mark ok\"").count(), 3, "{svg}");
         assert_eq!(svg.matches("class=\"mark bad\"").count(), 1, "{svg}");
         assert!(svg.contains("success: value &lt;= 0.02"), "{svg}");
+        // Two thresholds at one height: one line, both labels.
+        let both = [
+            Rule {
+                y: 0.02,
+                label: "failure: value > 0.02".into(),
+            },
+            Rule {
+                y: 0.02,
+                label: "success: value <= 0.02".into(),
+            },
+        ];
+        let svg = line("errors", "#", &points, &both).into_string();
+        assert_eq!(svg.matches("class=\"rule\"").count(), 1, "{svg}");
+        assert!(svg.contains("failure: value &gt; 0.02 · success"), "{svg}");
         assert!(!svg.contains("NaN"), "{svg}");
     }
 

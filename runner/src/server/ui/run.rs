@@ -455,8 +455,9 @@ fn watch(l: &Loaded, run: &Run<'_>, s: usize, measured: &[usize]) -> Markup {
             @if !points.is_empty() {
                 (chart::line(&format!("{} of {}", key.as_deref().unwrap_or("value"), st.id), "#", &points, &rules))
             }
-            @if !conditions.is_empty() {
-                p.hint { @for (kind, c) in &conditions { (kind) " when " code { (inert(c)) } ". " } }
+            p.hint {
+                @if let Some(k) = &key { "Drawn: output " code { (k) } " of each measurement. " }
+                @for (kind, c) in &conditions { (kind) " when " code { (inert(c)) } ". " }
             }
             details {
                 summary { (rows.len()) " measurements: "
