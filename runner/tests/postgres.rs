@@ -121,6 +121,18 @@ fn the_journal_keeps_what_sqlite_keeps() {
 
     let stored = j.events("r1").unwrap();
     assert_eq!(stored.len(), 7);
+    // Reading on from an event, and the first event alone.
+    let after: Vec<i64> = j
+        .events_after("r1", 4)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(after, [5, 6]);
+    let first = j.first_event("r1").unwrap().expect("r1 has events");
+    assert_eq!(first.seq, 0);
+    assert!(matches!(first.event, Event::RunStarted { .. }));
+    assert!(j.first_event("r2").unwrap().is_none(), "r2 has no event");
     assert_eq!(stored[2].at, runner::record::stamp(1_002));
     assert_eq!(
         serde_json::to_string(&stored[2].event).unwrap(),
@@ -793,8 +805,9 @@ fn a_paused_runner_is_fenced_and_writes_nothing_after_the_takeover() {
         .unwrap();
     assert_eq!(&journal[k..], &written_by_b[from_b..]);
     assert_eq!(journal.last().unwrap()["event"], "run_finished");
-    // Before it, what A wrote before the pause; A saw its step end after
-    // waking (and printed it), but that end is not in the journal.
+    // Before it, what A wrote before the pause. After waking, A may have
+    // seen its step end (and printed it) before its heartbeat told it the
+    // lease was gone, or not: either way that end is not in the journal.
     let said_by_a: Vec<serde_json::Value> = events_of(&woken)
         .into_iter()
         .map(|mut e| {
@@ -804,9 +817,7 @@ fn a_paused_runner_is_fenced_and_writes_nothing_after_the_takeover() {
         .collect();
     assert_eq!(&journal[..k], &said_by_a[..k]);
     assert!(
-        said_by_a[k..]
-            .iter()
-            .any(|e| e["event"] == "step_finished" && e["step"] == "slow"),
+        said_by_a[k..].iter().all(|e| e["event"] != "run_resumed"),
         "{said_by_a:?}"
     );
 }

@@ -123,10 +123,7 @@ fn follow(service: &Service, queue: &PgQueue, run_id: &str, output: Output) -> u
                 return EXIT_INVALID;
             }
         };
-        for stored in journal.events(run_id).unwrap_or_default() {
-            if stored.seq < next {
-                continue;
-            }
+        for stored in journal.events_after(run_id, next - 1).unwrap_or_default() {
             next = stored.seq + 1;
             let stamped = crate::report::Stamped {
                 at: stored.at,

@@ -196,6 +196,13 @@ pub trait Journal: Send {
     /// reader who has seen up to `after` has not seen yet.
     fn events_after(&self, id: &str, after: i64) -> Result<Vec<Stored>, String>;
 
+    /// The first event of run `id` (its `run_started`, which carries the
+    /// run's budget): what a list of runs needs without reading whole runs.
+    /// Journals that can read one row override this.
+    fn first_event(&self, id: &str) -> Result<Option<Stored>, String> {
+        Ok(self.events_after(id, -1)?.into_iter().next())
+    }
+
     /// What `runner resume` needs about the steps of run `id`.
     fn steps(&self, id: &str) -> Result<StepStates, String>;
 

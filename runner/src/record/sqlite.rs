@@ -330,6 +330,39 @@ impl SqliteJournal {
         }
         tx.commit().map_err(sql)
     }
+
+    /// The events of run `id` numbered above `after`, in order, at most
+    /// `limit` of them (-1: all).
+    fn events_limited(&self, id: &str, after: i64, limit: i64) -> Result<Vec<Stored>, String> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params![id, after, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, offset_ms, body) = row.map_err(sql)?;
+            let event = super::read_event(id, seq, &body)?;
+            out.push(Stored {
+                seq,
+                at,
+                offset_ms,
+                event,
+            });
+        }
+        Ok(out)
+    }
 }
 
 impl Journal for SqliteJournal {
@@ -481,37 +514,14 @@ impl Journal for SqliteJournal {
         rows.collect::<Result<_, _>>().map_err(sql)
     }
 
-    /// The events of a run, in order. Events this runner cannot read (from a
-    /// newer one) are skipped.
+    /// The events of a run, in order; an event this runner cannot read
+    /// (damaged, or written by another version) is an error that names it.
     fn events_after(&self, id: &str, after: i64) -> Result<Vec<Stored>, String> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
-            )
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map(rusqlite::params![id, after], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(sql)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, at, offset_ms, body) = row.map_err(sql)?;
-            let event = super::read_event(id, seq, &body)?;
-            out.push(Stored {
-                seq,
-                at,
-                offset_ms,
-                event,
-            });
-        }
-        Ok(out)
+        self.events_limited(id, after, -1)
+    }
+
+    fn first_event(&self, id: &str) -> Result<Option<Stored>, String> {
+        Ok(self.events_limited(id, -1, 1)?.into_iter().next())
     }
 
     /// The steps of a run: finished ones with their records, and those in flight.
@@ -640,6 +650,31 @@ pub(super) mod tests {
         .unwrap();
         r.status = status;
         Event::StepFinished(r)
+    }
+
+    #[test]
+    fn events_read_on_from_a_number_and_the_first_alone() {
+        let (mut j, dir) = journal("first-event");
+        j.begin(&row("r1", "p", 1_000)).unwrap();
+        j.begin(&row("r2", "p", 2_000)).unwrap();
+        for (seq, step) in ["a", "b", "c"].iter().enumerate() {
+            let seq = seq as i64;
+            j.record("r1", seq, 1_000 + seq, seq, &finished(step, "succeeded"))
+                .unwrap();
+        }
+        let after: Vec<i64> = j
+            .events_after("r1", 0)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(after, [1, 2]);
+        assert_eq!(j.events("r1").unwrap().len(), 3);
+        let first = j.first_event("r1").unwrap().expect("r1 has events");
+        assert_eq!(first.seq, 0);
+        assert!(matches!(&first.event, Event::StepFinished(r) if r.step == "a"));
+        assert!(j.first_event("r2").unwrap().is_none(), "r2 has no event");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

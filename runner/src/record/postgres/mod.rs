@@ -207,6 +207,35 @@ impl PgJournal {
         written
     }
 
+    /// The events of run `id` numbered above `after`, in order, at most
+    /// `limit` of them (`None`: all).
+    fn events_limited(
+        &self,
+        id: &str,
+        after: i64,
+        limit: Option<i64>,
+    ) -> Result<Vec<Stored>, String> {
+        let run = id.to_owned();
+        let rows = self.conn.call(move |c| {
+            c.query(
+                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&run, &after, &limit],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.get(0);
+                let event = super::read_event(id, seq, r.get(3))?;
+                Ok(Stored {
+                    seq,
+                    at: r.get(1),
+                    offset_ms: r.get(2),
+                    event,
+                })
+            })
+            .collect()
+    }
+
     /// The schema version the database holds.
     pub fn schema_version(&self) -> Result<i64, String> {
         self.conn.call(|c| {
@@ -550,25 +579,11 @@ impl Journal for PgJournal {
     }
 
     fn events_after(&self, id: &str, after: i64) -> Result<Vec<Stored>, String> {
-        let run = id.to_owned();
-        let rows = self.conn.call(move |c| {
-            c.query(
-                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
-                &[&run, &after],
-            )
-        })?;
-        rows.iter()
-            .map(|r| {
-                let seq: i64 = r.get(0);
-                let event = super::read_event(id, seq, r.get(3))?;
-                Ok(Stored {
-                    seq,
-                    at: r.get(1),
-                    offset_ms: r.get(2),
-                    event,
-                })
-            })
-            .collect()
+        self.events_limited(id, after, None)
+    }
+
+    fn first_event(&self, id: &str) -> Result<Option<Stored>, String> {
+        Ok(self.events_limited(id, -1, Some(1))?.into_iter().next())
     }
 
     fn steps(&self, id: &str) -> Result<StepStates, String> {

@@ -75,9 +75,9 @@ pub async fn select(
         })?;
         runs.into_iter()
             .map(|run| {
-                let first = j.events_after(&run.id, -1)?;
-                let budget_s = first.first().and_then(|e| match &e.event {
-                    Event::RunStarted { budget_s, .. } => *budget_s,
+                let first = j.first_event(&run.id)?;
+                let budget_s = first.and_then(|e| match e.event {
+                    Event::RunStarted { budget_s, .. } => budget_s,
                     _ => None,
                 });
                 Ok(Listed { run, budget_s })
