@@ -9,6 +9,12 @@
 //! 60-step run is weighed and timed (printed, for docs/performance.md, never
 //! asserted). Screenshots of the run and stats pages are written to
 //! `$CARGO_TARGET_TMPDIR/ui/` (docs/ui/ holds the current ones).
+//!
+//! Beside it, the session rules over plain HTTP, where every header can be
+//! read and forged: the cookie's flags, a wrong token, a login form from
+//! elsewhere, CSRF on forms and on API calls made with the cookie, logout,
+//! a revoked token ending its sessions, CSP on every page, and a secret the
+//! run used appearing on no page.
 
 mod common;
 
@@ -249,8 +255,7 @@ async fn the_ui_in_a_real_browser() {
     login(c, &base, server.token("alice")).await;
     assert!(text_of(c, "form.who").await.contains("alice"));
 
-    // A wrong token is refused on the login page, nothing else opens.
-    // (Checked over plain HTTP: the browser keeps alice's session.)
+    // Without the session's cookie a page sends one to the login page.
     let r = server.raw("GET", "/ui/runs", None, &[], None);
     assert_eq!(r.status, 303, "{}", r.headers);
     assert!(r.headers.contains("location: /ui/login"), "{}", r.headers);
@@ -352,7 +357,7 @@ async fn the_ui_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(forged, json!([403, 403]), "forged POSTs");
-    // With the right CSRF token carol's API call reaches the role check: 403 too.
+    // The run still waits.
     let api = server.call("GET", &format!("/api/v1/runs/{id}"), Some("carol"), None);
     assert_eq!(
         api.json()["run"]["status"],
@@ -565,4 +570,299 @@ async fn the_ui_in_a_real_browser() {
     if let Some(client) = browser.client.as_ref() {
         let _ = client.clone().close().await;
     }
+}
+
+/// A playbook whose step prints a secret (the engine redacts it).
+const LEAK: &str = r#"version: 1
+name: leak
+plugins:
+  sh: { uses: exec, grants: { process: [{ run: sh, env: [T] }], secrets: [DEPLOY_TOKEN] } }
+stages:
+  - id: s
+    steps:
+      - id: careless
+        uses: sh
+        with: { program: sh, args: ["-c", "echo token=$T; echo $T >&2"], secret_env: { T: DEPLOY_TOKEN } }
+"#;
+
+const SECRET: &str = "s3cr3t-ui-9c41d2";
+
+/// The value of `name=` in the response's Set-Cookie headers, and that
+/// header's whole text.
+fn set_cookie(r: &common::serve::Reply, name: &str) -> Option<(String, String)> {
+    r.headers.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if !k.eq_ignore_ascii_case("set-cookie") {
+            return None;
+        }
+        let v = v.trim();
+        let value = v.strip_prefix(&format!("{name}="))?.split(';').next()?;
+        Some((value.to_owned(), v.to_owned()))
+    })
+}
+
+/// The first hidden `csrf` field's value in a page.
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find(r#"name="csrf" value=""#)
+        .unwrap_or_else(|| panic!("no csrf field in {page}"));
+    let rest = &page[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+fn form_post(server: &Server, path: &str, cookie: &str, body: &str) -> common::serve::Reply {
+    server.raw(
+        "POST",
+        path,
+        None,
+        &[
+            ("Cookie", cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(body.as_bytes()),
+    )
+}
+
+/// Logs `token` in over HTTP; the session cookie's header value.
+fn http_login(server: &Server, token: &str) -> String {
+    let form = server.raw("GET", "/ui/login", None, &[], None);
+    let (nonce, _) = set_cookie(&form, "runner_login").expect("a login nonce");
+    let r = form_post(
+        server,
+        "/ui/login",
+        &format!("runner_login={nonce}"),
+        &format!("token={token}&csrf={nonce}&next=%2Fui%2Fruns"),
+    );
+    assert_eq!(r.status, 303, "{}{}", r.headers, r.body);
+    let (id, _) = set_cookie(&r, "runner_session").expect("a session cookie");
+    format!("runner_session={id}")
+}
+
+#[test]
+fn sessions_csrf_revocation_and_secrets_over_http() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::scratch("serve-ui-http");
+    std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+    std::fs::create_dir_all(dir.join("environments")).unwrap();
+    std::fs::write(dir.join("playbooks/leak.yaml"), LEAK).unwrap();
+    let secrets = dir.join("secrets.env");
+    std::fs::write(&secrets, format!("DEPLOY_TOKEN={SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        dir.join("environments/prod.yaml"),
+        format!("secrets_file: {}\n", secrets.display()),
+    )
+    .unwrap();
+    let config = dir.join("serve.yaml");
+    std::fs::write(
+        &config,
+        "catalog:\n  playbooks: playbooks\n  environments: environments\ntokens: tokens.yaml\n",
+    )
+    .unwrap();
+    let tokens_file = dir.join("tokens.yaml");
+    let mut tokens = std::collections::HashMap::new();
+    for (who, roles) in [("alice", &["operator"][..]), ("carol", &["viewer"][..])] {
+        tokens.insert(
+            who.to_owned(),
+            common::serve::add_token(&tokens_file, who, roles),
+        );
+    }
+    let server = Server::spawn(dir.clone(), &config, tokens, &[]);
+
+    // The login form: a nonce bound to a strict, HttpOnly cookie; a CSP.
+    let form = server.raw("GET", "/ui/login", None, &[], None);
+    assert_eq!(form.status, 200);
+    let (nonce, header) = set_cookie(&form, "runner_login").expect("a login nonce");
+    assert!(
+        header.contains("HttpOnly") && header.contains("SameSite=Strict"),
+        "{header}"
+    );
+    assert_eq!(csrf_of(&form.body), nonce);
+    let lower = form.headers.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{}",
+        form.headers
+    );
+
+    // A wrong token: 401, no session.
+    let cookie = format!("runner_login={nonce}");
+    let wrong = form_post(
+        &server,
+        "/ui/login",
+        &cookie,
+        &format!("token=rnr_not-a-token&csrf={nonce}"),
+    );
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(wrong.body.contains("That token is not valid"));
+    assert!(set_cookie(&wrong, "runner_session").is_none());
+    // A right token posted from a form this server did not give (no nonce
+    // cookie, or another nonce): 403, no session.
+    let alice = server.token("alice").to_owned();
+    for cookie in ["", "runner_login=other"] {
+        let forged = form_post(
+            &server,
+            "/ui/login",
+            cookie,
+            &format!("token={alice}&csrf={nonce}"),
+        );
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        assert!(set_cookie(&forged, "runner_session").is_none());
+    }
+    // The right token: a session cookie, HttpOnly and strict, for the whole
+    // site, not marked Secure on plain HTTP (it would not be sent back).
+    let ok = form_post(
+        &server,
+        "/ui/login",
+        &cookie,
+        &format!("token={alice}&csrf={nonce}&next=%2Fui%2Fapprovals"),
+    );
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert!(
+        ok.headers
+            .to_ascii_lowercase()
+            .contains("location: /ui/approvals")
+    );
+    let (id, header) = set_cookie(&ok, "runner_session").expect("a session cookie");
+    assert_eq!(id.len(), 43, "256 random bits in base64url: {id}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(header.contains(flag), "{header}");
+    }
+    assert!(!header.contains("Secure"), "{header}");
+    let session = format!("runner_session={id}");
+    let runs = server.raw("GET", "/ui/runs", None, &[("Cookie", &session)], None);
+    assert_eq!(runs.status, 200);
+    assert!(runs.body.contains("alice"));
+    let csrf = csrf_of(&runs.body);
+    assert_ne!(csrf, nonce);
+
+    // A run that used a secret, started with the session through the API:
+    // without the CSRF header, or with another, refused; with it, started.
+    let start = br#"{"playbook": "leak", "environment": "prod"}"#;
+    for header in [None, Some("forged")] {
+        let mut h = vec![("Cookie", session.as_str())];
+        if let Some(v) = header {
+            h.push(("X-CSRF-Token", v));
+        }
+        let r = server.raw("POST", "/api/v1/runs", None, &h, Some(start));
+        assert_eq!(r.status, 403, "{}", r.body);
+    }
+    let none = server.call("GET", "/api/v1/runs", Some("carol"), None);
+    assert_eq!(
+        none.json()["runs"].as_array().unwrap().len(),
+        0,
+        "{}",
+        none.body
+    );
+    let r = server.raw(
+        "POST",
+        "/api/v1/runs",
+        None,
+        &[("Cookie", &session), ("X-CSRF-Token", &csrf)],
+        Some(start),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let run = r.json()["id"].as_str().unwrap().to_owned();
+    let done = server.wait_for(&run, |v| v["run"]["status"] != "running");
+    assert_eq!(done["run"]["status"], "succeeded", "{done}");
+    assert_eq!(done["run"]["started_by"], "alice (web session)", "{done}");
+
+    // The secret is on no page; the run's page says it was redacted.
+    let page = server.raw(
+        "GET",
+        &format!("/ui/runs/{run}"),
+        None,
+        &[("Cookie", &session)],
+        None,
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("[redacted]"), "{}", page.body);
+    for path in [
+        format!("/ui/runs/{run}"),
+        format!("/ui/runs/{run}/live"),
+        "/ui/runs".to_owned(),
+        "/ui/approvals".to_owned(),
+        "/ui/stats".to_owned(),
+        "/ui/start?playbook=leak".to_owned(),
+    ] {
+        let r = server.raw("GET", &path, None, &[("Cookie", &session)], None);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(!r.body.contains(SECRET), "{path} shows the secret");
+        assert!(
+            !r.body.contains(&alice) && !r.body.contains(&id),
+            "{path} shows the token or the session id"
+        );
+        assert!(
+            r.headers
+                .to_ascii_lowercase()
+                .contains("content-security-policy: default-src 'none'"),
+            "{path}: {}",
+            r.headers
+        );
+    }
+
+    // Forms: a wrong CSRF token changes nothing (rerun makes no run).
+    let forged = form_post(
+        &server,
+        &format!("/ui/runs/{run}/rerun"),
+        &session,
+        "csrf=forged&from=careless",
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let listed = server.call("GET", "/api/v1/runs", Some("carol"), None);
+    assert_eq!(
+        listed.json()["runs"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.body
+    );
+    // Logout with a wrong token keeps the session; with the page's, ends it.
+    let r = form_post(&server, "/ui/logout", &session, "csrf=forged");
+    assert_eq!(r.status, 403, "{}", r.body);
+    let still = server.raw("GET", "/ui/runs", None, &[("Cookie", &session)], None);
+    assert_eq!(still.status, 200);
+    let r = form_post(&server, "/ui/logout", &session, &format!("csrf={csrf}"));
+    assert_eq!(r.status, 303);
+    let gone = server.raw("GET", "/ui/runs", None, &[("Cookie", &session)], None);
+    assert_eq!(gone.status, 303);
+    assert!(
+        gone.headers.contains("location: /ui/login"),
+        "{}",
+        gone.headers
+    );
+    let api = server.raw("GET", "/api/v1/runs", None, &[("Cookie", &session)], None);
+    assert_eq!(api.status, 401, "{}", api.body);
+
+    // A revoked token ends its sessions at once: carol's token is taken out
+    // of the file and the server told (SIGHUP).
+    let carol = http_login(&server, server.token("carol"));
+    let alice2 = http_login(&server, &alice);
+    for s in [&carol, &alice2] {
+        let r = server.raw("GET", "/ui/runs", None, &[("Cookie", s)], None);
+        assert_eq!(r.status, 200);
+    }
+    let kept = std::fs::read_to_string(&tokens_file).unwrap();
+    let json: String = kept.lines().filter(|l| !l.starts_with('#')).collect();
+    let mut file: Value = serde_json::from_str(&json).unwrap();
+    let entries = file["tokens"].as_array_mut().unwrap();
+    entries.retain(|e| e["principal"] != "carol");
+    assert_eq!(entries.len(), 1, "{kept}");
+    std::fs::write(&tokens_file, file.to_string()).unwrap();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = server.raw("GET", "/ui/runs", None, &[("Cookie", &carol)], None);
+        if r.status == 303 {
+            assert!(r.headers.contains("location: /ui/login"), "{}", r.headers);
+            break;
+        }
+        assert_eq!(r.status, 200);
+        assert!(
+            Instant::now() < deadline,
+            "carol's session outlived her token"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = server.raw("GET", "/ui/runs", None, &[("Cookie", &alice2)], None);
+    assert_eq!(r.status, 200, "alice's token was kept, and her session");
 }
