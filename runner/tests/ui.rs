@@ -4,7 +4,8 @@
 //! One browser for the whole story, in order, as an on-call engineer lives
 //! it: log in; start a run from the UI; watch its tree advance without a
 //! reload; a viewer sees no Approve button and a forged POST is refused; the
-//! tech lead approves from the page and the run goes on; a plugin's hostile
+//! tech lead approves from the page and the run goes on; an operator re-runs
+//! it from a step and cancels the new run from its page; a plugin's hostile
 //! summary is shown inert; the stats page draws its charts; the page of a
 //! 60-step run is weighed and timed (printed, for docs/performance.md, never
 //! asserted). Screenshots of the run and stats pages are written to
@@ -415,6 +416,72 @@ async fn the_ui_in_a_real_browser() {
         decided.contains("approved by bob (web session)") && decided.contains("checked the canary"),
         "{decided}"
     );
+
+    // alice (operator) re-runs it from step three: a new run, one and two
+    // kept, that waits for the tech lead again; she cancels it from its page.
+    logout(c).await;
+    login(c, &base, server.token("alice")).await;
+    c.goto(run_url.as_str()).await.unwrap();
+    c.find(Locator::Css("section.actions select[name=from]"))
+        .await
+        .unwrap()
+        .select_by_value("three")
+        .await
+        .unwrap();
+    c.find(Locator::Css("section.actions button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        &format!(
+            "return location.pathname.startsWith('/ui/runs/') && location.pathname !== '/ui/runs/{id}' && !!document.getElementById('run')"
+        ),
+        30,
+        "the re-run's page",
+    )
+    .await;
+    let rerun = c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .trim_start_matches("/ui/runs/")
+        .to_owned();
+    until(
+        c,
+        &step_is("step-deploy.go", "waiting"),
+        30,
+        "the re-run waiting for its approval",
+    )
+    .await;
+    let shown = server.call("GET", &format!("/api/v1/runs/{rerun}"), Some("carol"), None);
+    let steps = shown.json()["steps"].clone();
+    let three = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "three")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(three["status"], "succeeded", "{steps}");
+    c.find(Locator::Css("section.actions button.danger"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "return document.getElementById('run')?.dataset.status === 'interrupted'",
+        30,
+        "the cancelled re-run",
+    )
+    .await;
+    let ended = server.wait_for(&rerun, |v| v["run"]["status"] != "running");
+    assert_eq!(ended["run"]["status"], "interrupted", "{ended}");
 
     // A plugin's hostile summary is text: no element, no script ran, the
     // escape sequences and the direction override visible as marks.
