@@ -14,8 +14,8 @@
 //! Beside it, the session rules over plain HTTP, where every header can be
 //! read and forged: the cookie's flags, a wrong token, a login form from
 //! elsewhere, CSRF on forms and on API calls made with the cookie, logout,
-//! a revoked token ending its sessions, CSP on every page, and a secret the
-//! run used appearing on no page.
+//! a revoked token ending its sessions, CSP and no-store on every page, and
+//! a secret the run used appearing on no page.
 
 mod common;
 
@@ -184,6 +184,16 @@ async fn text_of(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// Clicks the element `css` finds.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn login(c: &Client, base: &str, token: &str) {
     c.goto(&format!("{base}/ui/runs")).await.unwrap();
     // Not logged in: the login page, which remembers where to go.
@@ -195,12 +205,7 @@ async fn login(c: &Client, base: &str, token: &str) {
         .send_keys(token)
         .await
         .unwrap();
-    c.find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "form.login button").await;
     until(
         c,
         "return location.pathname === '/ui/runs' && !!document.querySelector('h1')",
@@ -211,12 +216,7 @@ async fn login(c: &Client, base: &str, token: &str) {
 }
 
 async fn logout(c: &Client) {
-    c.find(Locator::Css("form.who button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "form.who button").await;
     until(
         c,
         "return location.pathname === '/ui/login'",
@@ -271,12 +271,7 @@ async fn the_ui_in_a_real_browser() {
         .send_keys("shop")
         .await
         .unwrap();
-    c.find(Locator::Css("form.start button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "form.start button").await;
     until(
         c,
         "return location.pathname.startsWith('/ui/runs/') && !!document.getElementById('run')",
@@ -384,12 +379,7 @@ async fn the_ui_in_a_real_browser() {
         .send_keys("checked the canary")
         .await
         .unwrap();
-    c.find(Locator::Css("form.decide button.approve"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "form.decide button.approve").await;
     until(
         c,
         &format!("return location.pathname === '/ui/runs/{id}'"),
@@ -428,12 +418,7 @@ async fn the_ui_in_a_real_browser() {
         .select_by_value("three")
         .await
         .unwrap();
-    c.find(Locator::Css("section.actions button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "section.actions button[type=submit]").await;
     until(
         c,
         &format!(
@@ -467,12 +452,7 @@ async fn the_ui_in_a_real_browser() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(three["status"], "succeeded", "{steps}");
-    c.find(Locator::Css("section.actions button.danger"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "section.actions button.danger").await;
     until(
         c,
         "return document.getElementById('run')?.dataset.status === 'interrupted'",
@@ -859,10 +839,10 @@ fn sessions_csrf_revocation_and_secrets_over_http() {
             !r.body.contains(&alice) && !r.body.contains(&id),
             "{path} shows the token or the session id"
         );
+        let headers = r.headers.to_ascii_lowercase();
         assert!(
-            r.headers
-                .to_ascii_lowercase()
-                .contains("content-security-policy: default-src 'none'"),
+            headers.contains("content-security-policy: default-src 'none'")
+                && headers.contains("cache-control: no-store"),
             "{path}: {}",
             r.headers
         );

@@ -93,9 +93,19 @@ pub fn line(title: &str, x_label: &str, points: &[Point], rules: &[Rule]) -> Mar
     }
 }
 
-/// Bars over days (or any categories), with a label under each few.
-pub fn bars(title: &str, bars: &[(String, f64, &'static str)], unit: &str) -> Markup {
-    let hi = bars.iter().map(|b| b.1).fold(0.0_f64, f64::max).max(1e-9);
+/// Bars over days (or any categories), with a label under each few; `says`
+/// writes a value as the reader reads it (a count, a percentage, a duration).
+/// `top`: the scale's fixed top (100 for a rate, so that half is half high);
+/// `None`: the highest bar.
+pub fn bars(
+    title: &str,
+    bars: &[(String, f64, &'static str)],
+    top: Option<f64>,
+    says: &dyn Fn(f64) -> String,
+) -> Markup {
+    let hi = bars.iter().map(|b| b.1).fold(top.unwrap_or(0.0), f64::max);
+    // Nothing above zero: the scale still has a top.
+    let hi = if hi > 0.0 { hi } else { 1.0 };
     let n = bars.len().max(1) as f64;
     let step = (W - LEFT - RIGHT) / n;
     let every = ((bars.len() as f64) / 8.0).ceil().max(1.0) as usize;
@@ -104,14 +114,14 @@ pub fn bars(title: &str, bars: &[(String, f64, &'static str)], unit: &str) -> Ma
             svg viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) {
                 title { (title) }
                 line.axis x1=(LEFT) y1=(H - BOTTOM) x2=(W - RIGHT) y2=(H - BOTTOM) {}
-                text.tick x=(LEFT - 4.0) y=(TOP + 4.0) text-anchor="end" { (number(hi)) (unit) }
+                text.tick x=(LEFT - 4.0) y=(TOP + 4.0) text-anchor="end" { (says(hi)) }
                 text.tick x=(LEFT - 4.0) y=(H - BOTTOM) text-anchor="end" { "0" }
                 @for (i, (label, v, class)) in bars.iter().enumerate() {
                     @let h = v / hi * (H - TOP - BOTTOM);
                     @let x = LEFT + i as f64 * step;
                     rect class={ "bar " (class) } x=(format!("{:.1}", x + step * 0.15)) y=(format!("{:.1}", H - BOTTOM - h))
                         width=(format!("{:.1}", step * 0.7)) height=(format!("{:.1}", h)) {
-                        title { (label) ": " (number(*v)) (unit) }
+                        title { (label) ": " (says(*v)) }
                     }
                     @if i % every == 0 {
                         text.tick x=(format!("{:.1}", x + step / 2.0)) y=(H - 10.0) text-anchor="middle" { (label) }
@@ -239,7 +249,24 @@ mod tests {
         }];
         assert!(!line("t", "#", &one, &[]).into_string().contains("NaN"));
         assert!(!line("t", "#", &[], &[]).into_string().contains("NaN"));
-        assert!(!bars("t", &[], "").into_string().contains("NaN"));
+        assert!(!bars("t", &[], None, &number).into_string().contains("NaN"));
+        // Values are written as the caller says: a duration as a duration.
+        let days = [
+            ("12-05".to_owned(), 0.0, "count"),
+            ("12-06".to_owned(), 0.001, "count"),
+        ];
+        let svg = bars("t", &days, None, &crate::server::ui::html::duration).into_string();
+        assert!(svg.contains(">1ms<") && svg.contains("12-06: 1ms"), "{svg}");
+        assert!(!svg.contains("e-3"), "{svg}");
+        // A rate of 50 % is drawn half as high as the scale's 100 %.
+        let half = [("12-06".to_owned(), 50.0, "count")];
+        let svg = bars("t", &half, Some(100.0), &number).into_string();
+        let full = H - TOP - BOTTOM;
+        assert!(
+            svg.contains(&format!("height=\"{:.1}\"", full / 2.0)),
+            "{svg}"
+        );
+        assert!(svg.contains(">100.0<"), "{svg}");
     }
 
     #[test]

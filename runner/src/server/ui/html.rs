@@ -113,6 +113,15 @@ pub fn step_anchor(stage: Option<&str>, step: &str) -> String {
     }
 }
 
+/// `n` things: "1 line", "2 lines".
+pub fn counted(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +132,13 @@ mod tests {
         assert_eq!(inert("x\u{202e}y"), "x[U+202E]y");
         assert_eq!(inert("line\nnext\tcol"), "line\nnext\tcol");
         assert_eq!(inert("\u{7f}\u{0}"), "\u{2421}\u{2400}");
+    }
+
+    #[test]
+    fn counts_agree_with_their_number() {
+        assert_eq!(counted(0, "line"), "0 lines");
+        assert_eq!(counted(1, "input"), "1 input");
+        assert_eq!(counted(2, "input"), "2 inputs");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::approvals::{can_answer, decision_forms};
 use super::chart::{self, Point, Rule};
-use super::html::{budget, duration, inert, status, step_anchor, time, value};
+use super::html::{budget, counted, duration, inert, status, step_anchor, time, value};
 use super::{Page, Viewer, error_page, layout, respond};
 use crate::engine::approval::{Approvals, Request as ApprovalRequest};
 use crate::engine::watch::Verdict;
@@ -163,7 +163,7 @@ fn head(l: &Loaded, run: &Run<'_>) -> Markup {
             @if let Some(p) = &r.parent { dt { "Re-run of" } dd { a href={ "/ui/runs/" (p) } { code { (p) } } } }
             @if !l.info.inputs.is_empty() {
                 dt { "Inputs" }
-                dd { details { summary { (l.info.inputs.len()) " inputs" }
+                dd { details { summary { (counted(l.info.inputs.len(), "input")) }
                     table.kv { @for (k, v) in &l.info.inputs { tr { th scope="row" { (k) } td { (value(v)) } } } }
                 } }
             }
@@ -526,7 +526,7 @@ fn details(r: &StepRecord) -> Markup {
         @if let Some(e) = &r.error { p.problem { (inert(e)) } }
         @if !r.outputs.is_empty() || !r.log.is_empty() {
             details {
-                summary { "Outputs and log (" (r.log.len()) " lines)" }
+                summary { "Outputs and log (" (counted(r.log.len(), "line")) ")" }
                 @if !r.outputs.is_empty() {
                     table.kv { @for (k, v) in &r.outputs { tr { th scope="row" { (k) } td { (value(v)) } } } }
                 }

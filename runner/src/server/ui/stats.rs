@@ -180,9 +180,9 @@ fn trends(playbook: &str, service: &str, runs: &[&RunRow], days: u32) -> Markup 
         section.trends {
             h2 { (inert(playbook)) " · " (inert(service)) }
             div.charts {
-                div { h3 { "Runs per day" } (chart::bars(&format!("runs per day of {playbook}"), &counts, "")) }
-                div { h3 { "Success rate per day" } (chart::bars(&format!("success rate per day of {playbook}"), &rates, " %")) }
-                div { h3 { "Median duration per day" } (chart::bars(&format!("median duration per day of {playbook}"), &medians, " s")) }
+                div { h3 { "Runs per day" } (chart::bars(&format!("runs per day of {playbook}"), &counts, None, &chart::number)) }
+                div { h3 { "Success rate per day" } (chart::bars(&format!("success rate per day of {playbook}"), &rates, Some(100.0), &|v| format!("{v:.0} %"))) }
+                div { h3 { "Median duration per day" } (chart::bars(&format!("median duration per day of {playbook}"), &medians, None, &duration)) }
             }
         }
     }
