@@ -1443,11 +1443,16 @@ fn a_paused_worker_is_fenced_and_its_run_finished_by_another() {
     // Written by A before the pause.
     let before = journal_events(&pg, "pausedworker", &run).len();
     let mut rescuer = spawn_group(&base.join("b"), &url, &["worker"]);
+    // B's process for the run has ended and told the queue (stopping B
+    // sooner could cut it between the run's end and that word).
     wait_for_sql(
         &pg,
         "pausedworker",
-        &format!("SELECT status FROM runner.runs WHERE id = '{run}'"),
-        "succeeded",
+        &format!(
+            "SELECT r.status, q.state, q.exit_code FROM runner.runs r
+               JOIN runner.queue q ON q.run_id = r.id WHERE r.id = '{run}'"
+        ),
+        "succeeded|done|0",
     );
     kill_group(&mut rescuer);
     let finished = journal_events(&pg, "pausedworker", &run);
@@ -1492,6 +1497,59 @@ fn a_paused_worker_is_fenced_and_its_run_finished_by_another() {
             &format!("SELECT state, exit_code FROM runner.queue WHERE run_id = '{run}'")
         ),
         "done|0"
+    );
+}
+
+/// A run whose worker's child died after the run ended but before it told
+/// the queue is marked done by the next worker that looks (its exit code
+/// unknown), not left claimed for ever.
+#[test]
+fn a_run_that_ended_without_its_word_to_the_queue_is_marked_done() {
+    let pg = Postgres::start();
+    let url = pg.create_db("settle");
+    let base = common::scratch("pg-settle");
+    let data = base.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let playbook = slow_playbook(&base, "wait");
+    let input = format!("dir={}", data.display());
+    let submitted = runner(
+        &base.join("submitter"),
+        Some(&url),
+        &[
+            "submit",
+            playbook.to_str().unwrap(),
+            "-i",
+            &input,
+            "-i",
+            "secs=0",
+        ],
+    );
+    assert_eq!(submitted.status.code(), Some(0));
+    let run = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let row = format!("SELECT state, exit_code FROM runner.queue WHERE run_id = '{run}'");
+    let mut worker = spawn_group(&base.join("a"), &url, &["worker"]);
+    wait_for_sql(&pg, "settle", &row, "done|0");
+    kill_group(&mut worker);
+    // As if the child had died just before its word to the queue.
+    pg.sql(
+        "settle",
+        &format!(
+            "UPDATE runner.queue SET state = 'claimed', exit_code = NULL, done_at = NULL WHERE run_id = '{run}'"
+        ),
+    );
+    assert_eq!(pg.sql("settle", &row), "claimed|");
+    let mut worker = spawn_group(&base.join("b"), &url, &["worker"]);
+    wait_for_sql(&pg, "settle", &row, "done|");
+    kill_group(&mut worker);
+    // It was not run again.
+    assert_eq!(
+        log(&data)
+            .iter()
+            .filter(|l| l.starts_with("slow-start"))
+            .count(),
+        1,
+        "{:?}",
+        log(&data)
     );
 }
 

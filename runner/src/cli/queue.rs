@@ -216,6 +216,9 @@ pub fn worker(args: &super::WorkerArgs) -> u8 {
             if let Err(e) = queue.requeue_stranded(lease * 2) {
                 eprintln!("worker {me}: {e}");
             }
+            if let Err(e) = queue.settle_ended() {
+                eprintln!("worker {me}: {e}");
+            }
             while children.len() < args.concurrency.max(1) {
                 let busy: Vec<String> = children.keys().cloned().collect();
                 let next = match queue.orphan(&busy) {

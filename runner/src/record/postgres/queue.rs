@@ -147,6 +147,22 @@ impl PgQueue {
         })
     }
 
+    /// Marks done the claimed runs that ended with nobody left to say so in
+    /// the queue (their child died between the run's end and that word); the
+    /// exit code stays unknown. A child that is only slow still writes its
+    /// code over this. How many.
+    pub fn settle_ended(&self) -> Result<u64, String> {
+        self.conn.call(|c| {
+            c.execute(
+                "UPDATE queue q SET state = 'done', done_at = now()
+                  WHERE q.state = 'claimed'
+                    AND EXISTS (SELECT 1 FROM runs r WHERE r.id = q.run_id AND r.status <> 'running')
+                    AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = q.run_id AND l.until > now())",
+                &[],
+            )
+        })
+    }
+
     /// A run whose runner is gone: it is running by the journal, its lease ran
     /// out, and no other worker looks at it now (`SKIP LOCKED`); `None` when
     /// there is none. `skip`: runs this worker is carrying on already.
