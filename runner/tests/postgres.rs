@@ -816,10 +816,6 @@ fn a_paused_runner_is_fenced_and_writes_nothing_after_the_takeover() {
         })
         .collect();
     assert_eq!(&journal[..k], &said_by_a[..k]);
-    assert!(
-        said_by_a[k..].iter().all(|e| e["event"] != "run_resumed"),
-        "{said_by_a:?}"
-    );
 }
 
 /// Runs of one group from two machines wait for each other, first come
