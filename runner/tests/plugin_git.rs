@@ -970,6 +970,9 @@ struct Closing {
     host: String,
     port: u16,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Who knocked: the peer's address and the process `ss` names for it,
+    /// when it still can (for the message of a failing assertion).
+    who: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Closing {
@@ -978,16 +981,27 @@ impl Closing {
         let listener = std::net::TcpListener::bind((host.as_str(), 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
+        let who = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, seen) = (accepted.clone(), who.clone());
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
-                let count = count.clone();
+                let (count, seen) = (count.clone(), seen.clone());
                 std::thread::spawn(move || {
                     use std::io::Read;
+                    let peer = stream
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    let owner = std::process::Command::new("ss")
+                        .args(["-tnpH", "src", &peer])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                        .unwrap_or_default();
                     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
                     let mut first = [0u8; 1];
                     if stream.read_exact(&mut first).is_ok() && first[0] == 0x16 {
                         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        seen.lock().unwrap().push(format!("{peer}: {owner}"));
                     }
                 });
             }
@@ -996,11 +1010,17 @@ impl Closing {
             host,
             port,
             accepted,
+            who,
         }
     }
 
     fn connections(&self) -> usize {
         self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The TLS knocks so far, each with whoever made it.
+    fn knocks(&self) -> Vec<String> {
+        self.who.lock().unwrap().clone()
     }
 }
 
@@ -1033,7 +1053,12 @@ fn an_https_remote_needs_an_http_grant_for_its_origin() {
             "{id}: {error}"
         );
     }
-    assert_eq!(remote.connections(), 0, "nothing reached the remote");
+    assert_eq!(
+        remote.connections(),
+        0,
+        "nothing reached the remote; it heard {:?}",
+        remote.knocks()
+    );
     assert!(!s.path("fresh").exists(), "the clone did not start");
 
     // Granted: the plugin lets git go, and git meets the listener.

@@ -1523,9 +1523,16 @@ fn a_run_that_ended_without_its_word_to_the_queue_is_marked_done() {
     assert_eq!(submitted.status.code(), Some(0));
     let run = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
     let row = format!("SELECT state, exit_code FROM runner.queue WHERE run_id = '{run}'");
-    let mut worker = spawn_group(&base.join("a"), &url, &["worker"]);
+    // Each worker stopped with its children even when an assertion fails.
+    struct Stopped(std::process::Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            kill_group(&mut self.0);
+        }
+    }
+    let worker = Stopped(spawn_group(&base.join("a"), &url, &["worker"]));
     wait_for_sql(&pg, "settle", &row, "done|0");
-    kill_group(&mut worker);
+    drop(worker);
     // As if the child had died just before its word to the queue.
     pg.sql(
         "settle",
@@ -1534,9 +1541,9 @@ fn a_run_that_ended_without_its_word_to_the_queue_is_marked_done() {
         ),
     );
     assert_eq!(pg.sql("settle", &row), "claimed|");
-    let mut worker = spawn_group(&base.join("b"), &url, &["worker"]);
+    let worker = Stopped(spawn_group(&base.join("b"), &url, &["worker"]));
     wait_for_sql(&pg, "settle", &row, "done|");
-    kill_group(&mut worker);
+    drop(worker);
     // It was not run again.
     assert_eq!(
         log(&data)
