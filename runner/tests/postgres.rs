@@ -129,10 +129,12 @@ fn the_journal_keeps_what_sqlite_keeps() {
         .map(|e| e.seq)
         .collect();
     assert_eq!(after, [5, 6]);
-    let first = j.first_event("r1").unwrap().expect("r1 has events");
-    assert_eq!(first.seq, 0);
-    assert!(matches!(first.event, Event::RunStarted { .. }));
-    assert!(j.first_event("r2").unwrap().is_none(), "r2 has no event");
+    let firsts = j
+        .first_events(&["r1".into(), "r2".into(), "nope".into()])
+        .unwrap();
+    assert_eq!(firsts.len(), 1, "r2 has no event, nope is no run");
+    assert_eq!(firsts["r1"].seq, 0);
+    assert!(matches!(firsts["r1"].event, Event::RunStarted { .. }));
     assert_eq!(stored[2].at, runner::record::stamp(1_002));
     assert_eq!(
         serde_json::to_string(&stored[2].event).unwrap(),
@@ -1086,6 +1088,33 @@ fn kill_group(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// A worker (or any process group) stopped with its children when dropped,
+/// so a failing assertion leaves nothing running.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        kill_group(&mut self.0);
+    }
+}
+
+/// Submits `playbook` with `inputs` (`NAME=VALUE`) from the machine `base/submitter`;
+/// the run's id.
+fn submit(base: &Path, url: &str, playbook: &Path, inputs: &[&str]) -> String {
+    let mut args = vec!["submit", playbook.to_str().unwrap()];
+    for i in inputs {
+        args.extend(["-i", i]);
+    }
+    let out = runner(&base.join("submitter"), Some(url), &args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Waits (up to two minutes) until `sql` answers `want`.
 fn wait_for_sql(pg: &Postgres, db: &str, sql: &str, want: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -1410,22 +1439,7 @@ fn a_paused_worker_is_fenced_and_its_run_finished_by_another() {
     std::fs::create_dir_all(&data).unwrap();
     let playbook = slow_playbook(&base, "wait");
     let input = format!("dir={}", data.display());
-    let submitted = runner(
-        &base.join("submitter"),
-        Some(&url),
-        &[
-            "submit",
-            playbook.to_str().unwrap(),
-            "-i",
-            &input,
-            "-i",
-            "secs=3",
-            "-i",
-            "tag=a",
-        ],
-    );
-    assert_eq!(submitted.status.code(), Some(0));
-    let run = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let run = submit(&base, &url, &playbook, &[&input, "secs=3", "tag=a"]);
     let said = base.join("worker-a.log");
     let mut paused = leased(&base.join("a"), &url, "2s")
         .args(["worker"])
@@ -1508,28 +1522,8 @@ fn a_run_that_ended_without_its_word_to_the_queue_is_marked_done() {
     std::fs::create_dir_all(&data).unwrap();
     let playbook = slow_playbook(&base, "wait");
     let input = format!("dir={}", data.display());
-    let submitted = runner(
-        &base.join("submitter"),
-        Some(&url),
-        &[
-            "submit",
-            playbook.to_str().unwrap(),
-            "-i",
-            &input,
-            "-i",
-            "secs=0",
-        ],
-    );
-    assert_eq!(submitted.status.code(), Some(0));
-    let run = String::from_utf8_lossy(&submitted.stdout).trim().to_owned();
+    let run = submit(&base, &url, &playbook, &[&input, "secs=0"]);
     let row = format!("SELECT state, exit_code FROM runner.queue WHERE run_id = '{run}'");
-    // Each worker stopped with its children even when an assertion fails.
-    struct Stopped(std::process::Child);
-    impl Drop for Stopped {
-        fn drop(&mut self) {
-            kill_group(&mut self.0);
-        }
-    }
     let worker = Stopped(spawn_group(&base.join("a"), &url, &["worker"]));
     wait_for_sql(&pg, "settle", &row, "done|0");
     drop(worker);

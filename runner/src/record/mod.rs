@@ -197,10 +197,25 @@ pub trait Journal: Send {
     fn events_after(&self, id: &str, after: i64) -> Result<Vec<Stored>, String>;
 
     /// The first event of run `id` (its `run_started`, which carries the
-    /// run's budget): what a list of runs needs without reading whole runs.
-    /// Journals that can read one row override this.
+    /// run's budget). Journals that can read that row alone override this.
     fn first_event(&self, id: &str) -> Result<Option<Stored>, String> {
         Ok(self.events_after(id, -1)?.into_iter().next())
+    }
+
+    /// [`Journal::first_event`] of each of the runs `ids` that has one, by
+    /// run: what a list of runs needs without reading whole runs. A journal
+    /// across a network overrides this with one query.
+    fn first_events(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Stored>, String> {
+        let mut out = std::collections::HashMap::new();
+        for id in ids {
+            if let Some(first) = self.first_event(id)? {
+                out.insert(id.clone(), first);
+            }
+        }
+        Ok(out)
     }
 
     /// What `runner resume` needs about the steps of run `id`.

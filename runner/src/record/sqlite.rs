@@ -670,10 +670,12 @@ pub(super) mod tests {
             .collect();
         assert_eq!(after, [1, 2]);
         assert_eq!(j.events("r1").unwrap().len(), 3);
-        let first = j.first_event("r1").unwrap().expect("r1 has events");
-        assert_eq!(first.seq, 0);
-        assert!(matches!(&first.event, Event::StepFinished(r) if r.step == "a"));
-        assert!(j.first_event("r2").unwrap().is_none(), "r2 has no event");
+        let firsts = j
+            .first_events(&["r1".into(), "r2".into(), "nope".into()])
+            .unwrap();
+        assert_eq!(firsts.len(), 1, "r2 has no event, nope is no run");
+        assert_eq!(firsts["r1"].seq, 0);
+        assert!(matches!(&firsts["r1"].event, Event::StepFinished(r) if r.step == "a"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

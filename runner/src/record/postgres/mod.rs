@@ -207,35 +207,6 @@ impl PgJournal {
         written
     }
 
-    /// The events of run `id` numbered above `after`, in order, at most
-    /// `limit` of them (`None`: all).
-    fn events_limited(
-        &self,
-        id: &str,
-        after: i64,
-        limit: Option<i64>,
-    ) -> Result<Vec<Stored>, String> {
-        let run = id.to_owned();
-        let rows = self.conn.call(move |c| {
-            c.query(
-                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                &[&run, &after, &limit],
-            )
-        })?;
-        rows.iter()
-            .map(|r| {
-                let seq: i64 = r.get(0);
-                let event = super::read_event(id, seq, r.get(3))?;
-                Ok(Stored {
-                    seq,
-                    at: r.get(1),
-                    offset_ms: r.get(2),
-                    event,
-                })
-            })
-            .collect()
-    }
-
     /// The schema version the database holds.
     pub fn schema_version(&self) -> Result<i64, String> {
         self.conn.call(|c| {
@@ -266,6 +237,18 @@ fn fenced(
             "journal: run {run_id} was taken over by another runner (its lease is at epoch {}, this runner held epoch {epoch}); this runner writes nothing more of it",
             now.map_or("none".to_owned(), |n| n.to_string())
         )),
+    })
+}
+
+/// An event of run `id` from a row that begins `seq, at, offset_ms, body`.
+fn stored(id: &str, r: &postgres::Row) -> Result<Stored, String> {
+    let seq: i64 = r.get(0);
+    let event = super::read_event(id, seq, r.get(3))?;
+    Ok(Stored {
+        seq,
+        at: r.get(1),
+        offset_ms: r.get(2),
+        event,
     })
 }
 
@@ -579,11 +562,36 @@ impl Journal for PgJournal {
     }
 
     fn events_after(&self, id: &str, after: i64) -> Result<Vec<Stored>, String> {
-        self.events_limited(id, after, None)
+        let run = id.to_owned();
+        let rows = self.conn.call(move |c| {
+            c.query(
+                "SELECT seq, at, offset_ms, body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+                &[&run, &after],
+            )
+        })?;
+        rows.iter().map(|r| stored(id, r)).collect()
     }
 
-    fn first_event(&self, id: &str) -> Result<Option<Stored>, String> {
-        Ok(self.events_limited(id, -1, Some(1))?.into_iter().next())
+    /// One query for all the runs (a list of 200 runs would otherwise cost
+    /// 200 round trips to the database).
+    fn first_events(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Stored>, String> {
+        let wanted = ids.to_vec();
+        let rows = self.conn.call(move |c| {
+            c.query(
+                "SELECT DISTINCT ON (run_id) seq, at, offset_ms, body, run_id FROM events
+                  WHERE run_id = ANY($1) ORDER BY run_id, seq",
+                &[&wanted],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                let run: String = r.get(4);
+                Ok((run.clone(), stored(&run, r)?))
+            })
+            .collect()
     }
 
     fn steps(&self, id: &str) -> Result<StepStates, String> {

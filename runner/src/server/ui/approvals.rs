@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 
-use super::html::{inert, status, step_anchor, time, value};
+use super::html::{counted, inert, status, step_anchor, time, value};
 use super::run::{Loaded, load};
 use super::{Page, Viewer, error_page, layout, respond};
 use crate::engine::Event;
@@ -228,7 +228,7 @@ pub async fn mine(State(app): State<Arc<App>>, Page(viewer): Page) -> Response {
         h1 { "Waiting for you" }
         @if items.is_empty() { p { "Nothing waits for an answer of yours." } }
         @for (_, item) in &items { (item) }
-        @if others > 0 { p.hint { (others) " other approvals wait for people with other roles, or for others than you." } }
+        @if others > 0 { p.hint { (counted(others, "other approval")) " " (if others == 1 { "waits" } else { "wait" }) " for people with other roles, or for others than you." } }
     };
     respond(StatusCode::OK, layout("Approvals", Some(&viewer), body))
 }

@@ -346,7 +346,7 @@ fn step(l: &Loaded, run: &Run<'_>, s: usize) -> Markup {
                 @if let Some(k) = st.kind { " " span.kind { (k) } }
                 @if let Some(r) = record {
                     " " span.dur { (duration(r.duration_ms as f64 / 1000.0)) }
-                    @if r.attempts > 1 { " " span.tag { (r.attempts) " attempts" } }
+                    @if r.attempts > 1 { " " span.tag { (counted(r.attempts as usize, "attempt")) } }
                     @if !r.summary.is_empty() { " " span.summary { (inert(&r.summary)) } }
                 } @else if let Some(at) = st.started {
                     " " span.hint { "since " (time(&l.events[at].at)) }
@@ -460,11 +460,11 @@ fn watch(l: &Loaded, run: &Run<'_>, s: usize, measured: &[usize]) -> Markup {
                 @for (kind, c) in &conditions { (kind) " when " code { (inert(c)) } ". " }
             }
             details {
-                summary { (rows.len()) " measurements: "
+                summary { (counted(rows.len(), "measurement")) ": "
                     (rows.iter().filter(|r| r.2 == "success").count()) " ok, "
                     (rows.iter().filter(|r| r.2 == "failure").count()) " failed, "
                     (rows.iter().filter(|r| r.2 == "inconclusive").count()) " inconclusive, "
-                    (rows.iter().filter(|r| r.2 == "error").count()) " errors" }
+                    (counted(rows.iter().filter(|r| r.2 == "error").count(), "error")) }
                 table.kv {
                     thead { tr { th scope="col" { "#" } th scope="col" { "At" } th scope="col" { "Verdict" } th scope="col" { "Outputs" } th scope="col" { "Error" } } }
                     tbody { @for (i, n, word, outputs, error) in &rows {
@@ -571,7 +571,7 @@ fn timeline(run: &Run<'_>) -> Markup {
     html! {
         section aria-label="timeline" {
             details.timeline {
-                summary { h2 { "Timeline (" (run.events.len()) " events)" } }
+                summary { h2 { "Timeline (" (counted(run.events.len(), "event")) ")" } }
                 table.kv {
                     thead { tr { th scope="col" { "Offset" } th scope="col" { "Time" } th scope="col" { "Event" } th scope="col" { "What" } } }
                     tbody { @for e in run.events {

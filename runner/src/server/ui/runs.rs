@@ -73,16 +73,18 @@ pub async fn select(
             since_ms,
             limit: Some(limit),
         })?;
-        runs.into_iter()
+        let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+        let mut firsts = j.first_events(&ids)?;
+        Ok(runs
+            .into_iter()
             .map(|run| {
-                let first = j.first_event(&run.id)?;
-                let budget_s = first.and_then(|e| match e.event {
+                let budget_s = firsts.remove(&run.id).and_then(|e| match e.event {
                     Event::RunStarted { budget_s, .. } => budget_s,
                     _ => None,
                 });
-                Ok(Listed { run, budget_s })
+                Listed { run, budget_s }
             })
-            .collect()
+            .collect())
     })
     .await
 }

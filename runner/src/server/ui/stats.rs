@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::chart;
-use super::html::{duration, inert};
+use super::html::{counted, duration, inert};
 use super::{Page, error_page, layout, respond};
 use crate::record::{self, RunRow, SourceKind};
 use crate::server::App;
@@ -102,7 +102,7 @@ pub async fn page(
                         td { (percent(f.success_rate)) } td { (percent(f.rollback_rate)) }
                         td { (secs(f.p50_duration_s)) } td { (secs(f.p95_duration_s)) }
                         td { (secs(f.mean_time_to_restore_s)) @if f.unrestored > 0 { " (" (f.unrestored) " not restored)" } }
-                        td { @if ttd.is_empty() { "—" } @else { (duration(ttd.iter().sum::<f64>() / ttd.len() as f64)) " (" (ttd.len()) " alerts)" } }
+                        td { @if ttd.is_empty() { "—" } @else { (duration(ttd.iter().sum::<f64>() / ttd.len() as f64)) " (" (counted(ttd.len(), "alert")) ")" } }
                     }
                 } }
             }
