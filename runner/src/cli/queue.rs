@@ -123,6 +123,12 @@ fn follow(service: &Service, queue: &PgQueue, run_id: &str, output: Output) -> u
                 return EXIT_INVALID;
             }
         };
+        // The run's row before its events: a run that ended wrote its
+        // `run_finished` in the transaction that set its status, so once the
+        // status says ended the read below has every event. (Read the other
+        // way round, the run could end between the two reads and its last
+        // events would never be shown.)
+        let status = journal.run(run_id).ok().flatten().map(|r| r.status);
         for stored in journal.events_after(run_id, next - 1).unwrap_or_default() {
             next = stored.seq + 1;
             let stamped = crate::report::Stamped {
@@ -132,7 +138,6 @@ fn follow(service: &Service, queue: &PgQueue, run_id: &str, output: Output) -> u
             };
             console.event(run_id, &stamped);
         }
-        let status = journal.run(run_id).ok().flatten().map(|r| r.status);
         let done = entry
             .as_ref()
             .filter(|e| e.state == "done")

@@ -88,7 +88,13 @@ impl Following {
             let (id, after) = (self.id.clone(), self.last);
             let read = self
                 .app
-                .read(move |j| Ok((j.events_after(&id, after)?, j.run(&id)?)))
+                // The run's row first: its status and its `run_finished` are
+                // written in one transaction, so a run seen ended here has all
+                // its events in the read that follows.
+                .read(move |j| {
+                    let run = j.run(&id)?;
+                    Ok((j.events_after(&id, after)?, run))
+                })
                 .await;
             let (events, run) = match read {
                 Ok(r) => r,
@@ -105,11 +111,9 @@ impl Following {
                 .iter()
                 .any(|s| matches!(s.event, Event::RunFinished { .. }));
             if !events.is_empty() {
+                // Sent before the stream looks again (and ends, when nothing
+                // came after the end).
                 self.buffer.extend(events);
-                if ended {
-                    // One more read after the buffer: nothing comes after the end.
-                    continue;
-                }
                 continue;
             }
             if ended && self.app.runs.follow(&self.id).is_none() {
