@@ -10,7 +10,9 @@ use std::process::{Command, Output};
 
 use common::postgres::Postgres;
 use runner::engine::{Event, StepRecord};
-use runner::record::{Filter, Journal, PgJournal, RunRow, SourceFile, SourceKind};
+use runner::record::{
+    Filter, Journal, Outcome, PgJournal, Recorder, RunRow, SourceFile, SourceKind,
+};
 
 fn row(id: &str, playbook: &str, started_ms: i64) -> RunRow {
     RunRow {
@@ -1279,9 +1281,9 @@ stages:
     );
     wait_for_line(&data, "migrate-start");
     kill_group(&mut doomed);
-    let mut rescuer = spawn_group(&base.join("b"), &url, &["worker"]);
+    let rescuer = Stopped(spawn_group(&base.join("b"), &url, &["worker"]));
     let followed = waiting.wait_with_output().unwrap();
-    kill_group(&mut rescuer);
+    drop(rescuer);
     assert_eq!(
         followed.status.code(),
         Some(1),
@@ -1425,6 +1427,67 @@ stages:
     );
 }
 
+/// A runner that lost its run writes its next event under the number the new
+/// owner has already used: the fence refuses it, and the recorder does not
+/// mistake the new owner's event for its own write having landed. (It did:
+/// a refused write was retried, found its number taken and counted as
+/// written, and the old owner went on running steps until its heartbeat said
+/// the lease was lost; a paused worker's run once ended with exit 0 that way.)
+#[test]
+fn a_fenced_write_is_refused_where_the_new_owner_used_its_number() {
+    let pg = Postgres::start();
+    let url = pg.create_db("fencedseq");
+    let mut old = PgJournal::open(&url).unwrap();
+    old.begin(&row("r", "p", 1_000)).unwrap();
+    pg.sql(
+        "fencedseq",
+        "INSERT INTO runner.leases (run_id, epoch, until, holder)
+           VALUES ('r', 1, now() + interval '1 hour', '{}')",
+    );
+    old.fence("r", 1);
+    let mut recorder = Recorder::new(&old, "r", None).unwrap();
+    assert_eq!(
+        recorder.record(&mut old, 1_000, 0, &started("a")),
+        Outcome::Written
+    );
+    // Taken over: the lease moves to epoch 2 and the new owner writes #1.
+    pg.sql(
+        "fencedseq",
+        "UPDATE runner.leases SET epoch = 2 WHERE run_id = 'r'",
+    );
+    let mut new = PgJournal::open(&url).unwrap();
+    new.fence("r", 2);
+    new.record("r", 1, 2_000, 1_000, &started("b")).unwrap();
+
+    assert!(!old.taken_over());
+    match recorder.record(&mut old, 3_000, 2_000, &finished("a", "succeeded")) {
+        Outcome::Refused(e) => assert!(e.contains("taken over"), "{e}"),
+        other => panic!("the old owner's write passed for written: {other:?}"),
+    }
+    assert!(old.taken_over());
+    assert_eq!(
+        recorder.record(&mut old, 4_000, 3_000, &started("c")),
+        Outcome::StillRefused
+    );
+    // Nothing is kept to be written later, and a look behind the fence is
+    // refused as a write is.
+    assert!(recorder.whole());
+    let _ = recorder.finish(&mut old);
+    let looked = old.has_event("r", 1).unwrap_err();
+    assert!(looked.contains("taken over"), "{looked}");
+    let steps: Vec<String> = journal_events(&pg, "fencedseq", "r")
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap(),
+                e["step"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(steps, ["step_started a", "step_started b"]);
+}
+
 /// A worker paused with its run (SIGSTOP to its process group) past the
 /// lease: another worker takes the run over and finishes it; woken up
 /// (SIGCONT), the paused run's process stops with exit code 4, its worker
@@ -1441,18 +1504,22 @@ fn a_paused_worker_is_fenced_and_its_run_finished_by_another() {
     let input = format!("dir={}", data.display());
     let run = submit(&base, &url, &playbook, &[&input, "secs=3", "tag=a"]);
     let said = base.join("worker-a.log");
-    let mut paused = leased(&base.join("a"), &url, "2s")
-        .args(["worker"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&said).unwrap())
-        .spawn()
-        .unwrap();
+    // Stopped (SIGKILL, which ends a paused process too) even when an
+    // assertion fails: a worker left behind would go on taking runs.
+    let paused = Stopped(
+        leased(&base.join("a"), &url, "2s")
+            .args(["worker"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&said).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     wait_for_line(&data, "slow-start-a");
-    let group = -(paused.id() as i32);
+    let group = -(paused.0.id() as i32);
     unsafe { libc::kill(group, libc::SIGSTOP) };
     // Written by A before the pause.
     let before = journal_events(&pg, "pausedworker", &run).len();
-    let mut rescuer = spawn_group(&base.join("b"), &url, &["worker"]);
+    let rescuer = Stopped(spawn_group(&base.join("b"), &url, &["worker"]));
     // B's process for the run has ended and told the queue (stopping B
     // sooner could cut it between the run's end and that word).
     wait_for_sql(
@@ -1464,7 +1531,7 @@ fn a_paused_worker_is_fenced_and_its_run_finished_by_another() {
         ),
         "succeeded|done|0",
     );
-    kill_group(&mut rescuer);
+    drop(rescuer);
     let finished = journal_events(&pg, "pausedworker", &run);
     unsafe { libc::kill(group, libc::SIGCONT) };
     // A's process for the run finds it was taken over and ends with 4.
@@ -1481,7 +1548,7 @@ fn a_paused_worker_is_fenced_and_its_run_finished_by_another() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    kill_group(&mut paused);
+    drop(paused);
     let after = journal_events(&pg, "pausedworker", &run);
     assert_eq!(
         after, finished,

@@ -503,11 +503,12 @@ impl EventSink for Fanout<'_> {
             .recorder
             .record(inner.journal.as_mut(), at, offset, event)
         {
-            record::Outcome::Written | record::Outcome::StillRefused => {}
-            // Not a journal that failed: the run is another runner's now.
-            record::Outcome::Refused(_) if inner.journal.taken_over() => {
+            // Not a journal that failed: the run is another runner's now
+            // (whether this write or a retry of an earlier one met the fence).
+            _ if inner.journal.taken_over() => {
                 let _ = self.fenced.send(true);
             }
+            record::Outcome::Written | record::Outcome::StillRefused => {}
             record::Outcome::Refused(error) => {
                 let stopping = self.on_journal_error == OnJournalError::Stop;
                 if stopping {

@@ -436,15 +436,28 @@ impl Journal for PgJournal {
         self.note_fence(written)
     }
 
+    /// Behind the fence, as a write is: once the run is another runner's,
+    /// an event numbered `seq` may be the new owner's, and must not pass for
+    /// this runner's own write having landed.
     fn has_event(&self, id: &str, seq: i64) -> Result<bool, String> {
         let id = id.to_owned();
-        self.conn.call(move |c| {
-            c.query_opt(
+        let fence = self.fence.clone();
+        let found = self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            if let Err(e) = fenced(&mut tx, fence.as_ref())? {
+                return Ok(Err(e));
+            }
+            tx.query_opt(
                 "SELECT 1 FROM events WHERE run_id = $1 AND seq = $2",
                 &[&id, &seq],
             )
-            .map(|r| r.is_some())
-        })
+            .map(|r| Ok(r.is_some()))
+        })?;
+        if found.is_err() {
+            self.taken_over
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        found
     }
 
     fn next_seq(&self, id: &str) -> Result<i64, String> {
