@@ -567,6 +567,44 @@ fn http_to_a_host_or_port_not_granted_is_denied() {
     assert_eq!(server.requests().len(), 0);
 }
 
+/// A refusal reaches the plugin as a refusal, every time: the request's body
+/// (empty here) is still taken in, so the plugin's client never sees its body
+/// stream closed under it and mistakes that for a network error. (The git
+/// plugin asks the runner about an https origin this way and lets git connect
+/// on any other outcome: a refusal seen as a broken stream let git reach an
+/// origin no grant named.) Both refusals: the grant's and the address's.
+#[test]
+fn every_refusal_reaches_the_plugin_as_a_refusal() {
+    let server = Server::start();
+    let name = "service.example.test";
+    let port = server.addr.port();
+    let to_name = Granted {
+        http: HttpGrant::new(&[format!("http://{name}:{port}")])
+            .with_host(name, &[server.addr.ip()]),
+        ..granted(&[])
+    };
+    for (url, grant) in [
+        (server.url("/x"), http_granted(&[])),
+        (format!("http://{name}:{port}/x"), to_name),
+    ] {
+        let r = run_with(
+            "http-get",
+            json!({ "url": url, "times": 300 }),
+            limits(60_000, 64),
+            grant,
+        );
+        let out = r.outcome.expect("the plugin counts its outcomes");
+        assert_eq!(out.outputs["other"], json!([]), "{url}: {:?}", out.outputs);
+        assert_eq!(
+            out.outputs["denied"],
+            json!(300),
+            "{url}: {:?}",
+            out.outputs
+        );
+    }
+    assert_eq!(server.requests().len(), 0);
+}
+
 /// A granted *name* that points at a non-public address: refused, and the refusal
 /// says which address and which grant would allow it.
 fn granted_name_resolving_to(ip: &str, kind: &str) {

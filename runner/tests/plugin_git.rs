@@ -997,6 +997,13 @@ impl Closing {
                         .output()
                         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
                         .unwrap_or_default();
+                    // The knocker and its parents (it was git, started by a
+                    // runner whose plugin had taken a refusal for a network
+                    // error: see hostile.rs every_refusal_reaches_the_plugin_as_a_refusal).
+                    let owner = match owner.split("pid=").nth(1) {
+                        Some(p) => format!("{owner}{}", ancestry(p)),
+                        None => owner,
+                    };
                     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
                     let mut first = [0u8; 1];
                     if stream.read_exact(&mut first).is_ok() && first[0] == 0x16 {
@@ -1022,6 +1029,33 @@ impl Closing {
     fn knocks(&self) -> Vec<String> {
         self.who.lock().unwrap().clone()
     }
+}
+
+/// Process `pid` (leading digits of the text) and up to five of its parents:
+/// each one's command line and working directory.
+fn ancestry(pid: &str) -> String {
+    let mut pid: String = pid.chars().take_while(char::is_ascii_digit).collect();
+    let mut shown = String::new();
+    for _ in 0..6 {
+        if pid.is_empty() || pid == "0" {
+            break;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        shown.push_str(&format!(
+            " <- [{pid}] {} (cwd {})",
+            String::from_utf8_lossy(&cmd).replace('\0', " "),
+            cwd.display()
+        ));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        pid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+    }
+    shown
 }
 
 /// git reaches an https remote from the host, outside the runner's `http`
@@ -1056,8 +1090,9 @@ fn an_https_remote_needs_an_http_grant_for_its_origin() {
     assert_eq!(
         remote.connections(),
         0,
-        "nothing reached the remote; it heard {:?}",
-        remote.knocks()
+        "nothing reached the remote; it heard {:?}; events {:#?}",
+        remote.knocks(),
+        events
     );
     assert!(!s.path("fresh").exists(), "the clone did not start");
 

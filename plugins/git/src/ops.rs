@@ -79,7 +79,9 @@ fn check_remote(git: &Git, remote: &str, access: Access) -> Result<(), StepError
 /// which the runner refuses (before any connection) for an origin that is not
 /// granted or a name that resolves to a non-public address that is not granted.
 /// Any other outcome (an answer, a TLS or network error) means the origin is
-/// granted, and git itself reports what it finds there.
+/// granted, and git itself reports what it finds there. That holds because the
+/// runner delivers every refusal as a refusal (it takes in a refused request's
+/// body, so the client never sees a closed body stream first).
 pub fn https_granted(url: &str) -> Result<(), StepError> {
     let rest = url.strip_prefix("https://").unwrap_or(url);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();

@@ -393,42 +393,71 @@ impl WasiHttpHooks for HttpHooks {
         let (grant, denials) = (self.grant.clone(), self.denials.clone());
         let pool = self.pool.clone();
         Box::new(async move {
-            if !declared {
-                denials.record(super::undeclared(&plugin, "http"));
-                return Err(HttpError::HttpRequestDenied);
-            }
-            let uri = request.uri();
-            let scheme = match uri.scheme_str() {
-                Some("http") => Scheme::Http,
-                Some("https") => Scheme::Https,
-                _ => return Err(HttpError::HttpProtocolError),
-            };
-            let host = uri
-                .host()
-                .ok_or(HttpError::HttpRequestUriInvalid)?
-                .to_owned();
-            let port = uri.port_u16().unwrap_or(scheme.default_port());
-            if let Err(refusal) = grant.allows(&plugin, scheme, &host, port) {
-                denials.record(refusal);
-                return Err(HttpError::HttpRequestDenied);
-            }
-            let url = format!("{}://{host}:{port}", uri.scheme_str().unwrap_or("http"));
-            let addrs = match grant.addresses(&plugin, &url, &host, port).await {
-                Ok(addrs) => addrs,
-                Err(Refusal::Denied(m)) => {
-                    denials.record(m);
-                    return Err(HttpError::DestinationIpProhibited);
+            match destination(&plugin, declared, &grant, &denials, request.uri()).await {
+                Ok((scheme, host, port, addrs)) => {
+                    send(request, options, (scheme, host, port), &addrs, &pool).await
                 }
-                Err(Refusal::Unresolved(m)) => {
-                    return Err(HttpError::DnsError {
-                        rcode: Some(m),
-                        info_code: None,
-                    });
+                Err(refused) => {
+                    swallow(request.into_body());
+                    Err(refused)
                 }
-            };
-            send(request, options, (scheme, host, port), &addrs, &pool).await
+            }
         })
     }
+}
+
+/// Where a request may go: its scheme, host, port and the addresses it may
+/// connect to; or why not (a refusal is recorded in `denials` as well).
+async fn destination(
+    plugin: &str,
+    declared: bool,
+    grant: &HttpGrant,
+    denials: &Denials,
+    uri: &http::Uri,
+) -> Result<(Scheme, String, u16, Vec<SocketAddr>), HttpError> {
+    if !declared {
+        denials.record(super::undeclared(plugin, "http"));
+        return Err(HttpError::HttpRequestDenied);
+    }
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        _ => return Err(HttpError::HttpProtocolError),
+    };
+    let host = uri
+        .host()
+        .ok_or(HttpError::HttpRequestUriInvalid)?
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(scheme.default_port());
+    if let Err(refusal) = grant.allows(plugin, scheme, &host, port) {
+        denials.record(refusal);
+        return Err(HttpError::HttpRequestDenied);
+    }
+    let url = format!("{}://{host}:{port}", uri.scheme_str().unwrap_or("http"));
+    match grant.addresses(plugin, &url, &host, port).await {
+        Ok(addrs) => Ok((scheme, host, port, addrs)),
+        Err(Refusal::Denied(m)) => {
+            denials.record(m);
+            Err(HttpError::DestinationIpProhibited)
+        }
+        Err(Refusal::Unresolved(m)) => Err(HttpError::DnsError {
+            rcode: Some(m),
+            info_code: None,
+        }),
+    }
+}
+
+/// Takes in (and throws away) the body of a request that is not sent, until
+/// the plugin finishes it. Dropped at once, the plugin could find its body
+/// stream closed before it reads the refusal, and its client would report a
+/// broken connection instead (the git plugin, which lets git connect after
+/// anything but a refusal, then did). The body ends with the plugin's
+/// instance at the latest.
+fn swallow(body: WasiBody) {
+    tokio::spawn(async move {
+        let mut body = std::pin::pin!(body);
+        while let Some(Ok(_)) = body.frame().await {}
+    });
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
