@@ -198,13 +198,28 @@ impl PgJournal {
         Ok(journal)
     }
 
-    /// Remembers a write the fence refused (see [`Journal::taken_over`]).
-    fn note_fence(&self, written: Result<(), String>) -> Result<(), String> {
-        if written.is_err() {
+    /// Runs `work` in one transaction behind the run's fence (see
+    /// [`fenced`]); a refusal by the fence is remembered (see
+    /// [`Journal::taken_over`]).
+    fn behind_fence<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error> + Send + 'static,
+    ) -> Result<T, String> {
+        let fence = self.fence.clone();
+        let done = self.conn.call(move |c| {
+            let mut tx = c.transaction()?;
+            if let Err(e) = fenced(&mut tx, fence.as_ref())? {
+                return Ok(Err(e));
+            }
+            let value = work(&mut tx)?;
+            tx.commit()?;
+            Ok(Ok(value))
+        })?;
+        if done.is_err() {
             self.taken_over
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        written
+        done
     }
 
     /// The schema version the database holds.
@@ -355,12 +370,7 @@ impl Journal for PgJournal {
             .iter()
             .map(|f| (f.kind.as_str().to_owned(), f.path.clone(), f.text.clone()))
             .collect();
-        let fence = self.fence.clone();
-        let written = self.conn.call(move |c| {
-            let mut tx = c.transaction()?;
-            if let Err(e) = fenced(&mut tx, fence.as_ref())? {
-                return Ok(Err(e));
-            }
+        self.behind_fence(move |tx| {
             tx.execute(
                 "INSERT INTO runs (id, playbook, file, file_sha256, input_args, inputs, started_at, started_ms, status, parent, pid, env_file, guarded, started_by)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', $9, $10, $11, $12, $13)",
@@ -386,9 +396,8 @@ impl Journal for PgJournal {
                     &[&run.id, kind, path, text],
                 )?;
             }
-            tx.commit().map(Ok)
-        })?;
-        self.note_fence(written)
+            Ok(())
+        })
     }
 
     fn sources(&self, id: &str) -> Result<Vec<SourceFile>, String> {
@@ -421,19 +430,13 @@ impl Journal for PgJournal {
     fn reopen(&self, id: &str) -> Result<(), String> {
         let id = id.to_owned();
         let pid = i64::from(std::process::id());
-        let fence = self.fence.clone();
-        let written = self.conn.call(move |c| {
-            let mut tx = c.transaction()?;
-            if let Err(e) = fenced(&mut tx, fence.as_ref())? {
-                return Ok(Err(e));
-            }
+        self.behind_fence(move |tx| {
             tx.execute(
                 "UPDATE runs SET status = 'running', finished_ms = NULL, duration_ms = NULL, pid = $2, guarded = false WHERE id = $1",
                 &[&id, &pid],
             )?;
-            tx.commit().map(Ok)
-        })?;
-        self.note_fence(written)
+            Ok(())
+        })
     }
 
     /// Behind the fence, as a write is: once the run is another runner's,
@@ -441,23 +444,13 @@ impl Journal for PgJournal {
     /// this runner's own write having landed.
     fn has_event(&self, id: &str, seq: i64) -> Result<bool, String> {
         let id = id.to_owned();
-        let fence = self.fence.clone();
-        let found = self.conn.call(move |c| {
-            let mut tx = c.transaction()?;
-            if let Err(e) = fenced(&mut tx, fence.as_ref())? {
-                return Ok(Err(e));
-            }
+        self.behind_fence(move |tx| {
             tx.query_opt(
                 "SELECT 1 FROM events WHERE run_id = $1 AND seq = $2",
                 &[&id, &seq],
             )
-            .map(|r| Ok(r.is_some()))
-        })?;
-        if found.is_err() {
-            self.taken_over
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        found
+            .map(|r| r.is_some())
+        })
     }
 
     fn next_seq(&self, id: &str) -> Result<i64, String> {
@@ -529,12 +522,7 @@ impl Journal for PgJournal {
             )),
             _ => None,
         };
-        let fence = self.fence.clone();
-        let written = self.conn.call(move |c| {
-            let mut tx = c.transaction()?;
-            if let Err(e) = fenced(&mut tx, fence.as_ref())? {
-                return Ok(Err(e));
-            }
+        self.behind_fence(move |tx| {
             tx.execute(
                 "INSERT INTO events (run_id, seq, at, offset_ms, kind, stage, step, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[&id, &seq, &at, &offset_ms, &kind, &stage, &step, &body],
@@ -544,9 +532,8 @@ impl Journal for PgJournal {
                     params.iter().map(Param::as_sql).collect();
                 tx.execute(*statement, &refs)?;
             }
-            tx.commit().map(Ok)
-        })?;
-        self.note_fence(written)
+            Ok(())
+        })
     }
 
     fn run(&self, id: &str) -> Result<Option<RunRow>, String> {
