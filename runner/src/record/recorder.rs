@@ -121,19 +121,6 @@ impl Recorder {
         };
         let was_behind = self.lapse.is_some();
         let behind_by = self.pending.len();
-        // Refused by the fence: the run is another runner's now. Its events
-        // from here on are the new owner's to write, and an event with this
-        // number may already be one of them: nothing is kept to retry.
-        if let Err(e) = &written
-            && journal.taken_over()
-        {
-            return if self.lapse.is_some() {
-                Outcome::StillRefused
-            } else {
-                self.lapse = Some((seq, e.clone()));
-                Outcome::Refused(e.clone())
-            };
-        }
         let written = written.or_else(|first_error| {
             self.pending.push_back(Pending {
                 seq,
@@ -176,7 +163,7 @@ impl Recorder {
     /// Writes what the journal refused so far; the run is over (or about to
     /// be). `None` when the journal has every event, else what it lacks.
     pub fn finish(&mut self, journal: &mut dyn Journal) -> Option<String> {
-        if self.lapse.is_some() && !journal.taken_over() && self.flush(journal).is_ok() {
+        if self.lapse.is_some() && self.flush(journal).is_ok() {
             self.lapse = None;
         }
         self.missing()
