@@ -106,6 +106,9 @@ pub fn submit(args: &super::SubmitArgs) -> u8 {
 fn follow(service: &Service, queue: &PgQueue, run_id: &str, output: Output) -> u8 {
     let mut console = Console::watching(output);
     let mut next = 0;
+    // Opened once, and again after a read that failed (the database may have
+    // restarted under it).
+    let mut journal: Option<Box<dyn crate::record::Journal>> = None;
     loop {
         // Read the queue's row first: events written before it said `done`
         // are all in the journal by then.
@@ -116,7 +119,7 @@ fn follow(service: &Service, queue: &PgQueue, run_id: &str, output: Output) -> u
                 return EXIT_INVALID;
             }
         };
-        let journal = match service.journal_to_read() {
+        let reader = match journal.take().map_or_else(|| service.journal_to_read(), Ok) {
             Ok(j) => j,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -127,9 +130,26 @@ fn follow(service: &Service, queue: &PgQueue, run_id: &str, output: Output) -> u
         // `run_finished` in the transaction that set its status, so once the
         // status says ended the read below has every event. (Read the other
         // way round, the run could end between the two reads and its last
-        // events would never be shown.)
-        let status = journal.run(run_id).ok().flatten().map(|r| r.status);
-        for stored in journal.events_after(run_id, next - 1).unwrap_or_default() {
+        // events would never be shown.) A failed read decides nothing: the
+        // next look reads again.
+        let read = reader.run(run_id).and_then(|run| {
+            Ok((
+                run.map(|r| r.status),
+                reader.events_after(run_id, next - 1)?,
+            ))
+        });
+        let (status, events) = match read {
+            Ok(r) => {
+                journal = Some(reader);
+                r
+            }
+            Err(e) => {
+                eprintln!("warning: {e}; reading the run again");
+                std::thread::sleep(POLL);
+                continue;
+            }
+        };
+        for stored in events {
             next = stored.seq + 1;
             let stamped = crate::report::Stamped {
                 at: stored.at,
